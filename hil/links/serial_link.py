@@ -1,0 +1,147 @@
+"""A serial link over any pyserial URL that stamps every received chunk on arrival.
+
+`/dev/ttyACM0`, a pty path and `socket://127.0.0.1:5760` all open the same way.
+Reads and writes are bounded: nothing here can block forever.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import serial
+
+from hil.errors import LinkError
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes as they arrived, with the host's monotonic clock (ns) at arrival."""
+
+    t_ns: int
+    data: bytes
+
+
+class SerialLink:
+    """One open port. `read()` returns a stamped chunk or None when nothing came in time."""
+
+    def __init__(
+        self,
+        url: str,
+        baudrate: int = 115200,
+        *,
+        write_timeout: float = 1.0,
+        max_chunk: int = 65536,
+        raw_log=None,
+    ) -> None:
+        self.url = url
+        self.baudrate = baudrate
+        self.write_timeout = write_timeout
+        self.max_chunk = max_chunk
+        self.raw_log = raw_log
+        self._port: serial.SerialBase | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def open(self) -> SerialLink:
+        try:
+            port = serial.serial_for_url(
+                self.url,
+                baudrate=self.baudrate,
+                timeout=0,
+                write_timeout=self.write_timeout,
+                do_not_open=True,
+            )
+            if hasattr(port, "exclusive") and self.url.startswith("/"):
+                port.exclusive = True
+            port.open()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkError(f"cannot open {self.url}: {exc}") from exc
+        self._port = port
+        return self
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None and self._port.is_open
+
+    def fileno(self) -> int | None:
+        """The OS handle for select(), when the port has one (ttys do, sockets do)."""
+        port = self._port
+        if port is None:
+            return None
+        try:
+            return port.fileno()
+        except Exception:
+            sock = getattr(port, "_socket", None)
+            return sock.fileno() if sock is not None else None
+
+    def _require(self) -> serial.SerialBase:
+        if self._port is None or not self._port.is_open:
+            raise LinkError(f"{self.url} is not open")
+        return self._port
+
+    def read(self, timeout: float) -> Chunk | None:
+        """Wait up to `timeout` s for bytes; return what is there at once when they come."""
+        port = self._require()
+        deadline = time.monotonic() + max(0.0, timeout)
+        fd = self.fileno()
+        try:
+            while True:
+                # With timeout 0 pyserial returns what is there now (ttys and sockets alike).
+                data = port.read(self.max_chunk)
+                if data:
+                    t_ns = time.monotonic_ns()
+                    self.bytes_in += len(data)
+                    if self.raw_log is not None:
+                        self.raw_log.record(t_ns, "rx", data)
+                    return Chunk(t_ns, data)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                if fd is not None:
+                    _wait_readable(fd, remaining)
+                else:
+                    time.sleep(min(remaining, 0.0005))
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"read from {self.url} failed: {exc}") from exc
+
+    def write(self, data: bytes) -> None:
+        """Write all of `data` within the link's write timeout."""
+        port = self._require()
+        try:
+            written = port.write(data)
+        except serial.SerialTimeoutException as exc:
+            raise LinkError(
+                f"write to {self.url} timed out after {self.write_timeout} s "
+                f"({len(data)} bytes): is the other side reading?"
+            ) from exc
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"write to {self.url} failed: {exc}") from exc
+        if written is not None and written != len(data):
+            raise LinkError(f"short write to {self.url}: {written} of {len(data)} bytes")
+        self.bytes_out += len(data)
+        if self.raw_log is not None:
+            self.raw_log.record(time.monotonic_ns(), "tx", data)
+
+    def close(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except Exception:
+                pass
+
+    def __enter__(self) -> SerialLink:
+        return self.open() if not self.is_open else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SerialLink({self.url!r})"
+
+
+def _wait_readable(fd: int, timeout: float) -> None:
+    import select
+
+    select.select([fd], [], [], timeout)

@@ -1,0 +1,70 @@
+"""Rig files: good ones load, bad ones name the file, key and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from hil.errors import ConfigError
+from hil.rig import DEFAULT_RIG, MavlinkBoard, Rig, VirtualBoard
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "rig.toml"
+    path.write_text(text)
+    return path
+
+
+def test_default_rig_holds_one_virtual_copter():
+    rig = Rig.load(DEFAULT_RIG)
+    try:
+        assert len(rig.boards) == 1
+        assert isinstance(rig.boards[0], VirtualBoard)
+        assert rig.boards[0].lockstep
+    finally:
+        rig.stop()
+
+
+def test_sitl_board_by_url(tmp_path):
+    rig = Rig.load(_write(tmp_path, '[[board]]\nname = "sitl"\ntype = "mavlink"\nurl = "tcp:127.0.0.1:5760"\n'))
+    try:
+        board = rig.select("sitl")
+        assert isinstance(board, MavlinkBoard)
+        assert board.url() == "socket://127.0.0.1:5760"
+        assert not board.lockstep
+    finally:
+        rig.stop()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "at least one [[board]]"),
+        ("[[board]]\ntype = 'warp'\nusb_serial = 'X'\n", "'warp' is not one of: mavlink, virtual"),
+        ("[[board]]\ntype = 'virtual'\n", "needs a usb_serial"),
+        ("[[board]]\ntype = 'virtual'\nusb_serial = 'X'\nspeed = 3\n", "unknown keys ['speed']"),
+        ("[[board]]\ntype = 'mavlink'\n", "give either url"),
+        ("[rig]\nnmae = 'x'\n[[board]]\nusb_serial = 'X'\n", "[rig] takes only"),
+        ("[[board]\n", "not valid TOML"),
+        ("[[board]]\nusb_serial='X'\n[extra]\n", "unknown top-level keys"),
+    ],
+)
+def test_bad_rig_file_is_refused_with_the_reason(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        Rig.load(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_rig_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        Rig.load(tmp_path / "nope.toml")
+
+
+def test_unknown_board_lists_the_boards():
+    rig = Rig.load(DEFAULT_RIG)
+    try:
+        with pytest.raises(ConfigError, match="copter1 \\(HILVFC0001\\)"):
+            rig.select("copter9")
+    finally:
+        rig.stop()
