@@ -1,0 +1,421 @@
+"""Scenario objects (frozen dataclasses) and the registry of injection kinds.
+
+The loader (`hil.scenario.load`) turns a TOML file into these objects; Python tests can
+build them through `parse_scenario` from a dict. Nothing here is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+# Board classes a scenario can apply to.
+BOARD_CLASSES: tuple[str, ...] = ("mavlink", "msp")
+
+# Flight modes a scenario's setup can put the vehicle in.
+SETUP_MODES: tuple[str, ...] = ("STABILIZE", "ALT_HOLD", "LOITER", "GUIDED", "RTL", "LAND")
+
+# Flight modes an expectation can name (ArduCopter's mode names).
+COPTER_MODES: tuple[str, ...] = tuple(
+    sorted(
+        {
+            *SETUP_MODES,
+            "ACRO", "AUTO", "AUTOTUNE", "AUTO_RTL", "AUTOROTATE", "BRAKE", "CIRCLE", "DRIFT",
+            "FLIP", "FLOWHOLD", "FOLLOW", "GUIDED_NOGPS", "POSHOLD", "SMART_RTL", "SPORT",
+            "SYSTEMID", "THROW", "TURTLE", "ZIGZAG",
+        }
+    )
+)
+
+# Keys of an [[injection]] table that are not parameters of the kind.
+INJECTION_FIXED_KEYS: tuple[str, ...] = ("kind", "id", "start", "stop", "duration")
+
+
+class _Required:
+    """Marker for a parameter without a default."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+class ParamInvalid(ValueError):
+    """A value does not satisfy a `ParamSpec`; the message is the requirement."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """Declares one parameter: its type, default, bounds and a one-line doc."""
+
+    type: type  # float, int, bool or str
+    default: Any = REQUIRED
+    min: float | None = None
+    max: float | None = None
+    min_exclusive: bool = False
+    max_exclusive: bool = False
+    choices: tuple[str, ...] | None = None
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in (float, int, bool, str):
+            raise TypeError(f"ParamSpec.type must be float, int, bool or str, got {self.type!r}")
+        if self.default is not REQUIRED:
+            self.convert(self.default)  # a bad default is a programming error
+
+    @property
+    def required(self) -> bool:
+        """True when the parameter has no default."""
+        return self.default is REQUIRED
+
+    def requirement(self) -> str:
+        """What is allowed, in words: 'a number between 0 and 360'."""
+        if self.type is bool:
+            return "true or false"
+        if self.type is str:
+            if self.choices:
+                return "one of: " + ", ".join(self.choices)
+            return "a string"
+        noun = "an integer" if self.type is int else "a number"
+        lo, hi = self.min, self.max
+        if lo is not None and hi is not None and not self.min_exclusive and not self.max_exclusive:
+            return f"{noun} between {_num(lo)} and {_num(hi)}"
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if self.min_exclusive else '>='} {_num(lo)}")
+        if hi is not None:
+            parts.append(f"{'<' if self.max_exclusive else '<='} {_num(hi)}")
+        return noun + (" " + " and ".join(parts) if parts else "")
+
+    def convert(self, value: Any) -> Any:
+        """Return `value` normalised to the declared type, or raise `ParamInvalid`."""
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise ParamInvalid(self.requirement())
+            return value
+        if self.type is str:
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                raise ParamInvalid(self.requirement())
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamInvalid(self.requirement())
+        if self.type is int and not isinstance(value, int):
+            raise ParamInvalid(self.requirement())
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamInvalid(self.requirement())
+        if self.min is not None and (value <= self.min if self.min_exclusive else value < self.min):
+            raise ParamInvalid(self.requirement())
+        if self.max is not None and (value >= self.max if self.max_exclusive else value > self.max):
+            raise ParamInvalid(self.requirement())
+        return float(value) if self.type is float else value
+
+
+def _num(x: float) -> str:
+    """A bound as written by a person: 100, 0.5."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+@dataclass(frozen=True)
+class InjectionKind:
+    """A registered injection kind: its name, parameters and a one-line doc."""
+
+    name: str
+    params: Mapping[str, ParamSpec]
+    doc: str = ""
+
+
+_INJECTION_KINDS: dict[str, InjectionKind] = {}
+
+
+def register_injection_kind(
+    name: str, params: Mapping[str, ParamSpec], doc: str = "", *, replace: bool = False
+) -> InjectionKind:
+    """Add an injection kind the loader accepts as `[[injection]] kind = name`.
+
+    Parameters are written flat in the injection's table (`volts = 1.5`), so their names
+    cannot be one of `INJECTION_FIXED_KEYS`.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or not name.islower():
+        raise ValueError(f"injection kind name must be a lowercase identifier, got {name!r}")
+    if name in _INJECTION_KINDS and not replace:
+        raise ValueError(f"injection kind {name!r} is already registered")
+    for pname, spec in params.items():
+        if not isinstance(pname, str) or not pname.isidentifier():
+            raise ValueError(f"parameter name must be an identifier, got {pname!r}")
+        if pname in INJECTION_FIXED_KEYS:
+            raise ValueError(f"parameter name {pname!r} clashes with an injection key")
+        if not isinstance(spec, ParamSpec):
+            raise TypeError(f"parameter {pname!r}: expected a ParamSpec, got {spec!r}")
+    kind = InjectionKind(name, MappingProxyType(dict(params)), doc)
+    _INJECTION_KINDS[name] = kind
+    return kind
+
+
+def unregister_injection_kind(name: str) -> None:
+    """Remove a registered kind (for tests that register temporary kinds)."""
+    _INJECTION_KINDS.pop(name, None)
+
+
+def injection_kinds() -> Mapping[str, InjectionKind]:
+    """The registered injection kinds by name (read-only view)."""
+    return MappingProxyType(_INJECTION_KINDS)
+
+
+WIND_PARAMS: Mapping[str, ParamSpec] = MappingProxyType(
+    {
+        "speed": ParamSpec(float, min=0.0, doc="mean wind speed, m/s"),
+        "direction": ParamSpec(
+            float, default=0.0, min=0.0, max=360.0, doc="where the wind blows from, deg (0 = north)"
+        ),
+        "gust": ParamSpec(float, default=0.0, min=0.0, doc="gust amplitude, m/s"),
+    }
+)
+
+BATTERY_PARAMS: Mapping[str, ParamSpec] = MappingProxyType(
+    {
+        "cells": ParamSpec(int, min=1, max=14, doc="cells in series"),
+        "capacity_mah": ParamSpec(float, min=0.0, min_exclusive=True, doc="capacity, mAh"),
+    }
+)
+
+register_injection_kind("rc_loss", {}, "the radio link is gone")
+register_injection_kind("gcs_loss", {}, "the ground station's heartbeats stop")
+register_injection_kind("gps_loss", {}, "the GPS receiver has no fix")
+register_injection_kind(
+    "battery_sag",
+    {"volts": ParamSpec(float, min=0.0, min_exclusive=True, doc="extra voltage drop, V")},
+    "the battery voltage drops by `volts`",
+)
+register_injection_kind("wind", WIND_PARAMS, "wind (on top of the setup's wind)")
+
+
+# --- scenario objects ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wind:
+    """Steady wind with gusts; `direction` is where it blows from, deg, 0 = north."""
+
+    speed: float
+    direction: float = 0.0
+    gust: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatteryConfig:
+    """The simulated battery pack."""
+
+    cells: int
+    capacity_mah: float
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How the vehicle is prepared before the timeline starts (t < 0)."""
+
+    mode: str
+    altitude: float
+    fly_to: tuple[float, float] | None = None
+    params: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    wind: Wind | None = None
+    battery: BatteryConfig | None = None
+    armed: bool = True
+
+
+@dataclass(frozen=True)
+class Injection:
+    """A threat applied in [start, stop) s on the timeline; stop None = until the end."""
+
+    id: str
+    kind: str
+    start: float
+    stop: float | None
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """Base of the expectation kinds; `kind` is the TOML `kind`."""
+
+    kind: ClassVar[str] = ""
+
+    def anchors(self) -> tuple[str, ...]:
+        """Anchor names this expectation refers to."""
+        after = getattr(self, "after", None)
+        return (after,) if after is not None else ()
+
+    def describe(self) -> str:
+        """A one-line statement of what is expected."""
+        raise NotImplementedError
+
+
+def _s(x: float) -> str:
+    return f"{x:.2f} s"
+
+
+@dataclass(frozen=True)
+class ExpectMode(Expectation):
+    """The vehicle enters `mode` within `within` s after `after`, not before `not_before`."""
+
+    kind: ClassVar[str] = "mode"
+    mode: str
+    within: float
+    after: str = "start"
+    not_before: float | None = None
+
+    def describe(self) -> str:
+        text = f"mode {self.mode} within {_s(self.within)} after {self.after}"
+        if self.not_before is not None:
+            text += f", not before {_s(self.not_before)}"
+        return text
+
+
+@dataclass(frozen=True)
+class ExpectStatustext(Expectation):
+    """A STATUSTEXT containing `contains` (case-insensitive) within `within` s after `after`."""
+
+    kind: ClassVar[str] = "statustext"
+    contains: str
+    within: float
+    after: str = "start"
+
+    def describe(self) -> str:
+        return f'STATUSTEXT containing "{self.contains}" within {_s(self.within)} after {self.after}'
+
+
+@dataclass(frozen=True)
+class ExpectDisarmed(Expectation):
+    """Disarmed within `within` s after `after`, and stays disarmed."""
+
+    kind: ClassVar[str] = "disarmed"
+    within: float
+    after: str = "start"
+
+    def describe(self) -> str:
+        return f"disarmed within {_s(self.within)} after {self.after}"
+
+
+@dataclass(frozen=True)
+class ExpectLandedNearHome(Expectation):
+    """When it disarms after having flown, it is within `radius` m of home."""
+
+    kind: ClassVar[str] = "landed_near_home"
+    radius: float
+
+    def describe(self) -> str:
+        return f"landed and disarmed within {self.radius:.2f} m of home"
+
+
+@dataclass(frozen=True)
+class ExpectAltitude(Expectation):
+    """Altitude above home in [min, max] for `duration` s (TOML `for`) from `after` + `delay`."""
+
+    kind: ClassVar[str] = "altitude"
+    min: float
+    max: float
+    duration: float
+    after: str = "start"
+    delay: float = 0.0
+
+    def describe(self) -> str:
+        return (
+            f"altitude between {self.min:.2f} and {self.max:.2f} m for {_s(self.duration)}"
+            f" from {self.after} + {_s(self.delay)}"
+        )
+
+
+@dataclass(frozen=True)
+class ExpectHoldPosition(Expectation):
+    """Within `radius` m of the position at `after` + `delay` for `duration` s (TOML `for`)."""
+
+    kind: ClassVar[str] = "hold_position"
+    radius: float
+    duration: float
+    after: str = "start"
+    delay: float = 0.0
+
+    def describe(self) -> str:
+        return (
+            f"position held within {self.radius:.2f} m for {_s(self.duration)}"
+            f" from {self.after} + {_s(self.delay)}"
+        )
+
+
+@dataclass(frozen=True)
+class ExpectNeverMode(Expectation):
+    """The vehicle is never in `mode` in [after, after + duration] (None: to the end)."""
+
+    kind: ClassVar[str] = "never_mode"
+    mode: str
+    after: str = "start"
+    duration: float | None = None
+
+    def describe(self) -> str:
+        span = "to the end" if self.duration is None else f"for {_s(self.duration)}"
+        return f"never in mode {self.mode} from {self.after} {span}"
+
+
+@dataclass(frozen=True)
+class ExpectArmedThroughout(Expectation):
+    """The vehicle stays armed in [after, after + duration] (None: to the end)."""
+
+    kind: ClassVar[str] = "armed_throughout"
+    after: str = "start"
+    duration: float | None = None
+
+    def describe(self) -> str:
+        span = "to the end" if self.duration is None else f"for {_s(self.duration)}"
+        return f"armed from {self.after} {span}"
+
+
+EXPECTATION_CLASSES: Mapping[str, type[Expectation]] = MappingProxyType(
+    {
+        cls.kind: cls
+        for cls in (
+            ExpectAltitude,
+            ExpectArmedThroughout,
+            ExpectDisarmed,
+            ExpectHoldPosition,
+            ExpectLandedNearHome,
+            ExpectMode,
+            ExpectNeverMode,
+            ExpectStatustext,
+        )
+    }
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario: setup, injections on a timeline, expectations."""
+
+    name: str
+    description: str
+    path: Path | None
+    applies_to: tuple[str, ...]
+    duration: float
+    seed: int
+    setup: Setup
+    injections: tuple[Injection, ...]
+    expectations: tuple[Expectation, ...]
+
+    def injection(self, injection_id: str) -> Injection:
+        """The injection with that id (KeyError if none)."""
+        for inj in self.injections:
+            if inj.id == injection_id:
+                return inj
+        raise KeyError(injection_id)
+
+    def nominal_anchors(self) -> dict[str, float]:
+        """Anchor times as planned in the file ('<id>.stop' only for injections that stop)."""
+        anchors = {"start": 0.0}
+        for inj in self.injections:
+            anchors[f"{inj.id}.start"] = inj.start
+            if inj.stop is not None:
+                anchors[f"{inj.id}.stop"] = inj.stop
+        return anchors
