@@ -1,0 +1,163 @@
+"""Failsafe detection and the ArduPilot mapping from parameter values to actions.
+
+Each monitor is a small state machine fed with times in seconds; ``check`` returns
+``"on"`` when its failsafe starts, ``"off"`` when it clears, else None. The Copter
+announces the event and applies the action (see ``Copter._failsafe``).
+"""
+
+from __future__ import annotations
+
+# Actions.
+NONE, RTL, LAND, ALT_HOLD, DISARM = "none", "rtl", "land", "alt_hold", "disarm"
+
+THROTTLE_LOW_COUNT = 3
+"""Consecutive RC inputs below FS_THR_VALUE that trip the radio failsafe."""
+EKF_CHECKS_TO_TRIP = 10
+"""EKF checks (at 10 Hz) over threshold before the EKF failsafe, ArduPilot's 1 s."""
+
+
+def radio_action(fs_thr_enable: int) -> str:
+    """FS_THR_ENABLE: 1 RTL, 2 (old continue-mission) RTL, 3 Land, 4 SmartRTL->RTL,
+    5 SmartRTL->Land, 6 DO_LAND_START->RTL, 7 Brake->Land; 0 none."""
+    if fs_thr_enable in (3, 5, 7):
+        return LAND
+    if fs_thr_enable in (1, 2, 4, 6):
+        return RTL
+    return NONE
+
+
+def gcs_action(fs_gcs_enable: int) -> str:
+    """FS_GCS_ENABLE: 5 Land, 7 Brake->Land, any other non-zero RTL; 0 none."""
+    if fs_gcs_enable == 0:
+        return NONE
+    if fs_gcs_enable in (5, 7):
+        return LAND
+    return RTL
+
+
+def battery_action(act: int) -> str:
+    """BATT_FS_LOW_ACT: 0 warn, 1 Land, 2 RTL, 3 SmartRTL or RTL, 4 SmartRTL or Land
+    (both RTL here, falling back to Land), 5 Terminate (disarm)."""
+    return {1: LAND, 2: RTL, 3: RTL, 4: RTL, 5: DISARM}.get(act, NONE)
+
+
+def ekf_action(act: int) -> str:
+    """FS_EKF_ACTION: 1 Land, 2 AltHold, 3 Land even in manual modes."""
+    return {2: ALT_HOLD}.get(act, LAND)
+
+
+class RadioMonitor:
+    """No valid RC for RC_FS_TIMEOUT, or throttle under FS_THR_VALUE 3 times running."""
+
+    def __init__(self) -> None:
+        self.last_valid: float | None = None
+        self.low_count = 0
+        self.active = False
+
+    def on_frame(self, now: float, valid: bool, throttle_pwm: int, fs_value: float) -> None:
+        """One RC input; ``valid`` when the stick channels are present and sane."""
+        if not valid:
+            return
+        if throttle_pwm < fs_value:
+            self.low_count += 1
+        else:
+            self.low_count = 0
+        self.last_valid = now
+
+    def rc_ok(self, now: float, timeout: float) -> bool:
+        """Valid RC recently and the throttle not in failsafe territory."""
+        return (self.last_valid is not None and now - self.last_valid < timeout
+                and self.low_count < THROTTLE_LOW_COUNT)
+
+    def check(self, now: float, enabled: bool, armed: bool, armed_at: float,
+              timeout: float) -> str | None:
+        """Start/clear the failsafe. RC never seen only counts once armed."""
+        if not enabled:
+            if self.active:
+                self.active = False
+                return "off"
+            return None
+        if self.last_valid is None:
+            lost = armed and now - armed_at >= timeout
+        else:
+            lost = not self.rc_ok(now, timeout)
+        if lost and not self.active:
+            self.active = True
+            return "on"
+        if not lost and self.active:
+            self.active = False
+            return "off"
+        return None
+
+
+class GcsMonitor:
+    """GCS heartbeats seen, then none for FS_GCS_TIMEOUT while armed."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self.active = False
+
+    def heartbeat(self, now: float) -> None:
+        """A GCS heartbeat arrived."""
+        self.last = now
+
+    def check(self, now: float, enabled: bool, armed: bool, timeout: float) -> str | None:
+        lost = (enabled and armed and self.last is not None
+                and now - self.last >= timeout)
+        if lost and not self.active:
+            self.active = True
+            return "on"
+        if self.active and (not enabled or (self.last is not None and now - self.last < timeout)):
+            self.active = False
+            return "off"
+        return None
+
+
+class EkfMonitor:
+    """Two of (velocity, horizontal position, compass) ratios over threshold for 1 s."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.active = False
+
+    def check(self, vel: float, pos: float, mag: float, thresh: float,
+              applicable: bool) -> str | None:
+        """One 10 Hz check. ``applicable``: armed and in a mode where it acts."""
+        if thresh <= 0.0:
+            bad = False
+        else:
+            over = (vel >= thresh) + (pos >= thresh) + (mag >= thresh)
+            bad = over >= 2 or vel >= 2.0 * thresh
+        if bad and applicable:
+            self.count = min(self.count + 1, EKF_CHECKS_TO_TRIP)
+        elif not bad:
+            self.count = max(self.count - 1, 0)
+        if self.count >= EKF_CHECKS_TO_TRIP and not self.active:
+            self.active = True
+            return "on"
+        if self.count == 0 and self.active:
+            self.active = False
+            return "off"
+        return None
+
+
+class BatteryMonitor:
+    """Voltage under BATT_LOW_VOLT continuously for BATT_LOW_TIMER; latched like ArduPilot."""
+
+    def __init__(self) -> None:
+        self.low_since: float | None = None
+        self.active = False
+
+    def check(self, now: float, voltage: float | None, low_volt: float, timer: float,
+              armed: bool) -> str | None:
+        if self.active:
+            return None
+        if voltage is None or low_volt <= 0.0 or voltage >= low_volt or not armed:
+            self.low_since = None
+            return None
+        if self.low_since is None:
+            self.low_since = now
+        if now - self.low_since >= timer:
+            self.active = True
+            return "on"
+        return None

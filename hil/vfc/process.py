@@ -1,0 +1,200 @@
+"""The harness's handle on one virtual board process: start it, find its port, stop it.
+
+The board runs as `python -m hil.vfc` in its own process group (a Ctrl-C at the
+terminal does not kill it under the harness's feet; `stop()` ends it) and announces
+its pty in the registry; the port is read from there each time because it changes at
+every reboot.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import hil
+from hil.errors import BoardNotAnswering, PortNotFound
+from hil.links import registry
+from hil.mavlink.dialect import VFC_BOARD_ID
+from hil.timeout import Deadline
+
+_PROJECT_ROOT = Path(hil.__file__).resolve().parent.parent
+
+
+class VirtualBoardProcess:
+    """One `python -m hil.vfc` process, found again by its USB serial number."""
+
+    def __init__(
+        self,
+        usb_serial: str,
+        storage_path: Path | str,
+        registry_dir: Path | str,
+        board_id: int = VFC_BOARD_ID,
+        firmware_version: str = "1.0.0",
+        log_path: Path | str | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.usb_serial = usb_serial
+        self.storage_path = Path(storage_path)
+        self.registry_dir = Path(registry_dir)
+        self.board_id = board_id
+        self.firmware_version = firmware_version
+        self.name = name
+        self.log_path = (
+            Path(log_path)
+            if log_path is not None
+            else self.storage_path.with_name(f"{usb_serial}.log")
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def command(self) -> list[str]:
+        """The command line that starts the board."""
+        argv = [
+            sys.executable,
+            "-m",
+            "hil.vfc",
+            "--usb-serial",
+            self.usb_serial,
+            "--storage",
+            str(self.storage_path),
+            "--registry",
+            str(self.registry_dir),
+            "--board-id",
+            str(self.board_id),
+            "--firmware-version",
+            self.firmware_version,
+        ]
+        if self.name:
+            argv += ["--name", self.name]
+        return argv
+
+    def start(self, timeout: float = 10.0) -> VirtualBoardProcess:
+        """Spawn the board and wait (bounded) until its registry entry names a port."""
+        if self.alive:
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # closed in stop()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        env["PYTHONUNBUFFERED"] = "1"
+        self._proc = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = Deadline(timeout)
+        while True:
+            entry = registry.find_entry(self.registry_dir, self.usb_serial)
+            if entry is not None and entry.get("process_id") == self._proc.pid:
+                return self
+            code = self._proc.poll()
+            if code is not None or deadline.expired:
+                self.stop()
+                what = (
+                    f"exited with code {code}"
+                    if code is not None
+                    else f"did not announce its port within {timeout:.1f} s (killed)"
+                )
+                raise BoardNotAnswering(
+                    f"virtual board {self.usb_serial} {what}; registry {self.registry_dir}; "
+                    f"log {self.log_path}:\n{self._log_tail()}"
+                )
+            time.sleep(0.02)
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(log empty)"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id, or None before start."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit code once the process has ended."""
+        return self._proc.poll() if self._proc is not None else None
+
+    @property
+    def entry(self) -> dict | None:
+        """The board's live registry entry, or None."""
+        return registry.find_entry(self.registry_dir, self.usb_serial)
+
+    @property
+    def port(self) -> str:
+        """The board's current pty path (it changes at every reboot)."""
+        entry = self.entry
+        if entry is None or not self.alive or entry.get("process_id") != self.pid:
+            raise PortNotFound(
+                f"virtual board {self.usb_serial} has no port in {self.registry_dir} "
+                f"(process {'running' if self.alive else 'not running'}); log {self.log_path}"
+            )
+        return str(entry["port"])
+
+    def wait_port_change(self, old_port: str, timeout: float = 5.0) -> str:
+        """Wait until the board announces a port other than `old_port` (after a reboot)."""
+        deadline = Deadline(timeout)
+        while not deadline.expired:
+            entry = self.entry
+            if entry is not None and entry.get("port") != old_port:
+                return str(entry["port"])
+            time.sleep(0.02)
+        raise PortNotFound(
+            f"virtual board {self.usb_serial} still on {old_port} after {timeout:.1f} s; "
+            f"log {self.log_path}"
+        )
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM, wait up to `timeout` s, then SIGKILL; idempotent. Returns the exit code."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            self._signal(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(proc, signal.SIGKILL)
+                proc.wait(timeout)
+        if proc is not None:
+            # A killed board cannot clean up after itself.
+            registry.remove_entry(self.registry_dir, self.usb_serial, process_id=proc.pid)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return proc.returncode if proc is not None else None
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:
+        try:
+            os.killpg(proc.pid, signum)  # its own group: its pid is the group id
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> VirtualBoardProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,1019 @@
+"""The MAVLink server of one virtual board: owns its pty and speaks ArduPilot-Copter MAVLink.
+
+Lockstep: every HIL_SENSOR runs exactly one Copter loop and is answered at once with one
+HIL_ACTUATOR_CONTROLS carrying the same time_usec; the board clock is the time_usec of
+the last HIL_SENSOR. Telemetry streams are scheduled in board time, so a run is the
+same whatever the host's speed. With no simulator attached (no HIL_SENSOR for 1 s of
+wall time) the clock stops and only a HEARTBEAT per wall second goes out, so a ground
+station still sees the board.
+
+The boot banner (STATUSTEXT) is sent when the first valid MAVLink message of a boot
+arrives, not at boot: a USB CDC port drops what it sends before the host opens it, and
+this way the harness always sees the banner exactly once per boot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import select
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hil.errors import ParamError
+from hil.mavlink.dialect import (
+    COPTER_MODES,
+    SIM_COMPONENT_ID,
+    VFC_BOARD_ID,
+    VFC_COMPONENT_ID,
+    VFC_SYSTEM_ID,
+    VFC_USB_PID,
+    VFC_USB_VID,
+    mavlink,
+    new_codec,
+)
+from hil.sim.geo import Home, lla_to_ned, ned_to_lla
+from hil.vfc.copter import Copter
+from hil.vfc.params import ParamStore
+from hil.vfc.pty import Pty
+
+M = mavlink
+UINT16_MAX = 0xFFFF
+FORCE_MAGIC = 21196  # COMPONENT_ARM_DISARM param2 that skips checks (ArduPilot/PX4)
+REBOOT_DELAY_S = 0.1
+IDLE_AFTER_S = 1.0
+SELECT_TIMEOUT_S = 0.02
+OUTBUF_LIMIT = 256 * 1024
+
+# HIL_SENSOR fields_updated groups (PROTOCOLS.md section 4).
+MAG_BITS = 0x1C0
+ABS_PRESSURE_BIT = 0x200
+TEMPERATURE_BIT = 0x1000
+
+#: Default telemetry streams: message id -> rate in Hz of board time.
+DEFAULT_RATES_HZ: dict[int, float] = {
+    M.MAVLINK_MSG_ID_HEARTBEAT: 1.0,
+    M.MAVLINK_MSG_ID_SYS_STATUS: 2.0,
+    M.MAVLINK_MSG_ID_ATTITUDE: 10.0,
+    M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT: 10.0,
+    M.MAVLINK_MSG_ID_GPS_RAW_INT: 5.0,
+    M.MAVLINK_MSG_ID_RC_CHANNELS: 5.0,
+    M.MAVLINK_MSG_ID_SERVO_OUTPUT_RAW: 10.0,
+    M.MAVLINK_MSG_ID_EKF_STATUS_REPORT: 2.0,
+    M.MAVLINK_MSG_ID_SYSTEM_TIME: 1.0,
+    M.MAVLINK_MSG_ID_VFR_HUD: 4.0,
+}
+
+# ArduCopter's modes by what HEARTBEAT.base_mode says about them.
+_MANUAL_THROTTLE_MODES = {COPTER_MODES[n] for n in ("STABILIZE", "ACRO", "DRIFT", "FLIP")}
+_AUTOPILOT_MODES = {
+    COPTER_MODES[n]
+    for n in ("AUTO", "GUIDED", "RTL", "CIRCLE", "LAND", "SMART_RTL", "AVOID_ADSB", "GUIDED_NOGPS")
+}
+
+
+@dataclass(frozen=True)
+class BoardIdentity:
+    """What a board says about itself: USB descriptors, board id, firmware version."""
+
+    usb_serial: str
+    board_id: int = VFC_BOARD_ID
+    firmware_version: str = "1.0.0"
+    name: str = "HILVFC"
+
+
+def flight_sw_version(version: str) -> int:
+    """ArduPilot's encoding: major<<24 | minor<<16 | patch<<8 | release type (255 official)."""
+    match = re.match(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?(.*)$", version)
+    if not match:
+        return 0
+    major, minor, patch = (int(g or 0) & 0xFF for g in match.groups()[:3])
+    suffix = match.group(4).lower()
+    kind = 255
+    for word, code in (("dev", 0), ("alpha", 64), ("beta", 128), ("rc", 192)):
+        if word in suffix:
+            kind = code
+            break
+    return major << 24 | minor << 16 | patch << 8 | kind
+
+
+def _has_nonfinite(msg: Any) -> bool:
+    for name in msg.get_fieldnames():
+        value = getattr(msg, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            return True
+        if isinstance(value, list) and any(
+            isinstance(v, float) and not math.isfinite(v) for v in value
+        ):
+            return True
+    return False
+
+
+def _text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    return value.split("\x00", 1)[0]
+
+
+class FrameReader:
+    """Frames MAVLink out of a byte stream and resynchronises byte by byte after garbage.
+
+    pymavlink's own parser skips a whole (claimed) frame length when a frame fails its
+    CRC, which can swallow the valid frames behind a stray start byte; here a failed
+    candidate costs only its start byte. A candidate that stays incomplete for
+    `stall_s` is given up the same way, so a stray 0xFD with a long claimed length
+    cannot hold a short valid request hostage.
+    """
+
+    def __init__(self, codec: Any, stall_s: float = 0.05) -> None:
+        self.codec = codec
+        self.stall_s = stall_s
+        self.buf = bytearray()
+        self.bad_bytes = 0
+        self._pending_since: float | None = None
+
+    def feed(self, data: bytes, now: float) -> list[Any]:
+        """Add bytes; return the messages now complete."""
+        self.buf += data
+        return self.poll(now)
+
+    def poll(self, now: float) -> list[Any]:
+        """Return complete messages; give up on a start byte that has stalled."""
+        out: list[Any] = []
+        buf = self.buf
+        while buf:
+            starts = [i for i in (buf.find(0xFD), buf.find(0xFE)) if i >= 0]
+            if not starts:
+                self.bad_bytes += len(buf)
+                buf.clear()
+                break
+            first = min(starts)
+            if first:
+                self.bad_bytes += first
+                del buf[:first]
+                self._pending_since = None
+            if len(buf) < 3:
+                total = None
+            elif buf[0] == 0xFD:
+                incompat = buf[2]
+                if incompat & ~0x01:
+                    self._drop_one()
+                    continue
+                total = 10 + buf[1] + 2 + (13 if incompat & 0x01 else 0)
+            else:
+                total = 6 + buf[1] + 2
+            if total is None or len(buf) < total:
+                if self._pending_since is None:
+                    self._pending_since = now
+                if now - self._pending_since > self.stall_s:
+                    self._drop_one()
+                    continue
+                break
+            try:
+                msg = self.codec.decode(bytearray(buf[:total]))
+            except Exception:
+                msg = None
+            if msg is None or isinstance(msg, M.MAVLink_unknown):
+                # An unknown id cannot be CRC-checked: treat it as noise.
+                self._drop_one()
+                continue
+            del buf[:total]
+            self._pending_since = None
+            out.append(msg)
+        return out
+
+    def _drop_one(self) -> None:
+        del self.buf[:1]
+        self.bad_bytes += 1
+        self._pending_since = None
+
+
+class VfcServer:
+    """One virtual board: Copter + parameters + pty, served until `stop` is set."""
+
+    def __init__(
+        self,
+        identity: BoardIdentity,
+        storage_path: Path | str | None,
+        *,
+        on_port: Callable[[str], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.storage_path = Path(storage_path) if storage_path is not None else None
+        self.on_port = on_port
+        self.log = log or (
+            lambda text: print(f"vfc {identity.usb_serial}: {text}", file=sys.stderr)
+        )
+        self.codec = new_codec(VFC_SYSTEM_ID, VFC_COMPONENT_ID)
+        self.pty: Pty | None = None
+        self.boots = 0
+        self._builders: dict[int, Callable[[], Any]] = {
+            M.MAVLINK_MSG_ID_HEARTBEAT: self._heartbeat,
+            M.MAVLINK_MSG_ID_SYS_STATUS: self._sys_status,
+            M.MAVLINK_MSG_ID_ATTITUDE: self._attitude,
+            M.MAVLINK_MSG_ID_GLOBAL_POSITION_INT: self._global_position_int,
+            M.MAVLINK_MSG_ID_LOCAL_POSITION_NED: self._local_position_ned,
+            M.MAVLINK_MSG_ID_GPS_RAW_INT: self._gps_raw_int,
+            M.MAVLINK_MSG_ID_RC_CHANNELS: self._rc_channels,
+            M.MAVLINK_MSG_ID_SERVO_OUTPUT_RAW: self._servo_output_raw,
+            M.MAVLINK_MSG_ID_EKF_STATUS_REPORT: self._ekf_status_report,
+            M.MAVLINK_MSG_ID_SYSTEM_TIME: self._system_time,
+            M.MAVLINK_MSG_ID_VFR_HUD: self._vfr_hud,
+            M.MAVLINK_MSG_ID_HOME_POSITION: self._home_position,
+            M.MAVLINK_MSG_ID_AUTOPILOT_VERSION: self._autopilot_version,
+        }
+        self._handlers: dict[str, Callable[[Any], None]] = {
+            "HIL_SENSOR": self._on_hil_sensor,
+            "HIL_GPS": self._on_hil_gps,
+            "RC_CHANNELS_OVERRIDE": self._on_rc_override,
+            "HIL_RC_INPUTS_RAW": self._on_hil_rc_inputs_raw,
+            "BATTERY_STATUS": self._on_battery_status,
+            "HEARTBEAT": self._on_heartbeat,
+            "COMMAND_LONG": self._on_command_long,
+            "COMMAND_INT": self._on_command_int,
+            "SET_MODE": self._on_set_mode,
+            "SET_POSITION_TARGET_LOCAL_NED": self._on_target_local,
+            "SET_POSITION_TARGET_GLOBAL_INT": self._on_target_global,
+            "PARAM_REQUEST_LIST": self._on_param_request_list,
+            "PARAM_REQUEST_READ": self._on_param_request_read,
+            "PARAM_SET": self._on_param_set,
+            "TIMESYNC": self._on_timesync,
+        }
+        self._commands: dict[int, Callable[[list[float]], tuple[int, str]]] = {
+            M.MAV_CMD_COMPONENT_ARM_DISARM: self._cmd_arm_disarm,
+            M.MAV_CMD_NAV_TAKEOFF: self._cmd_takeoff,
+            M.MAV_CMD_DO_SET_MODE: self._cmd_do_set_mode,
+            M.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN: self._cmd_reboot,
+            M.MAV_CMD_SET_MESSAGE_INTERVAL: self._cmd_set_message_interval,
+            M.MAV_CMD_GET_MESSAGE_INTERVAL: self._cmd_get_message_interval,
+            M.MAV_CMD_REQUEST_MESSAGE: self._cmd_request_message,
+            M.MAV_CMD_REQUEST_AUTOPILOT_CAPABILITIES: self._cmd_request_capabilities,
+        }
+        #: Per-step timings (ns): Copter.loop, and the server's read-to-reply overhead.
+        self.loop_ns: deque[int] = deque(maxlen=200_000)
+        self.overhead_ns: deque[int] = deque(maxlen=200_000)
+        #: Set by a command handler to send its reply after the COMMAND_ACK.
+        self._follow_up: Callable[[], None] | None = None
+        self._boot()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def _boot(self) -> None:
+        """(Re)start the firmware: fresh parameters from storage, fresh Copter, new pty."""
+        self.params = ParamStore(path=self.storage_path)
+        self.params.load()
+        self.copter = Copter(self.params)
+        self.time_us = 0
+        self.steps = 0
+        self.last_gps: Any = None
+        self.last_gps_us = -1
+        self.last_mag_us = -1
+        self.last_baro_us = -1
+        self._intervals: dict[int, int | None] = {
+            msg_id: int(round(1e6 / hz)) for msg_id, hz in DEFAULT_RATES_HZ.items()
+        }
+        self._due: dict[int, int] = {}
+        self._load_window: deque[tuple[int, int]] = deque()
+        self._load_sum_ns = 0
+        self._last_sensor_wall: float | None = None
+        self._last_idle_heartbeat = -math.inf
+        self._banner_sent = False
+        self._armed_seen = False
+        self._time_warned = False
+        self._reboot_at: float | None = None
+        self._statustext_id = 0
+        self._outbuf = bytearray()
+        self.reader = FrameReader(self.codec)
+        new_pty = Pty.open()  # before closing the old one, so the path really changes
+        old, self.pty = self.pty, new_pty
+        if old is not None:
+            old.close()
+        self.boots += 1
+        self.log(f"boot {self.boots}: port {new_pty.path}")
+        if self.on_port is not None:
+            self.on_port(new_pty.path)
+
+    @property
+    def port(self) -> str:
+        """The path the harness opens (changes at every reboot)."""
+        assert self.pty is not None
+        return self.pty.path
+
+    def close(self) -> None:
+        """Close the pty (the board is unplugged)."""
+        if self.pty is not None:
+            self._flush()
+            self.pty.close()
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Serve until `should_stop()` returns True (checked every SELECT_TIMEOUT_S)."""
+        while not should_stop():
+            self.serve_once(SELECT_TIMEOUT_S)
+
+    def serve_once(self, timeout: float) -> None:
+        """Wait up to `timeout` s for bytes, handle them, then do what is due."""
+        assert self.pty is not None
+        fd = self.pty.master_fd
+        wlist = [fd] if self._outbuf else []
+        try:
+            readable, _, _ = select.select([fd], wlist, [], timeout)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries select
+            readable = []
+        now = time.monotonic()
+        if readable:
+            t_read = time.perf_counter_ns()
+            data = self.pty.read()
+            msgs = self.reader.feed(data, now) if data else self.reader.poll(now)
+        else:
+            t_read = time.perf_counter_ns()
+            msgs = self.reader.poll(now)
+        for msg in msgs:
+            self._dispatch(msg, t_read)
+        if (
+            self._last_sensor_wall is None or now - self._last_sensor_wall >= IDLE_AFTER_S
+        ) and now - self._last_idle_heartbeat >= 1.0:
+            self._last_idle_heartbeat = now
+            self._send(self._heartbeat())
+        self._flush()
+        if self._reboot_at is not None and now >= self._reboot_at:
+            self.log("rebooting")
+            self._boot()
+
+    # -- output ------------------------------------------------------------------------
+    def _send(self, msg: Any) -> None:
+        if msg is None:
+            return
+        data = msg.pack(self.codec)
+        self.codec.seq = (self.codec.seq + 1) % 256
+        if len(self._outbuf) + len(data) > OUTBUF_LIMIT:
+            return  # nobody is reading the port: drop, as a USB CDC port would
+        self._outbuf += data
+
+    def _flush(self) -> None:
+        if not self._outbuf or self.pty is None:
+            return
+        written = self.pty.write(self._outbuf)
+        if written:
+            del self._outbuf[:written]
+
+    def statustext(self, severity: int, text: str) -> None:
+        """Queue a STATUSTEXT, split into 50-character chunks like MAVLink 2 allows."""
+        raw = text.encode("ascii", errors="replace")
+        if len(raw) <= 50:
+            self._send(self.codec.statustext_encode(severity, raw))
+            return
+        self._statustext_id = self._statustext_id % 65535 + 1
+        chunks = [raw[i : i + 50] for i in range(0, len(raw), 50)]
+        if len(chunks[-1]) == 50:
+            chunks.append(b"")
+        for seq, chunk in enumerate(chunks):
+            self._send(self.codec.statustext_encode(severity, chunk, self._statustext_id, seq))
+
+    # -- input -------------------------------------------------------------------------
+    def _dispatch(self, msg: Any, t_read: int) -> None:
+        handler = self._handlers.get(msg.get_type())
+        if handler is None or _has_nonfinite(msg):
+            return
+        if not self._banner_sent:
+            self._banner_sent = True
+            self._send_banner()
+        try:
+            if msg.get_msgId() == M.MAVLINK_MSG_ID_HIL_SENSOR:
+                self._on_hil_sensor(msg, t_read)
+            else:
+                handler(msg)
+            self._after_firmware_ran()
+        except Exception as exc:  # a firmware bug must not take the board off the bus
+            self.log("error handling " + msg.get_type() + ":\n" + traceback.format_exc())
+            self.statustext(M.MAV_SEVERITY_CRITICAL, f"Internal error: {type(exc).__name__}")
+
+    def _send_banner(self) -> None:
+        ident = self.identity
+        self.statustext(
+            M.MAV_SEVERITY_INFO, f"HILCopter V{ident.firmware_version} (board {ident.board_id})"
+        )
+        self.statustext(M.MAV_SEVERITY_INFO, f"{ident.name} {ident.usb_serial}")
+        self.statustext(M.MAV_SEVERITY_INFO, "Frame: QUAD/X")
+
+    def _after_firmware_ran(self) -> None:
+        for severity, text in self.copter.drain_statustexts():
+            self.statustext(int(severity), str(text))
+        armed = bool(self.copter.armed)
+        # A mode change (or arming/disarming) is announced at once, not at the next 1 Hz slot.
+        if self.copter.drain_mode_changes() or armed != self._armed_seen:
+            self._armed_seen = armed
+            self._send(self._heartbeat())
+
+    @staticmethod
+    def _for_us(msg: Any) -> bool:
+        return msg.target_system in (VFC_SYSTEM_ID, 0) and getattr(msg, "target_component", 0) in (
+            VFC_COMPONENT_ID,
+            0,
+        )
+
+    def _on_hil_sensor(self, msg: Any, t_read: int | None = None) -> None:
+        t_us = int(msg.time_usec)
+        copter = self.copter
+        loop_ns = 0
+        if t_us > self.time_us or self.steps == 0:
+            fields = int(msg.fields_updated)
+            mag = (msg.xmag, msg.ymag, msg.zmag) if fields & MAG_BITS == MAG_BITS else None
+            pressure = msg.abs_pressure if fields & ABS_PRESSURE_BIT else None
+            temperature = msg.temperature if fields & TEMPERATURE_BIT else None
+            t0 = time.perf_counter_ns()
+            motors = copter.loop(
+                t_us,
+                (msg.xacc, msg.yacc, msg.zacc),
+                (msg.xgyro, msg.ygyro, msg.zgyro),
+                mag,
+                pressure,
+                temperature,
+            )
+            loop_ns = time.perf_counter_ns() - t0
+            self.time_us = t_us
+            self.steps += 1
+            if mag is not None:
+                self.last_mag_us = t_us
+            if pressure is not None:
+                self.last_baro_us = t_us
+        else:
+            motors = copter.motors
+            if not self._time_warned:
+                self._time_warned = True
+                self.statustext(
+                    M.MAV_SEVERITY_WARNING, "HIL_SENSOR time went backwards: reboot the board"
+                )
+        controls = [float(m) for m in motors[:4]] + [0.0] * 12
+        mode = M.MAV_MODE_FLAG_SAFETY_ARMED if copter.armed else 0
+        self._send(self.codec.hil_actuator_controls_encode(t_us, controls, mode, 1))
+        self._flush()
+        self._last_sensor_wall = time.monotonic()
+        if t_read is not None:
+            self.overhead_ns.append(time.perf_counter_ns() - t_read - loop_ns)
+        if loop_ns:
+            self.loop_ns.append(loop_ns)
+            self._account_load(t_us, loop_ns)
+        self._after_firmware_ran()
+        self._send_due_streams()
+
+    def _account_load(self, t_us: int, loop_ns: int) -> None:
+        window = self._load_window
+        window.append((t_us, loop_ns))
+        self._load_sum_ns += loop_ns
+        while window and window[0][0] <= t_us - 1_000_000:
+            self._load_sum_ns -= window.popleft()[1]
+
+    def load_permille(self) -> int:
+        """Mean loop compute time over the last board second, per mille of the loop period."""
+        if not self._load_window:
+            return 0
+        rate = self.params.get("SCHED_LOOP_RATE") if "SCHED_LOOP_RATE" in self.params else 400.0
+        period_ns = 1e9 / max(rate, 1.0)
+        mean_ns = self._load_sum_ns / len(self._load_window)
+        return int(min(1000.0, mean_ns / period_ns * 1000.0))
+
+    def _send_due_streams(self) -> None:
+        now = self.time_us
+        for msg_id, interval in self._intervals.items():
+            if not interval:
+                continue
+            due = self._due.get(msg_id, now)
+            if now < due:
+                continue
+            self._send(self._builders[msg_id]())
+            due += interval
+            self._due[msg_id] = due if due > now else now + interval
+
+    def _on_hil_gps(self, msg: Any) -> None:
+        self.last_gps = msg
+        self.last_gps_us = self.time_us
+        eph = msg.eph / 100.0 if msg.eph != UINT16_MAX else math.inf
+        epv = msg.epv / 100.0 if msg.epv != UINT16_MAX else math.inf
+        self.copter.on_gps(
+            self.time_us,
+            int(msg.fix_type),
+            msg.lat / 1e7,
+            msg.lon / 1e7,
+            msg.alt / 1000.0,
+            (msg.vn / 100.0, msg.ve / 100.0, msg.vd / 100.0),
+            eph,
+            epv,
+            int(msg.satellites_visible),
+        )
+
+    def _on_rc_override(self, msg: Any) -> None:
+        if msg.target_system != VFC_SYSTEM_ID:
+            return
+        raw = [getattr(msg, f"chan{i}_raw", 0) for i in range(1, 19)]
+        self.copter.on_rc(self.time_us, [0 if v == UINT16_MAX else int(v) for v in raw])
+
+    def _on_hil_rc_inputs_raw(self, msg: Any) -> None:
+        raw = [getattr(msg, f"chan{i}_raw") for i in range(1, 13)] + [0] * 6
+        self.copter.on_rc(self.time_us, [0 if v == UINT16_MAX else int(v) for v in raw])
+
+    def _on_battery_status(self, msg: Any) -> None:
+        if msg.get_srcComponent() != SIM_COMPONENT_ID:
+            return
+        cells = [v for v in msg.voltages if v != UINT16_MAX]
+        if not cells:
+            return
+        current = msg.current_battery / 100.0 if msg.current_battery != -1 else 0.0
+        consumed = float(msg.current_consumed) if msg.current_consumed != -1 else 0.0
+        self.copter.on_battery(self.time_us, sum(cells) / 1000.0, current, consumed)
+
+    def _on_heartbeat(self, msg: Any) -> None:
+        if msg.type == M.MAV_TYPE_GCS:
+            self.copter.on_gcs_heartbeat(self.time_us)
+
+    def _on_timesync(self, msg: Any) -> None:
+        if msg.tc1 != 0:
+            return  # an answer to someone else's request
+        # tc1 = 0 would read as a request: a board that has not stepped yet says 1 ns.
+        self._send(self.codec.timesync_encode(max(self.time_us * 1000, 1), msg.ts1))
+
+    # -- commands ----------------------------------------------------------------------
+    def _on_command_long(self, msg: Any) -> None:
+        if not self._for_us(msg):
+            return
+        params = [
+            msg.param1,
+            msg.param2,
+            msg.param3,
+            msg.param4,
+            msg.param5,
+            msg.param6,
+            msg.param7,
+        ]
+        self._run_command(msg, msg.command, params)
+
+    def _on_command_int(self, msg: Any) -> None:
+        if not self._for_us(msg):
+            return
+        params = [msg.param1, msg.param2, msg.param3, msg.param4, float(msg.x), float(msg.y), msg.z]
+        self._run_command(msg, msg.command, params)
+
+    def _run_command(self, msg: Any, command: int, params: list[float]) -> None:
+        self._follow_up = None
+        handler = self._commands.get(command)
+        if handler is None:
+            result, reason = M.MAV_RESULT_UNSUPPORTED, ""
+        else:
+            result, reason = handler(params)
+        self._ack(msg, command, result)
+        if reason:
+            # ArduPilot reports arming refusals (PreArm:) as CRITICAL, others as warnings.
+            arming = command == M.MAV_CMD_COMPONENT_ARM_DISARM
+            self._say_once(M.MAV_SEVERITY_CRITICAL if arming else M.MAV_SEVERITY_WARNING, reason)
+        follow_up, self._follow_up = self._follow_up, None
+        if follow_up is not None:
+            follow_up()
+
+    def _ack(self, msg: Any, command: int, result: int) -> None:
+        self._send(
+            self.codec.command_ack_encode(
+                command, result, 0, 0, msg.get_srcSystem(), msg.get_srcComponent()
+            )
+        )
+
+    def _say_once(self, severity: int, text: str) -> None:
+        """Send `text`, dropping the same text if the Copter queued it too."""
+        queued = self.copter.drain_statustexts()
+        self.statustext(severity, text)
+        for sev, other in queued:
+            if other != text:
+                self.statustext(int(sev), str(other))
+
+    @staticmethod
+    def _verdict(outcome: tuple[bool, str], default_reason: str) -> tuple[int, str]:
+        accepted, reason = outcome
+        if accepted:
+            return M.MAV_RESULT_ACCEPTED, ""
+        return M.MAV_RESULT_FAILED, reason or default_reason
+
+    def _cmd_arm_disarm(self, p: list[float]) -> tuple[int, str]:
+        force = int(round(p[1])) == FORCE_MAGIC
+        if p[0] == 1:
+            return self._verdict(self.copter.arm(force=force), "Arm: refused")
+        if p[0] == 0:
+            return self._verdict(self.copter.disarm(force=force), "Disarm: refused")
+        return M.MAV_RESULT_DENIED, f"Arm: param1 {p[0]:g} is not 0 or 1"
+
+    def _cmd_takeoff(self, p: list[float]) -> tuple[int, str]:
+        return self._verdict(self.copter.takeoff(float(p[6])), "Takeoff refused")
+
+    def _cmd_do_set_mode(self, p: list[float]) -> tuple[int, str]:
+        return self._verdict(self.copter.set_mode(int(p[1])), "Mode change failed")
+
+    def _cmd_reboot(self, p: list[float]) -> tuple[int, str]:
+        action = int(round(p[0]))
+        if action == 0:
+            return M.MAV_RESULT_ACCEPTED, ""
+        if self.copter.armed:
+            return M.MAV_RESULT_FAILED, "Reboot refused: vehicle is armed"
+        if action == 1:
+            self._reboot_at = time.monotonic() + REBOOT_DELAY_S
+            return M.MAV_RESULT_ACCEPTED, ""
+        if action == 3:
+            return M.MAV_RESULT_UNSUPPORTED, "Reboot to bootloader not implemented"
+        return M.MAV_RESULT_UNSUPPORTED, f"Reboot action {action} not supported"
+
+    def _cmd_set_message_interval(self, p: list[float]) -> tuple[int, str]:
+        msg_id, interval = int(p[0]), p[1]
+        if msg_id not in self._builders:
+            return M.MAV_RESULT_FAILED, ""
+        if interval == -1:
+            self._intervals[msg_id] = None
+        elif interval == 0:
+            hz = DEFAULT_RATES_HZ.get(msg_id)
+            self._intervals[msg_id] = int(round(1e6 / hz)) if hz else None
+        elif interval > 0:
+            self._intervals[msg_id] = max(1, int(interval))
+        else:
+            return M.MAV_RESULT_DENIED, ""
+        self._due[msg_id] = self.time_us  # the next step sends it
+        return M.MAV_RESULT_ACCEPTED, ""
+
+    def _cmd_get_message_interval(self, p: list[float]) -> tuple[int, str]:
+        msg_id = int(p[0])
+        if msg_id not in self._builders:
+            return M.MAV_RESULT_FAILED, ""
+        interval = self._intervals.get(msg_id)
+        reply = self.codec.message_interval_encode(msg_id, interval if interval else -1)
+        self._follow_up = lambda: self._send(reply)
+        return M.MAV_RESULT_ACCEPTED, ""
+
+    def _cmd_request_message(self, p: list[float]) -> tuple[int, str]:
+        builder = self._builders.get(int(p[0]))
+        reply = builder() if builder is not None else None
+        if reply is None:
+            return M.MAV_RESULT_FAILED, ""
+        self._follow_up = lambda: self._send(reply)
+        return M.MAV_RESULT_ACCEPTED, ""
+
+    def _cmd_request_capabilities(self, p: list[float]) -> tuple[int, str]:
+        reply = self._autopilot_version()
+        self._follow_up = lambda: self._send(reply)
+        return M.MAV_RESULT_ACCEPTED, ""
+
+    def _on_set_mode(self, msg: Any) -> None:
+        if msg.target_system != VFC_SYSTEM_ID:
+            return
+        result, reason = self._verdict(
+            self.copter.set_mode(int(msg.custom_mode)), "Mode change failed"
+        )
+        self._ack(msg, M.MAVLINK_MSG_ID_SET_MODE, result)
+        if reason:
+            self._say_once(M.MAV_SEVERITY_WARNING, reason)
+
+    # -- position targets --------------------------------------------------------------
+    def _goto(self, north: float, east: float, down: float | None) -> None:
+        accepted, reason = self.copter.goto_ned(north, east, down)
+        if not accepted:
+            self._say_once(M.MAV_SEVERITY_WARNING, reason or "Position target refused")
+
+    def _on_target_local(self, msg: Any) -> None:
+        if not self._for_us(msg):
+            return
+        mask = msg.type_mask
+        if mask & 0x3 == 0x3:  # x and y ignored: velocity/acceleration targets unsupported
+            return
+        down = None if mask & 0x4 else float(msg.z)
+        north, east = float(msg.x), float(msg.y)
+        if msg.coordinate_frame == M.MAV_FRAME_LOCAL_OFFSET_NED:
+            n0, e0, d0 = self.copter.position_ned
+            north, east = n0 + north, e0 + east
+            down = None if down is None else d0 + down
+        elif msg.coordinate_frame != M.MAV_FRAME_LOCAL_NED:
+            self.statustext(M.MAV_SEVERITY_WARNING, f"Frame {msg.coordinate_frame} not supported")
+            return
+        self._goto(north, east, down)
+
+    def _on_target_global(self, msg: Any) -> None:
+        if not self._for_us(msg):
+            return
+        mask = msg.type_mask
+        if mask & 0x3 == 0x3:
+            return
+        home = self.copter.home
+        if home is None:
+            self.statustext(M.MAV_SEVERITY_WARNING, "Position target refused: no home")
+            return
+        origin = Home(*home)
+        relative = msg.coordinate_frame in (
+            M.MAV_FRAME_GLOBAL_RELATIVE_ALT,
+            M.MAV_FRAME_GLOBAL_RELATIVE_ALT_INT,
+            M.MAV_FRAME_GLOBAL_TERRAIN_ALT,
+            M.MAV_FRAME_GLOBAL_TERRAIN_ALT_INT,
+        )
+        alt_amsl = origin.alt_m + msg.alt if relative else float(msg.alt)
+        north, east, down = lla_to_ned(msg.lat_int / 1e7, msg.lon_int / 1e7, alt_amsl, origin)
+        self._goto(north, east, None if mask & 0x4 else down)
+
+    # -- parameters --------------------------------------------------------------------
+    def _param_type(self, name: str) -> int:
+        d = self.params.definition(name)
+        if d.kind == "float":
+            return M.MAV_PARAM_TYPE_REAL32
+        if -128 <= d.minimum and d.maximum <= 127:
+            return M.MAV_PARAM_TYPE_INT8
+        if -32768 <= d.minimum and d.maximum <= 32767:
+            return M.MAV_PARAM_TYPE_INT16
+        return M.MAV_PARAM_TYPE_INT32
+
+    def _param_value(self, name: str) -> Any:
+        return self.codec.param_value_encode(
+            name.encode("ascii"),
+            self.params.get(name),
+            self._param_type(name),
+            len(self.params),
+            self.params.index(name),
+        )
+
+    def _on_param_request_list(self, msg: Any) -> None:
+        if not self._for_us(msg):
+            return
+        for name in self.params.names():
+            self._send(self._param_value(name))
+
+    def _on_param_request_read(self, msg: Any) -> None:
+        if not self._for_us(msg):
+            return
+        names = self.params.names()
+        if msg.param_index >= 0:
+            if msg.param_index < len(names):
+                self._send(self._param_value(names[msg.param_index]))
+            return
+        name = _text(msg.param_id)
+        if name in self.params:
+            self._send(self._param_value(name))
+
+    def _on_param_set(self, msg: Any) -> None:
+        if not self._for_us(msg):
+            return
+        name = _text(msg.param_id)
+        if name not in self.params:
+            self.statustext(M.MAV_SEVERITY_WARNING, f"Param set: unknown parameter {name}")
+            return
+        problem = ""
+        try:
+            self.params.set(name, msg.param_value)
+            self.params.save()
+        except ParamError as exc:
+            problem = f"Param set refused: {exc}"
+        except OSError as exc:
+            self.log(f"parameter storage failed: {exc}")
+            problem = f"Param storage failed: {exc.strerror}"
+        # The value now held first (what a ground station waits for), then the reason.
+        self._send(self._param_value(name))
+        if problem:
+            self.statustext(M.MAV_SEVERITY_WARNING, problem)
+
+    # -- telemetry builders ------------------------------------------------------------
+    @property
+    def time_boot_ms(self) -> int:
+        return self.time_us // 1000
+
+    def _heartbeat(self) -> Any:
+        c = self.copter
+        base = M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED | M.MAV_MODE_FLAG_STABILIZE_ENABLED
+        if c.mode in _MANUAL_THROTTLE_MODES:
+            base |= M.MAV_MODE_FLAG_MANUAL_INPUT_ENABLED
+        if c.mode in _AUTOPILOT_MODES:
+            base |= M.MAV_MODE_FLAG_GUIDED_ENABLED
+        if c.armed:
+            base |= M.MAV_MODE_FLAG_SAFETY_ARMED
+        if c.failsafes:
+            status = M.MAV_STATE_CRITICAL
+        else:
+            status = M.MAV_STATE_ACTIVE if c.armed else M.MAV_STATE_STANDBY
+        return self.codec.heartbeat_encode(
+            M.MAV_TYPE_QUADROTOR, M.MAV_AUTOPILOT_ARDUPILOTMEGA, base, int(c.mode), status
+        )
+
+    def _failsafe(self, *words: str) -> bool:
+        return any(w in name.lower() for name in self.copter.failsafes for w in words)
+
+    def _sys_status(self) -> Any:
+        c = self.copter
+        S = M
+        present = (
+            S.MAV_SYS_STATUS_SENSOR_3D_GYRO
+            | S.MAV_SYS_STATUS_SENSOR_3D_ACCEL
+            | S.MAV_SYS_STATUS_SENSOR_3D_MAG
+            | S.MAV_SYS_STATUS_SENSOR_ABSOLUTE_PRESSURE
+            | S.MAV_SYS_STATUS_SENSOR_GPS
+            | S.MAV_SYS_STATUS_SENSOR_RC_RECEIVER
+            | S.MAV_SYS_STATUS_SENSOR_MOTOR_OUTPUTS
+            | S.MAV_SYS_STATUS_AHRS
+            | S.MAV_SYS_STATUS_SENSOR_BATTERY
+        )
+        health = S.MAV_SYS_STATUS_SENSOR_MOTOR_OUTPUTS
+        if self.steps:
+            health |= S.MAV_SYS_STATUS_SENSOR_3D_GYRO | S.MAV_SYS_STATUS_SENSOR_3D_ACCEL
+            if not self._failsafe("ekf"):
+                health |= S.MAV_SYS_STATUS_AHRS
+        recent = self.time_us - 500_000
+        if self.last_mag_us >= 0 and self.last_mag_us >= recent:
+            health |= S.MAV_SYS_STATUS_SENSOR_3D_MAG
+        if self.last_baro_us >= 0 and self.last_baro_us >= recent:
+            health |= S.MAV_SYS_STATUS_SENSOR_ABSOLUTE_PRESSURE
+        if (
+            self.last_gps is not None
+            and self.last_gps.fix_type >= 3
+            and self.last_gps_us >= recent - 500_000
+        ):
+            health |= S.MAV_SYS_STATUS_SENSOR_GPS
+        if c.rc_ok:
+            health |= S.MAV_SYS_STATUS_SENSOR_RC_RECEIVER
+        if not self._failsafe("batt"):
+            health |= S.MAV_SYS_STATUS_SENSOR_BATTERY
+        voltage, current, _consumed, remaining = c.battery
+        mv = int(round(voltage * 1000)) if 0 < voltage < 65.535 else UINT16_MAX
+        ca = max(-1, min(32767, int(round(current * 100)))) if voltage > 0 else -1
+        pct = max(-1, min(100, int(round(remaining))))
+        errors = min(self.reader.bad_bytes, UINT16_MAX)
+        return self.codec.sys_status_encode(
+            present, present, health, self.load_permille(), mv, ca, pct, 0, errors, 0, 0, 0, 0
+        )
+
+    def _attitude(self) -> Any:
+        roll, pitch, yaw, p, q, r = self.copter.attitude
+        return self.codec.attitude_encode(self.time_boot_ms, roll, pitch, yaw, p, q, r)
+
+    def _yaw_cdeg(self) -> int:
+        return int(round(math.degrees(self.copter.attitude[2]) * 100)) % 36000
+
+    def _global_position_int(self) -> Any:
+        c = self.copter
+        n, e, d = c.position_ned
+        vn, ve, vd = c.velocity_ned
+        if c.home is None:
+            lat = lon = alt = 0
+        else:
+            lat_deg, lon_deg, alt_m = ned_to_lla(n, e, d, Home(*c.home))
+            lat, lon, alt = (
+                int(round(lat_deg * 1e7)),
+                int(round(lon_deg * 1e7)),
+                int(round(alt_m * 1000)),
+            )
+        return self.codec.global_position_int_encode(
+            self.time_boot_ms,
+            lat,
+            lon,
+            alt,
+            int(round(-d * 1000)),
+            int(round(vn * 100)),
+            int(round(ve * 100)),
+            int(round(vd * 100)),
+            self._yaw_cdeg(),
+        )
+
+    def _local_position_ned(self) -> Any:
+        (n, e, d), (vn, ve, vd) = self.copter.position_ned, self.copter.velocity_ned
+        return self.codec.local_position_ned_encode(self.time_boot_ms, n, e, d, vn, ve, vd)
+
+    def _gps_raw_int(self) -> Any:
+        g = self.last_gps
+        if g is None:
+            return self.codec.gps_raw_int_encode(
+                self.time_us,
+                M.GPS_FIX_TYPE_NO_GPS,
+                0,
+                0,
+                0,
+                UINT16_MAX,
+                UINT16_MAX,
+                UINT16_MAX,
+                UINT16_MAX,
+                255,
+            )
+        return self.codec.gps_raw_int_encode(
+            self.time_us,
+            g.fix_type,
+            g.lat,
+            g.lon,
+            g.alt,
+            g.eph,
+            g.epv,
+            g.vel,
+            g.cog,
+            g.satellites_visible,
+        )
+
+    def _rc_channels(self) -> Any:
+        chans = [int(v) for v in self.copter.rc_channels][:18]
+        count = len(chans)
+        while count and not chans[count - 1]:
+            count -= 1
+        raw = [v if v else UINT16_MAX for v in chans] + [UINT16_MAX] * (18 - len(chans))
+        rssi = 255 if self.copter.rc_ok else 0
+        return self.codec.rc_channels_encode(self.time_boot_ms, count, *raw, rssi)
+
+    def _servo_output_raw(self) -> Any:
+        pwm = [
+            int(round(1000 + 1000 * min(1.0, max(0.0, float(m))))) for m in self.copter.motors[:4]
+        ]
+        return self.codec.servo_output_raw_encode(self.time_us & 0xFFFFFFFF, 0, *pwm, 0, 0, 0, 0)
+
+    def _ekf_status_report(self) -> Any:
+        c = self.copter
+        flags = 0
+        if self.steps:
+            flags |= M.EKF_ATTITUDE | M.EKF_VELOCITY_VERT | M.EKF_POS_VERT_ABS
+            if c.position_ok:
+                flags |= (
+                    M.EKF_VELOCITY_HORIZ
+                    | M.EKF_POS_HORIZ_REL
+                    | M.EKF_POS_HORIZ_ABS
+                    | M.EKF_PRED_POS_HORIZ_REL
+                    | M.EKF_PRED_POS_HORIZ_ABS
+                )
+            else:
+                flags |= M.EKF_CONST_POS_MODE
+        else:
+            flags |= M.EKF_UNINITIALIZED
+        if getattr(c, "gps_glitching", False) or self._failsafe("glitch"):
+            flags |= M.EKF_GPS_GLITCHING
+        vel, pos_h, pos_v, compass = c.ekf_variances
+        return self.codec.ekf_status_report_encode(flags, vel, pos_h, pos_v, compass, 0.0, 0.0)
+
+    def _system_time(self) -> Any:
+        return self.codec.system_time_encode(0, self.time_boot_ms & 0xFFFFFFFF)
+
+    def _vfr_hud(self) -> Any:
+        c = self.copter
+        vn, ve, vd = c.velocity_ned
+        ground = math.hypot(vn, ve)
+        throttle = int(round(100 * sum(float(m) for m in c.motors[:4]) / 4))
+        alt = (c.home[2] if c.home is not None else 0.0) - c.position_ned[2]
+        return self.codec.vfr_hud_encode(
+            ground, ground, self._yaw_cdeg() // 100, max(0, min(100, throttle)), alt, -vd
+        )
+
+    def _home_position(self) -> Any:
+        home = self.copter.home
+        if home is None:
+            return None
+        lat, lon, alt = home
+        return self.codec.home_position_encode(
+            int(round(lat * 1e7)),
+            int(round(lon * 1e7)),
+            int(round(alt * 1000)),
+            0.0,
+            0.0,
+            0.0,
+            [1.0, 0.0, 0.0, 0.0],
+            0.0,
+            0.0,
+            0.0,
+            self.time_us,
+        )
+
+    def _autopilot_version(self) -> Any:
+        ident = self.identity
+        caps = (
+            M.MAV_PROTOCOL_CAPABILITY_MAVLINK2
+            | M.MAV_PROTOCOL_CAPABILITY_PARAM_FLOAT
+            | M.MAV_PROTOCOL_CAPABILITY_COMMAND_INT
+            | M.MAV_PROTOCOL_CAPABILITY_SET_POSITION_TARGET_LOCAL_NED
+            | M.MAV_PROTOCOL_CAPABILITY_SET_POSITION_TARGET_GLOBAL_INT
+        )
+        serial = ident.usb_serial.encode()
+        uid = int.from_bytes(hashlib.blake2b(serial, digest_size=8).digest(), "little")
+        uid2 = list(hashlib.blake2b(serial, digest_size=18, person=b"uid2").digest())
+        return self.codec.autopilot_version_encode(
+            caps,
+            flight_sw_version(ident.firmware_version),
+            0,
+            0,
+            (ident.board_id & 0xFFFF) << 16,
+            [0] * 8,
+            [0] * 8,
+            [0] * 8,
+            VFC_USB_VID,
+            VFC_USB_PID,
+            uid,
+            uid2,
+        )
+
+    # -- statistics --------------------------------------------------------------------
+    def timing_summary(self) -> str:
+        """One line of per-step timing for the log: Copter.loop and server overhead."""
+        if not self.loop_ns:
+            return "no sensor steps served"
+        import numpy as np
+
+        loop = np.asarray(self.loop_ns) / 1000.0
+        over = np.asarray(self.overhead_ns) / 1000.0
+        return (
+            f"{len(loop)} steps; Copter.loop median {np.median(loop):.1f} us p99 "
+            f"{np.percentile(loop, 99):.1f} us; server read-to-reply overhead median "
+            f"{np.median(over):.1f} us p99 {np.percentile(over, 99):.1f} us"
+        )

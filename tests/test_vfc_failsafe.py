@@ -1,0 +1,175 @@
+"""Failsafes of the virtual flight controller, ArduPilot Copter semantics (closed loop)."""
+
+from __future__ import annotations
+
+from vfc_sim import VfcSim
+
+from hil.vfc.modes import ALT_HOLD, GUIDED, LAND, LOITER, RTL, STABILIZE
+
+
+def _loiter(seed: int, alt: float = 8.0, **params: float) -> VfcSim:
+    s = VfcSim(seed=seed, **params)
+    s.boot()
+    s.takeoff(alt)
+    ok, why = s.copter.set_mode(LOITER)
+    assert ok, why
+    s.run(0.5)
+    s.texts.clear()
+    s.modes.clear()
+    return s
+
+
+def test_rc_loss_in_loiter_switches_to_rtl_within_rc_fs_timeout() -> None:
+    s = _loiter(11)
+    s.rc = None
+    lost_at = s.t
+    assert s.run(1.5, lambda s: s.copter.mode == RTL)
+    assert s.t - lost_at <= 1.0 + 0.1
+    assert "Radio Failsafe" in s.texts
+    assert "radio" in s.copter.failsafes
+    assert s.modes == [RTL]
+
+
+def test_rc_return_clears_radio_failsafe_and_keeps_mode() -> None:
+    s = _loiter(12)
+    s.rc = None
+    s.run(1.5)
+    s.rc = [1500, 1500, 1500, 1500]
+    s.run(0.5)
+    assert "Radio Failsafe Cleared" in s.texts
+    assert "radio" not in s.copter.failsafes
+    assert s.copter.mode == RTL
+
+
+def test_throttle_below_fs_thr_value_trips_radio_failsafe() -> None:
+    s = _loiter(13)
+    s.rc = [1500, 1500, 950, 1500]
+    assert s.run(0.5, lambda s: s.copter.mode == RTL)
+    assert "Radio Failsafe" in s.texts
+
+
+def test_fs_thr_enable_3_lands() -> None:
+    s = _loiter(14, FS_THR_ENABLE=3)
+    s.rc = None
+    assert s.run(1.5, lambda s: s.copter.mode == LAND)
+    assert "Radio Failsafe" in s.texts
+
+
+def test_fs_thr_enable_0_means_no_radio_failsafe() -> None:
+    s = _loiter(15, FS_THR_ENABLE=0)
+    s.rc = None
+    s.run(3.0)
+    assert s.copter.mode == LOITER
+    assert "radio" not in s.copter.failsafes
+    assert not any("Radio" in t for t in s.texts)
+    assert s.horizontal_distance() < 2.0
+
+
+def test_radio_failsafe_does_not_switch_land_to_rtl() -> None:
+    s = _loiter(16)
+    s.copter.set_mode(LAND)
+    s.rc = None
+    s.run(1.5)
+    assert "Radio Failsafe" in s.texts
+    assert s.copter.mode == LAND
+
+
+def test_radio_failsafe_on_the_ground_disarms() -> None:
+    s = VfcSim(seed=17)
+    s.boot()
+    s.arm_in(LOITER)
+    s.rc = None
+    assert s.run(1.5, lambda s: not s.copter.armed)
+    assert s.copter.mode == LOITER
+
+
+def test_gcs_heartbeat_loss_with_fs_gcs_enable_1_returns_home() -> None:
+    s = _loiter(18, FS_GCS_ENABLE=1)
+    s.gcs = False
+    assert s.run(6.5, lambda s: s.copter.mode == RTL)
+    assert "GCS Failsafe" in s.texts
+    assert s.t >= 5.0  # not before FS_GCS_TIMEOUT
+
+
+def test_gcs_loss_ignored_when_fs_gcs_enable_0() -> None:
+    s = _loiter(19)
+    s.gcs = False
+    s.run(6.5)
+    assert s.copter.mode == LOITER
+    assert "gcs" not in s.copter.failsafes
+
+
+def test_gps_loss_in_loiter_lands_via_ekf_failsafe() -> None:
+    s = _loiter(20)
+    s.gps.available = False
+    lost_at = s.t
+    assert s.run(8.0, lambda s: s.copter.mode == LAND)
+    assert s.t - lost_at < 6.0
+    assert "EKF Failsafe" in s.texts
+    assert "ekf" in s.copter.failsafes
+    assert not s.copter.position_ok or s.t - lost_at < 4.5
+
+
+def test_ekf_failsafe_action_2_switches_to_alt_hold() -> None:
+    s = _loiter(21, FS_EKF_ACTION=2)
+    s.gps.available = False
+    assert s.run(8.0, lambda s: s.copter.mode == ALT_HOLD)
+
+
+def test_low_battery_with_action_2_returns_after_batt_low_timer() -> None:
+    s = _loiter(22, BATT_FS_LOW_ACT=2, BATT_LOW_TIMER=3)
+    s.battery.sag_v = s.battery.voltage - 10.2
+    start = s.t
+    assert s.run(4.0, lambda s: s.copter.mode == RTL)
+    assert 3.0 <= s.t - start <= 3.3
+    assert any(t.startswith("Battery 1 is low") and "mAh" in t for t in s.texts)
+    assert "battery" in s.copter.failsafes
+
+
+def test_low_battery_with_action_0_only_warns() -> None:
+    s = _loiter(23, BATT_LOW_TIMER=1)
+    s.battery.sag_v = s.battery.voltage - 10.2
+    s.run(2.0)
+    assert any(t.startswith("Battery 1 is low") for t in s.texts)
+    assert s.copter.mode == LOITER
+
+
+def test_battery_dip_shorter_than_timer_does_not_trip() -> None:
+    s = _loiter(24, BATT_FS_LOW_ACT=1, BATT_LOW_TIMER=3)
+    s.battery.sag_v = s.battery.voltage - 10.2
+    s.run(2.0)
+    s.battery.sag_v = 0.0
+    s.run(2.0)
+    assert s.copter.mode == LOITER
+    assert "battery" not in s.copter.failsafes
+
+
+def test_rc_never_seen_is_no_failsafe_while_disarmed() -> None:
+    s = VfcSim(seed=25)
+    s.rc = None
+    s.boot()
+    assert "radio" not in s.copter.failsafes
+    assert not any("Radio" in t for t in s.texts)
+
+
+def test_rc_never_seen_counts_as_lost_once_armed() -> None:
+    s = VfcSim(seed=26)
+    s.rc = None
+    s.boot()
+    s.copter.set_mode(GUIDED)
+    assert s.copter.arm(force=True)[0]
+    s.copter.takeoff(5.0)
+    assert s.run(1.5, lambda s: "radio" in s.copter.failsafes)
+    assert "Radio Failsafe" in s.texts
+
+
+def test_ekf_failsafe_does_not_act_in_stabilize() -> None:
+    s = VfcSim(seed=27)
+    s.rc = [1500, 1500, 1000, 1500]
+    s.boot()
+    s.arm_in(STABILIZE)
+    s.rc = [1500, 1500, 1500, 1500]
+    s.gps.available = False
+    s.run(7.0)
+    assert s.copter.mode == STABILIZE
+    assert "ekf" not in s.copter.failsafes
