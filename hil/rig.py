@@ -87,9 +87,6 @@ class Board(ABC):
     def state(self) -> str:
         return "unknown"
 
-    def reset_for_test(self, autopilot) -> None:
-        """Bring the board to a fresh state before a test; default: nothing."""
-
 
 BOARD_TYPES: dict[str, Callable[[str, Mapping[str, Any], Rig], Board]] = {}
 
@@ -102,7 +99,7 @@ class VirtualBoard(Board):
     """The built-in virtual flight controller: a process with a pty, in lockstep."""
 
     type_name = "virtual"
-    KEYS = {"name", "type", "usb_serial", "board_id", "firmware_version", "loop_rate"}
+    KEYS = {"name", "type", "usb_serial", "board_id", "firmware_version"}
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         super().__init__(name, spec, rig)

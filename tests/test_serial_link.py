@@ -77,8 +77,8 @@ def test_socket_url_works_like_a_tty():
 
     def serve():
         conn, _ = server.accept()
+        conn.recv(10)  # pyserial discards input that arrives while it opens: answer, then send
         conn.sendall(b"abc")
-        conn.recv(10)
         conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -86,12 +86,12 @@ def test_socket_url_works_like_a_tty():
     try:
         received = b""
         with SerialLink(f"socket://127.0.0.1:{port}") as link:
+            link.write(b"x")
             deadline = time.monotonic() + 2.0
             while len(received) < 3 and time.monotonic() < deadline:
                 chunk = link.read(0.2)
                 if chunk is not None:
                     received += chunk.data
-            link.write(b"x")
         assert received == b"abc"
     finally:
         thread.join(2.0)

@@ -6,6 +6,8 @@ Reads and writes are bounded: nothing here can block forever.
 
 from __future__ import annotations
 
+import os
+import select
 import time
 from dataclasses import dataclass
 
@@ -83,27 +85,48 @@ class SerialLink:
     def read(self, timeout: float) -> Chunk | None:
         """Wait up to `timeout` s for bytes; return what is there at once when they come."""
         port = self._require()
+        fd = getattr(port, "fd", None)
+        if not isinstance(fd, int):
+            sock = getattr(port, "_socket", None)  # socket:// ; read(2) works on it as on a tty
+            fd = sock.fileno() if sock is not None else None
+        if fd is not None:
+            return self._read_fd(fd, timeout)
         deadline = time.monotonic() + max(0.0, timeout)
-        fd = self.fileno()
+        sock_fd = self.fileno()
         try:
             while True:
                 # With timeout 0 pyserial returns what is there now (ttys and sockets alike).
                 data = port.read(self.max_chunk)
                 if data:
-                    t_ns = time.monotonic_ns()
-                    self.bytes_in += len(data)
-                    if self.raw_log is not None:
-                        self.raw_log.record(t_ns, "rx", data)
-                    return Chunk(t_ns, data)
+                    return self._stamp(data)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                if fd is not None:
-                    _wait_readable(fd, remaining)
+                if sock_fd is not None:
+                    _wait_readable(sock_fd, remaining)
                 else:
                     time.sleep(min(remaining, 0.0005))
         except (serial.SerialException, OSError) as exc:
             raise LinkError(f"read from {self.url} failed: {exc}") from exc
+
+    def _read_fd(self, fd: int, timeout: float) -> Chunk | None:
+        """The tty path: one select and one read per chunk, nothing in between."""
+        try:
+            if not select.select((fd,), (), (), max(0.0, timeout))[0]:
+                return None
+            data = os.read(fd, self.max_chunk)
+        except OSError as exc:
+            raise LinkError(f"read from {self.url} failed: {exc} (did the board go away?)") from exc
+        if not data:
+            raise LinkError(f"read from {self.url} failed: the port closed (did the board go away?)")
+        return self._stamp(data)
+
+    def _stamp(self, data: bytes) -> Chunk:
+        t_ns = time.monotonic_ns()
+        self.bytes_in += len(data)
+        if self.raw_log is not None:
+            self.raw_log.record(t_ns, "rx", data)
+        return Chunk(t_ns, data)
 
     def write(self, data: bytes) -> None:
         """Write all of `data` within the link's write timeout."""
@@ -142,6 +165,4 @@ class SerialLink:
 
 
 def _wait_readable(fd: int, timeout: float) -> None:
-    import select
-
     select.select([fd], [], [], timeout)

@@ -1,0 +1,580 @@
+"""The harness's view of a MAVLink flight controller (ArduPilot semantics).
+
+Every message the board sends is kept in a bounded history with a sequence number, so a
+wait that starts at a mark sees every message after it: nothing is dropped while a test
+waits. Waits are measured in vehicle time (the board's own `time_boot_ms`), with a
+wall-clock safety bound, and fail with what was awaited, what came instead, and when.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from hil.errors import BoardNotAnswering, CommandRefused, HilError, ParamError, WaitTimeout
+from hil.mavlink.connection import MavConnection
+from hil.mavlink.dialect import COPTER_MODES, mavlink, mode_name
+
+Hook = Callable[[object], None]
+
+_FORCE_MAGIC = 21196.0
+_RESULT_NAMES = {
+    value: name.removeprefix("MAV_RESULT_")
+    for name, value in vars(mavlink).items()
+    if name.startswith("MAV_RESULT_") and isinstance(value, int) and name != "MAV_RESULT_ENUM_END"
+}
+_AUTOPILOT_NAMES = {
+    mavlink.MAV_AUTOPILOT_ARDUPILOTMEGA: "ArduPilot",
+    mavlink.MAV_AUTOPILOT_PX4: "PX4",
+    mavlink.MAV_AUTOPILOT_GENERIC: "generic",
+}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the board says it is."""
+
+    autopilot: str
+    vehicle_type: int
+    firmware_version: str
+    board_id: int | None
+    usb_vid: int | None
+    usb_pid: int | None
+    uid: int | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A mode change, arming change or STATUSTEXT, in vehicle time (s)."""
+
+    t: float
+    kind: str
+    text: str
+
+
+@dataclass
+class _Record:
+    seq: int
+    t: float
+    msg: object
+
+
+class MavlinkAutopilot:
+    """Connect, identify, command and wait on one MAVLink board."""
+
+    HISTORY = 200_000
+
+    def __init__(
+        self,
+        conn: MavConnection,
+        *,
+        target_system: int = 1,
+        target_component: int = 1,
+        wall_factor: float = 1.0,
+        wall_margin: float = 15.0,
+    ) -> None:
+        self.conn = conn
+        self.target_system = target_system
+        self.target_component = target_component
+        self.wall_factor = wall_factor
+        self.wall_margin = wall_margin
+        self._cond = threading.Condition()
+        self._history: deque[_Record] = deque(maxlen=self.HISTORY)
+        self._seq = 0
+        self._hooks: list[Hook] = []
+        self._failure: BaseException | None = None
+        self.vehicle_time = 0.0
+        self.mode: str | None = None
+        self.armed: bool | None = None
+        self.last: dict[str, object] = {}
+        self.events: deque[Event] = deque(maxlen=2000)
+        self.heartbeat_ns = 0
+        self.identity: Identity | None = None
+        self._params: dict[str, float] = {}
+        self._param_count: int | None = None
+        conn.add_listener(self._on_message)
+
+    # -- receiving ---------------------------------------------------------------------
+    def _on_message(self, msg, t_ns: int) -> None:
+        if msg.get_srcSystem() != self.target_system:
+            return
+        mtype = msg.get_type()
+        if mtype == "HIL_ACTUATOR_CONTROLS":
+            self._set_time(msg.time_usec * 1e-6)
+            for hook in self._hooks:
+                hook(msg)
+            return
+        stamp = getattr(msg, "time_boot_ms", None)
+        if stamp is not None:
+            self._set_time(stamp * 1e-3)
+        with self._cond:
+            if mtype == "HEARTBEAT" and msg.get_srcComponent() == self.target_component:
+                self._on_heartbeat(msg, t_ns)
+            elif mtype == "STATUSTEXT":
+                self.events.append(Event(self.vehicle_time, "statustext", msg.text))
+            elif mtype == "PARAM_VALUE":
+                self._params[msg.param_id] = float(msg.param_value)
+                self._param_count = msg.param_count
+            msg._t_vehicle = self.vehicle_time
+            self.last[mtype] = msg
+            self._seq += 1
+            self._history.append(_Record(self._seq, self.vehicle_time, msg))
+            self._cond.notify_all()
+        for hook in self._hooks:
+            hook(msg)
+
+    def _set_time(self, t: float) -> None:
+        if t + 1.0 < self.vehicle_time:
+            # The board rebooted: its clock started again.
+            self.events.append(Event(t, "note", f"board clock restarted (was {self.vehicle_time:.2f} s)"))
+        self.vehicle_time = t
+
+    def _on_heartbeat(self, msg, t_ns: int) -> None:
+        self.heartbeat_ns = t_ns
+        mode = mode_name(msg.custom_mode)
+        armed = bool(msg.base_mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED)
+        if mode != self.mode:
+            self.events.append(Event(self.vehicle_time, "mode", mode))
+            self.mode = mode
+        if armed != self.armed:
+            self.events.append(Event(self.vehicle_time, "armed" if armed else "disarmed", ""))
+            self.armed = armed
+
+    def fail(self, error: BaseException) -> None:
+        """Called by whoever pumps the link when it breaks: every wait raises it at once."""
+        with self._cond:
+            self._failure = error
+            self._cond.notify_all()
+
+    def clear_failure(self) -> None:
+        with self._cond:
+            self._failure = None
+
+    # -- hooks ---------------------------------------------------------------------------
+    def add_hook(self, hook: Hook) -> None:
+        """Call `hook(msg)` for every message from the board (in the reading thread)."""
+        self._hooks = [*self._hooks, hook]
+
+    def remove_hook(self, hook: Hook) -> None:
+        self._hooks = [h for h in self._hooks if h is not hook]
+
+    def clear_hooks(self) -> None:
+        self._hooks = []
+
+    # -- waiting -------------------------------------------------------------------------
+    def mark(self) -> int:
+        """A position in the message history; waits started from it see every later message."""
+        with self._cond:
+            return self._seq
+
+    def _wall_bound(self, within: float) -> float:
+        return within * self.wall_factor + self.wall_margin
+
+    def wait_for(
+        self,
+        what: str,
+        predicate: Callable[[object], bool],
+        *,
+        within: float,
+        since: int | None = None,
+        wall_timeout: float | None = None,
+        vehicle_time: bool = True,
+    ):
+        """The first message after `since` for which `predicate` holds, within `within` s.
+
+        `within` is vehicle time when `vehicle_time` (the default), else wall time.
+        """
+        wall = self._wall_bound(within) if wall_timeout is None else wall_timeout
+        if not vehicle_time:
+            wall = min(wall, within)
+        start_wall = time.monotonic()
+        with self._cond:
+            cursor = self._seq if since is None else since
+            t0 = self.vehicle_time
+            while True:
+                if self._failure is not None:
+                    raise BoardNotAnswering(f"while waiting for {what}: {self._failure}")
+                for record in self._records_after(cursor):
+                    cursor = record.seq
+                    if predicate(record.msg):
+                        return record.msg
+                if vehicle_time and self.vehicle_time > t0 + within:
+                    raise WaitTimeout(self._timeout_text(what, within, t0, start_wall, "vehicle"))
+                remaining = wall - (time.monotonic() - start_wall)
+                if remaining <= 0:
+                    kind = "wall" if vehicle_time else "wall-clock"
+                    raise WaitTimeout(self._timeout_text(what, within, t0, start_wall, kind))
+                self._cond.wait(min(remaining, 0.5))
+
+    def _records_after(self, cursor: int) -> Iterable[_Record]:
+        history = self._history
+        if not history or history[-1].seq <= cursor:
+            return ()
+        first = history[0].seq
+        start = max(0, cursor - first + 1)
+        return [history[i] for i in range(start, len(history))]
+
+    def _timeout_text(self, what: str, within: float, t0: float, start_wall: float, bound: str) -> str:
+        wall = time.monotonic() - start_wall
+        if bound == "vehicle":
+            head = f"timed out waiting for {what}: {within:.2f} s of vehicle time passed"
+        else:
+            head = (
+                f"timed out waiting for {what}: the wall-clock bound of {wall:.1f} s ran out "
+                f"after only {self.vehicle_time - t0:.2f} s of vehicle time (limit {within:.2f} s)"
+            )
+        recent = [e for e in self.events if e.t >= t0 - 2.0][-8:]
+        seen = "; ".join(f"t={e.t:.2f} {e.kind} {e.text}".rstrip() for e in recent) or "no events"
+        return (
+            f"{head} (t={t0:.2f} s to t={self.vehicle_time:.2f} s, {wall:.1f} s wall). "
+            f"Now: mode {self.mode}, armed {self.armed}. Seen: {seen}"
+        )
+
+    def wait_mode(self, mode: str, *, within: float, since: int | None = None) -> float:
+        """Wait until the board reports `mode`; return the vehicle time it was first seen."""
+        mode = mode.upper()
+        with self._cond:
+            if since is None and self.mode == mode:
+                return self.vehicle_time
+        number = COPTER_MODES.get(mode)
+        if number is None:
+            raise HilError(f"unknown mode {mode!r}; known: {', '.join(COPTER_MODES)}")
+        msg = self.wait_for(
+            f"mode {mode}",
+            lambda m: m.get_type() == "HEARTBEAT"
+            and m.get_srcComponent() == self.target_component
+            and m.custom_mode == number,
+            within=within,
+            since=since,
+        )
+        return msg._t_vehicle
+
+    def wait_statustext(self, contains: str, *, within: float, since: int | None = None) -> str:
+        """Wait for a STATUSTEXT containing `contains` (case-insensitive); return its text."""
+        needle = contains.lower()
+        msg = self.wait_for(
+            f"STATUSTEXT containing {contains!r}",
+            lambda m: m.get_type() == "STATUSTEXT" and needle in m.text.lower(),
+            within=within,
+            since=since,
+        )
+        return msg.text
+
+    def wait_armed(self, armed: bool = True, *, within: float, since: int | None = None) -> float:
+        with self._cond:
+            if since is None and self.armed is armed:
+                return self.vehicle_time
+        flag = mavlink.MAV_MODE_FLAG_SAFETY_ARMED
+        msg = self.wait_for(
+            "armed" if armed else "disarmed",
+            lambda m: m.get_type() == "HEARTBEAT"
+            and m.get_srcComponent() == self.target_component
+            and bool(m.base_mode & flag) is armed,
+            within=within,
+            since=since,
+        )
+        return msg._t_vehicle
+
+    def wait_and_maintain(
+        self,
+        what: str,
+        value: Callable[[object], float | None],
+        condition: Callable[[float], bool],
+        *,
+        hold: float,
+        within: float,
+    ) -> float:
+        """Wait until `condition(value(msg))` holds continuously for `hold` s of vehicle time.
+
+        `value` returns None for messages that do not carry the signal. The condition must
+        first hold within `within` s. Returns the vehicle time it was maintained until.
+        """
+        start_t = self.vehicle_time
+        held_since: float | None = None
+        last_value: float | None = None
+        last_bad: tuple[float, float] | None = None
+
+        def check(msg) -> bool:
+            nonlocal held_since, last_value, last_bad
+            v = value(msg)
+            if v is None:
+                return False
+            last_value = v
+            t = msg._t_vehicle
+            if condition(v):
+                if held_since is None:
+                    if t > start_t + within:
+                        return True  # too late: reported below
+                    held_since = t
+                return t - held_since >= hold
+            last_bad = (t, v)
+            held_since = None
+            return t > start_t + within
+
+        try:
+            self.wait_for(what, check, within=within + hold + 0.5)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}; last value {last_value}") from None
+        if held_since is None or self.vehicle_time - held_since < hold:
+            broke = f", last broken at t={last_bad[0]:.2f} s with {last_bad[1]:.3g}" if last_bad else ""
+            raise WaitTimeout(
+                f"{what} did not hold for {hold:.1f} s within {within:.1f} s of vehicle time "
+                f"(from t={start_t:.2f} s){broke}"
+            )
+        return self.vehicle_time
+
+    # -- commands ------------------------------------------------------------------------
+    def command(
+        self,
+        command: int,
+        *params: float,
+        timeout: float = 5.0,
+        retries: int = 2,
+        check: bool = True,
+    ) -> int:
+        """Send COMMAND_LONG and wait (wall time) for its COMMAND_ACK; return the result.
+
+        With `check`, anything but ACCEPTED raises CommandRefused carrying the board's reason.
+        """
+        values = [float(p) for p in params] + [0.0] * (7 - len(params))
+        ack = None
+        for attempt in range(retries + 1):
+            since = self.mark()
+            self.conn.send(
+                mavlink.MAVLink_command_long_message(
+                    self.target_system, self.target_component, command, attempt, *values
+                )
+            )
+            try:
+                ack = self.wait_for(
+                    f"COMMAND_ACK for command {command}",
+                    lambda m: m.get_type() == "COMMAND_ACK" and m.command == command,
+                    within=timeout,
+                    since=since,
+                    vehicle_time=False,
+                )
+                break
+            except WaitTimeout:
+                if attempt == retries:
+                    raise WaitTimeout(
+                        f"no COMMAND_ACK for command {command} after {retries + 1} tries of "
+                        f"{timeout:.1f} s on {self.conn.link.url}; is the board still running?"
+                    ) from None
+        assert ack is not None
+        if check and ack.result != mavlink.MAV_RESULT_ACCEPTED:
+            reason = self._reason_since(since)
+            name = _RESULT_NAMES.get(ack.result, str(ack.result))
+            raise CommandRefused(f"command {command} refused ({name}){': ' + reason if reason else ''}")
+        return ack.result
+
+    def _reason_since(self, since: int) -> str:
+        with self._cond:
+            texts = [r.msg.text for r in self._records_after(since) if r.msg.get_type() == "STATUSTEXT"]
+        return "; ".join(texts)
+
+    def arm(self, *, force: bool = False) -> None:
+        self.command(mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 1, _FORCE_MAGIC if force else 0)
+        with self._cond:
+            if self.armed is not True:
+                self.events.append(Event(self.vehicle_time, "armed", ""))
+            self.armed = True
+
+    def disarm(self, *, force: bool = False) -> None:
+        self.command(mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 0, _FORCE_MAGIC if force else 0)
+        with self._cond:
+            if self.armed is not False:
+                self.events.append(Event(self.vehicle_time, "disarmed", ""))
+            self.armed = False
+
+    def set_mode(self, mode: str) -> None:
+        mode = mode.upper()
+        number = COPTER_MODES.get(mode)
+        if number is None:
+            raise HilError(f"unknown mode {mode!r}; known: {', '.join(COPTER_MODES)}")
+        self.command(
+            mavlink.MAV_CMD_DO_SET_MODE, mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, number
+        )
+
+    def takeoff(self, altitude: float) -> None:
+        self.command(mavlink.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, altitude)
+
+    def goto_ned(self, north: float, east: float, down: float) -> None:
+        """Fly to a point relative to home (GUIDED)."""
+        position_only = 0b110111111000
+        self.conn.send(
+            mavlink.MAVLink_set_position_target_local_ned_message(
+                0,
+                self.target_system,
+                self.target_component,
+                mavlink.MAV_FRAME_LOCAL_NED,
+                position_only,
+                north,
+                east,
+                down,
+                0, 0, 0, 0, 0, 0, 0, 0,
+            )
+        )
+
+    def set_message_interval(self, message_id: int, rate_hz: float) -> None:
+        interval = -1 if rate_hz <= 0 else int(1e6 / rate_hz)
+        self.command(mavlink.MAV_CMD_SET_MESSAGE_INTERVAL, message_id, interval)
+
+    def reboot(self) -> None:
+        self.command(mavlink.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, 1)
+
+    def ping(self, timeout: float = 3.0) -> float:
+        """TIMESYNC round trip; returns the wall seconds it took. Raises when the board is silent."""
+        sent = time.monotonic_ns()
+        since = self.mark()
+        self.conn.send(mavlink.MAVLink_timesync_message(0, sent))
+        try:
+            self.wait_for(
+                "TIMESYNC reply",
+                lambda m: m.get_type() == "TIMESYNC" and m.tc1 != 0 and m.ts1 == sent,
+                within=timeout,
+                since=since,
+                vehicle_time=False,
+            )
+        except WaitTimeout:
+            raise BoardNotAnswering(
+                f"board on {self.conn.link.url} did not answer TIMESYNC within {timeout:.1f} s"
+            ) from None
+        return (time.monotonic_ns() - sent) * 1e-9
+
+    def wait_heartbeat(self, timeout: float = 10.0) -> object:
+        with self._cond:
+            hb = self.last.get("HEARTBEAT")
+        if hb is not None:
+            return hb
+        return self.wait_for(
+            f"HEARTBEAT on {self.conn.link.url}",
+            lambda m: m.get_type() == "HEARTBEAT" and m.get_srcComponent() == self.target_component,
+            within=timeout,
+            vehicle_time=False,
+        )
+
+    def identify(self, timeout: float = 5.0) -> Identity:
+        """Autopilot type, firmware version and board id (HEARTBEAT + AUTOPILOT_VERSION)."""
+        hb = self.wait_heartbeat(timeout)
+        since = self.mark()
+        self.command(mavlink.MAV_CMD_REQUEST_MESSAGE, mavlink.MAVLINK_MSG_ID_AUTOPILOT_VERSION, timeout=timeout)
+        version = self.wait_for(
+            "AUTOPILOT_VERSION",
+            lambda m: m.get_type() == "AUTOPILOT_VERSION",
+            within=timeout,
+            since=since,
+            vehicle_time=False,
+        )
+        sw = version.flight_sw_version
+        self.identity = Identity(
+            autopilot=_AUTOPILOT_NAMES.get(hb.autopilot, f"autopilot {hb.autopilot}"),
+            vehicle_type=hb.type,
+            firmware_version=f"{sw >> 24 & 0xFF}.{sw >> 16 & 0xFF}.{sw >> 8 & 0xFF}",
+            board_id=(version.board_version >> 16) or None,
+            usb_vid=version.vendor_id or None,
+            usb_pid=version.product_id or None,
+            uid=version.uid or None,
+        )
+        return self.identity
+
+    # -- parameters ----------------------------------------------------------------------
+    def get_param(self, name: str, timeout: float = 3.0) -> float:
+        since = self.mark()
+        self.conn.send(
+            mavlink.MAVLink_param_request_read_message(
+                self.target_system, self.target_component, name.encode(), -1
+            )
+        )
+        try:
+            msg = self.wait_for(
+                f"PARAM_VALUE {name}",
+                lambda m: m.get_type() == "PARAM_VALUE" and m.param_id == name,
+                within=timeout,
+                since=since,
+                vehicle_time=False,
+            )
+        except WaitTimeout:
+            raise ParamError(f"board did not answer a read of parameter {name} within {timeout:.1f} s; does it exist?") from None
+        return float(msg.param_value)
+
+    def set_param(self, name: str, value: float, timeout: float = 3.0) -> float:
+        """Set a parameter and check the board now holds `value`."""
+        if not math.isfinite(value):
+            raise ParamError(f"parameter {name}: value {value!r} is not a finite number")
+        since = self.mark()
+        self.conn.send(
+            mavlink.MAVLink_param_set_message(
+                self.target_system,
+                self.target_component,
+                name.encode(),
+                float(value),
+                mavlink.MAV_PARAM_TYPE_REAL32,
+            )
+        )
+        try:
+            msg = self.wait_for(
+                f"PARAM_VALUE {name} after set",
+                lambda m: m.get_type() == "PARAM_VALUE" and m.param_id == name,
+                within=timeout,
+                since=since,
+                vehicle_time=False,
+            )
+        except WaitTimeout:
+            raise ParamError(f"board did not confirm {name} = {value} within {timeout:.1f} s; is the name right?") from None
+        held = float(msg.param_value)
+        if not math.isclose(held, value, rel_tol=1e-6, abs_tol=1e-6):
+            reason = self._reason_since(since)
+            raise ParamError(f"board kept {name} = {held:g} instead of {value:g}{': ' + reason if reason else ''}")
+        return held
+
+    def fetch_params(self, timeout: float = 10.0) -> dict[str, float]:
+        """Every parameter (PARAM_REQUEST_LIST, then single reads of any that went missing)."""
+        since = self.mark()
+        seen: dict[int, tuple[str, float]] = {}
+        total: list[int] = []
+
+        def collect(m) -> bool:
+            if m.get_type() != "PARAM_VALUE":
+                return False
+            if m.param_index != 65535:
+                seen[m.param_index] = (m.param_id, float(m.param_value))
+            if not total:
+                total.append(m.param_count)
+            return len(seen) >= total[0]
+
+        self.conn.send(mavlink.MAVLink_param_request_list_message(self.target_system, self.target_component))
+        try:
+            self.wait_for("the parameter list", collect, within=timeout, since=since, vehicle_time=False)
+        except WaitTimeout:
+            missing = sorted(set(range(total[0])) - set(seen)) if total else []
+            for index in missing:
+                self.conn.send(
+                    mavlink.MAVLink_param_request_read_message(
+                        self.target_system, self.target_component, b"", index
+                    )
+                )
+            if not total or missing:
+                self.wait_for("missing parameters", collect, within=timeout, vehicle_time=False)
+        return dict(sorted(seen.values()))
+
+    def snapshot_params(self) -> dict[str, float]:
+        return self.fetch_params()
+
+    def restore_params(self, snapshot: dict[str, float]) -> list[str]:
+        """Put back every parameter that differs from `snapshot`; return their names."""
+        now = self.fetch_params()
+        changed = [
+            name
+            for name, value in snapshot.items()
+            if name in now and not math.isclose(now[name], value, rel_tol=1e-6, abs_tol=1e-6)
+        ]
+        for name in changed:
+            self.set_param(name, snapshot[name])
+        return changed
+
+    def close(self) -> None:
+        self.conn.remove_listener(self._on_message)

@@ -1,0 +1,248 @@
+"""The pytest plugin: options, fixtures, scenario files as test items, the results table.
+
+Registered through the `pytest11` entry point, so any project that installs `hil` gets
+the fixtures `rig`, `board`, `board_session`, `autopilot` and `sim`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hil.errors import ConfigError, HilError, ScenarioError
+from hil.rig import DEFAULT_RIG, Board, Rig
+from hil.session import BoardSession
+from hil.sim.loop import ClosedLoop
+
+_STATE = pytest.StashKey["HilState"]()
+
+
+class HilState:
+    """Per-session state of the plugin: the rig, which is started once, and the results."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.rig_path = _resolve_rig(config)
+        self.board_name: str | None = config.getoption("hil_board")
+        self.firmware: str | None = config.getoption("hil_firmware")
+        report = config.getoption("hil_report")
+        self.report_dir = Path(report) if report else None
+        self._rig: Rig | None = None
+        self.results: list = []
+
+    def rig(self) -> Rig:
+        if self._rig is None:
+            try:
+                self._rig = Rig.load(self.rig_path)
+            except ConfigError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            if self.firmware:
+                raise pytest.UsageError(
+                    f"--firmware {self.firmware}: the boards of rig {self.rig_path} cannot be flashed yet "
+                    "(flashing arrives with the firmware-images work)"
+                )
+        return self._rig
+
+    def board(self) -> Board:
+        try:
+            board = self.rig().select(self.board_name)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        board.start()
+        return board
+
+    def close(self) -> None:
+        if self._rig is not None:
+            self._rig.stop()
+            self._rig = None
+
+
+def _resolve_rig(config: pytest.Config) -> Path:
+    return _resolve_rig_path(config.getoption("hil_rig"), Path(str(config.rootpath)))
+
+
+def _resolve_rig_path(given: str | None, root: Path | None = None) -> Path:
+    """The rig file to use: the one given, else fixtures/virtual.toml, else the packaged one."""
+    if given:
+        return Path(given)
+    local = (root or Path.cwd()) / "fixtures" / "virtual.toml"
+    return local if local.exists() else DEFAULT_RIG
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hil", "hardware-in-the-loop harness")
+    group.addoption("--rig", dest="hil_rig", default=None, help="rig file (default: fixtures/virtual.toml)")
+    group.addoption("--board", dest="hil_board", default=None, help="board of the rig to test (name or USB serial)")
+    group.addoption("--firmware", dest="hil_firmware", default=None, help="firmware image to flash before the tests")
+    group.addoption("--hil-report", dest="hil_report", default=None, help="directory for the run's report files")
+    group.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: long-running test, run only with --run-slow")
+    config.addinivalue_line("markers", "board_class(*classes): the board classes a test applies to")
+    config.stash[_STATE] = HilState(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is not None:
+        state.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+# -- scenario files as test items --------------------------------------------------------
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.suffix != ".toml":
+        return None
+    root = Path(str(parent.config.rootpath))
+    in_scenarios = root / "scenarios" in file_path.parents
+    named = any(Path(arg.split("::")[0]).resolve() == file_path.resolve() for arg in parent.config.args)
+    if in_scenarios or named:
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self):
+        from hil.scenario.load import load_scenario
+
+        try:
+            scenario = load_scenario(self.path)
+        except ScenarioError as exc:
+            raise _ScenarioCollectError(str(exc)) from None
+        yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+
+
+class _ScenarioCollectError(pytest.Collector.CollectError):
+    pass
+
+
+class ScenarioFailed(Exception):
+    """A scenario's expectations did not hold; the message is the technician's report."""
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+
+    def runtest(self) -> None:
+        from hil.scenario.runner import run_scenario
+
+        state: HilState = self.config.stash[_STATE]
+        board = state.board()
+        if board.board_class not in self.scenario.applies_to:
+            pytest.skip(
+                f"scenario applies to {', '.join(self.scenario.applies_to)} boards; "
+                f"{board.name} is a {board.board_class} board"
+            )
+        session = BoardSession(board)
+        with session:
+            result = run_scenario(self.scenario, session)
+        state.results.append(result)
+        self.user_properties.extend(
+            [
+                ("board", board.name),
+                ("usb_serial", board.usb_serial),
+                ("rig", str(state.rig_path)),
+                ("sim_seconds", f"{result.sim_seconds:.2f}"),
+                ("wall_seconds", f"{result.wall_seconds:.2f}"),
+                ("lockstep_speed", f"{result.speed:.1f}"),
+            ]
+        )
+        problems = list(session.problems)
+        if not result.passed:
+            text = result.failure_text()
+            if problems:
+                text += "\n  after the test: " + "; ".join(problems)
+            raise ScenarioFailed(text)
+        if problems:
+            raise ScenarioFailed("after the test: " + "; ".join(problems))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ScenarioFailed | HilError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, 0, f"scenario {self.scenario.name}"
+
+
+# -- fixtures ----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def rig(request: pytest.FixtureRequest) -> Rig:
+    """The rig from --rig (default: the virtual rig), started on first use."""
+    return request.config.stash[_STATE].rig()
+
+
+@pytest.fixture
+def board(request: pytest.FixtureRequest) -> Board:
+    """The board under test (--board, else the rig's first board), running."""
+    return request.config.stash[_STATE].board()
+
+
+@pytest.fixture
+def board_session(board: Board) -> Iterator[BoardSession]:
+    """A connected, freshly started board; after the test it must be disarmed and answering."""
+    session = BoardSession(board)
+    session.__enter__()
+    yield session
+    problems = session.cleanup()
+    if problems:
+        pytest.fail("after the test: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def autopilot(board_session: BoardSession):
+    """The MAVLink adapter connected to the board under test."""
+    return board_session.autopilot
+
+
+@pytest.fixture
+def sim(board_session: BoardSession) -> Iterator[ClosedLoop]:
+    """The closed loop flying the board's vehicle, running in the background."""
+    loop = board_session.make_sim()
+    loop.start()
+    yield loop
+    loop.stop()
+
+
+# -- the results table -------------------------------------------------------------------
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None or not state.results:
+        return
+    tr = terminalreporter
+    tr.section("hil scenarios")
+    header = f"{'scenario':34} {'board':10} {'result':7} {'sim s':>7} {'wall s':>7} {'speed':>7}"
+    tr.write_line(header)
+    tr.write_line("-" * len(header))
+    sim_total = wall_total = 0.0
+    for r in state.results:
+        verdict = "PASS" if r.passed else "FAIL"
+        tr.write_line(
+            f"{r.scenario.name[:34]:34} {r.board[:10]:10} {verdict:7} {r.sim_seconds:7.1f} {r.wall_seconds:7.2f} {r.speed:6.1f}x"
+        )
+        sim_total += r.sim_seconds
+        wall_total += r.wall_seconds
+    if wall_total > 0:
+        tr.write_line(
+            f"lockstep speed: {sim_total / wall_total:.1f}x real time "
+            f"({sim_total:.0f} simulated s in {wall_total:.1f} wall s)"
+        )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STATE].started = time.monotonic()

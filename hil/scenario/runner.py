@@ -1,0 +1,266 @@
+"""Fly one scenario on one board: set up, inject on the timeline, record, judge.
+
+Everything is measured in vehicle time. Setup (arm, take off, fly to the start point,
+enter the mode) happens before t = 0; injections are scheduled in the closed loop at
+exact simulation times; expectations are judged afterwards over the recorded timeline.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from hil.autopilot.mavlink import MavlinkAutopilot
+from hil.errors import CommandRefused, HilError, WaitTimeout
+from hil.mavlink.dialect import mavlink, mode_name
+from hil.scenario.expect import Verdict, evaluate
+from hil.scenario.model import Scenario
+from hil.scenario.timeline import Timeline
+from hil.session import BoardSession
+from hil.sim import geo
+from hil.sim.loop import ClosedLoop, SimConfig
+
+
+@dataclass
+class ScenarioResult:
+    """What one scenario run produced."""
+
+    scenario: Scenario
+    board: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    error: str | None = None
+    timeline: Timeline | None = None
+    sim_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(v.passed for v in self.verdicts)
+
+    @property
+    def speed(self) -> float:
+        """Simulated seconds per wall second over the whole run."""
+        return self.sim_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def failure_text(self) -> str:
+        lines = [f"scenario {self.scenario.name} on {self.board}: FAILED"]
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        for verdict in self.verdicts:
+            if not verdict.passed:
+                lines.append(f"  - {verdict.message}")
+                if verdict.excerpt:
+                    lines.extend("      " + row for row in verdict.excerpt.splitlines())
+        if self.error and self.timeline is not None and not any(not v.passed for v in self.verdicts):
+            lines.extend("      " + row for row in self.timeline.excerpt(self.timeline_end, 10.0, 1.0).splitlines())
+        return "\n".join(lines)
+
+    @property
+    def timeline_end(self) -> float:
+        states = self.timeline.states() if self.timeline is not None else {}
+        t = states.get("t")
+        return float(t[-1]) if t is not None and len(t) else 0.0
+
+
+class _Recorder:
+    """Buffers what the board says, in absolute vehicle time, for the Timeline."""
+
+    def __init__(self, autopilot: MavlinkAutopilot) -> None:
+        self.ap = autopilot
+        self.states: list[tuple] = []
+        self.events: list[tuple[float, str, str]] = []
+        self.mode: str | None = None
+        self.armed: bool | None = None
+        self.roll = 0.0
+        self.pitch = 0.0
+        self.ever_armed = False
+
+    def on_message(self, msg) -> None:
+        mtype = msg.get_type()
+        t = self.ap.vehicle_time
+        if mtype == "GLOBAL_POSITION_INT":
+            north, east, _ = geo.lla_to_ned(msg.lat * 1e-7, msg.lon * 1e-7, msg.alt * 1e-3)
+            speed = math.hypot(msg.vx, msg.vy) * 0.01
+            self.states.append(
+                (t, bool(self.armed), self.mode or "?", msg.relative_alt * 1e-3, north, east, speed, self.roll, self.pitch)
+            )
+        elif mtype == "ATTITUDE":
+            self.roll, self.pitch = msg.roll, msg.pitch
+        elif mtype == "HEARTBEAT" and msg.get_srcComponent() == self.ap.target_component:
+            mode = mode_name(msg.custom_mode)
+            armed = bool(msg.base_mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED)
+            if mode != self.mode:
+                self.events.append((t, "mode", mode))
+                self.mode = mode
+            if armed != self.armed:
+                self.events.append((t, "armed" if armed else "disarmed", ""))
+                self.armed = armed
+                self.ever_armed = self.ever_armed or armed
+        elif mtype == "STATUSTEXT":
+            self.events.append((t, "statustext", msg.text))
+
+    def on_sim_event(self, t: float, kind: str, text: str) -> None:
+        self.events.append((t, kind, text))
+
+    def timeline(self, t0: float) -> Timeline:
+        timeline = Timeline()
+        for row in self.states:
+            timeline.add_state(row[0] - t0, *row[1:])
+        for t, kind, text in sorted(self.events, key=lambda e: e[0]):
+            timeline.add_event(t - t0, kind, text)
+        return timeline
+
+
+def sim_config_for(scenario: Scenario) -> SimConfig:
+    setup = scenario.setup
+    config = SimConfig(seed=scenario.seed)
+    if setup.wind is not None:
+        config.wind_speed = setup.wind.speed
+        config.wind_direction = setup.wind.direction
+        config.wind_gust = setup.wind.gust
+    if setup.battery is not None:
+        config.battery_cells = setup.battery.cells
+        config.battery_capacity_mah = setup.battery.capacity_mah
+    return config
+
+
+def run_scenario(scenario: Scenario, session: BoardSession) -> ScenarioResult:
+    """Run `scenario` on the session's board; never raises for a failing vehicle."""
+    ap = session.autopilot
+    assert ap is not None
+    result = ScenarioResult(scenario, session.board.name)
+    recorder = _Recorder(ap)
+    ap.add_hook(recorder.on_message)
+    sim: ClosedLoop | None = None
+    wall0 = time.monotonic()
+    t0 = ap.vehicle_time
+    try:
+        for name, value in scenario.setup.params.items():
+            ap.set_param(name, value)
+        if session.board.simulated:
+            sim = session.make_sim(sim_config_for(scenario))
+            sim.event_hooks.append(recorder.on_sim_event)
+            sim.start()
+        elif scenario.injections:
+            raise HilError(
+                f"board {session.board.name} flies its own physics; injections need the harness's closed loop"
+            )
+        if scenario.setup.armed:
+            _fly_setup(ap, scenario)
+        t0 = ap.vehicle_time
+        recorder.events.append((t0, "note", "timeline start"))
+        if sim is not None:
+            offset = sim.time - t0
+            for inj in scenario.injections:
+                stop = None if inj.stop is None else t0 + inj.stop + offset
+                sim.schedule(inj.kind, t0 + inj.start + offset, stop, inj.params, inj.id)
+        _fly_timeline(ap, scenario, recorder, t0)
+    except HilError as exc:
+        result.error = str(exc)
+    finally:
+        result.sim_seconds = sim.time if sim is not None else ap.vehicle_time
+        result.wall_seconds = time.monotonic() - wall0
+        result.timeline = recorder.timeline(t0)
+    if result.error is None:
+        anchors = {"start": 0.0}
+        for inj in scenario.injections:
+            anchors[f"{inj.id}.start"] = inj.start
+            if inj.stop is not None:
+                anchors[f"{inj.id}.stop"] = inj.stop
+        result.verdicts = evaluate(scenario, result.timeline, anchors)
+    _finish(ap, result)
+    result.sim_seconds = sim.time if sim is not None else result.sim_seconds
+    ap.remove_hook(recorder.on_message)
+    return result
+
+
+def _retry(ap: MavlinkAutopilot, what: str, action, within: float) -> None:
+    """Repeat `action` once per vehicle second until the board accepts it."""
+    t_end = ap.vehicle_time + within
+    last = ""
+    while True:
+        try:
+            action()
+            return
+        except CommandRefused as exc:
+            last = str(exc)
+        if ap.vehicle_time >= t_end:
+            raise HilError(f"setup: could not {what} within {within:.0f} s of vehicle time: {last}")
+        target = ap.vehicle_time + 1.0
+        ap.wait_for(f"1 s before retrying to {what}", lambda m, target=target: ap.vehicle_time >= target, within=2.0)
+
+
+def _altitude(msg) -> float | None:
+    return msg.relative_alt * 1e-3 if msg.get_type() == "GLOBAL_POSITION_INT" else None
+
+
+def _fly_setup(ap: MavlinkAutopilot, scenario: Scenario) -> None:
+    setup = scenario.setup
+    _retry(ap, "enter GUIDED", lambda: ap.set_mode("GUIDED"), within=60.0)
+    _retry(ap, "arm", ap.arm, within=60.0)
+    ap.takeoff(setup.altitude)
+    target = setup.altitude - 0.5
+    ap.wait_and_maintain(
+        f"altitude above {target:.1f} m after takeoff",
+        _altitude,
+        lambda alt: alt >= target,
+        hold=1.0,
+        within=setup.altitude / 1.0 + 20.0,
+    )
+    if setup.fly_to is not None:
+        north, east = setup.fly_to
+        ap.goto_ned(north, east, -setup.altitude)
+        distance = math.hypot(north, east)
+
+        def error(msg) -> float | None:
+            if msg.get_type() != "GLOBAL_POSITION_INT":
+                return None
+            n, e, _ = geo.lla_to_ned(msg.lat * 1e-7, msg.lon * 1e-7, msg.alt * 1e-3)
+            return math.hypot(n - north, e - east)
+
+        ap.wait_and_maintain(
+            f"arrival within 1.5 m of ({north:.0f} N, {east:.0f} E)",
+            error,
+            lambda d: d <= 1.5,
+            hold=1.0,
+            within=distance / 2.0 + 20.0,
+        )
+    if setup.mode.upper() != "GUIDED":
+        ap.set_mode(setup.mode)
+        ap.wait_mode(setup.mode, within=5.0)
+
+
+def _fly_timeline(ap: MavlinkAutopilot, scenario: Scenario, recorder: _Recorder, t0: float) -> None:
+    t_end = t0 + scenario.duration
+    last_start = max((inj.start for inj in scenario.injections), default=0.0)
+
+    def done(_msg) -> bool:
+        now = ap.vehicle_time
+        if now >= t_end:
+            return True
+        # Nothing more can happen once the vehicle has landed and disarmed after the last injection.
+        return recorder.ever_armed and recorder.armed is False and now >= t0 + last_start + 1.0
+
+    try:
+        ap.wait_for("the end of the scenario", done, within=scenario.duration + 1.0)
+    except WaitTimeout as exc:
+        if ap.vehicle_time < t_end - 0.5:
+            raise HilError(f"the run stalled before its end: {exc}") from None
+
+
+def _finish(ap: MavlinkAutopilot, result: ScenarioResult) -> None:
+    """Land and disarm a vehicle the scenario left flying, so the board is left safe."""
+    if not ap.armed:
+        return
+    try:
+        ap.set_mode("LAND")
+        ap.wait_armed(False, within=90.0)
+        result.notes.append("landed after the scenario")
+    except HilError as exc:
+        result.notes.append(f"could not land after the scenario ({exc}); disarming")
+        try:
+            ap.disarm(force=True)
+        except HilError:
+            pass

@@ -1,0 +1,135 @@
+"""One test's use of one board: connect, start fresh, and leave it as it was found.
+
+After every test: the vehicle must be disarmed (a test that leaves it armed fails, and
+it is disarmed), the board must still answer, and parameters are put back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+from hil.autopilot.mavlink import MavlinkAutopilot
+from hil.errors import BoardNotAnswering, HilError, LinkError
+from hil.links.serial_link import SerialLink
+from hil.mavlink.connection import MavConnection
+from hil.mavlink.dialect import mavlink
+from hil.rig import Board
+from hil.sim.loop import ClosedLoop, SimConfig
+from hil.timeout import Deadline
+
+log = logging.getLogger(__name__)
+
+
+class BoardSession:
+    """Context manager: `with BoardSession(board) as s: s.autopilot, s.make_sim()`."""
+
+    def __init__(self, board: Board, *, connect_timeout: float = 10.0) -> None:
+        self.board = board
+        self.connect_timeout = connect_timeout
+        self.autopilot: MavlinkAutopilot | None = None
+        self.sim: ClosedLoop | None = None
+        self.param_snapshot: dict[str, float] = {}
+        self.problems: list[str] = []
+
+    # -- connecting --------------------------------------------------------------------
+    def connect(self) -> MavlinkAutopilot:
+        url = self.board.url(timeout=self.connect_timeout)
+        link = SerialLink(url, int(self.board.spec.get("baud", 115200))).open()
+        conn = MavConnection(link)
+        autopilot = MavlinkAutopilot(conn)
+        conn.idle_callbacks.append(conn.gcs_heartbeat)
+        conn.start_reader()
+        try:
+            # A board answers TIMESYNC at once; asking for a HEARTBEAT saves waiting a second for it.
+            autopilot.ping(self.connect_timeout)
+            autopilot.command(mavlink.MAV_CMD_REQUEST_MESSAGE, mavlink.MAVLINK_MSG_ID_HEARTBEAT, check=False, retries=0)
+            autopilot.wait_heartbeat(self.connect_timeout)
+        except HilError as exc:
+            conn.close()
+            raise BoardNotAnswering(f"board {self.board.name} on {url}: {exc}") from None
+        self.autopilot = autopilot
+        return autopilot
+
+    def reconnect_after_reboot(self) -> MavlinkAutopilot:
+        """Reboot the board and find it again by USB serial (its port path may change)."""
+        assert self.autopilot is not None
+        old = self.autopilot
+        old_url = old.conn.link.url
+        old.reboot()
+        old.conn.close()
+        old.close()
+        self.autopilot = None
+        deadline = Deadline(self.connect_timeout)
+        while self.board.url(timeout=deadline.remaining) == old_url:
+            if deadline.expired:
+                raise BoardNotAnswering(
+                    f"board {self.board.name} ({self.board.usb_serial}) did not come back on a new "
+                    f"port within {self.connect_timeout:.0f} s of its reboot (still {old_url})"
+                )
+            time.sleep(0.02)
+        return self.connect()
+
+    def __enter__(self) -> BoardSession:
+        self.board.start()
+        autopilot = self.connect()
+        if self.board.lockstep:
+            # A fresh vehicle for every test: reboot (the board keeps its parameters).
+            autopilot = self.reconnect_after_reboot()
+        self.param_snapshot = autopilot.fetch_params()
+        return self
+
+    def make_sim(self, config: SimConfig | None = None) -> ClosedLoop:
+        """The closed loop for this board, at the board's own loop rate."""
+        assert self.autopilot is not None
+        config = config or SimConfig()
+        rate = self.param_snapshot.get("SCHED_LOOP_RATE")
+        if rate and rate > 0:
+            config = replace(config, rate_hz=float(rate))
+        config = replace(config, lockstep=self.board.lockstep)
+        self.sim = ClosedLoop(self.autopilot, config)
+        return self.sim
+
+    # -- leaving -------------------------------------------------------------------------
+    def __exit__(self, *exc: object) -> None:
+        self.problems = self.cleanup()
+
+    def cleanup(self) -> list[str]:
+        """Stop the loop, disarm, check the board answers, restore parameters."""
+        problems: list[str] = []
+        ap = self.autopilot
+        if self.sim is not None:
+            try:
+                self.sim.stop()
+            except HilError as exc:
+                problems.append(str(exc))
+        if ap is None:
+            return problems
+        ap.clear_failure()
+        try:
+            ap.ping()
+        except (BoardNotAnswering, LinkError) as exc:
+            problems.append(f"board {self.board.name} stopped answering: {exc}")
+            self._close()
+            return problems
+        if ap.armed:
+            problems.append(f"the test left board {self.board.name} armed (mode {ap.mode}); it was disarmed")
+            try:
+                ap.disarm(force=True)
+            except HilError as exc:
+                problems.append(f"could not disarm board {self.board.name}: {exc}")
+        try:
+            restored = ap.restore_params(self.param_snapshot)
+            if restored:
+                log.info("restored parameters on %s: %s", self.board.name, ", ".join(restored))
+        except HilError as exc:
+            problems.append(f"could not restore parameters on {self.board.name}: {exc}")
+        self._close()
+        return problems
+
+    def _close(self) -> None:
+        if self.autopilot is not None:
+            self.autopilot.conn.close()
+            self.autopilot.close()
+            self.autopilot = None

@@ -1,0 +1,73 @@
+"""How each scenario injection acts on the closed loop.
+
+A kind registers a start and a stop action where it is defined; the scenario layer
+validates parameters, this module makes them happen at an exact simulation time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hil.sim.loop import ClosedLoop
+
+Action = Callable[["ClosedLoop", Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Applier:
+    start: Action
+    stop: Action
+
+
+APPLIERS: dict[str, Applier] = {}
+
+
+def register_applier(kind: str, start: Action, stop: Action) -> None:
+    """Make injection `kind` act on the loop: `start(loop, params)`, `stop(loop, params)`."""
+    APPLIERS[kind] = Applier(start, stop)
+
+
+def _set(attr: str, value: Any) -> Action:
+    def action(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+        setattr(loop, attr, value)
+
+    return action
+
+
+def _gps_available(value: bool) -> Action:
+    def action(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+        loop.gps.available = value
+
+    return action
+
+
+def _battery_sag_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loop.battery.sag_v = float(params.get("volts", 0.0))
+
+
+def _battery_sag_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loop.battery.sag_v = 0.0
+
+
+def _wind_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    wind = loop.wind
+    loop._saved_wind = (wind.speed, wind.direction_deg, wind.gust_std)
+    wind.speed = float(params.get("speed", 0.0))
+    wind.direction_deg = float(params.get("direction", 0.0))
+    wind.gust_std = float(params.get("gust", 0.0))
+
+
+def _wind_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    saved = getattr(loop, "_saved_wind", None)
+    if saved is not None:
+        loop.wind.speed, loop.wind.direction_deg, loop.wind.gust_std = saved
+
+
+register_applier("rc_loss", _set("rc_enabled", False), _set("rc_enabled", True))
+register_applier("gcs_loss", _set("gcs_enabled", False), _set("gcs_enabled", True))
+register_applier("gps_loss", _gps_available(False), _gps_available(True))
+register_applier("battery_sag", _battery_sag_start, _battery_sag_stop)
+register_applier("wind", _wind_start, _wind_stop)

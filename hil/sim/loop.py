@@ -1,0 +1,374 @@
+"""The closed loop: physics and sensor models on one side, a board on the other.
+
+The loop speaks PX4's simulator protocol over MAVLink: HIL_SENSOR and HIL_GPS to the
+board, HIL_ACTUATOR_CONTROLS back. RC reaches the board as RC_CHANNELS_OVERRIDE, the
+battery as BATTERY_STATUS from the simulator component, and the ground station's
+HEARTBEAT is sent from here too, so all of them follow simulation time.
+
+Lockstep (boards that follow our clock): send one sensor sample, wait for the board's
+answer to it, integrate, repeat, as fast as both sides go. Real time (boards with their
+own clock): send samples at the loop rate by the wall clock and use the latest answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hil.autopilot.mavlink import MavlinkAutopilot
+from hil.errors import BoardNotAnswering, HilError, LinkError
+from hil.mavlink.dialect import mavlink
+from hil.sim import geo
+from hil.sim.injections import APPLIERS
+from hil.sim.sensors import Baro, Battery, Gps, Imu, Mag, Wind
+from hil.sim.vehicle import Quadrotor
+
+log = logging.getLogger(__name__)
+
+_ALL_FIELDS = 0x1FFF  # accel, gyro, mag, abs/diff pressure, pressure alt, temperature
+_RC_CENTRE = [1500, 1500, 1500, 1500, 1000, 1000, 1000, 1000]
+_UINT16_MAX = 65535
+
+
+@dataclass
+class SimConfig:
+    """What the loop simulates and how fast it talks to the board."""
+
+    rate_hz: float = 400.0
+    lockstep: bool = True
+    gps_rate_hz: float = 10.0
+    rc_rate_hz: float = 50.0
+    battery_rate_hz: float = 10.0
+    gcs_heartbeat_hz: float = 1.0
+    seed: int = 0
+    step_timeout: float = 2.0
+    wind_speed: float = 0.0
+    wind_direction: float = 0.0
+    wind_gust: float = 0.0
+    battery_cells: int = 3
+    battery_capacity_mah: float = 5000.0
+    truth_rate_hz: float = 10.0
+
+
+@dataclass
+class _Scheduled:
+    t_us: int
+    start: bool
+    kind: str
+    ident: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ClosedLoop:
+    """Flies the simulated quadrotor with the board's motor outputs."""
+
+    def __init__(self, autopilot: MavlinkAutopilot, config: SimConfig | None = None) -> None:
+        self.autopilot = autopilot
+        self.conn = autopilot.conn
+        self.config = cfg = config or SimConfig()
+        rng = np.random.default_rng(cfg.seed)
+        self.vehicle = Quadrotor()
+        self.vehicle.reset()
+        self.imu = Imu(rng)
+        self.baro = Baro(rng)
+        self.mag = Mag(rng)
+        self.gps = Gps(rng, rate_hz=cfg.gps_rate_hz)
+        self.battery = Battery(cells=cfg.battery_cells, capacity_mah=cfg.battery_capacity_mah)
+        self.wind = Wind(rng, speed=cfg.wind_speed, direction_deg=cfg.wind_direction, gust_std=cfg.wind_gust)
+        self.rc_enabled = True
+        self.gcs_enabled = True
+        self.rc_channels = list(_RC_CENTRE)
+        self.t_us = 0
+        self.dt_us = int(round(1e6 / cfg.rate_hz))
+        self.steps = 0
+        self.motors = (0.0, 0.0, 0.0, 0.0)
+        self.events: list[tuple[float, str, str]] = []
+        self.event_hooks: list[Callable[[float, str, str], None]] = []
+        self.truth: list[tuple[float, ...]] = []
+        self.error: BaseException | None = None
+        self.wall_running = 0.0
+        self._schedule: list[_Scheduled] = []
+        self._sched_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._next = {"rc": 0, "battery": 0, "gcs": 0, "truth": 0}
+        self._periods = {
+            "rc": _period_us(cfg.rc_rate_hz),
+            "battery": _period_us(cfg.battery_rate_hz),
+            "gcs": _period_us(cfg.gcs_heartbeat_hz),
+            "truth": _period_us(cfg.truth_rate_hz),
+        }
+        self._sensor = mavlink.MAVLink_hil_sensor_message(
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, _ALL_FIELDS, 0
+        )
+        self._missed = 0
+
+    # -- clock -------------------------------------------------------------------------
+    @property
+    def time(self) -> float:
+        """Simulation time in seconds."""
+        return self.t_us / 1_000_000
+
+    @property
+    def speed(self) -> float:
+        """Simulated seconds per wall second while running."""
+        return self.time / self.wall_running if self.wall_running > 0 else 0.0
+
+    # -- injections --------------------------------------------------------------------
+    def schedule(
+        self, kind: str, start: float, stop: float | None, params: Mapping[str, Any] | None = None, ident: str | None = None
+    ) -> None:
+        """Start injection `kind` at simulation time `start` s, stop it at `stop` (None: never)."""
+        if kind not in APPLIERS:
+            raise HilError(f"injection kind {kind!r} cannot act on this loop; known: {', '.join(sorted(APPLIERS))}")
+        ident = ident or kind
+        items = [_Scheduled(int(round(start * 1e6)), True, kind, ident, dict(params or {}))]
+        if stop is not None:
+            items.append(_Scheduled(int(round(stop * 1e6)), False, kind, ident, dict(params or {})))
+        with self._sched_lock:
+            self._schedule.extend(items)
+            self._schedule.sort(key=lambda s: (s.t_us, not s.start))
+
+    def _apply_due(self) -> None:
+        with self._sched_lock:
+            while self._schedule and self._schedule[0].t_us <= self.t_us:
+                item = self._schedule.pop(0)
+                applier = APPLIERS[item.kind]
+                (applier.start if item.start else applier.stop)(self, item.params)
+                self._event("injection_start" if item.start else "injection_stop", item.ident)
+
+    def _event(self, kind: str, text: str) -> None:
+        entry = (self.time, kind, text)
+        self.events.append(entry)
+        for hook in self.event_hooks:
+            hook(*entry)
+
+    # -- running -----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Run the loop in a background thread; it owns the link until `stop()`."""
+        if self.running:
+            return
+        self.conn.stop_reader()
+        self._stop.clear()
+        self.error = None
+        self._thread = threading.Thread(target=self._run, name="closed-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join(timeout)
+        self._thread = None
+        if thread.is_alive():
+            raise HilError(f"closed loop did not stop within {timeout} s")
+        if self.conn.link.is_open:
+            self.conn.start_reader()
+
+    def run_for(self, seconds: float) -> None:
+        """Step in the calling thread for `seconds` of simulation time (lockstep only)."""
+        end = self.t_us + int(seconds * 1e6)
+        wall0 = time.monotonic()
+        try:
+            while self.t_us < end:
+                self.step()
+        finally:
+            self.wall_running += time.monotonic() - wall0
+
+    def _run(self) -> None:
+        wall0 = time.monotonic()
+        last = wall0
+        try:
+            if self.config.lockstep:
+                while not self._stop.is_set():
+                    for _ in range(50):
+                        self.step()
+                    now = time.monotonic()
+                    self.wall_running += now - last
+                    last = now
+            else:
+                self._run_realtime()
+        except (BoardNotAnswering, LinkError) as exc:
+            self.error = exc
+            self.autopilot.fail(exc)
+            log.warning("closed loop stopped: %s", exc)
+        except Exception as exc:  # a bug here must not leave waits hanging
+            self.error = exc
+            self.autopilot.fail(exc)
+            log.exception("closed loop crashed")
+        finally:
+            self.wall_running += time.monotonic() - last
+
+    def _run_realtime(self) -> None:
+        period = self.dt_us * 1e-6
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            self._send_inputs()
+            self._integrate()
+            next_tick += period
+            while True:
+                remaining = next_tick - time.monotonic()
+                if remaining <= 0:
+                    break
+                for msg in self.conn.pump(remaining):
+                    if msg.get_type() == "HIL_ACTUATOR_CONTROLS":
+                        self._take_actuators(msg)
+            if -remaining > period:
+                self._missed += 1
+                next_tick = time.monotonic()
+
+    def step(self) -> None:
+        """One lockstep cycle: send the sample for now, take the board's answer, integrate."""
+        t_us = self.t_us
+        self._send_inputs()
+        deadline = time.monotonic() + self.config.step_timeout
+        conn = self.conn
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BoardNotAnswering(
+                    f"board on {conn.link.url} sent no HIL_ACTUATOR_CONTROLS for the sensor sample "
+                    f"at t={t_us * 1e-6:.4f} s within {self.config.step_timeout:.1f} s; "
+                    f"it stopped answering (last mode {self.autopilot.mode}, armed {self.autopilot.armed})"
+                )
+            got = False
+            for msg in conn.pump(remaining):
+                if msg.get_type() == "HIL_ACTUATOR_CONTROLS" and msg.time_usec == t_us:
+                    self._take_actuators(msg)
+                    got = True
+            if got:
+                break
+        self._integrate()
+
+    def _take_actuators(self, msg) -> None:
+        if msg.mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED:
+            c = msg.controls
+            self.motors = (c[0], c[1], c[2], c[3])
+        else:
+            self.motors = (0.0, 0.0, 0.0, 0.0)
+
+    def _send_inputs(self) -> None:
+        t_us = self.t_us
+        conn = self.conn
+        sim = conn.sim
+        out = []
+        nxt = self._next
+        if t_us >= nxt["rc"]:
+            nxt["rc"] = t_us + self._periods["rc"]
+            if self.rc_enabled:
+                ch = self.rc_channels
+                out.append(
+                    mavlink.MAVLink_rc_channels_override_message(
+                        self.autopilot.target_system, self.autopilot.target_component, *ch[:8]
+                    ).pack(conn.gcs)
+                )
+        t = t_us * 1e-6
+        if self.gps.due(t):
+            out.append(self._gps_message(t).pack(sim))
+        if t_us >= nxt["battery"]:
+            nxt["battery"] = t_us + self._periods["battery"]
+            out.append(self._battery_message().pack(sim))
+        if t_us >= nxt["gcs"]:
+            nxt["gcs"] = t_us + self._periods["gcs"]
+            if self.gcs_enabled:
+                out.append(
+                    mavlink.MAVLink_heartbeat_message(
+                        mavlink.MAV_TYPE_GCS, mavlink.MAV_AUTOPILOT_INVALID, 0, 0, mavlink.MAV_STATE_ACTIVE, 3
+                    ).pack(conn.gcs)
+                )
+        v = self.vehicle
+        ax, ay, az, gx, gy, gz = self.imu.sample(v)
+        mx, my, mz = self.mag.sample(v.quat)
+        alt_amsl = geo.HOME.alt_m - v.pos[2]
+        pressure, temperature = self.baro.sample(alt_amsl)
+        s = self._sensor
+        s.time_usec = t_us
+        s.xacc, s.yacc, s.zacc = ax, ay, az
+        s.xgyro, s.ygyro, s.zgyro = gx, gy, gz
+        s.xmag, s.ymag, s.zmag = mx, my, mz
+        s.abs_pressure = pressure
+        s.pressure_alt = alt_amsl
+        s.temperature = temperature
+        out.append(s.pack(sim))
+        conn.send_bytes(b"".join(out))
+
+    def _integrate(self) -> None:
+        dt = self.dt_us * 1e-6
+        wind = self.wind.step(dt)
+        v = self.vehicle
+        v.step(dt, self.motors, wind)
+        self.baro.step(dt)
+        self.battery.step(dt, v.current_a())
+        self.t_us += self.dt_us
+        self.steps += 1
+        if self._schedule and self._schedule[0].t_us <= self.t_us:
+            self._apply_due()
+        if self.t_us >= self._next["truth"]:
+            self._next["truth"] = self.t_us + self._periods["truth"]
+            p = v.pos
+            roll, pitch, yaw = v.euler()
+            self.truth.append((self.time, p[0], p[1], p[2], roll, pitch, yaw))
+
+    def _gps_message(self, t: float):
+        v = self.vehicle
+        fix = self.gps.sample(t, v.pos, v.vel)
+        ground = math.hypot(fix.vel_n, fix.vel_e)
+        cog = (math.degrees(math.atan2(fix.vel_e, fix.vel_n)) % 360.0) * 100.0 if ground > 0.2 else _UINT16_MAX
+        return mavlink.MAVLink_hil_gps_message(
+            fix.time_usec,
+            fix.fix_type,
+            int(round(fix.lat_deg * 1e7)),
+            int(round(fix.lon_deg * 1e7)),
+            int(round(fix.alt_m * 1000.0)),
+            _u16(fix.eph_m * 100.0),
+            _u16(fix.epv_m * 100.0),
+            _u16(ground * 100.0),
+            _i16(fix.vel_n * 100.0),
+            _i16(fix.vel_e * 100.0),
+            _i16(fix.vel_d * 100.0),
+            int(cog),
+            fix.satellites,
+        )
+
+    def _battery_message(self):
+        b = self.battery
+        cells = [_UINT16_MAX] * 10
+        cells[0] = _u16(b.voltage * 1000.0)
+        return mavlink.MAVLink_battery_status_message(
+            0,
+            mavlink.MAV_BATTERY_FUNCTION_ALL,
+            mavlink.MAV_BATTERY_TYPE_LIPO,
+            _INT16_MAX,
+            cells,
+            int(max(-1, min(32767, b.current * 100.0))),
+            int(b.consumed_mah),
+            -1,
+            int(max(0, min(100, b.remaining_pct))),
+        )
+
+
+_INT16_MAX = 32767
+
+
+def _period_us(rate_hz: float) -> int:
+    return int(round(1e6 / rate_hz)) if rate_hz > 0 else 1 << 62
+
+
+def _u16(x: float) -> int:
+    return int(max(0, min(65534, round(x))))
+
+
+def _i16(x: float) -> int:
+    return int(max(-32767, min(32767, round(x))))

@@ -1,0 +1,101 @@
+"""The pytest plugin as a user meets it: scenario files, failures, skips, fixtures."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from hil.rig import DEFAULT_RIG
+
+BROKEN_FAILSAFE = """
+[scenario]
+name = "rc-loss-broken"
+duration = 20.0
+
+[setup]
+mode = "LOITER"
+altitude = 5.0
+params = { FS_THR_ENABLE = 0 }
+
+[[injection]]
+kind = "rc_loss"
+id = "rc"
+start = 2.0
+
+[[expect]]
+kind = "mode"
+mode = "RTL"
+after = "rc.start"
+within = 1.5
+"""
+
+
+def _run(pytester, *args):
+    return pytester.runpytest_subprocess(*args, f"--rig={DEFAULT_RIG}", "-p", "no:cacheprovider", timeout=240)
+
+
+def test_a_disabled_failsafe_fails_its_scenario_with_a_readable_reason(pytester):
+    path = pytester.makefile(".toml", rc_loss_broken=BROKEN_FAILSAFE)
+    result = _run(pytester, str(path))
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "expected mode RTL within 1.5" in out or "mode RTL" in out
+    assert "rc.start" in out
+    assert "injection_start" in out  # the timeline excerpt
+    assert "Traceback" not in out
+
+
+def test_a_malformed_scenario_names_the_file_and_key(pytester):
+    path = pytester.makefile(".toml", bad="[scenario]\nduration = 10\n[setup]\nmode = 'LOITRE'\naltitude = 5\n")
+    result = _run(pytester, str(path))
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "bad.toml" in out and "[setup].mode" in out and "LOITER" in out
+
+
+def test_a_scenario_for_another_board_class_is_skipped_with_the_reason(pytester):
+    path = pytester.makefile(
+        ".toml",
+        msp_only="[scenario]\napplies_to = ['msp']\nduration = 5\n[setup]\nmode = 'LOITER'\narmed = false\n[[expect]]\nkind = 'never_mode'\nmode = 'RTL'\n",
+    )
+    result = _run(pytester, str(path), "-rs")
+    result.assert_outcomes(skipped=1)
+    assert "applies to msp boards" in result.stdout.str()
+
+
+def test_a_test_that_leaves_the_vehicle_armed_fails(pytester):
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            def test_leaves_it_armed(autopilot, sim):
+                autopilot.arm(force=True)
+            """
+        )
+    )
+    result = _run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    assert "left board copter1 armed" in result.stdout.str()
+
+
+def test_parameters_changed_by_a_test_are_restored(pytester):
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            def test_a_changes_it(autopilot):
+                autopilot.set_param("FS_GCS_TIMEOUT", 9.0)
+
+            def test_b_sees_the_default(autopilot):
+                assert autopilot.get_param("FS_GCS_TIMEOUT") == 5.0
+            """
+        )
+    )
+    result = _run(pytester)
+    result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("option", ["--board=nope"])
+def test_an_unknown_board_is_a_usage_error(pytester, option):
+    pytester.makepyfile("def test_x(board):\n    pass\n")
+    result = _run(pytester, option)
+    assert "no board 'nope'" in result.stderr.str() + result.stdout.str()
