@@ -26,7 +26,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         *targets,
         "-p",
         "no:cacheprovider",
-        f"--junitxml={report / 'junit.xml'}",
         f"--hil-report={report}",
         "-o",
         "junit_family=xunit1",
@@ -39,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.keyword:
         pytest_args += ["-k", args.keyword]
     code = int(pytest.main(pytest_args))
-    print(f"report: {report}/junit.xml")
+    print(f"report: {report}/ (junit.xml, summary.json)")
     return code
 
 

@@ -6,6 +6,7 @@ the fixtures `rig`, `board`, `board_session`, `autopilot` and `sim`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +82,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    report = config.getoption("hil_report")
+    if report and not getattr(config.option, "xmlpath", None):
+        # Before the junitxml plugin configures itself: the report directory gets JUnit XML.
+        Path(report).mkdir(parents=True, exist_ok=True)
+        config.option.xmlpath = str(Path(report) / "junit.xml")
     config.addinivalue_line("markers", "slow: long-running test, run only with --run-slow")
     config.addinivalue_line("markers", "board_class(*classes): the board classes a test applies to")
     config.stash[_STATE] = HilState(config)
@@ -246,3 +253,35 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_STATE].started = time.monotonic()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_STATE, None)
+    if state is None or state.report_dir is None or not state.results:
+        return
+    state.report_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "schema": "hil-summary/1",
+        "rig": str(state.rig_path),
+        "exit_status": int(exitstatus),
+        "scenarios": [_result_record(r) for r in state.results],
+    }
+    (state.report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def _result_record(result) -> dict:
+    return {
+        "name": result.scenario.name,
+        "path": str(result.scenario.path) if result.scenario.path else None,
+        "board": result.board,
+        "passed": result.passed,
+        "error": result.error,
+        "sim_seconds": round(result.sim_seconds, 3),
+        "wall_seconds": round(result.wall_seconds, 3),
+        "lockstep_speed": round(result.speed, 2),
+        "expectations": [
+            {"kind": v.expectation.kind, "passed": v.passed, "message": v.message, "t": v.t}
+            for v in result.verdicts
+        ],
+        "notes": list(result.notes),
+    }

@@ -263,11 +263,11 @@ class Rig:
     def statuses(self, identify: Callable[[Board], str] | None = None) -> list[BoardStatus]:
         out = []
         for board in self.boards:
+            firmware = identify(board) if identify else "-"
             try:
                 port = board.url(timeout=0.0)
             except (HilError, PortNotFound):
                 port = "-"
-            firmware = identify(board) if identify else "-"
             out.append(BoardStatus(board.name, board.type_name, board.state, port, board.usb_serial or "-", firmware))
         return out
 

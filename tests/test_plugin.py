@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from hil.rig import DEFAULT_RIG
 
-BROKEN_FAILSAFE = """
-[scenario]
-name = "rc-loss-broken"
-duration = 20.0
-
-[setup]
-mode = "LOITER"
-altitude = 5.0
-params = { FS_THR_ENABLE = 0 }
-
-[[injection]]
-kind = "rc_loss"
-id = "rc"
-start = 2.0
-
-[[expect]]
-kind = "mode"
-mode = "RTL"
-after = "rc.start"
-within = 1.5
-"""
+BROKEN_FAILSAFE = (Path(__file__).parent / "data" / "broken_failsafe.toml").read_text()
 
 
 def _run(pytester, *args):
