@@ -85,10 +85,7 @@ class SerialLink:
     def read(self, timeout: float) -> Chunk | None:
         """Wait up to `timeout` s for bytes; return what is there at once when they come."""
         port = self._require()
-        fd = getattr(port, "fd", None)
-        if not isinstance(fd, int):
-            sock = getattr(port, "_socket", None)  # socket:// ; read(2) works on it as on a tty
-            fd = sock.fileno() if sock is not None else None
+        fd = self._fd(port)
         if fd is not None:
             return self._read_fd(fd, timeout)
         deadline = time.monotonic() + max(0.0, timeout)
@@ -108,6 +105,15 @@ class SerialLink:
                     time.sleep(min(remaining, 0.0005))
         except (serial.SerialException, OSError) as exc:
             raise LinkError(f"read from {self.url} failed: {exc}") from exc
+
+    @staticmethod
+    def _fd(port: serial.SerialBase) -> int | None:
+        """The OS descriptor behind a tty or socket:// port (read(2)/write(2) work on both)."""
+        fd = getattr(port, "fd", None)
+        if isinstance(fd, int):
+            return fd
+        sock = getattr(port, "_socket", None)
+        return sock.fileno() if sock is not None else None
 
     def _read_fd(self, fd: int, timeout: float) -> Chunk | None:
         """The tty path: one select and one read per chunk, nothing in between."""
@@ -131,6 +137,39 @@ class SerialLink:
     def write(self, data: bytes) -> None:
         """Write all of `data` within the link's write timeout."""
         port = self._require()
+        fd = self._fd(port)
+        if fd is not None:
+            self._write_fd(fd, data)
+        else:
+            self._write_port(port, data)
+        self.bytes_out += len(data)
+        if self.raw_log is not None:
+            self.raw_log.record(time.monotonic_ns(), "tx", data)
+
+    def _write_fd(self, fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = None
+        try:
+            while view:
+                try:
+                    sent = os.write(fd, view)
+                except BlockingIOError:
+                    sent = 0
+                view = view[sent:]
+                if view:
+                    if deadline is None:
+                        deadline = time.monotonic() + self.write_timeout
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise LinkError(
+                            f"write to {self.url} timed out after {self.write_timeout} s "
+                            f"({len(view)} of {len(data)} bytes left): is the other side reading?"
+                        )
+                    select.select((), (fd,), (), remaining)
+        except OSError as exc:
+            raise LinkError(f"write to {self.url} failed: {exc} (did the board go away?)") from exc
+
+    def _write_port(self, port: serial.SerialBase, data: bytes) -> None:
         try:
             written = port.write(data)
         except serial.SerialTimeoutException as exc:
@@ -142,9 +181,6 @@ class SerialLink:
             raise LinkError(f"write to {self.url} failed: {exc}") from exc
         if written is not None and written != len(data):
             raise LinkError(f"short write to {self.url}: {written} of {len(data)} bytes")
-        self.bytes_out += len(data)
-        if self.raw_log is not None:
-            self.raw_log.record(time.monotonic_ns(), "tx", data)
 
     def close(self) -> None:
         port, self._port = self._port, None

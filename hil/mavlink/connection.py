@@ -20,12 +20,11 @@ from hil.mavlink.dialect import (
     mavlink,
     new_codec,
 )
+from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, FrameReader
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[object, int], None]
-
-_BAD_DATA = "BAD_DATA"
 
 
 class MavConnection:
@@ -35,12 +34,11 @@ class MavConnection:
         self.link = link
         self.gcs = new_codec(system_id, GCS_COMPONENT_ID)
         self.sim = new_codec(system_id, SIM_COMPONENT_ID)
-        self._parser = new_codec(system_id, GCS_COMPONENT_ID)
+        self._frames = FrameReader(new_codec(system_id, GCS_COMPONENT_ID), hot=(HIL_ACTUATOR_CONTROLS,))
         self._listeners: list[Listener] = []
         self._reader: threading.Thread | None = None
         self._stop_reader = threading.Event()
         self._write_lock = threading.Lock()
-        self.bad_bytes = 0
         self.messages_in = 0
         self.reader_error: BaseException | None = None
         self.idle_callbacks: list[Callable[[], None]] = []
@@ -70,25 +68,20 @@ class MavConnection:
         chunk = self.link.read(timeout)
         if chunk is None:
             return []
-        try:
-            msgs = self._parser.parse_buffer(chunk.data) or []
-        except Exception as exc:  # pymavlink raises on some malformed frames
-            log.debug("parser error on %s: %s", self.link.url, exc)
-            self.bad_bytes += len(chunk.data)
-            return []
-        out = []
         t_ns = chunk.t_ns
+        msgs = self._frames.feed(chunk.data, t_ns * 1e-9)
         listeners = self._listeners
         for msg in msgs:
-            if msg.get_type() == _BAD_DATA:
-                self.bad_bytes += len(getattr(msg, "data", b""))
-                continue
             msg._t_ns = t_ns
-            out.append(msg)
             for listener in listeners:
                 listener(msg, t_ns)
-        self.messages_in += len(out)
-        return out
+        self.messages_in += len(msgs)
+        return msgs
+
+    @property
+    def bad_bytes(self) -> int:
+        """Bytes skipped as noise (not part of any valid frame) so far."""
+        return self._frames.bad_bytes
 
     # -- the reader thread ---------------------------------------------------------------
     @property

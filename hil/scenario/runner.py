@@ -33,6 +33,7 @@ class ScenarioResult:
     timeline: Timeline | None = None
     sim_seconds: float = 0.0
     wall_seconds: float = 0.0
+    loop_speed: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -171,7 +172,11 @@ def run_scenario(scenario: Scenario, session: BoardSession) -> ScenarioResult:
                 anchors[f"{inj.id}.stop"] = inj.stop
         result.verdicts = evaluate(scenario, result.timeline, anchors)
     _finish(ap, result)
-    result.sim_seconds = sim.time if sim is not None else result.sim_seconds
+    if sim is not None:
+        result.sim_seconds = sim.time
+        sim.stop()
+        result.loop_speed = sim.speed
+    result.wall_seconds = time.monotonic() - wall0
     ap.remove_hook(recorder.on_message)
     return result
 

@@ -39,6 +39,7 @@ from hil.mavlink.dialect import (
     mavlink,
     new_codec,
 )
+from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, FrameReader, has_nonfinite
 from hil.sim.geo import Home, lla_to_ned, ned_to_lla
 from hil.vfc.copter import Copter
 from hil.vfc.params import ParamStore
@@ -51,6 +52,7 @@ REBOOT_DELAY_S = 0.1
 IDLE_AFTER_S = 1.0
 SELECT_TIMEOUT_S = 0.02
 OUTBUF_LIMIT = 256 * 1024
+_ZERO12 = (0.0,) * 12
 
 # HIL_SENSOR fields_updated groups (PROTOCOLS.md section 4).
 MAG_BITS = 0x1C0
@@ -104,95 +106,10 @@ def flight_sw_version(version: str) -> int:
     return major << 24 | minor << 16 | patch << 8 | kind
 
 
-def _has_nonfinite(msg: Any) -> bool:
-    for name in msg.get_fieldnames():
-        value = getattr(msg, name)
-        if isinstance(value, float) and not math.isfinite(value):
-            return True
-        if isinstance(value, list) and any(
-            isinstance(v, float) and not math.isfinite(v) for v in value
-        ):
-            return True
-    return False
-
-
 def _text(value: str | bytes) -> str:
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")
     return value.split("\x00", 1)[0]
-
-
-class FrameReader:
-    """Frames MAVLink out of a byte stream and resynchronises byte by byte after garbage.
-
-    pymavlink's own parser skips a whole (claimed) frame length when a frame fails its
-    CRC, which can swallow the valid frames behind a stray start byte; here a failed
-    candidate costs only its start byte. A candidate that stays incomplete for
-    `stall_s` is given up the same way, so a stray 0xFD with a long claimed length
-    cannot hold a short valid request hostage.
-    """
-
-    def __init__(self, codec: Any, stall_s: float = 0.05) -> None:
-        self.codec = codec
-        self.stall_s = stall_s
-        self.buf = bytearray()
-        self.bad_bytes = 0
-        self._pending_since: float | None = None
-
-    def feed(self, data: bytes, now: float) -> list[Any]:
-        """Add bytes; return the messages now complete."""
-        self.buf += data
-        return self.poll(now)
-
-    def poll(self, now: float) -> list[Any]:
-        """Return complete messages; give up on a start byte that has stalled."""
-        out: list[Any] = []
-        buf = self.buf
-        while buf:
-            starts = [i for i in (buf.find(0xFD), buf.find(0xFE)) if i >= 0]
-            if not starts:
-                self.bad_bytes += len(buf)
-                buf.clear()
-                break
-            first = min(starts)
-            if first:
-                self.bad_bytes += first
-                del buf[:first]
-                self._pending_since = None
-            if len(buf) < 3:
-                total = None
-            elif buf[0] == 0xFD:
-                incompat = buf[2]
-                if incompat & ~0x01:
-                    self._drop_one()
-                    continue
-                total = 10 + buf[1] + 2 + (13 if incompat & 0x01 else 0)
-            else:
-                total = 6 + buf[1] + 2
-            if total is None or len(buf) < total:
-                if self._pending_since is None:
-                    self._pending_since = now
-                if now - self._pending_since > self.stall_s:
-                    self._drop_one()
-                    continue
-                break
-            try:
-                msg = self.codec.decode(bytearray(buf[:total]))
-            except Exception:
-                msg = None
-            if msg is None or isinstance(msg, M.MAVLink_unknown):
-                # An unknown id cannot be CRC-checked: treat it as noise.
-                self._drop_one()
-                continue
-            del buf[:total]
-            self._pending_since = None
-            out.append(msg)
-        return out
-
-    def _drop_one(self) -> None:
-        del self.buf[:1]
-        self.bad_bytes += 1
-        self._pending_since = None
 
 
 class VfcServer:
@@ -290,7 +207,7 @@ class VfcServer:
         self._reboot_at: float | None = None
         self._statustext_id = 0
         self._outbuf = bytearray()
-        self.reader = FrameReader(self.codec)
+        self.reader = FrameReader(self.codec, hot=(HIL_SENSOR,))
         new_pty = Pty.open()  # before closing the old one, so the path really changes
         old, self.pty = self.pty, new_pty
         if old is not None:
@@ -379,7 +296,7 @@ class VfcServer:
     # -- input -------------------------------------------------------------------------
     def _dispatch(self, msg: Any, t_read: int) -> None:
         handler = self._handlers.get(msg.get_type())
-        if handler is None or _has_nonfinite(msg):
+        if handler is None or has_nonfinite(msg):
             return
         if not self._banner_sent:
             self._banner_sent = True
@@ -450,9 +367,14 @@ class VfcServer:
                 self.statustext(
                     M.MAV_SEVERITY_WARNING, "HIL_SENSOR time went backwards: reboot the board"
                 )
-        controls = [float(m) for m in motors[:4]] + [0.0] * 12
+        m1, m2, m3, m4 = motors[:4]
         mode = M.MAV_MODE_FLAG_SAFETY_ARMED if copter.armed else 0
-        self._send(self.codec.hil_actuator_controls_encode(t_us, controls, mode, 1))
+        codec = self.codec
+        # Wire order: time_usec, flags (bit 0: lockstep), controls[16], mode.
+        self._outbuf += HIL_ACTUATOR_CONTROLS.pack(
+            codec.seq, VFC_SYSTEM_ID, VFC_COMPONENT_ID, t_us, 1, m1, m2, m3, m4, *_ZERO12, mode
+        )
+        codec.seq = (codec.seq + 1) % 256
         self._flush()
         self._last_sensor_wall = time.monotonic()
         if t_read is not None:
