@@ -1,0 +1,108 @@
+"""The virtual board's internal flash: a 1 MiB file with STM32F4 sectors and NOR semantics.
+
+Writing can only clear bits (new = old & data), as on real NOR flash, so a flasher that
+forgets to erase fails here as it would on hardware. The first sector holds the
+bootloader and refuses writes and erases. See docs/flashing.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hil.errors import HilError
+
+FLASH_BASE = 0x08000000
+FLASH_TOTAL = 0x100000
+APP_BASE = 0x08004000
+APP_SIZE = FLASH_BASE + FLASH_TOTAL - APP_BASE  # 0xFC000: the serial bootloader's FLASH_SIZE
+
+
+def _sectors() -> tuple[tuple[int, int], ...]:
+    sizes = [16 * 1024] * 4 + [64 * 1024] + [128 * 1024] * 7
+    out = []
+    address = FLASH_BASE
+    for size in sizes:
+        out.append((address, size))
+        address += size
+    return tuple(out)
+
+
+SECTORS: tuple[tuple[int, int], ...] = _sectors()
+BOOTLOADER_SECTOR = SECTORS[0]
+
+
+class FlashError(HilError):
+    """A flash operation outside what the part allows."""
+
+
+class Flash:
+    """The flash file of one virtual board."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not self.path.exists() or self.path.stat().st_size != FLASH_TOTAL:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "wb") as handle:
+                handle.write(b"\xff" * FLASH_TOTAL)
+        self._fd = os.open(self.path, os.O_RDWR)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Flash:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _check(address: int, length: int, *, writable: bool) -> None:
+        lo = APP_BASE if writable else FLASH_BASE
+        hi = FLASH_BASE + FLASH_TOTAL
+        if length < 0 or address < lo or address + length > hi:
+            area = "application area" if writable else "flash"
+            raise FlashError(
+                f"flash access 0x{address:08X}+{length} is outside the {area} "
+                f"0x{lo:08X}..0x{hi:08X}"
+            )
+
+    def read(self, address: int, length: int) -> bytes:
+        self._check(address, length, writable=False)
+        return os.pread(self._fd, length, address - FLASH_BASE)
+
+    def write(self, address: int, data: bytes) -> None:
+        """Program `data` at `address`: bits can only go from 1 to 0."""
+        self._check(address, len(data), writable=True)
+        if not data:
+            return
+        old = self.read(address, len(data))
+        new = (int.from_bytes(old, "little") & int.from_bytes(data, "little")).to_bytes(len(data), "little")
+        os.pwrite(self._fd, new, address - FLASH_BASE)
+
+    def sector_of(self, address: int) -> tuple[int, int]:
+        for start, size in SECTORS:
+            if start <= address < start + size:
+                return start, size
+        raise FlashError(f"address 0x{address:08X} is not in any flash sector")
+
+    def erase_sector(self, address: int) -> None:
+        """Erase the sector holding `address` (to 0xFF); the bootloader sector refuses."""
+        start, size = self.sector_of(address)
+        if (start, size) == BOOTLOADER_SECTOR:
+            raise FlashError(f"sector at 0x{start:08X} holds the bootloader and is write-protected")
+        os.pwrite(self._fd, b"\xff" * size, start - FLASH_BASE)
+
+    def erase_app(self) -> None:
+        """Erase every application sector."""
+        for start, size in SECTORS:
+            if start >= APP_BASE:
+                os.pwrite(self._fd, b"\xff" * size, start - FLASH_BASE)
+
+    def app_bytes(self) -> bytes:
+        return self.read(APP_BASE, APP_SIZE)
+
+    def flush(self) -> None:
+        os.fsync(self._fd)
