@@ -482,15 +482,9 @@ class MavlinkAutopilot:
         return self.identity
 
     # -- parameters ----------------------------------------------------------------------
-    def get_param(self, name: str, timeout: float = 3.0) -> float:
-        since = self.mark()
-        self.conn.send(
-            mavlink.MAVLink_param_request_read_message(
-                self.target_system, self.target_component, name.encode(), -1
-            )
-        )
+    def _await_param(self, name: str, since: int, timeout: float, failure: str):
         try:
-            msg = self.wait_for(
+            return self.wait_for(
                 f"PARAM_VALUE {name}",
                 lambda m: m.get_type() == "PARAM_VALUE" and m.param_id == name,
                 within=timeout,
@@ -498,7 +492,16 @@ class MavlinkAutopilot:
                 vehicle_time=False,
             )
         except WaitTimeout:
-            raise ParamError(f"board did not answer a read of parameter {name} within {timeout:.1f} s; does it exist?") from None
+            raise ParamError(f"board did not {failure} within {timeout:.1f} s") from None
+
+    def get_param(self, name: str, timeout: float = 3.0) -> float:
+        since = self.mark()
+        self.conn.send(
+            mavlink.MAVLink_param_request_read_message(
+                self.target_system, self.target_component, name.encode(), -1
+            )
+        )
+        msg = self._await_param(name, since, timeout, f"answer a read of parameter {name}; does it exist?")
         return float(msg.param_value)
 
     def set_param(self, name: str, value: float, timeout: float = 3.0) -> float:
@@ -515,16 +518,7 @@ class MavlinkAutopilot:
                 mavlink.MAV_PARAM_TYPE_REAL32,
             )
         )
-        try:
-            msg = self.wait_for(
-                f"PARAM_VALUE {name} after set",
-                lambda m: m.get_type() == "PARAM_VALUE" and m.param_id == name,
-                within=timeout,
-                since=since,
-                vehicle_time=False,
-            )
-        except WaitTimeout:
-            raise ParamError(f"board did not confirm {name} = {value} within {timeout:.1f} s; is the name right?") from None
+        msg = self._await_param(name, since, timeout, f"confirm {name} = {value:g}; is the name right?")
         held = float(msg.param_value)
         if not math.isclose(held, value, rel_tol=1e-6, abs_tol=1e-6):
             reason = self._reason_since(since)

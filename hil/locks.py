@@ -1,0 +1,98 @@
+"""One process owns a board at a time: an OS file lock keyed by the board's USB serial.
+
+The lock is `flock` on a file, so the kernel releases it when the holder exits, even
+after a crash or SIGKILL. The file names the holder's pid so a second process can say
+who has the board. A second process waits up to `wait` seconds, then fails.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from hil.errors import HilError
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class BoardBusy(HilError):
+    """Another process holds the board."""
+
+
+def default_lock_dir() -> Path:
+    """`$HIL_LOCK_DIR`, else a per-user directory under the system temp dir."""
+    env = os.environ.get("HIL_LOCK_DIR")
+    return Path(env) if env else Path(tempfile.gettempdir()) / f"hil-locks-{os.getuid()}"
+
+
+class BoardLock:
+    """`with BoardLock("SN123", wait=30): ...` holds the board for the block."""
+
+    def __init__(self, usb_serial: str, lock_dir: Path | str | None = None, *, wait: float = 0.0) -> None:
+        self.usb_serial = usb_serial
+        self.lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir()
+        self.wait = wait
+        self.path = self.lock_dir / f"{_SAFE.sub('_', usb_serial) or 'unnamed'}.lock"
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> BoardLock:
+        if self._fd is not None:
+            return self
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + max(0.0, self.wait)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_holder(fd)
+                    os.close(fd)
+                    raise BoardBusy(
+                        f"board {self.usb_serial} is busy, held by {holder} "
+                        f"(waited {self.wait:.0f} s; lock file {self.path})"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> BoardLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    if not text.isdigit():
+        return "another process"
+    pid = int(text)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmdline = ""
+    return f"pid {pid}" + (f" ({cmdline[:80]})" if cmdline else "")
