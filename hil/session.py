@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, HilError, LinkError
-from hil.links.serial_link import SerialLink
+from hil.links.udp_link import open_link
 from hil.mavlink.connection import MavConnection
 from hil.mavlink.dialect import mavlink
 from hil.rig import Board
@@ -36,7 +36,7 @@ class BoardSession:
     # -- connecting --------------------------------------------------------------------
     def connect(self) -> MavlinkAutopilot:
         url = self.board.url(timeout=self.connect_timeout)
-        link = SerialLink(url, int(self.board.spec.get("baud", 115200))).open()
+        link = open_link(url, int(self.board.spec.get("baud", 115200)))
         conn = MavConnection(link)
         autopilot = MavlinkAutopilot(conn)
         conn.idle_callbacks.append(conn.gcs_heartbeat)
