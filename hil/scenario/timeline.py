@@ -162,7 +162,7 @@ class Timeline:
         if not events:
             lines.append("         (no events)")
         for e in events:
-            lines.append(f"{e.t:7.2f}  {e.kind} {e.text}".rstrip())
+            lines.append(f"{_t(e.t):7.2f}  {e.kind} {e.text}".rstrip())
         rows = self._rows_in(t0, t1, t_center)
         lines.append("")
         lines.append("   t(s)  mode        armed  alt(m)  home(m)")
@@ -172,7 +172,7 @@ class Timeline:
         for i in rows:
             dist = math.hypot(self._f["north"][i], self._f["east"][i])
             lines.append(
-                f"{t[i]:7.2f}  {self._mode_names[self._mode[i]]:<10}  "
+                f"{_t(float(t[i])):7.2f}  {self._mode_names[self._mode[i]]:<10}  "
                 f"{'yes' if self._armed[i] else 'no':<5}  {self._f['alt'][i]:6.1f}  {dist:7.1f}"
             )
         return "\n".join(lines)
@@ -191,3 +191,8 @@ class Timeline:
         prev = np.maximum(idx - 1, lo)
         nearer = np.where(np.abs(t[prev] - targets) < np.abs(t[idx] - targets), prev, idx)
         return sorted({int(i) for i in nearer})
+
+
+def _t(t: float) -> float:
+    """A time for display: tiny negatives from clock rounding print as 0.00, not -0.00."""
+    return 0.0 if abs(t) < 0.005 else t
