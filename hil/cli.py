@@ -74,6 +74,14 @@ def _cmd_boards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from hil import bench
+
+    figures = bench.run_all(quick=args.quick)
+    print(bench.to_json(figures) if args.json else bench.format_table(figures))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hil", description="hardware-in-the-loop tests for flight controllers")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     boards.add_argument("--rig", help="rig file (default: fixtures/virtual.toml)")
     boards.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each board")
     boards.set_defaults(func=_cmd_boards)
+
+    bench = sub.add_parser("bench", help="measure what this host sustains (harness cost, lockstep speed)")
+    bench.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, wider spread)")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
