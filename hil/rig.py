@@ -96,10 +96,15 @@ def register_board_type(name: str, factory: Callable[[str, Mapping[str, Any], Ri
 
 
 class VirtualBoard(Board):
-    """The built-in virtual flight controller: a process with a pty, in lockstep."""
+    """The built-in virtual flight controller: a process with a pty, in lockstep.
+
+    Its flash file (`flash.bin` in its work directory) keeps what was flashed across
+    power cycles. A board whose flash file does not exist yet comes "factory
+    programmed" with `firmware` (default: the release image in `firmware_images/`).
+    """
 
     type_name = "virtual"
-    KEYS = {"name", "type", "usb_serial", "board_id", "firmware_version"}
+    KEYS = {"name", "type", "usb_serial", "board_id", "firmware_version", "firmware", "sector_erase_s"}
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         super().__init__(name, spec, rig)
@@ -124,6 +129,9 @@ class VirtualBoard(Board):
             return
         work = self.rig.work_dir / self.usb_serial
         work.mkdir(parents=True, exist_ok=True)
+        if not self.flash_path.exists():
+            self.factory_program()
+        erase = self.spec.get("sector_erase_s")
         self._process = VirtualBoardProcess(
             self.usb_serial,
             work / "storage.bin",
@@ -131,8 +139,44 @@ class VirtualBoard(Board):
             board_id=int(self.spec.get("board_id", VFC_BOARD_ID)),
             firmware_version=str(self.spec.get("firmware_version", "1.0.0")),
             log_path=work / "board.log",
+            flash_path=self.flash_path,
+            sector_erase_s=float(erase) if erase is not None else None,
         )
         self._process.start()
+
+    @property
+    def flash_path(self) -> Path:
+        """The board's flash file."""
+        return self.rig.work_dir / self.usb_serial / "flash.bin"
+
+    @property
+    def factory_image(self) -> Path:
+        """The image a new board is programmed with (rig key `firmware`, else the release)."""
+        from hil.firmware.build import release_image_path
+
+        firmware = self.spec.get("firmware")
+        if not firmware:
+            return release_image_path()
+        path = Path(str(firmware)).expanduser()
+        return path if path.is_absolute() else (self.rig.path.parent / path)
+
+    def factory_program(self) -> None:
+        """Write the factory image into a fresh (erased) flash file, as the factory does."""
+        from hil.firmware.image import ImageError, load_image
+        from hil.vfc.flash import APP_BASE, Flash, FlashError
+
+        source = self.factory_image
+        try:
+            image = load_image(source, base_address=APP_BASE)
+            with Flash(self.flash_path) as flash:
+                for segment in image.segments:
+                    flash.write(segment.address, segment.data)
+                flash.flush()
+        except (ImageError, FlashError) as exc:
+            self.flash_path.unlink(missing_ok=True)
+            raise ConfigError(
+                f"{self.rig.path}: board {self.name!r}: cannot factory-program {source}: {exc}"
+            ) from None
 
     def stop(self) -> None:
         if self._process is not None:
@@ -142,6 +186,11 @@ class VirtualBoard(Board):
         if self._process is None or not self._process.alive:
             raise HilError(f"virtual board {self.name} ({self.usb_serial}) is not running")
         return find_port(self.usb_serial, self.rig.registry_dir, timeout=timeout, state="app").device
+
+    @property
+    def process(self) -> Any:
+        """The running VirtualBoardProcess (None before start)."""
+        return self._process
 
     @property
     def log_path(self) -> Path | None:

@@ -1,8 +1,16 @@
-"""Run one virtual board: `python -m hil.vfc --usb-serial SN --storage FILE --registry DIR`.
+"""Run one virtual board: `python -m hil.vfc --usb-serial SN --storage FILE --flash FILE`.
 
-The board announces its pty in the registry (and again after every reboot, as its port
-path changes), serves MAVLink until SIGTERM or SIGINT, then removes its entry and
-exits 0. It logs sparsely to stderr, line-buffered, so a harness can keep the log.
+With `--flash` the board boots like hardware: a valid application in its flash runs
+the MAVLink server with that build's configuration (version, board id, loop rate,
+parameter defaults, behaviour knobs); an invalid one leaves it in its serial
+bootloader (hil.vfc.bootloader). MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN param1 = 3 moves the
+app into the bootloader, the bootloader's REBOOT back to the app; each state has its
+own pty, announced in the registry with the same USB serial. `--boot0` powers the board
+on with BOOT0 held: the ROM DFU device (hil.vfc.dfu_device) serves until it leaves.
+Without `--flash` the board runs its built-in firmware (`--firmware-version`).
+
+The board serves until SIGTERM or SIGINT, then removes its registry entry and exits 0.
+It logs sparsely to stderr, line-buffered, so a harness can keep the log.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from hil.links import registry
 from hil.mavlink.dialect import VFC_BOARD_ID, VFC_USB_PID, VFC_USB_VID
@@ -21,7 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hil.vfc", description=__doc__)
     parser.add_argument("--usb-serial", required=True, help="USB serial number the board reports")
     parser.add_argument(
-        "--storage", required=True, type=Path, help="parameter storage file (its flash)"
+        "--storage", required=True, type=Path, help="parameter storage file (its eeprom)"
+    )
+    parser.add_argument(
+        "--flash", type=Path, default=None, help="the board's 1 MiB internal flash file"
+    )
+    parser.add_argument(
+        "--boot0", action="store_true", help="power on with BOOT0 held: ROM DFU device first"
     )
     parser.add_argument(
         "--registry",
@@ -32,8 +47,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--board-id", type=int, default=VFC_BOARD_ID, help="board id (APJ board_id)"
     )
-    parser.add_argument("--firmware-version", default="1.0.0", help="firmware version X.Y.Z")
+    parser.add_argument(
+        "--firmware-version", default="1.0.0", help="built-in firmware version (no --flash)"
+    )
     parser.add_argument("--name", default="HILVFC", help="board name shown in the boot banner")
+    parser.add_argument(
+        "--sector-erase-s",
+        type=float,
+        default=1.0,
+        help="bootloader: seconds to erase one 128 KiB sector (smaller ones in proportion)",
+    )
+    parser.add_argument(
+        "--boot-delay-s",
+        type=float,
+        default=5.0,
+        help="bootloader: seconds it waits for a host before booting a valid application",
+    )
     return parser
 
 
@@ -62,33 +91,109 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    def announce(port: str) -> None:
+    def announce(port: str, state: str, **extra: Any) -> None:
         entry = {
             "usb_serial": serial,
             "port": port,
             "process_id": pid,
-            "state": "app",
+            "state": state,
             "usb_vid": VFC_USB_VID,
             "usb_pid": VFC_USB_PID,
             "board_id": args.board_id,
-            "firmware_version": args.firmware_version,
             "name": args.name,
         }
+        entry.update(extra)
         registry.write_entry(directory, entry)
 
-    from hil.vfc.server import BoardIdentity, VfcServer
+    flash = None
+    if args.flash is not None:
+        from hil.vfc.flash import Flash
 
-    identity = BoardIdentity(serial, args.board_id, args.firmware_version, args.name)
-    server = None
+        flash = Flash(args.flash)
     try:
-        server = VfcServer(identity, args.storage, on_port=announce, log=log)
-        server.run(lambda: stopping)
-        log("stopping: " + server.timing_summary())
+        if args.boot0:
+            if flash is None:
+                log("--boot0 needs --flash: the ROM DFU device writes the flash")
+                return 2
+            # Imported here: only this branch needs the DFU device.
+            from hil.vfc.dfu_device import serve_dfu
+
+            log("BOOT0 held: ROM DFU device")
+            serve_dfu(flash, serial, directory, lambda: stopping)
+        _serve(args, flash, announce, log, lambda: stopping)
     finally:
         registry.remove_entry(directory, serial, process_id=pid)
-        if server is not None:
-            server.close()
+        if flash is not None:
+            flash.close()
     return 0
+
+
+def _serve(args: argparse.Namespace, flash: Any, announce: Any, log: Any, stopping: Any) -> None:
+    """Boot, and boot again, until `stopping()`: app or bootloader, each on a new pty."""
+    from hil.firmware.app_image import AppImageError, parse_app
+    from hil.vfc.bootloader import SerialBootloader
+    from hil.vfc.server import BoardIdentity, VfcServer
+
+    serial = args.usb_serial
+    current: Any = None  # what owns the port now: VfcServer or SerialBootloader
+    to_bootloader = False
+    try:
+        while not stopping():
+            app = None
+            if flash is not None:
+                try:
+                    app = parse_app(flash.app_bytes(), board_id=args.board_id)
+                except AppImageError as exc:
+                    log(f"no bootable application: {exc.reason}")
+            if flash is not None and (app is None or to_bootloader):
+                to_bootloader = False
+                loader = SerialBootloader(
+                    flash,
+                    serial,
+                    board_id=args.board_id,
+                    app_valid=app is not None,
+                    boot_delay_s=args.boot_delay_s,
+                    sector_erase_s=args.sector_erase_s,
+                    on_port=lambda port: announce(port, "bootloader", bootloader_rev=5),
+                    log=log,
+                )
+                if current is not None:  # the new pty exists first, so the path changes
+                    current.close()
+                current = loader
+                loader.run(stopping)
+                continue
+            if app is not None:
+                identity = BoardIdentity(serial, app.board_id, app.version, args.name)
+            else:
+                identity = BoardIdentity(serial, args.board_id, args.firmware_version, args.name)
+
+            def on_app_port(port: str, identity: BoardIdentity = identity) -> None:
+                announce(
+                    port,
+                    "app",
+                    board_id=identity.board_id,
+                    firmware_version=identity.firmware_version,
+                )
+
+            server = VfcServer(
+                identity,
+                args.storage,
+                on_port=on_app_port,
+                log=log,
+                app=app,
+                bootloader=flash is not None,
+            )
+            if current is not None:
+                current.close()
+            current = server
+            server.run(stopping)
+            log(("stopping: " if stopping() else "leaving the app: ") + server.timing_summary())
+            if server.exit_reason != "bootloader":
+                break
+            to_bootloader = True
+    finally:
+        if current is not None:
+            current.close()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ is kept, so garbage never raises and never reaches the controllers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hil.vfc import failsafe as fs
 from hil.vfc.control import (
@@ -66,8 +67,10 @@ def _finite(v: object, limit: float) -> bool:
 class Copter:
     """ArduPilot-Copter-like flight software: one ``loop`` per IMU sample."""
 
-    def __init__(self, params) -> None:
+    def __init__(self, params, behaviour: Mapping[str, Any] | None = None) -> None:
         self.params = params
+        #: Flight-software knobs of this build (hil.firmware.app_image.BEHAVIOUR_KEYS).
+        self.behaviour = dict(behaviour or {})
         self.gains = Gains(params)
         self.est = Estimator(self._p("COMPASS_DEC"))
         self.att = AttitudeRateController(self.gains)
@@ -97,7 +100,9 @@ class Copter:
         self.motors = (0.0, 0.0, 0.0, 0.0)
         self._battery: tuple[float, float, float] | None = None
         self.failsafes: set[str] = set()
-        self._radio = fs.RadioMonitor()
+        self._radio = fs.RadioMonitor(
+            float(self.behaviour.get("rc_failsafe_extra_delay_s", 0.0))
+        )
         self._gcs = fs.GcsMonitor()
         self._ekf = fs.EkfMonitor()
         self._batt = fs.BatteryMonitor()

@@ -47,12 +47,18 @@ def ekf_action(act: int) -> str:
 
 
 class RadioMonitor:
-    """No valid RC for RC_FS_TIMEOUT, or throttle under FS_THR_VALUE 3 times running."""
+    """No valid RC for RC_FS_TIMEOUT, or throttle under FS_THR_VALUE 3 times running.
 
-    def __init__(self) -> None:
+    ``extra_delay`` (a build's ``rc_failsafe_extra_delay_s`` knob) holds the failsafe
+    back for that many more seconds once the loss is detected; 0 in a correct build.
+    """
+
+    def __init__(self, extra_delay: float = 0.0) -> None:
         self.last_valid: float | None = None
         self.low_count = 0
         self.active = False
+        self.extra_delay = max(0.0, float(extra_delay))
+        self._lost_since: float | None = None
 
     def on_frame(self, now: float, valid: bool, throttle_pwm: int, fs_value: float) -> None:
         """One RC input; ``valid`` when the stick channels are present and sane."""
@@ -81,7 +87,11 @@ class RadioMonitor:
             lost = armed and now - armed_at >= timeout
         else:
             lost = not self.rc_ok(now, timeout)
-        if lost and not self.active:
+        if not lost:
+            self._lost_since = None
+        elif self._lost_since is None:
+            self._lost_since = now
+        if lost and not self.active and now - self._lost_since >= self.extra_delay:
             self.active = True
             return "on"
         if not lost and self.active:

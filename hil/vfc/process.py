@@ -8,6 +8,7 @@ every reboot.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,8 +39,17 @@ class VirtualBoardProcess:
         firmware_version: str = "1.0.0",
         log_path: Path | str | None = None,
         name: str | None = None,
+        flash_path: Path | str | None = None,
+        boot0: bool = False,
+        sector_erase_s: float | None = None,
+        boot_delay_s: float | None = None,
     ) -> None:
         self.usb_serial = usb_serial
+        #: The board's flash file; None runs the built-in firmware (no bootloader).
+        self.flash_path = Path(flash_path) if flash_path is not None else None
+        self.boot0 = boot0
+        self.sector_erase_s = sector_erase_s
+        self.boot_delay_s = boot_delay_s
         self.storage_path = Path(storage_path)
         self.registry_dir = Path(registry_dir)
         self.board_id = board_id
@@ -72,10 +82,18 @@ class VirtualBoardProcess:
         ]
         if self.name:
             argv += ["--name", self.name]
+        if self.flash_path is not None:
+            argv += ["--flash", str(self.flash_path)]
+        if self.boot0:
+            argv.append("--boot0")
+        if self.sector_erase_s is not None:
+            argv += ["--sector-erase-s", repr(float(self.sector_erase_s))]
+        if self.boot_delay_s is not None:
+            argv += ["--boot-delay-s", repr(float(self.boot_delay_s))]
         return argv
 
     def start(self, timeout: float = 10.0) -> VirtualBoardProcess:
-        """Spawn the board and wait (bounded) until its registry entry names a port."""
+        """Spawn the board and wait (bounded) until it announces itself, in any state."""
         if self.alive:
             return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +113,7 @@ class VirtualBoardProcess:
         )
         deadline = Deadline(timeout)
         while True:
-            entry = registry.find_entry(self.registry_dir, self.usb_serial)
+            entry = self._own_entry()
             if entry is not None and entry.get("process_id") == self._proc.pid:
                 return self
             code = self._proc.poll()
@@ -111,6 +129,23 @@ class VirtualBoardProcess:
                     f"log {self.log_path}:\n{self._log_tail()}"
                 )
             time.sleep(0.02)
+
+    def _own_entry(self) -> dict | None:
+        """The registry file of this serial as written, whatever its state (a DFU entry
+        has a socket, not a port, so `registry.find_entry` does not return it)."""
+        try:
+            entry = json.loads((self.registry_dir / f"{self.usb_serial}.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return entry if isinstance(entry, dict) else None
+
+    @property
+    def state(self) -> str | None:
+        """The state the board announces ("app", "bootloader", "dfu"), or None."""
+        entry = self._own_entry()
+        if entry is None or not self.alive or entry.get("process_id") != self.pid:
+            return None
+        return str(entry.get("state", "app"))
 
     def _log_tail(self, lines: int = 15) -> str:
         try:

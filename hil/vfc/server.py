@@ -14,9 +14,9 @@ this way the harness always sees the banner exactly once per boot.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
-import re
 import select
 import sys
 import time
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.errors import ParamError
+from hil.firmware.app_image import AppConfig, flight_sw_version
 from hil.mavlink.dialect import (
     COPTER_MODES,
     SIM_COMPONENT_ID,
@@ -49,6 +50,7 @@ M = mavlink
 UINT16_MAX = 0xFFFF
 FORCE_MAGIC = 21196  # COMPONENT_ARM_DISARM param2 that skips checks (ArduPilot/PX4)
 REBOOT_DELAY_S = 0.1
+BOOTLOADER_DELAY_S = 0.2  # ArduPilot: ACK, then into the bootloader ~200 ms later
 IDLE_AFTER_S = 1.0
 SELECT_TIMEOUT_S = 0.02
 OUTBUF_LIMIT = 256 * 1024
@@ -91,21 +93,6 @@ class BoardIdentity:
     name: str = "HILVFC"
 
 
-def flight_sw_version(version: str) -> int:
-    """ArduPilot's encoding: major<<24 | minor<<16 | patch<<8 | release type (255 official)."""
-    match = re.match(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?(.*)$", version)
-    if not match:
-        return 0
-    major, minor, patch = (int(g or 0) & 0xFF for g in match.groups()[:3])
-    suffix = match.group(4).lower()
-    kind = 255
-    for word, code in (("dev", 0), ("alpha", 64), ("beta", 128), ("rc", 192)):
-        if word in suffix:
-            kind = code
-            break
-    return major << 24 | minor << 16 | patch << 8 | kind
-
-
 def _text(value: str | bytes) -> str:
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")
@@ -122,8 +109,16 @@ class VfcServer:
         *,
         on_port: Callable[[str], None] | None = None,
         log: Callable[[str], None] | None = None,
+        app: AppConfig | None = None,
+        bootloader: bool = False,
     ) -> None:
         self.identity = identity
+        #: The application build this board runs (None: the built-in firmware).
+        self.app = app
+        #: True when the board has a bootloader to reboot into (it has a flash).
+        self.has_bootloader = bootloader
+        #: Why `run` returned early: "bootloader" after MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN 3.
+        self.exit_reason: str | None = None
         self.storage_path = Path(storage_path) if storage_path is not None else None
         self.on_port = on_port
         self.log = log or (
@@ -184,9 +179,9 @@ class VfcServer:
     # -- lifecycle ---------------------------------------------------------------------
     def _boot(self) -> None:
         """(Re)start the firmware: fresh parameters from storage, fresh Copter, new pty."""
-        self.params = ParamStore(path=self.storage_path)
+        self.params = ParamStore(self._param_defs(), path=self.storage_path)
         self.params.load()
-        self.copter = Copter(self.params)
+        self.copter = Copter(self.params, self.app.behaviour if self.app is not None else None)
         self.time_us = 0
         self.steps = 0
         self.last_gps: Any = None
@@ -205,6 +200,7 @@ class VfcServer:
         self._armed_seen = False
         self._time_warned = False
         self._reboot_at: float | None = None
+        self._bootloader_at: float | None = None
         self._statustext_id = 0
         self._outbuf = bytearray()
         self.reader = FrameReader(self.codec, hot=(HIL_SENSOR,))
@@ -216,6 +212,19 @@ class VfcServer:
         self.log(f"boot {self.boots}: port {new_pty.path}")
         if self.on_port is not None:
             self.on_port(new_pty.path)
+
+    def _param_defs(self) -> Any:
+        """Parameter definitions, with this build's defaults (loop rate, params) applied."""
+        from hil.vfc.paramdefs import PARAM_DEFS
+
+        if self.app is None:
+            return PARAM_DEFS
+        defaults = dict(self.app.params)
+        defaults["SCHED_LOOP_RATE"] = float(self.app.loop_rate)
+        return tuple(
+            dataclasses.replace(d, default=defaults[d.name]) if d.name in defaults else d
+            for d in PARAM_DEFS
+        )
 
     @property
     def port(self) -> str:
@@ -231,7 +240,7 @@ class VfcServer:
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Serve until `should_stop()` returns True (checked every SELECT_TIMEOUT_S)."""
-        while not should_stop():
+        while not should_stop() and self.exit_reason is None:
             self.serve_once(SELECT_TIMEOUT_S)
 
     def serve_once(self, timeout: float) -> None:
@@ -262,6 +271,10 @@ class VfcServer:
         if self._reboot_at is not None and now >= self._reboot_at:
             self.log("rebooting")
             self._boot()
+        if self._bootloader_at is not None and now >= self._bootloader_at:
+            self._bootloader_at = None
+            self.log("rebooting into the bootloader")
+            self.exit_reason = "bootloader"
 
     # -- output ------------------------------------------------------------------------
     def _send(self, msg: Any) -> None:
@@ -543,7 +556,10 @@ class VfcServer:
             self._reboot_at = time.monotonic() + REBOOT_DELAY_S
             return M.MAV_RESULT_ACCEPTED, ""
         if action == 3:
-            return M.MAV_RESULT_UNSUPPORTED, "Reboot to bootloader not implemented"
+            if not self.has_bootloader:
+                return M.MAV_RESULT_UNSUPPORTED, "Reboot to bootloader: no bootloader"
+            self._bootloader_at = time.monotonic() + BOOTLOADER_DELAY_S
+            return M.MAV_RESULT_ACCEPTED, ""
         return M.MAV_RESULT_UNSUPPORTED, f"Reboot action {action} not supported"
 
     def _cmd_set_message_interval(self, p: list[float]) -> tuple[int, str]:
