@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 
+from hil.codecs.bits import crc8_dvb_s2, pack_channels_11bit, unpack_channels_11bit
 from hil.errors import HilError
 
 SYNC = 0xC8
@@ -29,7 +30,6 @@ MIN_LEN_FIELD = 2  # type + crc, empty payload
 TYPE_LINK_STATISTICS = 0x14
 TYPE_RC_CHANNELS_PACKED = 0x16
 
-CHANNELS = 16
 TICKS_MIN = 172
 TICKS_MID = 992
 TICKS_MAX = 1811
@@ -48,36 +48,6 @@ ELRS_FRAME_INTERVAL_US: dict[int, float] = {
 
 class CrsfError(HilError):
     """Bytes do not form the CRSF frame or payload the protocol allows."""
-
-
-def crc8_dvb_s2(data: bytes, crc: int = 0) -> int:
-    """CRC-8/DVB-S2: poly 0xD5, init 0, not reflected, no final xor (CRSF and MSP v2)."""
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0xD5) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
-
-
-# ------------------------------------------------------------------ 11-bit channels
-
-
-def pack_channels_11bit(values: tuple[int, ...] | list[int]) -> bytes:
-    """Pack 16 channel values of 11 bits, little-endian bit order, into 22 bytes."""
-    if len(values) != CHANNELS:
-        raise ValueError(f"expected {CHANNELS} channel values, got {len(values)}")
-    acc = 0
-    for i, v in enumerate(values):
-        if not 0 <= v <= 0x7FF:
-            raise ValueError(f"channel {i + 1} value {v} does not fit 11 bits (0..2047)")
-        acc |= v << (11 * i)
-    return acc.to_bytes(22, "little")
-
-
-def unpack_channels_11bit(data: bytes) -> tuple[int, ...]:
-    """The inverse of `pack_channels_11bit`; `data` must be 22 bytes."""
-    acc = int.from_bytes(data, "little")
-    return tuple((acc >> (11 * i)) & 0x7FF for i in range(CHANNELS))
 
 
 def _round_div(num: int, den: int) -> int:

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
-from hil.codecs.crsf import crc8_dvb_s2
+from hil.codecs.bits import crc8_dvb_s2
 from hil.errors import HilError
 
 MAX_V1_PAYLOAD = 254

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from hil.codecs.crsf import pack_channels_11bit, unpack_channels_11bit
+from hil.codecs.bits import pack_channels_11bit, unpack_channels_11bit
 from hil.errors import HilError
 
 HEADER = 0x0F
