@@ -175,3 +175,18 @@ def test_frozen_device_times_out_instead_of_hanging(tmp_path, reg):
             proc.wait(5)
         if proc.stderr:
             proc.stderr.close()
+
+
+class _BrokenBackend(VirtualBackend):
+    def enumerate_devices(self):
+        raise usb.core.USBError("Access denied (insufficient permissions)", -3, errno.EACCES)
+
+
+def test_discovery_never_fails_on_real_usb_trouble(device, reg):
+    boards = list_usb_boards(reg, backend=_BrokenBackend(reg))
+    assert [(b.usb_serial, b.source, b.usb_id) for b in boards] == [("VDFU1", "virtual", "0483:df11")]
+    # The bundled libusb on this machine: whatever it sees, it answers with a list.
+    assert isinstance(list_usb_boards(reg, virtual=False), list)
+    from hil.usb.discovery import identify
+
+    assert identify(0x2DAE, 0x1016)[0] == "serial" and identify(0x1234, 0x5678) is None
