@@ -200,3 +200,30 @@ def test_no_board_at_all_is_a_bounded_flash_error(tmp_path: Path) -> None:
     flasher = SerialFlasher("HILNOBODY", registry_dir=tmp_path, port_timeout=0.3)
     with pytest.raises(FlashError, match="HILNOBODY"):
         flasher.flash(load_image(RELEASE))
+
+
+def test_the_failsafe_scenario_catches_the_field_patch_flashed_onto_the_board(tmp_path: Path) -> None:
+    from hil.rig import Rig
+    from hil.scenario.load import load_scenario
+    from hil.scenario.runner import run_scenario
+    from hil.session import BoardSession
+
+    rig_file = tmp_path / "rig.toml"
+    rig_file.write_text(
+        '[[board]]\nname = "copter1"\ntype = "virtual"\nusb_serial = "HILFLASH02"\n'
+        "sector_erase_s = 0.02\n"
+    )
+    rig = Rig.load(rig_file, work_dir=tmp_path / "work")
+    board = rig.boards[0]
+    scenario = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "rc_loss_rtl.toml")
+    try:
+        board.start()  # factory-programmed with the release
+        result = SerialFlasher("HILFLASH02", registry_dir=rig.registry_dir).flash(load_image(PATCH))
+        assert result.new_version == "1.0.1-fieldpatch"
+        with BoardSession(board) as session:
+            outcome = run_scenario(scenario, session)
+        assert not outcome.passed
+        failed = [v.message for v in outcome.verdicts if not v.passed]
+        assert any("RTL" in m for m in failed), outcome.failure_text()
+    finally:
+        rig.stop()
