@@ -10,6 +10,15 @@ from pathlib import Path
 from hil.errors import ConfigError, HilError
 
 
+def _state_dir(args: argparse.Namespace) -> Path:
+    """Where the rig's virtual boards keep their flash and parameters between commands."""
+    if args.state_dir:
+        return Path(args.state_dir)
+    from hil.plugin import _resolve_rig_path
+
+    return Path(".hil") / "rigs" / _resolve_rig_path(args.rig).stem
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
@@ -33,6 +42,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ]
     if args.rig:
         pytest_args.append(f"--rig={args.rig}")
+    pytest_args.append(f"--hil-state-dir={_state_dir(args)}")
     if args.board:
         pytest_args.append(f"--board={args.board}")
     if args.keyword:
@@ -47,7 +57,7 @@ def _cmd_boards(args: argparse.Namespace) -> int:
     from hil.rig import Rig
     from hil.session import BoardSession
 
-    rig = Rig.load(_resolve_rig_path(args.rig))
+    rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
     try:
         def identify(board) -> str:
             try:
@@ -71,7 +81,67 @@ def _cmd_boards(args: argparse.Namespace) -> int:
     print("-" * len(header))
     for row in rows:
         print(f"{row.name:12} {row.type:8} {row.state:9} {row.usb_serial:14} {row.port:22} {row.firmware}")
+    from hil.usb.discovery import list_usb_boards
+
+    seen = list_usb_boards(real=True, virtual=False)
+    print(f"\nflight controllers and bootloaders on USB: {len(seen) or 'none'}")
+    for dev in seen:
+        where = f"bus {dev.bus} addr {dev.address}" if dev.bus is not None else ""
+        print(f"  {dev.vid:04x}:{dev.pid:04x} {dev.kind:7} serial {dev.usb_serial or '?':14} {dev.description} {where}".rstrip())
     return 0
+
+
+def _cmd_flash(args: argparse.Namespace) -> int:
+    from hil.firmware.image import load_image
+    from hil.locks import BoardLock
+    from hil.plugin import _resolve_rig_path
+    from hil.rig import Rig
+
+    base = int(args.base_address, 0) if args.base_address else None
+    image = load_image(args.image, base_address=base)
+    rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
+    try:
+        board = rig.select(args.board)
+        with BoardLock(board.usb_serial or board.name, board.lock_dir, wait=args.lock_wait):
+            board.start()
+            flasher = board.flasher(args.method, progress=_progress_bar())
+            result = flasher.flash(image, force=args.force)
+    finally:
+        rig.stop()
+    sys.stderr.write("\n")
+    where = f"{board.name} ({result.usb_serial}) over {result.method}"
+    if result.skipped:
+        print(f"{args.image}: skipped, {where} already holds it (sha256 {image.sha256[:16]}...); --force to flash anyway")
+        return 0
+    print(f"{args.image}: flashed onto {where}, {result.old_version or '?'} -> {result.new_version or '?'}")
+    print(f"  {result.bytes_written} bytes, sha256 {image.sha256[:16]}..., verified by {result.verified_by}")
+    limit = (
+        f", {result.throughput_bps / result.link_limit_bps:.0%} of the link's {result.link_limit_bps / 1e3:.0f} kB/s"
+        if result.link_limit_bps
+        else " (this link has no fixed rate limit)"
+    )
+    print(
+        f"  erase+write+verify {result.seconds:.2f} s; write {result.write_seconds:.3f} s = "
+        f"{result.throughput_bps / 1e3:.1f} kB/s{limit}"
+    )
+    return 0
+
+
+def _progress_bar():
+    state = {"phase": None, "filled": -1}
+
+    def show(done: int, total: int, phase: str) -> None:
+        filled = int(30 * done / total) if total else 30
+        if phase == state["phase"] and filled == state["filled"]:
+            return
+        if phase != state["phase"] and state["phase"] is not None:
+            sys.stderr.write("\n")
+        state["phase"], state["filled"] = phase, filled
+        percent = 100 * done // total if total else 100
+        sys.stderr.write(f"\r  {phase:7} [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}%")
+        sys.stderr.flush()
+
+    return show
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -92,12 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--board", help="board of the rig (name or USB serial)")
     run.add_argument("--report", help="directory for JUnit XML and the report (default: hil-runs/<time>)")
     run.add_argument("-k", dest="keyword", help="only scenarios matching this pytest keyword expression")
+    run.add_argument("--state-dir", help="where virtual boards keep flash and parameters (default: .hil/rigs/<rig>)")
     run.set_defaults(func=_cmd_run)
 
     boards = sub.add_parser("boards", help="list the rig's boards with state, port, USB serial, firmware")
     boards.add_argument("--rig", help="rig file (default: fixtures/virtual.toml)")
     boards.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each board")
+    boards.add_argument("--state-dir", help="where virtual boards keep flash and parameters (default: .hil/rigs/<rig>)")
     boards.set_defaults(func=_cmd_boards)
+
+    flash = sub.add_parser("flash", help="flash a firmware image onto a board of the rig")
+    flash.add_argument("image", help=".apj, .px4, .hex, .bin (with --base-address), .dfu or .elf")
+    flash.add_argument("--rig", help="rig file (default: fixtures/virtual.toml)")
+    flash.add_argument("--board", help="board of the rig (name or USB serial)")
+    flash.add_argument("--method", choices=("serial", "dfu"), default="serial", help="serial bootloader or USB DFU")
+    flash.add_argument("--force", action="store_true", help="flash even when the board already holds the image")
+    flash.add_argument("--base-address", help="load address of a raw .bin image (e.g. 0x08004000)")
+    flash.add_argument("--lock-wait", type=float, default=30.0, help="seconds to wait for a board another process holds")
+    flash.add_argument("--state-dir", help="where virtual boards keep flash and parameters (default: .hil/rigs/<rig>)")
+    flash.set_defaults(func=_cmd_flash)
 
     bench = sub.add_parser("bench", help="measure what this host sustains (harness cost, lockstep speed)")
     bench.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, wider spread)")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ConfigError, HilError, ScenarioError
+from hil.locks import BoardLock
 from hil.rig import DEFAULT_RIG, Board, Rig
 from hil.session import BoardSession
 from hil.sim.loop import ClosedLoop
@@ -31,34 +32,58 @@ class HilState:
         self.firmware: str | None = config.getoption("hil_firmware")
         report = config.getoption("hil_report")
         self.report_dir = Path(report) if report else None
+        state_dir = config.getoption("hil_state_dir")
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.flash_method: str = config.getoption("hil_flash_method")
+        self.lock_wait: float = config.getoption("hil_lock_wait")
         self._rig: Rig | None = None
+        self._locks: dict[str, BoardLock] = {}
+        self.flashed: dict[str, object] = {}
         self.results: list = []
 
     def rig(self) -> Rig:
         if self._rig is None:
             try:
-                self._rig = Rig.load(self.rig_path)
+                self._rig = Rig.load(self.rig_path, work_dir=self.state_dir)
             except ConfigError as exc:
                 raise pytest.UsageError(str(exc)) from None
-            if self.firmware:
-                raise pytest.UsageError(
-                    f"--firmware {self.firmware}: the boards of rig {self.rig_path} cannot be flashed yet "
-                    "(flashing arrives with the firmware-images work)"
-                )
         return self._rig
 
     def board(self) -> Board:
+        """The board under test: locked for this session, flashed with --firmware once, running."""
         try:
             board = self.rig().select(self.board_name)
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
+        if board.name not in self._locks:
+            lock = BoardLock(board.usb_serial or board.name, board.lock_dir, wait=self.lock_wait)
+            lock.acquire()
+            self._locks[board.name] = lock
         board.start()
+        if self.firmware and board.name not in self.flashed:
+            self.flashed[board.name] = self._flash(board)
         return board
 
+    def _flash(self, board: Board):
+        from hil.firmware.image import ImageError, load_image
+
+        try:
+            image = load_image(self.firmware)
+        except ImageError as exc:
+            raise pytest.UsageError(f"--firmware: {exc}") from None
+        result = board.flasher(self.flash_method).flash(image)
+        board.start()  # a DFU flash power-cycles the board; make sure it runs
+        return result
+
     def close(self) -> None:
-        if self._rig is not None:
-            self._rig.stop()
-            self._rig = None
+        try:
+            if self._rig is not None:
+                self._rig.stop()
+                self._rig = None
+        finally:
+            for lock in self._locks.values():
+                lock.release()
+            self._locks.clear()
 
 
 def _resolve_rig(config: pytest.Config) -> Path:
@@ -79,6 +104,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--board", dest="hil_board", default=None, help="board of the rig to test (name or USB serial)")
     group.addoption("--firmware", dest="hil_firmware", default=None, help="firmware image to flash before the tests")
     group.addoption("--hil-report", dest="hil_report", default=None, help="directory for the run's report files")
+    group.addoption(
+        "--hil-state-dir", dest="hil_state_dir", default=None,
+        help="where virtual boards keep flash and parameters (default: a temporary directory)",
+    )
+    group.addoption(
+        "--flash-method", dest="hil_flash_method", default="serial", choices=("serial", "dfu"),
+        help="how --firmware is flashed (default: serial bootloader)",
+    )
+    group.addoption(
+        "--lock-wait", dest="hil_lock_wait", type=float, default=60.0,
+        help="seconds to wait for a board another process holds (default 60)",
+    )
     group.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
 
 

@@ -87,6 +87,30 @@ class Board(ABC):
     def state(self) -> str:
         return "unknown"
 
+    @property
+    def lock_dir(self) -> Path | None:
+        """Where this board's ownership lock lives (None: the machine-wide lock directory)."""
+        return None
+
+    def flasher(self, method: str, progress=None):
+        """A flasher for this board over `method` ("serial" or "dfu")."""
+        from hil.flash.dfu_flasher import DfuFlasher
+        from hil.flash.serial_flasher import SerialFlasher
+
+        if not self.usb_serial:
+            raise ConfigError(f"{self.rig.path}: board {self.name!r} needs a usb_serial to be flashed")
+        if method == "serial":
+            return SerialFlasher(self.usb_serial, registry_dir=self._flash_registry(), progress=progress)
+        if method == "dfu":
+            return DfuFlasher(self.usb_serial, progress=progress, **self._dfu_options())
+        raise ConfigError(f"flashing method {method!r} is not one of: serial, dfu")
+
+    def _flash_registry(self) -> Path | None:
+        return None
+
+    def _dfu_options(self) -> dict[str, Any]:
+        return {}
+
 
 BOARD_TYPES: dict[str, Callable[[str, Mapping[str, Any], Rig], Board]] = {}
 
@@ -122,7 +146,7 @@ class VirtualBoard(Board):
             return "off"
         return "running" if self._process.alive else "stopped"
 
-    def start(self) -> None:
+    def start(self, boot0: bool = False) -> None:
         from hil.vfc.process import VirtualBoardProcess
 
         if self._process is not None and self._process.alive:
@@ -141,6 +165,7 @@ class VirtualBoard(Board):
             log_path=work / "board.log",
             flash_path=self.flash_path,
             sector_erase_s=float(erase) if erase is not None else None,
+            boot0=boot0,
         )
         self._process.start()
 
@@ -191,6 +216,29 @@ class VirtualBoard(Board):
     def process(self) -> Any:
         """The running VirtualBoardProcess (None before start)."""
         return self._process
+
+    @property
+    def lock_dir(self) -> Path | None:
+        # A virtual board exists only inside its rig's work directory.
+        return self.rig.work_dir / "locks"
+
+    def enter_dfu(self) -> None:
+        """Power-cycle the board with BOOT0 held: it comes up as the ROM DFU device."""
+        self.stop()
+        self.start(boot0=True)
+
+    def _flash_registry(self) -> Path | None:
+        return self.rig.registry_dir
+
+    def _dfu_options(self) -> dict[str, Any]:
+        from hil.usb.virtual_backend import VirtualBackend
+
+        return {
+            "registry_dir": self.rig.registry_dir,
+            "backend": VirtualBackend(self.rig.registry_dir),
+            "enter_dfu": self.enter_dfu,
+            "board_id": int(self.spec.get("board_id", VFC_BOARD_ID)),
+        }
 
     @property
     def log_path(self) -> Path | None:

@@ -24,8 +24,8 @@ def _hil(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.Compl
     )
 
 
-def test_boards_lists_the_virtual_copter_with_its_firmware():
-    result = _hil("boards")
+def test_boards_lists_the_virtual_copter_with_its_firmware(tmp_path):
+    result = _hil("boards", "--state-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "copter1" in out and "virtual" in out and "HILVFC0001" in out
@@ -35,7 +35,7 @@ def test_boards_lists_the_virtual_copter_with_its_firmware():
 
 def test_run_writes_junit_and_a_summary_and_prints_the_table(tmp_path):
     report = tmp_path / "report"
-    result = _hil("run", "scenarios/hover_hold.toml", "--report", str(report))
+    result = _hil("run", "scenarios/hover_hold.toml", "--report", str(report), "--state-dir", str(tmp_path / "s"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "hover-hold" in result.stdout and "PASS" in result.stdout
     assert "lockstep speed:" in result.stdout
@@ -51,7 +51,7 @@ def test_run_writes_junit_and_a_summary_and_prints_the_table(tmp_path):
 def test_run_exit_code_is_pytests_for_a_failing_scenario(tmp_path):
     scenario = tmp_path / "broken.toml"
     shutil.copy(ROOT / "tests" / "data" / "broken_failsafe.toml", scenario)
-    result = _hil("run", str(scenario), "--report", str(tmp_path / "r"))
+    result = _hil("run", str(scenario), "--report", str(tmp_path / "r"), "--state-dir", str(tmp_path / "s"))
     assert result.returncode == 1
     assert "FAIL" in result.stdout
     assert "RTL" in result.stdout

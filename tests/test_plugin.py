@@ -80,3 +80,32 @@ def test_an_unknown_board_is_a_usage_error(pytester, option):
     pytester.makepyfile("def test_x(board):\n    pass\n")
     result = _run(pytester, option)
     assert "no board 'nope'" in result.stderr.str() + result.stdout.str()
+
+
+def test_firmware_option_flashes_the_board_once_before_the_tests(pytester):
+    rig = pytester.makefile(
+        ".toml",
+        rig='[[board]]\nname = "copter1"\ntype = "virtual"\nusb_serial = "HILVFC0001"\nsector_erase_s = 0.01\n',
+    )
+    image = Path(__file__).resolve().parent.parent / "firmware_images" / "hilcopter-1.0.1-fieldpatch.apj"
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            def test_one(autopilot):
+                assert autopilot.identify().firmware_version == "1.0.1"
+
+            def test_two(autopilot):
+                assert autopilot.identify().firmware_version == "1.0.1"
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess(f"--rig={rig}", f"--firmware={image}", "-p", "no:cacheprovider", timeout=240)
+    result.assert_outcomes(passed=2)
+
+
+def test_a_broken_firmware_image_is_a_usage_error(pytester):
+    bad = pytester.makefile(".hex", bad=":10000000FFFFFFFF\n")
+    pytester.makepyfile("def test_x(board):\n    pass\n")
+    result = _run(pytester, f"--firmware={bad}")
+    assert "bad.hex" in result.stderr.str() + result.stdout.str()
+    assert result.ret != 0
