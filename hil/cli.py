@@ -144,6 +144,22 @@ def _progress_bar():
     return show
 
 
+def _cmd_firmware(args: argparse.Namespace) -> int:
+    from hil.firmware import build
+
+    if args.action == "check":
+        problems = build.check_manifest(Path(args.out) if args.out else build.REPO_IMAGES)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("manifest ok" if not problems else f"{len(problems)} problem(s)")
+        return 1 if problems else 0
+    src = Path(args.src) if args.src else build.REPO_IMAGES / "src"
+    out = Path(args.out) if args.out else build.REPO_IMAGES
+    for path in build.build_all(src, out):
+        print(path)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from hil import bench
 
@@ -181,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     flash.add_argument("--lock-wait", type=float, default=30.0, help="seconds to wait for a board another process holds")
     flash.add_argument("--state-dir", help="where virtual boards keep flash and parameters (default: .hil/rigs/<rig>)")
     flash.set_defaults(func=_cmd_flash)
+
+    firmware = sub.add_parser("firmware", help="build the virtual board's firmware images, or check their manifest")
+    firmware.add_argument("action", choices=("build", "check"))
+    firmware.add_argument("--src", help="directory of build sources (default: firmware_images/src)")
+    firmware.add_argument("--out", help="directory for images and manifest (default: firmware_images)")
+    firmware.set_defaults(func=_cmd_firmware)
 
     bench = sub.add_parser("bench", help="measure what this host sustains (harness cost, lockstep speed)")
     bench.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, wider spread)")

@@ -232,6 +232,14 @@ def rig(request: pytest.FixtureRequest) -> Rig:
     return request.config.stash[_STATE].rig()
 
 
+@pytest.fixture(scope="session")
+def flashed_firmware(request: pytest.FixtureRequest):
+    """The FlashResult of flashing --firmware onto the board (done once per session), or None."""
+    state: HilState = request.config.stash[_STATE]
+    board = state.board()
+    return state.flashed.get(board.name)
+
+
 @pytest.fixture
 def board(request: pytest.FixtureRequest) -> Board:
     """The board under test (--board, else the rig's first board), running."""

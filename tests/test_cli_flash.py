@@ -74,3 +74,25 @@ def test_a_board_held_by_another_process_is_refused_naming_its_pid(tmp_path):
         result = _hil(tmp_path, "flash", str(IMAGES / "hilcopter-1.0.0.apj"), "--lock-wait", "0.5")
     assert result.returncode == 2
     assert f"held by pid {os.getpid()}" in result.stderr
+
+
+def test_firmware_build_is_deterministic_and_the_manifest_checks(tmp_path):
+    out = tmp_path / "images"
+    built = subprocess.run(
+        [sys.executable, "-m", "hil.cli", "firmware", "build", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert built.returncode == 0, built.stderr
+    for image in IMAGES.glob("*.apj"):
+        assert (out / image.name).read_bytes() == image.read_bytes()
+    check = subprocess.run(
+        [sys.executable, "-m", "hil.cli", "firmware", "check", "--out", str(out)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert check.returncode == 0 and "manifest ok" in check.stdout
+    (out / "hilcopter-1.0.0.hex").write_text(":00000001FF\n")
+    broken = subprocess.run(
+        [sys.executable, "-m", "hil.cli", "firmware", "check", "--out", str(out)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert broken.returncode == 1 and "hilcopter-1.0.0.hex" in broken.stderr
