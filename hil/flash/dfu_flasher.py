@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import struct
 import time
 import zlib
 from collections.abc import Callable
@@ -28,6 +27,7 @@ import usb.core
 import usb.util
 
 from hil.errors import HilError, PortNotFound
+from hil.firmware.app_image import APP_MAGIC, HEADER
 from hil.firmware.dfuse_codec import (
     FIRST_DATA_BLOCK,
     REQUEST_TYPE_IN,
@@ -53,8 +53,7 @@ from hil.links import ports, registry
 
 log = logging.getLogger(__name__)
 
-APP_MAGIC = b"HILAPP\x00\x01"
-_APP_HEADER = struct.Struct("<8sIIII")  # magic, board_id, flight_sw_version, config length, crc32
+_APP_HEADER = HEADER  # magic, board_id, flight_sw_version, config length, crc32
 
 FULL_SPEED_CONTROL_BPS = 832_000.0
 """USB 2.0 table 5-5: the most a full-speed device moves in 64-byte control transfers."""
