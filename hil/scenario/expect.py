@@ -390,17 +390,29 @@ class _Context:
             w1,
         )
 
-    def check_never_mode(self, exp: ExpectNeverMode) -> Verdict:
-        a = self.anchors[exp.after]
-        w1 = self.end if exp.duration is None else a + exp.duration
-        until = "the end" if exp.duration is None else _t(w1)
-        expected = f"expected the vehicle never to enter {exp.mode} from {self.at(exp.after)} to {until}"
-        if exp.duration is not None and self.end < w1 - SLACK:
+    def open_window(self, after: str, duration: float | None) -> tuple[float, float, str]:
+        """(start, end, how to say the end) of a window that may run to the end of the recording."""
+        a = self.anchors[after]
+        w1 = self.end if duration is None else a + duration
+        return a, w1, "the end" if duration is None else _t(w1)
+
+    def recording_too_short(
+        self, exp: Expectation, expected: str, duration: float | None, w1: float
+    ) -> Verdict | None:
+        if duration is not None and self.end < w1 - SLACK:
             return self.fail(
                 exp,
                 f"{expected}; the recording ended at {_t(self.end)}, before the window closed",
                 self.end,
             )
+        return None
+
+    def check_never_mode(self, exp: ExpectNeverMode) -> Verdict:
+        a, w1, until = self.open_window(exp.after, exp.duration)
+        expected = f"expected the vehicle never to enter {exp.mode} from {self.at(exp.after)} to {until}"
+        short = self.recording_too_short(exp, expected, exp.duration, w1)
+        if short is not None:
+            return short
         if _value_at(self.modes, a) == exp.mode:
             return self.fail(exp, f"{expected}; it was already in {exp.mode} at {exp.after}", a)
         entered = _first_after(self.modes, a, lambda m: m == exp.mode)
@@ -421,16 +433,11 @@ class _Context:
         )
 
     def check_armed_throughout(self, exp: ExpectArmedThroughout) -> Verdict:
-        a = self.anchors[exp.after]
-        w1 = self.end if exp.duration is None else a + exp.duration
-        until = "the end" if exp.duration is None else _t(w1)
+        a, w1, until = self.open_window(exp.after, exp.duration)
         expected = f"expected the vehicle to stay armed from {self.at(exp.after)} to {until}"
-        if exp.duration is not None and self.end < w1 - SLACK:
-            return self.fail(
-                exp,
-                f"{expected}; the recording ended at {_t(self.end)}, before the window closed",
-                self.end,
-            )
+        short = self.recording_too_short(exp, expected, exp.duration, w1)
+        if short is not None:
+            return short
         if _value_at(self.armed, a) is not True:
             return self.fail(
                 exp, f"{expected}; it was not armed at {exp.after}, {self.state_at(a)}", a
