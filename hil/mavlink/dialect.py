@@ -55,3 +55,6 @@ def new_codec(system_id: int, component_id: int) -> mavlink.MAVLink:
     codec = mavlink.MAVLink(None, srcSystem=system_id, srcComponent=component_id)
     codec.robust_parsing = True
     return codec
+
+#: "Not provided" in MAVLink's uint16 fields (RC channels, accuracy, cell voltages...).
+UINT16_MAX = 0xFFFF

@@ -24,7 +24,7 @@ import numpy as np
 
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, HilError, LinkError
-from hil.mavlink.dialect import mavlink
+from hil.mavlink.dialect import UINT16_MAX, mavlink
 from hil.mavlink.framing import HIL_SENSOR
 from hil.sim import geo
 from hil.sim.injections import APPLIERS
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 _ALL_FIELDS = 0x1FFF  # accel, gyro, mag, abs/diff pressure, pressure alt, temperature
 _RC_CENTRE = [1500, 1500, 1500, 1500, 1000, 1000, 1000, 1000]
-_UINT16_MAX = 65535
+
 
 
 @dataclass
@@ -372,7 +372,7 @@ class ClosedLoop:
         v = self.vehicle
         fix = self.gps.sample(t, v.pos, v.vel)
         ground = math.hypot(fix.vel_n, fix.vel_e)
-        cog = (math.degrees(math.atan2(fix.vel_e, fix.vel_n)) % 360.0) * 100.0 if ground > 0.2 else _UINT16_MAX
+        cog = (math.degrees(math.atan2(fix.vel_e, fix.vel_n)) % 360.0) * 100.0 if ground > 0.2 else UINT16_MAX
         return mavlink.MAVLink_hil_gps_message(
             fix.time_usec,
             fix.fix_type,
@@ -391,7 +391,7 @@ class ClosedLoop:
 
     def _battery_message(self):
         b = self.battery
-        cells = [_UINT16_MAX] * 10
+        cells = [UINT16_MAX] * 10
         cells[0] = _u16(b.voltage * 1000.0)
         return mavlink.MAVLink_battery_status_message(
             0,
