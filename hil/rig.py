@@ -92,6 +92,15 @@ class Board(ABC):
         """Where this board's ownership lock lives (None: the machine-wide lock directory)."""
         return None
 
+    @property
+    def uart_protocols(self) -> dict[str, str]:
+        """Receiver UARTs (GPS, RC) the harness drives for this board, name -> protocol."""
+        return {}
+
+    def uart_paths(self) -> dict[str, str]:
+        """Where the harness opens each receiver UART."""
+        return {}
+
     def flasher(self, method: str, progress=None):
         """A flasher for this board over `method` ("serial" or "dfu")."""
         from hil.flash.dfu_flasher import DfuFlasher
@@ -128,13 +137,43 @@ class VirtualBoard(Board):
     """
 
     type_name = "virtual"
-    KEYS = {"name", "type", "usb_serial", "board_id", "firmware_version", "firmware", "sector_erase_s"}
+    KEYS = {
+        "name", "type", "usb_serial", "board_id", "firmware_version", "firmware", "sector_erase_s",
+        "gps", "rc",
+    }
+    #: How the harness feeds a virtual board: GPS over HIL_GPS or a receiver UART, RC over
+    #: RC_CHANNELS_OVERRIDE or a receiver UART.
+    GPS_INPUTS = ("hil", "uart:ubx", "uart:nmea")
+    RC_INPUTS = ("mavlink", "uart:crsf", "uart:sbus")
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         super().__init__(name, spec, rig)
         if not self.usb_serial:
             raise ConfigError(f"{rig.path}: board {name!r}: a virtual board needs a usb_serial")
+        for key, allowed in (("gps", self.GPS_INPUTS), ("rc", self.RC_INPUTS)):
+            value = spec.get(key, allowed[0])
+            if value not in allowed:
+                raise ConfigError(
+                    f"{rig.path}: board {name!r}: {key} = {value!r} is not one of: {', '.join(allowed)}"
+                )
         self._process = None
+
+    @property
+    def uart_protocols(self) -> dict[str, str]:
+        """Receiver UARTs this board is wired with, name -> protocol."""
+        out = {}
+        for key in ("gps", "rc"):
+            value = str(self.spec.get(key, ""))
+            if value.startswith("uart:"):
+                out[key] = value.removeprefix("uart:")
+        return out
+
+    def uart_paths(self) -> dict[str, str]:
+        """Where the harness opens each receiver UART (the board announces them)."""
+        from hil.links import registry
+
+        entry = registry.find_entry(self.rig.registry_dir, self.usb_serial) or {}
+        return dict(entry.get("uarts") or {})
 
     @property
     def lockstep(self) -> bool:
@@ -166,6 +205,7 @@ class VirtualBoard(Board):
             flash_path=self.flash_path,
             sector_erase_s=float(erase) if erase is not None else None,
             boot0=boot0,
+            uarts=self.uart_protocols,
         )
         self._process.start()
 

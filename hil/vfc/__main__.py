@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         default=5.0,
         help="bootloader: seconds it waits for a host before booting a valid application",
     )
+    parser.add_argument(
+        "--uart",
+        action="append",
+        default=[],
+        metavar="NAME=PROTOCOL",
+        help="a receiver UART wired to the harness: gps=ubx|nmea|auto, rc=crsf|sbus (repeatable)",
+    )
     return parser
 
 
@@ -81,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     if other is not None and other.get("process_id") != pid:
         log(f"USB serial {serial} is already served by pid {other.get('process_id')}; exiting")
         return 2
+
+    from hil.vfc.uarts import BoardUarts, parse_uart_spec
+
+    try:
+        uart_spec = dict(parse_uart_spec(text) for text in args.uart)
+    except ValueError as exc:
+        log(f"--uart: {exc}")
+        return 2
+    uarts = BoardUarts(uart_spec) if uart_spec else None
 
     stopping = False
 
@@ -102,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             "board_id": args.board_id,
             "name": args.name,
         }
+        if uarts is not None:
+            entry["uarts"] = uarts.paths
         entry.update(extra)
         registry.write_entry(directory, entry)
 
@@ -120,15 +138,19 @@ def main(argv: list[str] | None = None) -> int:
 
             log("BOOT0 held: ROM DFU device")
             serve_dfu(flash, serial, directory, lambda: stopping)
-        _serve(args, flash, announce, log, lambda: stopping)
+        _serve(args, flash, announce, log, lambda: stopping, uarts)
     finally:
         registry.remove_entry(directory, serial, process_id=pid)
         if flash is not None:
             flash.close()
+        if uarts is not None:
+            uarts.close()
     return 0
 
 
-def _serve(args: argparse.Namespace, flash: Any, announce: Any, log: Any, stopping: Any) -> None:
+def _serve(
+    args: argparse.Namespace, flash: Any, announce: Any, log: Any, stopping: Any, uarts: Any = None
+) -> None:
     """Boot, and boot again, until `stopping()`: app or bootloader, each on a new pty."""
     from hil.firmware.app_image import AppImageError, parse_app
     from hil.vfc.bootloader import SerialBootloader
@@ -182,6 +204,7 @@ def _serve(args: argparse.Namespace, flash: Any, announce: Any, log: Any, stoppi
                 log=log,
                 app=app,
                 bootloader=flash is not None,
+                uarts=uarts,
             )
             if current is not None:
                 current.close()

@@ -43,8 +43,11 @@ class VirtualBoardProcess:
         boot0: bool = False,
         sector_erase_s: float | None = None,
         boot_delay_s: float | None = None,
+        uarts: dict[str, str] | None = None,
     ) -> None:
         self.usb_serial = usb_serial
+        #: Receiver UARTs wired to the harness, name -> protocol (gps: ubx/nmea, rc: crsf/sbus).
+        self.uarts = dict(uarts or {})
         #: The board's flash file; None runs the built-in firmware (no bootloader).
         self.flash_path = Path(flash_path) if flash_path is not None else None
         self.boot0 = boot0
@@ -90,6 +93,8 @@ class VirtualBoardProcess:
             argv += ["--sector-erase-s", repr(float(self.sector_erase_s))]
         if self.boot_delay_s is not None:
             argv += ["--boot-delay-s", repr(float(self.boot_delay_s))]
+        for name, protocol in self.uarts.items():
+            argv += ["--uart", f"{name}={protocol}"]
         return argv
 
     def start(self, timeout: float = 10.0) -> VirtualBoardProcess:

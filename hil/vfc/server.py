@@ -102,8 +102,11 @@ class VfcServer(TelemetryBuilders):
         log: Callable[[str], None] | None = None,
         app: AppConfig | None = None,
         bootloader: bool = False,
+        uarts: Any = None,
     ) -> None:
         self.identity = identity
+        #: The GPS / RC receiver UARTs (hil.vfc.uarts.BoardUarts), or None.
+        self.uarts = uarts
         #: The application build this board runs (None: the built-in firmware).
         self.app = app
         #: True when the board has a bootloader to reboot into (it has a flash).
@@ -348,6 +351,10 @@ class VfcServer(TelemetryBuilders):
             mag = (msg.xmag, msg.ymag, msg.zmag) if fields & MAG_BITS == MAG_BITS else None
             pressure = msg.abs_pressure if fields & ABS_PRESSURE_BIT else None
             temperature = msg.temperature if fields & TEMPERATURE_BIT else None
+            uarts = self.uarts
+            if uarts is not None and uarts.poll(copter, t_us):
+                self.last_gps = uarts.last_gps
+                self.last_gps_us = t_us
             t0 = time.perf_counter_ns()
             motors = copter.loop(
                 t_us,
