@@ -193,6 +193,62 @@ register_injection_kind(
 )
 register_injection_kind("wind", WIND_PARAMS, "wind (on top of the setup's wind)")
 
+# Threats modelled physically (they act through the receivers' serial links when the
+# board is wired that way, or through the HIL path otherwise).
+register_injection_kind(
+    "gps_jamming",
+    {
+        "js_db": ParamSpec(float, min=0.0, max=90.0, doc="jammer-to-signal ratio at full power, dB"),
+        "ramp": ParamSpec(float, default=0.0, min=0.0, doc="seconds to rise from 0 dB to js_db"),
+    },
+    "a GNSS jammer: C/N0 falls, satellites drop, the fix degrades to none",
+)
+register_injection_kind(
+    "gps_spoofing",
+    {
+        "rate": ParamSpec(float, min=0.0, max=50.0, doc="speed of the false position's walk, m/s"),
+        "bearing": ParamSpec(float, default=0.0, min=0.0, max=360.0, doc="direction of the walk, deg"),
+        "clock_offset": ParamSpec(float, default=0.0, doc="false time offset, s"),
+    },
+    "a GNSS spoofer: a healthy-looking fix that walks away from the truth",
+)
+register_injection_kind(
+    "rc_jamming",
+    {
+        "loss": ParamSpec(float, min=0.0, max=1.0, doc="mean share of RC frames lost (1 = total)"),
+        "burst_ms": ParamSpec(float, default=100.0, min=0.0, min_exclusive=True, doc="mean loss burst, ms"),
+    },
+    "bursty RC link loss (Gilbert-Elliott); LQ and RSSI follow",
+)
+register_injection_kind(
+    "telemetry_jamming",
+    {"loss": ParamSpec(float, min=0.0, max=1.0, doc="share of ground-station heartbeats lost")},
+    "loss on the MAVLink telemetry link: ground-station heartbeats go missing",
+)
+register_injection_kind(
+    "imu_noise",
+    {"scale": ParamSpec(float, min=0.0, max=100.0, doc="multiplier of the IMU noise")},
+    "vibration: IMU noise grows by `scale`",
+)
+register_injection_kind(
+    "imu_stuck",
+    {"axis": ParamSpec(int, min=0, max=5, doc="0-2 accel x/y/z, 3-5 gyro x/y/z")},
+    "one IMU axis repeats its last value",
+)
+register_injection_kind(
+    "baro_drift",
+    {"rate": ParamSpec(float, min=-10.0, max=10.0, doc="altitude error growth, m/s")},
+    "the barometer drifts",
+)
+register_injection_kind(
+    "compass_interference",
+    {
+        "gauss": ParamSpec(float, min=0.0, max=5.0, doc="strength of the interfering field, gauss"),
+        "direction": ParamSpec(float, default=90.0, min=0.0, max=360.0, doc="its direction in the body frame, deg"),
+    },
+    "a magnetic field from the airframe (power lines, motors) bends the compass",
+)
+
 
 # --- scenario objects ---------------------------------------------------------------
 

@@ -71,3 +71,45 @@ register_applier("gcs_loss", _set("gcs_enabled", False), _set("gcs_enabled", Tru
 register_applier("gps_loss", _gps_available(False), _gps_available(True))
 register_applier("battery_sag", _battery_sag_start, _battery_sag_stop)
 register_applier("wind", _wind_start, _wind_stop)
+
+
+def _attr(target: str, attr: str, param: str | None, off: Any) -> Applier:
+    """An injection that sets `loop.<target>.<attr>` from a parameter and puts `off` back."""
+
+    def start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+        setattr(getattr(loop, target), attr, params[param] if param else True)
+
+    def stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+        setattr(getattr(loop, target), attr, off)
+
+    return Applier(start, stop)
+
+
+def _compass_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    import math
+
+    gauss = float(params.get("gauss", 0.0))
+    bearing = math.radians(float(params.get("direction", 90.0)))
+    loop.mag.interference = (gauss * math.cos(bearing), gauss * math.sin(bearing), 0.0)
+
+
+def _compass_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loop.mag.interference = (0.0, 0.0, 0.0)
+
+
+def _telemetry_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loop.gcs_loss_probability = float(params.get("loss", 0.0))
+
+
+def _telemetry_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loop.gcs_loss_probability = 0.0
+
+
+for _kind, _applier in {
+    "imu_noise": _attr("imu", "noise_scale", "scale", 1.0),
+    "imu_stuck": _attr("imu", "stuck_axis", "axis", None),
+    "baro_drift": _attr("baro", "drift_m_per_s", "rate", 0.0),
+}.items():
+    APPLIERS[_kind] = _applier
+register_applier("compass_interference", _compass_start, _compass_stop)
+register_applier("telemetry_jamming", _telemetry_start, _telemetry_stop)

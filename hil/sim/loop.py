@@ -86,6 +86,8 @@ class ClosedLoop:
         self.wind = Wind(rng, speed=cfg.wind_speed, direction_deg=cfg.wind_direction, gust_std=cfg.wind_gust)
         self.rc_enabled = True
         self.gcs_enabled = True
+        self.gcs_loss_probability = 0.0  # telemetry jamming: share of GCS heartbeats lost
+        self._rng = rng
         self.rc_channels = list(_RC_CENTRE)
         self.t_us = 0
         self.dt_us = int(round(1e6 / cfg.rate_hz))
@@ -330,7 +332,8 @@ class ClosedLoop:
             out.append(self._battery_message().pack(sim))
         if t_us >= nxt["gcs"]:
             nxt["gcs"] = t_us + self._periods["gcs"]
-            if self.gcs_enabled:
+            lost = self.gcs_loss_probability > 0.0 and self._rng.random() < self.gcs_loss_probability
+            if self.gcs_enabled and not lost:
                 out.append(
                     mavlink.MAVLink_heartbeat_message(
                         mavlink.MAV_TYPE_GCS, mavlink.MAV_AUTOPILOT_INVALID, 0, 0, mavlink.MAV_STATE_ACTIVE, 3
