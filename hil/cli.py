@@ -38,6 +38,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"--hil-report={report}",
         "-o",
         "junit_family=xunit1",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",  # hil is imported before pytest starts
         "-q",
     ]
     if args.rig:
