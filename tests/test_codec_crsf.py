@@ -193,8 +193,16 @@ def test_parser_skips_a_corrupt_frame_and_keeps_the_next() -> None:
     assert parser.discarded == len(bad)
 
 
-def test_known_type_with_wrong_size_comes_back_generic() -> None:
-    odd = CrsfFrame(0x16, bytes(5))
+def test_known_type_with_wrong_size_is_noise_in_a_stream() -> None:
     data = bytes([0xC8, 7, 0x16]) + bytes(5)
     data += bytes([crc8_dvb_s2(data[2:])])
-    assert CrsfParser().feed(data) == [odd]
+    good = crsf.encode(RcChannelsPacked((992,) * 16))
+    assert CrsfParser().feed(data + good) == [RcChannelsPacked((992,) * 16)]
+
+
+def test_a_crc_collision_at_the_end_of_the_buffer_does_not_swallow_real_frames() -> None:
+    # Found by hypothesis: a fake header whose CRC happens to match and whose claimed
+    # length runs exactly to the end of what has arrived.
+    frame = crsf.encode(RcChannelsPacked((0,) * 16))
+    data = b"\xc8>\x16\xc8>\x16jk\xa1\xd9\xfc\x80" + frame * 2
+    assert CrsfParser().feed(data) == [RcChannelsPacked((0,) * 16)] * 2

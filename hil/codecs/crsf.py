@@ -197,6 +197,14 @@ def decode(data: bytes) -> CrsfMessage:
     return decode_payload(result)
 
 
+_FIXED_SIZES = {TYPE_RC_CHANNELS_PACKED: 22, TYPE_LINK_STATISTICS: 10}
+
+
+def _wrong_size(frame: CrsfFrame) -> bool:
+    size = _FIXED_SIZES.get(frame.frame_type)
+    return size is not None and len(frame.payload) != size
+
+
 class CrsfParser:
     """Streaming CRSF parser: feed bytes as they arrive, get whole messages back.
 
@@ -205,8 +213,8 @@ class CrsfParser:
     candidate waits for bytes, a complete CRC-valid frame further on means the candidate
     was noise, so it is dropped instead of holding the stream back. Likewise a CRC-valid
     frame that is followed by a non-address byte and has a valid frame starting inside it
-    is taken as a CRC-8 collision in noise (1 in 256) and skipped. A CRC-valid frame of a
-    known type with the wrong payload size is returned as a generic `CrsfFrame`.
+    is taken as a CRC-8 collision in noise (1 in 256) and skipped, as is a CRC-valid frame
+    of a known type with the wrong payload size (real ones always have their fixed size).
     """
 
     def __init__(self) -> None:
@@ -238,7 +246,9 @@ class CrsfParser:
                 self.discarded += later - pos
                 pos = later
                 continue
-            if isinstance(result, int):
+            if isinstance(result, int) or _wrong_size(result):
+                # Not a frame, or a CRC-8 collision in noise: a real RC_CHANNELS_PACKED or
+                # LINK_STATISTICS always has its fixed payload size.
                 pos += 1
                 self.discarded += 1
                 continue
