@@ -32,6 +32,7 @@ class BoardSession:
         self.sim: ClosedLoop | None = None
         self.param_snapshot: dict[str, float] = {}
         self.problems: list[str] = []
+        self.uart_links: dict[str, object] = {}
 
     # -- connecting --------------------------------------------------------------------
     def connect(self) -> MavlinkAutopilot:
@@ -88,8 +89,26 @@ class BoardSession:
         if rate and rate > 0:
             config = replace(config, rate_hz=float(rate))
         config = replace(config, lockstep=self.board.lockstep)
-        self.sim = ClosedLoop(self.autopilot, config)
+        uarts = self.board.uart_protocols
+        if uarts:
+            config = replace(config, gps_uart=uarts.get("gps"), rc_uart=uarts.get("rc"))
+            self._open_uarts()
+        self.sim = ClosedLoop(self.autopilot, config, uart_links=self.uart_links)
         return self.sim
+
+    def _open_uarts(self) -> None:
+        """The harness's ends of the board's receiver UARTs (GPS, RC)."""
+        if self.uart_links:
+            return
+        paths = self.board.uart_paths()
+        missing = sorted(set(self.board.uart_protocols) - set(paths))
+        if missing:
+            raise HilError(
+                f"board {self.board.name} announces no UART for {', '.join(missing)}; "
+                "is it wired (rig keys gps/rc) and running?"
+            )
+        for name, path in paths.items():
+            self.uart_links[name] = open_link(path)
 
     # -- leaving -------------------------------------------------------------------------
     def __exit__(self, *exc: object) -> None:
@@ -129,6 +148,9 @@ class BoardSession:
         return problems
 
     def _close(self) -> None:
+        for link in self.uart_links.values():
+            link.close()
+        self.uart_links.clear()
         if self.autopilot is not None:
             self.autopilot.conn.close()
             self.autopilot.close()

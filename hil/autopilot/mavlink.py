@@ -15,7 +15,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from hil.errors import BoardNotAnswering, CommandRefused, HilError, ParamError, WaitTimeout
+from hil.errors import (
+    BoardNotAnswering,
+    CommandRefused,
+    HilError,
+    LinkError,
+    ParamError,
+    WaitTimeout,
+)
 from hil.mavlink.connection import MavConnection
 from hil.mavlink.dialect import COPTER_MODES, mavlink, mode_name
 
@@ -196,8 +203,11 @@ class MavlinkAutopilot:
             cursor = self._seq if since is None else since
             t0 = self.vehicle_time
             while True:
-                if self._failure is not None:
-                    raise BoardNotAnswering(f"while waiting for {what}: {self._failure}")
+                failure = self._failure
+                if failure is not None:
+                    if isinstance(failure, BoardNotAnswering | LinkError):
+                        raise BoardNotAnswering(f"while waiting for {what}: {failure}")
+                    raise HilError(f"while waiting for {what}, the closed loop stopped: {failure}")
                 for record in self._records_after(cursor):
                     cursor = record.seq
                     if predicate(record.msg):

@@ -62,6 +62,9 @@ def ticks_to_us(ticks: int) -> int:
 
 def us_to_ticks(us: float) -> int:
     """Pulse width in us -> CRSF ticks, rounded half up, clamped to 0..2047 (11 bits)."""
+    if type(us) is int:  # the common case, exact in integers (it runs per channel per frame)
+        ticks = _round_div((us - US_MIN) * (TICKS_MAX - TICKS_MIN), US_MAX - US_MIN) + TICKS_MIN
+        return min(max(ticks, 0), 0x7FF)
     exact = TICKS_MIN + (Fraction(us) - US_MIN) * (TICKS_MAX - TICKS_MIN) / (US_MAX - US_MIN)
     return min(max(math.floor(exact + Fraction(1, 2)), 0), 0x7FF)
 
@@ -212,8 +215,9 @@ class CrsfParser:
     so a frame that garbage seemed to swallow is still found. While an incomplete
     candidate waits for bytes, a complete CRC-valid frame further on means the candidate
     was noise, so it is dropped instead of holding the stream back. Likewise a CRC-valid
-    frame that is followed by a non-address byte and has a valid frame starting inside it
-    is taken as a CRC-8 collision in noise (1 in 256) and skipped, as is a CRC-valid frame
+    frame with a valid frame starting inside it that runs past its end (or that is
+    followed by a non-address byte) is taken as a CRC-8 collision in noise (1 in 256)
+    and skipped, as is a CRC-valid frame
     of a known type with the wrong payload size (real ones always have their fixed size).
     """
 
@@ -253,12 +257,15 @@ class CrsfParser:
                 self.discarded += 1
                 continue
             end = pos + 2 + buf[pos + 1]
-            if end < len(buf) and buf[end] not in ADDRESSES:
-                inner = self._complete_frame_after(pos + 1, end)
-                if inner is not None:  # a CRC collision in noise swallowing real frames
-                    self.discarded += inner - pos
-                    pos = inner
-                    continue
+            inner = self._complete_frame_after(pos + 1, end)
+            if inner is not None and (
+                inner + 2 + buf[inner + 1] > end or (end < len(buf) and buf[end] not in ADDRESSES)
+            ):
+                # Two valid frames that overlap, or one followed by noise: the outer one is a
+                # CRC collision in noise swallowing a real frame.
+                self.discarded += inner - pos
+                pos = inner
+                continue
             pos = end
             try:
                 out.append(decode_payload(result))

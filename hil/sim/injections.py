@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hil.errors import HilError
+
 if TYPE_CHECKING:
     from hil.sim.loop import ClosedLoop
 
@@ -66,7 +68,32 @@ def _wind_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
         loop.wind.speed, loop.wind.direction_deg, loop.wind.gust_std = saved
 
 
-register_applier("rc_loss", _set("rc_enabled", False), _set("rc_enabled", True))
+def _rc_loss(gone: bool) -> Action:
+    def action(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+        loop.rc_enabled = not gone
+        loop.rc_link.configure(total=gone)
+
+    return action
+
+
+def _rc_jamming_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loss = float(params.get("loss", 0.0))
+    if loss >= 1.0:
+        loop.rc_link.configure(total=True)
+    else:
+        burst = float(params.get("burst_ms", 100.0))
+        try:
+            loop.rc_link.configure(loss=loss, burst_ms=burst, total=False)
+        except ValueError as exc:
+            raise HilError(f"rc_jamming with loss = {loss} and burst_ms = {burst}: {exc}") from None
+
+
+def _rc_jamming_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loop.rc_link.configure(loss=0.0, total=False)
+
+
+register_applier("rc_loss", _rc_loss(True), _rc_loss(False))
+register_applier("rc_jamming", _rc_jamming_start, _rc_jamming_stop)
 register_applier("gcs_loss", _set("gcs_enabled", False), _set("gcs_enabled", True))
 register_applier("gps_loss", _gps_available(False), _gps_available(True))
 register_applier("battery_sag", _battery_sag_start, _battery_sag_stop)

@@ -57,6 +57,8 @@ class SimConfig:
     battery_cells: int = 3
     battery_capacity_mah: float = 5000.0
     truth_rate_hz: float = 10.0
+    rc_uart: str | None = None  # "crsf" / "sbus": RC through the board's receiver UART
+    gps_uart: str | None = None  # "ubx" / "nmea": GPS through the board's GPS UART
 
 
 @dataclass
@@ -71,7 +73,12 @@ class _Scheduled:
 class ClosedLoop:
     """Flies the simulated quadrotor with the board's motor outputs."""
 
-    def __init__(self, autopilot: MavlinkAutopilot, config: SimConfig | None = None) -> None:
+    def __init__(
+        self,
+        autopilot: MavlinkAutopilot,
+        config: SimConfig | None = None,
+        uart_links: dict[str, Any] | None = None,
+    ) -> None:
         self.autopilot = autopilot
         self.conn = autopilot.conn
         self.config = cfg = config or SimConfig()
@@ -86,6 +93,18 @@ class ClosedLoop:
         self.wind = Wind(rng, speed=cfg.wind_speed, direction_deg=cfg.wind_direction, gust_std=cfg.wind_gust)
         self.rc_enabled = True
         self.gcs_enabled = True
+        self.uart_links = dict(uart_links or {})
+        self.rc_emulator = None
+        rc_rate = cfg.rc_rate_hz
+        if cfg.rc_uart:
+            from hil.injectors.rc import RcReceiverEmulator
+
+            self.rc_emulator = RcReceiverEmulator(cfg.rc_uart)
+            rc_rate = self.rc_emulator.rate_hz
+        from hil.threats.rc_link import RcLinkModel
+
+        #: The RC radio link: every RC frame, UART or MAVLink, is delivered or lost by it.
+        self.rc_link = RcLinkModel(rc_rate, seed=cfg.seed + 1)
         self.gcs_loss_probability = 0.0  # telemetry jamming: share of GCS heartbeats lost
         self._rng = rng
         self.rc_channels = list(_RC_CENTRE)
@@ -315,9 +334,14 @@ class ClosedLoop:
         sim = conn.sim
         out = []
         nxt = self._next
-        if t_us >= nxt["rc"]:
+        if self.rc_emulator is not None:
+            data = self.rc_emulator.produce(t_us, self.rc_channels, self.rc_link)
+            if data:
+                self.uart_links["rc"].write(data)
+        elif t_us >= nxt["rc"]:
             nxt["rc"] = t_us + self._periods["rc"]
-            if self.rc_enabled:
+            delivered = self.rc_link.step().delivered
+            if self.rc_enabled and delivered:
                 ch = self.rc_channels
                 out.append(
                     mavlink.MAVLink_rc_channels_override_message(
