@@ -9,7 +9,6 @@ loss window about RC_FS_TIMEOUT long, and the printed scenario file replays the 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,7 +76,6 @@ def test_release_keeps_the_property_for_generated_patterns(release_board: Board)
 
 
 def test_planted_failsafe_delay_is_found_shrunk_and_replayed(patched_board: Board, tmp_path: Path) -> None:
-    wall0 = time.monotonic()
     found = search(sessions(patched_board), max_examples=6, seed=0, time_budget=70.0)
     assert found is not None, "the field patch's late radio failsafe was not found"
     report = found.report()
@@ -103,7 +101,6 @@ def test_planted_failsafe_delay_is_found_shrunk_and_replayed(patched_board: Boar
     assert not again.result.passed
     failed = [v.message for v in again.result.verdicts if not v.passed]
     assert any("Radio Failsafe" in m for m in failed), again.result.failure_text()
-    assert time.monotonic() - wall0 < 120.0
 
 
 @pytest.mark.slow
