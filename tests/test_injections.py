@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hil.scenario.model import injection_kinds
+from hil.sim.injections import APPLIERS
 from hil.sim.loop import ClosedLoop, SimConfig
 
 
@@ -51,3 +53,8 @@ def test_compass_interference_adds_a_body_field():
     x, y, z = loop.mag.interference
     assert abs(x) < 1e-9 and y == pytest.approx(0.3) and z == 0.0
 
+
+
+def test_every_scenario_kind_can_act_on_the_loop():
+    missing = sorted(set(injection_kinds()) - set(APPLIERS))
+    assert not missing, f"injection kinds with no effect on the closed loop: {missing}"

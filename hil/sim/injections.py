@@ -39,11 +39,34 @@ def _set(attr: str, value: Any) -> Action:
     return action
 
 
-def _gps_available(value: bool) -> Action:
+def _gps_blocked(value: bool) -> Action:
     def action(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
-        loop.gps.available = value
+        loop.gps_blocked = value
 
     return action
+
+
+def _gps_jamming_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loop.jamming = (loop.time, float(params.get("ramp", 0.0)), float(params["js_db"]))
+
+
+def _gps_jamming_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loop.jamming = None
+
+
+def _gps_spoofing_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    from hil.threats.gnss import Spoof
+
+    loop.gnss.spoof = Spoof(
+        start_s=loop.time,
+        rate_mps=float(params.get("rate", 0.0)),
+        bearing_deg=float(params.get("bearing", 0.0)),
+        clock_offset_s=float(params.get("clock_offset", 0.0)),
+    )
+
+
+def _gps_spoofing_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    loop.gnss.spoof = None
 
 
 def _battery_sag_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
@@ -95,7 +118,9 @@ def _rc_jamming_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
 register_applier("rc_loss", _rc_loss(True), _rc_loss(False))
 register_applier("rc_jamming", _rc_jamming_start, _rc_jamming_stop)
 register_applier("gcs_loss", _set("gcs_enabled", False), _set("gcs_enabled", True))
-register_applier("gps_loss", _gps_available(False), _gps_available(True))
+register_applier("gps_loss", _gps_blocked(True), _gps_blocked(False))
+register_applier("gps_jamming", _gps_jamming_start, _gps_jamming_stop)
+register_applier("gps_spoofing", _gps_spoofing_start, _gps_spoofing_stop)
 register_applier("battery_sag", _battery_sag_start, _battery_sag_stop)
 register_applier("wind", _wind_start, _wind_stop)
 

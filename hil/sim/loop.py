@@ -28,8 +28,9 @@ from hil.mavlink.dialect import UINT16_MAX, mavlink
 from hil.mavlink.framing import HIL_SENSOR
 from hil.sim import geo
 from hil.sim.injections import APPLIERS
-from hil.sim.sensors import Baro, Battery, Gps, Imu, Mag, Wind
+from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
 from hil.sim.vehicle import Quadrotor
+from hil.threats.gnss import GnssEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,15 @@ class ClosedLoop:
         self.imu = Imu(rng)
         self.baro = Baro(rng)
         self.mag = Mag(rng)
-        self.gps = Gps(rng, rate_hz=cfg.gps_rate_hz)
+        #: The GNSS sky the receiver sees (jamming and spoofing act on it).
+        self.gnss = GnssEnvironment(np.random.default_rng(cfg.seed + 2))
+        self.gps_blocked = False  # gps_loss: the receiver gets no signal at all
+        self.jamming: tuple[float, float, float] | None = None  # (start s, ramp s, J/S dB)
+        self.gps_emulator = None
+        if cfg.gps_uart:
+            from hil.injectors.gps import GpsReceiverEmulator
+
+            self.gps_emulator = GpsReceiverEmulator(cfg.gps_uart, rate_hz=5.0)
         self.battery = Battery(cells=cfg.battery_cells, capacity_mah=cfg.battery_capacity_mah)
         self.wind = Wind(rng, speed=cfg.wind_speed, direction_deg=cfg.wind_direction, gust_std=cfg.wind_gust)
         self.rc_enabled = True
@@ -121,8 +130,9 @@ class ClosedLoop:
         self._sched_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._next = {"rc": 0, "battery": 0, "gcs": 0, "truth": 0}
+        self._next = {"rc": 0, "battery": 0, "gcs": 0, "truth": 0, "gps": 0}
         self._periods = {
+            "gps": _period_us(cfg.gps_rate_hz),
             "rc": _period_us(cfg.rc_rate_hz),
             "battery": _period_us(cfg.battery_rate_hz),
             "gcs": _period_us(cfg.gcs_heartbeat_hz),
@@ -349,8 +359,15 @@ class ClosedLoop:
                     ).pack(conn.gcs)
                 )
         t = t_us * 1e-6
-        if self.gps.due(t):
-            out.append(self._gps_message(t).pack(sim))
+        gps = self.gps_emulator
+        if gps is not None:
+            if gps.due(t):
+                data = gps.produce(t, self._gnss_observation(t))
+                if data:
+                    self.uart_links["gps"].write(data)
+        elif t_us >= nxt["gps"]:
+            nxt["gps"] = t_us + self._periods["gps"]
+            out.append(self._hil_gps(t_us, self._gnss_observation(t)).pack(sim))
         if t_us >= nxt["battery"]:
             nxt["battery"] = t_us + self._periods["battery"]
             out.append(self._battery_message().pack(sim))
@@ -395,25 +412,36 @@ class ClosedLoop:
             roll, pitch, yaw = v.euler()
             self.truth.append((self.time, p[0], p[1], p[2], roll, pitch, yaw))
 
-    def _gps_message(self, t: float):
-        v = self.vehicle
-        fix = self.gps.sample(t, v.pos, v.vel)
-        ground = math.hypot(fix.vel_n, fix.vel_e)
-        cog = (math.degrees(math.atan2(fix.vel_e, fix.vel_n)) % 360.0) * 100.0 if ground > 0.2 else UINT16_MAX
+    def _gnss_observation(self, t: float):
+        """What the receiver makes of the sky now, with the jammer at its current power."""
+        env = self.gnss
+        if self.gps_blocked:
+            env.jammer_js_db = _NO_SIGNAL_JS_DB
+        elif self.jamming is not None:
+            start, ramp, js = self.jamming
+            env.jammer_js_db = js if ramp <= 0 else js * min(1.0, max(0.0, (t - start) / ramp))
+        else:
+            env.jammer_js_db = None
+        return env.step(t, self.vehicle)
+
+    def _hil_gps(self, t_us: int, obs):
+        vn, ve, vd = obs.vel_ned
+        ground = math.hypot(vn, ve)
+        cog = (math.degrees(math.atan2(ve, vn)) % 360.0) * 100.0 if ground > 0.2 else UINT16_MAX
         return mavlink.MAVLink_hil_gps_message(
-            fix.time_usec,
-            fix.fix_type,
-            int(round(fix.lat_deg * 1e7)),
-            int(round(fix.lon_deg * 1e7)),
-            int(round(fix.alt_m * 1000.0)),
-            _u16(fix.eph_m * 100.0),
-            _u16(fix.epv_m * 100.0),
+            t_us,
+            obs.fix_type,
+            int(round(obs.lat_deg * 1e7)),
+            int(round(obs.lon_deg * 1e7)),
+            int(round(obs.alt_m * 1000.0)),
+            _u16(obs.eph_m * 100.0),
+            _u16(obs.epv_m * 100.0),
             _u16(ground * 100.0),
-            _i16(fix.vel_n * 100.0),
-            _i16(fix.vel_e * 100.0),
-            _i16(fix.vel_d * 100.0),
+            _i16(vn * 100.0),
+            _i16(ve * 100.0),
+            _i16(vd * 100.0),
             int(cog),
-            fix.satellites,
+            obs.num_sv,
         )
 
     def _battery_message(self):
@@ -434,6 +462,7 @@ class ClosedLoop:
 
 
 _INT16_MAX = 32767
+_NO_SIGNAL_JS_DB = 90.0  # a receiver with no antenna signal: nothing tracked
 
 
 def _period_us(rate_hz: float) -> int:
