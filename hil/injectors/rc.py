@@ -91,6 +91,7 @@ class RcReceiverEmulator:
         if not stats_hz > 0:
             raise ValueError(f"stats_hz must be > 0, got {stats_hz}")
         self.protocol: Protocol = protocol
+        self._frame_cache: tuple[tuple[int | float, ...], bytes] | None = None
         self.rate_hz = rate
         self.failsafe_timeout_us = int(round(failsafe_timeout_s * 1e6))
         self.failsafe: CrsfFailsafe = failsafe
@@ -160,7 +161,7 @@ class RcReceiverEmulator:
         out = b""
         lost = self.link_lost(slot)
         if state.delivered:
-            out += crsf.encode(crsf.RcChannelsPacked.from_us(sticks))
+            out += self._rc_frame(sticks)
         elif lost and self.failsafe != "no_pulses":
             hold = self.failsafe == "hold" or self.failsafe_us is None
             values = self._last_channels if hold else self.failsafe_us
@@ -173,6 +174,15 @@ class RcReceiverEmulator:
             if not lost:
                 out += crsf.encode(self.link_statistics(state, link))
         return out
+
+    def _rc_frame(self, sticks: tuple[int | float, ...]) -> bytes:
+        """The RC_CHANNELS_PACKED frame for `sticks`; sticks rarely move, so keep the last one."""
+        cached = self._frame_cache
+        if cached is not None and cached[0] == sticks:
+            return cached[1]
+        frame = crsf.encode(crsf.RcChannelsPacked.from_us(sticks))
+        self._frame_cache = (sticks, frame)
+        return frame
 
     def link_statistics(self, state: RcLinkState, link: RcLinkModel) -> crsf.LinkStatistics:
         """LINK_STATISTICS for slot `state`: its LQ, the last decoded frame's RSSI/SNR."""

@@ -45,7 +45,7 @@ class SimConfig:
 
     rate_hz: float = 400.0
     lockstep: bool = True
-    gps_rate_hz: float = 10.0
+    gps_rate_hz: float = 5.0  # a u-blox at ArduPilot's usual rate (its minimum is 5 Hz)
     rc_rate_hz: float = 50.0
     battery_rate_hz: float = 10.0
     gcs_heartbeat_hz: float = 1.0
