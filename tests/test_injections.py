@@ -27,6 +27,7 @@ def _at(loop: ClosedLoop, t: float) -> None:
     [
         ("imu_noise", {"scale": 5.0}, lambda lp: lp.imu.noise_scale, 5.0, 1.0),
         ("imu_stuck", {"axis": 2}, lambda lp: lp.imu.stuck_axis, 2, None),
+        ("imu_clip", {"limit": 20.0}, lambda lp: lp.imu.clip, 20.0, 16 * 9.80665),
         ("baro_drift", {"rate": 0.5}, lambda lp: lp.baro.drift_m_per_s, 0.5, 0.0),
         ("telemetry_jamming", {"loss": 0.7}, lambda lp: lp.gcs_loss_probability, 0.7, 0.0),
         ("rc_loss", {}, lambda lp: lp.rc_enabled, False, True),

@@ -236,6 +236,11 @@ register_injection_kind(
     "one IMU axis repeats its last value",
 )
 register_injection_kind(
+    "imu_clip",
+    {"limit": ParamSpec(float, min=1.0, max=160.0, doc="accelerometer range, m/s^2")},
+    "the accelerometer saturates at `limit` (vibration or a low range setting)",
+)
+register_injection_kind(
     "baro_drift",
     {"rate": ParamSpec(float, min=-10.0, max=10.0, doc="altitude error growth, m/s")},
     "the barometer drifts",

@@ -160,6 +160,7 @@ def _telemetry_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
 for _kind, _applier in {
     "imu_noise": _attr("imu", "noise_scale", "scale", 1.0),
     "imu_stuck": _attr("imu", "stuck_axis", "axis", None),
+    "imu_clip": _attr("imu", "clip", "limit", 16 * 9.80665),
     "baro_drift": _attr("baro", "drift_m_per_s", "rate", 0.0),
 }.items():
     APPLIERS[_kind] = _applier
