@@ -324,14 +324,25 @@ class _Context:
             )
         return Verdict(exp, True, f"{where} (limit {exp.radius:.2f} m)", t_d)
 
-    def check_altitude(self, exp: ExpectAltitude) -> Verdict:
+    def delayed_window(self, exp: ExpectAltitude | ExpectHoldPosition) -> tuple[float, float, str]:
+        """(start, end, description) of a wait-and-maintain window: `after` + `delay`, `for`."""
         w0 = self.anchors[exp.after] + exp.delay
         w1 = w0 + exp.duration
-        span = f"from {_t(w0)} to {_t(w1)} ({exp.after} + {_dur(exp.delay)}, for {_dur(exp.duration)})"
-        expected = f"expected altitude between {exp.min:.2f} and {exp.max:.2f} m {span}"
+        return w0, w1, f"from {_t(w0)} to {_t(w1)} ({exp.after} + {_dur(exp.delay)}, for {_dur(exp.duration)})"
+
+    def uncovered(self, exp: Expectation, expected: str, w0: float, w1: float) -> Verdict | None:
+        """A failed verdict when the recording does not cover [w0, w1], else None."""
         gap = self.coverage(w0, w1)
+        if gap is None:
+            return None
+        return self.fail(exp, f"{expected}; {gap[0]}", gap[1], self.excerpt(gap[1], w0))
+
+    def check_altitude(self, exp: ExpectAltitude) -> Verdict:
+        w0, w1, span = self.delayed_window(exp)
+        expected = f"expected altitude between {exp.min:.2f} and {exp.max:.2f} m {span}"
+        gap = self.uncovered(exp, expected, w0, w1)
         if gap is not None:
-            return self.fail(exp, f"{expected}; {gap[0]}", gap[1], self.excerpt(gap[1], w0))
+            return gap
         sel = self.window(w0, w1)
         ts, alt = self.st["t"][sel], self.st["alt"][sel]
         low, high = alt < exp.min - EPS, alt > exp.max + EPS
@@ -358,13 +369,11 @@ class _Context:
         )
 
     def check_hold_position(self, exp: ExpectHoldPosition) -> Verdict:
-        w0 = self.anchors[exp.after] + exp.delay
-        w1 = w0 + exp.duration
-        span = f"from {_t(w0)} to {_t(w1)} ({exp.after} + {_dur(exp.delay)}, for {_dur(exp.duration)})"
+        w0, w1, span = self.delayed_window(exp)
         expected = f"expected to stay within {exp.radius:.2f} m of its position at {_t(w0)} {span}"
-        gap = self.coverage(w0, w1)
+        gap = self.uncovered(exp, expected, w0, w1)
         if gap is not None:
-            return self.fail(exp, f"{expected}; {gap[0]}", gap[1], self.excerpt(gap[1], w0))
+            return gap
         st = self.st
         n0 = float(np.interp(w0, st["t"], st["north"]))
         e0 = float(np.interp(w0, st["t"], st["east"]))

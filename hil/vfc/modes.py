@@ -55,6 +55,12 @@ class PathShaper:
         self.n = self.e = 0.0
         self.vn = self.ve = 0.0
 
+    def reset_to_vehicle(self, c: Copter) -> None:
+        """Start from where the vehicle is and how it is moving."""
+        pn, pe = c.pos_ne()
+        vn, ve = c.vel_ne()
+        self.reset(pn, pe, vn, ve)
+
     def reset(self, n: float, e: float, vn: float = 0.0, ve: float = 0.0) -> None:
         """Start from (n, e) moving at (vn, ve)."""
         self.n, self.e, self.vn, self.ve = n, e, vn, ve
@@ -197,9 +203,7 @@ class Loiter(Mode):
         self.path = PathShaper()
 
     def enter(self, c: Copter) -> None:
-        pn, pe = c.pos_ne()
-        vn, ve = c.vel_ne()
-        self.path.reset(pn, pe, vn, ve)
+        self.path.reset_to_vehicle(c)
         c.nav.z = Z_THR
 
     def run(self, c: Copter, dt: float) -> None:
@@ -313,9 +317,7 @@ class Land(Mode):
         self.path = PathShaper()
 
     def enter(self, c: Copter) -> None:
-        pn, pe = c.pos_ne()
-        vn, ve = c.vel_ne()
-        self.path.reset(pn, pe, vn, ve)
+        self.path.reset_to_vehicle(c)
 
     def wants_takeoff(self, c: Copter) -> bool:
         return False
@@ -356,9 +358,7 @@ class Rtl(Mode):
         self.loiter_start = 0.0
 
     def enter(self, c: Copter) -> None:
-        pn, pe = c.pos_ne()
-        vn, ve = c.vel_ne()
-        self.path.reset(pn, pe, vn, ve)
+        self.path.reset_to_vehicle(c)
         self.target_d = min(c.pos_d(), -c.param("RTL_ALT") / 100.0)
         self.stage = self.FINAL if c.landed else self.CLIMB
         c.nav.z = Z_THR
