@@ -439,4 +439,7 @@ def _remove_later(path: Path) -> None:
             time.sleep(0.1)
 
 
+# Board types that live in their own packages register themselves on import.
+import hil.sitl.board  # noqa: E402,F401
+
 __all__ = ["Board", "BoardStatus", "MavlinkBoard", "Rig", "VirtualBoard", "register_board_type", "registry"]

@@ -6,8 +6,9 @@ validates parameters, this module makes them happen at an exact simulation time.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hil.errors import HilError
@@ -25,6 +26,74 @@ class Applier:
 
 
 APPLIERS: dict[str, Applier] = {}
+
+
+@dataclass
+class _Scheduled:
+    t_us: int
+    start: bool
+    kind: str
+    ident: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class InjectionSchedule:
+    """Injections at exact simulation times, for any loop that keeps ``t_us``.
+
+    The loop calls ``_init_schedule()`` in its constructor and ``_apply_due()`` after
+    each step when ``_schedule`` is not empty; ``supported_injections`` (None: all)
+    names the kinds that can act on it.
+    """
+
+    t_us: int
+    supported_injections: frozenset[str] | None = None
+
+    def _init_schedule(self) -> None:
+        self.events: list[tuple[float, str, str]] = []
+        self.event_hooks: list[Callable[[float, str, str], None]] = []
+        self._schedule: list[_Scheduled] = []
+        self._sched_lock = threading.Lock()
+
+    @property
+    def time(self) -> float:
+        """Simulation time in seconds."""
+        return self.t_us / 1_000_000
+
+    def schedule(
+        self,
+        kind: str,
+        start: float,
+        stop: float | None,
+        params: Mapping[str, Any] | None = None,
+        ident: str | None = None,
+    ) -> None:
+        """Start injection `kind` at simulation time `start` s, stop it at `stop` (None: never)."""
+        known = sorted(k for k in APPLIERS if self.supported_injections is None or k in self.supported_injections)
+        if kind not in known:
+            raise HilError(
+                f"injection kind {kind!r} cannot act on {type(self).__name__}; it supports: {', '.join(known)}"
+            )
+        ident = ident or kind
+        items = [_Scheduled(int(round(start * 1e6)), True, kind, ident, dict(params or {}))]
+        if stop is not None:
+            items.append(_Scheduled(int(round(stop * 1e6)), False, kind, ident, dict(params or {})))
+        with self._sched_lock:
+            self._schedule.extend(items)
+            self._schedule.sort(key=lambda s: (s.t_us, not s.start))
+
+    def _apply_due(self) -> None:
+        with self._sched_lock:
+            while self._schedule and self._schedule[0].t_us <= self.t_us:
+                item = self._schedule.pop(0)
+                applier = APPLIERS[item.kind]
+                (applier.start if item.start else applier.stop)(self, item.params)  # type: ignore[arg-type]
+                self._event("injection_start" if item.start else "injection_stop", item.ident)
+
+    def _event(self, kind: str, text: str) -> None:
+        entry = (self.time, kind, text)
+        self.events.append(entry)
+        for hook in self.event_hooks:
+            hook(*entry)
 
 
 def register_applier(kind: str, start: Action, stop: Action) -> None:

@@ -16,8 +16,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from hil.errors import BoardNotAnswering, HilError, LinkError
 from hil.mavlink.dialect import UINT16_MAX, mavlink
 from hil.mavlink.framing import HIL_SENSOR
 from hil.sim import geo
-from hil.sim.injections import APPLIERS
+from hil.sim.injections import InjectionSchedule
 from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
 from hil.sim.vehicle import Quadrotor
 from hil.threats.gnss import GnssEnvironment
@@ -62,16 +62,7 @@ class SimConfig:
     gps_uart: str | None = None  # "ubx" / "nmea": GPS through the board's GPS UART
 
 
-@dataclass
-class _Scheduled:
-    t_us: int
-    start: bool
-    kind: str
-    ident: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-class ClosedLoop:
+class ClosedLoop(InjectionSchedule):
     """Flies the simulated quadrotor with the board's motor outputs."""
 
     def __init__(
@@ -126,8 +117,7 @@ class ClosedLoop:
         self.truth: list[tuple[float, ...]] = []
         self.error: BaseException | None = None
         self.wall_running = 0.0
-        self._schedule: list[_Scheduled] = []
-        self._sched_lock = threading.Lock()
+        self._init_schedule()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._next = {"rc": 0, "battery": 0, "gcs": 0, "truth": 0, "gps": 0}
@@ -153,35 +143,6 @@ class ClosedLoop:
     def speed(self) -> float:
         """Simulated seconds per wall second while running."""
         return self.time / self.wall_running if self.wall_running > 0 else 0.0
-
-    # -- injections --------------------------------------------------------------------
-    def schedule(
-        self, kind: str, start: float, stop: float | None, params: Mapping[str, Any] | None = None, ident: str | None = None
-    ) -> None:
-        """Start injection `kind` at simulation time `start` s, stop it at `stop` (None: never)."""
-        if kind not in APPLIERS:
-            raise HilError(f"injection kind {kind!r} cannot act on this loop; known: {', '.join(sorted(APPLIERS))}")
-        ident = ident or kind
-        items = [_Scheduled(int(round(start * 1e6)), True, kind, ident, dict(params or {}))]
-        if stop is not None:
-            items.append(_Scheduled(int(round(stop * 1e6)), False, kind, ident, dict(params or {})))
-        with self._sched_lock:
-            self._schedule.extend(items)
-            self._schedule.sort(key=lambda s: (s.t_us, not s.start))
-
-    def _apply_due(self) -> None:
-        with self._sched_lock:
-            while self._schedule and self._schedule[0].t_us <= self.t_us:
-                item = self._schedule.pop(0)
-                applier = APPLIERS[item.kind]
-                (applier.start if item.start else applier.stop)(self, item.params)
-                self._event("injection_start" if item.start else "injection_stop", item.ident)
-
-    def _event(self, kind: str, text: str) -> None:
-        entry = (self.time, kind, text)
-        self.events.append(entry)
-        for hook in self.event_hooks:
-            hook(*entry)
 
     # -- running -----------------------------------------------------------------------
     @property

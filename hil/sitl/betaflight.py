@@ -13,6 +13,7 @@ drops, the board comes back with its saved configuration.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import importlib.util
 import logging
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from hil.errors import BoardNotAnswering, ConfigError, HilError
@@ -39,6 +41,21 @@ RC_PORT = 9004
 MOTOR_PORT = 9002
 MOTOR_RAW_PORT = 9001
 FIFO_PRIORITY = 50
+
+
+#: Instances started by this process, stopped at exit if a caller forgot.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _stop_all() -> None:
+    for sitl in list(_LIVE):
+        try:
+            sitl.stop()
+        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+            pass
+
+
+atexit.register(_stop_all)
 
 
 class SitlNotInstalled(ConfigError):
@@ -159,7 +176,7 @@ class BetaflightSitl:
 
     # -- life cycle ----------------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 15.0) -> None:
         """Start the firmware and wait until its MSP port accepts connections."""
         with self._lock:
             if self.alive:
@@ -183,14 +200,36 @@ class BetaflightSitl:
                         "(needs root and iproute2)"
                     )
             self._log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115
-            self._spawn(timeout)
+            _LIVE.add(self)
+            try:
+                self._spawn(timeout)
+            except BaseException:
+                self.stop()
+                raise
             if self._supervisor is None or not self._supervisor.is_alive():
                 self._supervisor = threading.Thread(
                     target=self._supervise, name="bf-sitl-supervisor", daemon=True
                 )
                 self._supervisor.start()
 
-    def _spawn(self, timeout: float) -> None:
+    def _spawn(self, timeout: float, attempts: int = 3) -> None:
+        """Start the process; a boot that never opens its MSP port is killed and retried.
+
+        About one boot in fifty of this SITL hangs before it listens; a second start in
+        the same directory comes up normally.
+        """
+        per_try = max(3.0, timeout / attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._spawn_once(per_try)
+                return
+            except BoardNotAnswering as exc:
+                self._terminate()
+                if attempt == attempts:
+                    raise BoardNotAnswering(f"{exc} (tried {attempts} starts)") from None
+                log.warning("Betaflight SITL start %d failed (%s); starting it again", attempt, exc)
+
+    def _spawn_once(self, timeout: float) -> None:
         argv = [str(self.executable), self.host_ip]
         if shutil.which("stdbuf"):
             argv = ["stdbuf", "-oL", "-eL", *argv]
@@ -310,6 +349,7 @@ class BetaflightSitl:
             if self._log is not None:
                 self._log.close()
                 self._log = None
+        _LIVE.discard(self)
 
     def __enter__(self) -> BetaflightSitl:
         self.start()

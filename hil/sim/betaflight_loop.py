@@ -1,0 +1,471 @@
+"""The closed loop for Betaflight SITL: real time over its UDP ports, RC over MSP.
+
+The firmware keeps its own clock and follows the timestamps of the state packets we
+send, so this loop runs by the wall clock: every period it integrates the physics with
+the newest motor packet, samples the sensors and sends one state packet to UDP 9003.
+Motor packets arrive on UDP 9002 (at most one per state packet). RC goes the way a
+receiver's frames would: MSP_SET_RAW_RC on the MSP UART the firmware reads RC from
+(``rc_url``), at the radio's frame rate, each frame delivered or lost by the RC link
+model, which is how ``rc_loss`` and ``rc_jamming`` act on this board.
+
+Packet layouts are in PROTOCOLS.md section 10. Frames: the simulation is NED with an
+FRD body; the state packet carries FRD rates and specific force as-is (the firmware
+flips the axes it needs), the body->NED quaternion (the firmware takes it as its
+attitude), ENU velocity and (longitude, latitude, altitude) position for its virtual
+GPS, and static pressure in Pa. The four motor floats arrive in ArduPilot quad-X order
+(front-right, rear-left, front-left, rear-right), which is our vehicle's numbering.
+
+The loop thread asks for SCHED_FIFO and a 1 ns timer slack when it may, so that its
+send period holds at 1 kHz on a busy host; ``timing()`` reports what it achieved.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from hil.codecs import msp
+from hil.errors import HilError, LinkError
+from hil.sim import geo
+from hil.sim.injections import InjectionSchedule
+from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
+from hil.sim.vehicle import QuadParams, Quadrotor
+from hil.threats.gnss import GnssEnvironment
+from hil.threats.rc_link import RcLinkModel
+
+log = logging.getLogger(__name__)
+
+STATE = struct.Struct("<d3d3d4d3d3dd")
+MOTORS = struct.Struct("<4f")
+#: A 5-inch racing quad, the airframe Betaflight's default tuning is made for.
+FIVE_INCH = QuadParams(
+    mass=0.65,
+    arm_length=0.16,
+    inertia=(0.0022, 0.0022, 0.0040),
+    thrust_to_weight=4.0,
+    motor_time_constant=0.02,
+    yaw_torque_per_newton=0.012,
+    drag=(0.12, 0.12, 0.2),
+    angular_damping=(0.0002, 0.0002, 0.0002),
+    hover_current_a=14.0,
+    idle_current_a=0.5,
+)
+#: RC channels in AETR order (Betaflight's default map): roll, pitch, throttle, yaw, AUX1..
+RC_DISARMED = [1500, 1500, 1000, 1500, 1000, 1000, 1000, 1000]
+ARM_US = 1900
+DISARM_US = 1000
+
+
+@dataclass
+class BetaflightLoopConfig:
+    rate_hz: float = 1000.0
+    rc_rate_hz: float = 50.0
+    seed: int = 0
+    wind_speed: float = 0.0
+    wind_direction: float = 0.0
+    wind_gust: float = 0.0
+    battery_cells: int = 4
+    battery_capacity_mah: float = 1500.0
+    truth_rate_hz: float = 50.0
+    #: Ask for SCHED_FIFO for the loop thread (when the process may).
+    realtime_priority: int | None = 40
+
+
+@dataclass(frozen=True)
+class LoopTiming:
+    """What the real-time loop achieved: send periods and the firmware's answers."""
+
+    rate_hz: float
+    seconds: float
+    sent: int
+    motor_packets: int
+    send_period_p50_us: float
+    send_period_p99_us: float
+    send_period_max_us: float
+    send_jitter_p99_us: float
+    missed: int
+    motor_rate_hz: float
+    motor_period_p99_us: float
+    motor_gaps_over_5ms: int
+    latency_p50_us: float
+    scheduler: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"state sent at {self.sent / self.seconds:.0f}/s for {self.seconds:.1f} s "
+            f"(target {self.rate_hz:.0f} Hz, {self.scheduler}): period p50 {self.send_period_p50_us:.0f} us, "
+            f"p99 {self.send_period_p99_us:.0f} us, max {self.send_period_max_us:.0f} us, "
+            f"jitter p99 {self.send_jitter_p99_us:.0f} us, {self.missed} missed",
+            f"motor packets {self.motor_rate_hz:.0f}/s: period p99 {self.motor_period_p99_us:.0f} us, "
+            f"{self.motor_gaps_over_5ms} gaps > 5 ms, state->motor latency p50 {self.latency_p50_us:.0f} us",
+        ]
+
+
+class AltitudePilot:
+    """A pilot on the throttle stick who holds an altitude by eye (true altitude).
+
+    Angle mode levels the craft; height is the pilot's job. A PI on altitude error with
+    a feed-forward of the hover stick, limited in rate, is how a steady human flies it.
+    """
+
+    def __init__(self, target_m: float, hover_us: float) -> None:
+        self.target_m = target_m
+        self.hover_us = hover_us
+        self._integral = 0.0
+
+    def throttle(self, alt_m: float, climb_mps: float, dt: float) -> int:
+        err = self.target_m - alt_m
+        climb_target = max(-1.5, min(2.0, 0.8 * err))
+        verr = climb_target - climb_mps
+        self._integral = max(-150.0, min(150.0, self._integral + 40.0 * verr * dt))
+        us = self.hover_us + 80.0 * verr + self._integral
+        return int(max(1000.0, min(1850.0, us)))
+
+
+class BetaflightLoop(InjectionSchedule):
+    """Flies the simulated quad with Betaflight SITL's motor outputs, in real time."""
+
+    supported_injections = frozenset(
+        {"rc_loss", "rc_jamming", "imu_noise", "imu_stuck", "imu_clip", "baro_drift", "wind", "battery_sag"}
+    )
+
+    def __init__(
+        self,
+        fc_ip: str,
+        host_ip: str,
+        rc_url: str | None,
+        config: BetaflightLoopConfig | None = None,
+        *,
+        state_port: int = 9003,
+        motor_port: int = 9002,
+    ) -> None:
+        self.config = cfg = config or BetaflightLoopConfig()
+        if not 50.0 <= cfg.rate_hz <= 4000.0:
+            raise HilError(f"state rate {cfg.rate_hz} Hz is outside 50..4000 Hz (the firmware needs > 50 Hz)")
+        self._init_schedule()
+        rng = np.random.default_rng(cfg.seed)
+        self.vehicle = Quadrotor(FIVE_INCH)
+        self.vehicle.reset()
+        self.imu = Imu(rng, accel_noise=0.05, gyro_noise=0.002)
+        self.baro = Baro(rng)
+        self.mag = Mag(rng)
+        self.gnss = GnssEnvironment(np.random.default_rng(cfg.seed + 2))
+        self.battery = Battery(cells=cfg.battery_cells, capacity_mah=cfg.battery_capacity_mah)
+        self.wind = Wind(rng, speed=cfg.wind_speed, direction_deg=cfg.wind_direction, gust_std=cfg.wind_gust)
+        self.rc_link = RcLinkModel(cfg.rc_rate_hz, seed=cfg.seed + 1)
+        self.rc_enabled = True
+        # Attributes other injections expect on a loop; they have no path to this board.
+        self.gps_blocked = False
+        self.jamming = None
+        self.gcs_enabled = True
+        self.gcs_loss_probability = 0.0
+        #: Stick positions in microseconds, AETR + AUX (what the pilot's radio sends).
+        self.rc_channels = list(RC_DISARMED)
+        self.pilot: AltitudePilot | None = None
+        self.fc_ip = fc_ip
+        self.host_ip = host_ip
+        self.state_port = state_port
+        self.rc_url = rc_url
+        self.dt = 1.0 / cfg.rate_hz
+        self.dt_us = int(round(1e6 * self.dt))
+        self.t_us = 0
+        self.motors = (0.0, 0.0, 0.0, 0.0)
+        self.truth: list[tuple[float, ...]] = []
+        self.error: BaseException | None = None
+        self.scheduler = "not started"
+        self.rc_frames_sent = 0
+        self.rc_frames_lost = 0
+        self._truth_period_us = int(round(1e6 / cfg.truth_rate_hz))
+        self._rc_period_us = int(round(1e6 / cfg.rc_rate_hz))
+        self._next_truth = 0
+        self._next_rc = 0
+        self._state_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._motor_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._motor_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._motor_sock.bind((host_ip, motor_port))
+        except OSError as exc:
+            self._state_sock.close()
+            self._motor_sock.close()
+            raise LinkError(
+                f"cannot receive motor packets on UDP {host_ip}:{motor_port}: {exc} "
+                "(another simulator or SITL harness is using it)"
+            ) from None
+        self._motor_sock.setblocking(False)
+        self._rc_sock: socket.socket | None = None
+        # Recorded timing (preallocated rings would be faster; lists are fine at 1 kHz).
+        self._send_ns: list[int] = []
+        self._motor_ns: list[int] = []
+        self._latency_ns: list[int] = []
+        self._missed = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started_ns = 0
+
+    # -- pilot's controls --------------------------------------------------------------
+
+    def set_sticks(self, roll: int = 1500, pitch: int = 1500, throttle: int | None = None, yaw: int = 1500) -> None:
+        """Put the sticks somewhere (us); ``throttle`` None leaves it to the pilot model."""
+        ch = self.rc_channels
+        ch[0], ch[1], ch[3] = int(roll), int(pitch), int(yaw)
+        if throttle is not None:
+            self.pilot = None
+            ch[2] = int(throttle)
+
+    def arm_switch(self, on: bool) -> None:
+        self.rc_channels[4] = ARM_US if on else DISARM_US
+
+    def hold_altitude(self, target_m: float | None) -> None:
+        """Let the pilot model fly the throttle to ``target_m`` (None: hands off, throttle low)."""
+        if target_m is None:
+            self.pilot = None
+            self.rc_channels[2] = 1000
+        elif self.pilot is None:
+            hover_us = 1000.0 + 1000.0 * FIVE_INCH.hover_command
+            self.pilot = AltitudePilot(target_m, hover_us)
+        else:
+            self.pilot.target_m = target_m
+
+    # -- running -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        if self.rc_url is not None and self._rc_sock is None:
+            self._rc_sock = _connect(self.rc_url)
+        self._stop.clear()
+        self.error = None
+        self._thread = threading.Thread(target=self._run, name="betaflight-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        thread = self._thread
+        if thread is not None:
+            self._stop.set()
+            thread.join(timeout)
+            self._thread = None
+            if thread.is_alive():
+                raise HilError(f"Betaflight loop did not stop within {timeout} s")
+
+    def close(self) -> None:
+        self.stop()
+        for sock in (self._state_sock, self._motor_sock, self._rc_sock):
+            if sock is not None:
+                sock.close()
+        self._rc_sock = None
+
+    def reconnect_rc(self) -> None:
+        """Open the RC UART again (after the firmware restarted)."""
+        if self._rc_sock is not None:
+            self._rc_sock.close()
+            self._rc_sock = None
+        if self.rc_url is not None:
+            self._rc_sock = _connect(self.rc_url)
+
+    def _run(self) -> None:
+        self.scheduler = _make_realtime(self.config.realtime_priority)
+        old_switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(old_switch, 0.0005))
+        period_ns = int(round(1e9 * self.dt))
+        next_ns = time.monotonic_ns()
+        self._started_ns = next_ns
+        sleep = time.sleep
+        mono = time.monotonic_ns
+        try:
+            while not self._stop.is_set():
+                now = mono()
+                wait = next_ns - now
+                if wait > 250_000:
+                    sleep((wait - 200_000) * 1e-9)
+                while mono() < next_ns:
+                    pass
+                sent = mono()
+                self._step(sent)
+                next_ns += period_ns
+                late = mono() - next_ns
+                if late > period_ns:
+                    skipped = late // period_ns
+                    self._missed += int(skipped)
+                    next_ns += skipped * period_ns
+        except Exception as exc:  # keep the error for the test thread to report
+            self.error = exc
+            log.exception("Betaflight loop stopped")
+        finally:
+            sys.setswitchinterval(old_switch)
+
+    def _step(self, now_ns: int) -> None:
+        # Newest motor packet (at most one per state packet, but drain any backlog).
+        sock = self._motor_sock
+        while True:
+            try:
+                data = sock.recv(64)
+            except BlockingIOError:
+                break
+            if len(data) >= 16:
+                m = MOTORS.unpack_from(data)
+                # Betaflight order on the wire is already our numbering (see module doc).
+                self.motors = (m[0], m[1], m[2], m[3])
+                t = time.monotonic_ns()
+                self._motor_ns.append(t)
+                if self._send_ns:
+                    self._latency_ns.append(t - self._send_ns[-1])
+        dt = self.dt
+        v = self.vehicle
+        v.step(dt, self.motors, self.wind.step(dt))
+        self.baro.step(dt)
+        self.battery.step(dt, v.current_a())
+        self.t_us += self.dt_us
+        if self._schedule and self._schedule[0].t_us <= self.t_us:
+            self._apply_due()
+        t = self.t_us * 1e-6
+        if self.t_us >= self._next_rc:
+            self._next_rc = self.t_us + self._rc_period_us
+            self._send_rc(t)
+        ax, ay, az, gx, gy, gz = self.imu.sample(v)
+        pn, pe, pd = v.pos
+        vn, ve, vd = v.vel
+        lat, lon, alt = geo.ned_to_lla(pn, pe, pd)
+        pressure_hpa, _temp = self.baro.sample(geo.HOME.alt_m - pd)
+        qw, qx, qy, qz = v.quat
+        packet = STATE.pack(
+            t, gx, gy, gz, ax, ay, az, qw, qx, qy, qz, ve, vn, -vd, lon, lat, alt, pressure_hpa * 100.0
+        )
+        self._state_sock.sendto(packet, (self.fc_ip, self.state_port))
+        self._send_ns.append(now_ns)
+        if self.t_us >= self._next_truth:
+            self._next_truth = self.t_us + self._truth_period_us
+            roll, pitch, yaw = v.euler()
+            self.truth.append((t, pn, pe, pd, roll, pitch, yaw, *self.motors))
+
+    def _send_rc(self, t: float) -> None:
+        if self.pilot is not None:
+            v = self.vehicle
+            self.rc_channels[2] = self.pilot.throttle(-v.pos[2], -v.vel[2], self._rc_period_us * 1e-6)
+        delivered = self.rc_link.step().delivered
+        rc_sock = self._rc_sock
+        if rc_sock is None:
+            return
+        try:
+            try:
+                rc_sock.recv(4096)  # the firmware acknowledges every frame; drop the acks
+            except (BlockingIOError, InterruptedError):
+                pass
+            if self.rc_enabled and delivered:
+                rc_sock.send(msp.encode_request(msp.MspCommand.SET_RAW_RC, struct.pack("<8H", *self.rc_channels[:8])))
+                self.rc_frames_sent += 1
+            else:
+                self.rc_frames_lost += 1
+        except OSError:
+            # The firmware restarted (save, reboot): the RC UART comes back with it.
+            self._rc_sock = None
+            try:
+                rc_sock.close()
+            finally:
+                threading.Thread(target=self._reconnect_later, daemon=True).start()
+
+    def _reconnect_later(self) -> None:
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline and not self._stop.is_set():
+            try:
+                self._rc_sock = _connect(self.rc_url, timeout=0.5) if self.rc_url else None
+                return
+            except LinkError:
+                time.sleep(0.2)
+
+    # -- what it achieved --------------------------------------------------------------
+
+    def timing(self, since_s: float = 0.0) -> LoopTiming:
+        """Send-period and motor-packet statistics (wall clock), from ``since_s`` of the run."""
+        send = np.asarray(self._send_ns, dtype=np.int64)
+        motor = np.asarray(self._motor_ns, dtype=np.int64)
+        cut = self._started_ns + int(since_s * 1e9)
+        send = send[send >= cut]
+        motor = motor[motor >= cut]
+        if len(send) < 3:
+            raise HilError("the Betaflight loop has not run long enough to measure its timing")
+        seconds = (send[-1] - send[0]) * 1e-9
+        ps = np.diff(send) * 1e-3
+        nominal = self.dt * 1e6
+        pm = np.diff(motor) * 1e-3 if len(motor) > 2 else np.zeros(1)
+        lat = np.asarray(self._latency_ns[-len(motor):] or [0]) * 1e-3
+        return LoopTiming(
+            rate_hz=self.config.rate_hz,
+            seconds=seconds,
+            sent=len(send),
+            motor_packets=len(motor),
+            send_period_p50_us=float(np.percentile(ps, 50)),
+            send_period_p99_us=float(np.percentile(ps, 99)),
+            send_period_max_us=float(ps.max()),
+            send_jitter_p99_us=float(np.percentile(np.abs(ps - nominal), 99)),
+            missed=int(np.sum(ps > 1.5 * nominal)),
+            motor_rate_hz=len(motor) / seconds if seconds > 0 else 0.0,
+            motor_period_p99_us=float(np.percentile(pm, 99)),
+            motor_gaps_over_5ms=int(np.sum(pm > 5000.0)),
+            latency_p50_us=float(np.percentile(lat, 50)),
+            scheduler=self.scheduler,
+        )
+
+    @property
+    def altitude(self) -> float:
+        return -self.vehicle.pos[2]
+
+    def __enter__(self) -> BetaflightLoop:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _connect(url: str, timeout: float = 2.0) -> socket.socket:
+    """A TCP socket for a ``socket://host:port`` URL, non-blocking after connect."""
+    if not url.startswith("socket://"):
+        raise LinkError(f"RC UART {url!r}: only socket:// URLs are supported for Betaflight SITL")
+    host, _, port = url.removeprefix("socket://").rpartition(":")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+    except (OSError, ValueError) as exc:
+        raise LinkError(f"cannot open the RC UART at {url}: {exc}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    return sock
+
+
+_PR_SET_TIMERSLACK = 29
+
+
+def _make_realtime(priority: int | None) -> str:
+    """SCHED_FIFO and 1 ns timer slack for the calling thread when permitted; returns what it got."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if priority is None:
+        return "SCHED_OTHER"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError, AttributeError):
+        return "SCHED_OTHER (SCHED_FIFO not permitted)"
+    return f"SCHED_FIFO/{priority}"
+
+
+def hover_throttle_us() -> float:
+    """Throttle stick (us) at which the simulated airframe hovers, for a feed-forward."""
+    return 1000.0 + 1000.0 * FIVE_INCH.hover_command
+
+
+
