@@ -57,20 +57,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_boards(args: argparse.Namespace) -> int:
     from hil.plugin import _resolve_rig_path
     from hil.rig import Rig
-    from hil.session import BoardSession
+    from hil.session import session_for
 
     rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
     try:
         def identify(board) -> str:
             try:
                 board.start()
-                session = BoardSession(board, connect_timeout=args.timeout)
+                session = session_for(board, connect_timeout=args.timeout)
                 autopilot = session.connect()
                 try:
                     ident = autopilot.identify(args.timeout)
                 finally:
-                    session._close()
-                return f"{ident.autopilot} {ident.firmware_version} (board {ident.board_id})"
+                    if hasattr(session, "_close"):
+                        session._close()
+                    else:
+                        session.cleanup()
+                return ident.describe() if hasattr(ident, "describe") else (
+                    f"{ident.autopilot} {ident.firmware_version} (board {ident.board_id})"
+                )
             except HilError as exc:
                 return f"unreachable: {exc}"
 

@@ -16,7 +16,7 @@ import pytest
 from hil.errors import ConfigError, HilError, ScenarioError
 from hil.locks import BoardLock
 from hil.rig import DEFAULT_RIG, Board, Rig
-from hil.session import BoardSession
+from hil.session import BoardSession, session_for
 from hil.sim.loop import ClosedLoop
 
 _STATE = pytest.StashKey["HilState"]()
@@ -192,7 +192,7 @@ class ScenarioItem(pytest.Item):
                 f"scenario applies to {', '.join(self.scenario.applies_to)} boards; "
                 f"{board.name} is a {board.board_class} board"
             )
-        session = BoardSession(board)
+        session = session_for(board)
         with session:
             result = run_scenario(self.scenario, session)
         state.results.append(result)
@@ -249,7 +249,7 @@ def board(request: pytest.FixtureRequest) -> Board:
 @pytest.fixture
 def board_session(board: Board) -> Iterator[BoardSession]:
     """A connected, freshly started board; after the test it must be disarmed and answering."""
-    session = BoardSession(board)
+    session = session_for(board)
     session.__enter__()
     yield session
     problems = session.cleanup()
@@ -259,13 +259,14 @@ def board_session(board: Board) -> Iterator[BoardSession]:
 
 @pytest.fixture
 def autopilot(board_session: BoardSession):
-    """The MAVLink adapter connected to the board under test."""
+    """The adapter connected to the board under test (MAVLink, or MSP for an MSP board)."""
     return board_session.autopilot
 
 
 @pytest.fixture
 def sim(board_session: BoardSession) -> Iterator[ClosedLoop]:
-    """The closed loop flying the board's vehicle, running in the background."""
+    """The closed loop flying the board's vehicle, running in the background
+    (lockstep MAVLink, or real time over UDP for Betaflight SITL)."""
     loop = board_session.make_sim()
     loop.start()
     yield loop

@@ -155,3 +155,106 @@ class BoardSession:
             self.autopilot.conn.close()
             self.autopilot.close()
             self.autopilot = None
+
+
+class MspBoardSession:
+    """One test's use of an MSP board (Betaflight SITL): connect, fly, leave it clean.
+
+    On entry the board starts from its bench configuration (a test that changed a
+    setting marks the board dirty and the next session restores it) and is armable but
+    for its arm switch. On exit: the loop stops, an armed board is a problem (and is
+    disarmed by the switch), the board must still answer.
+    """
+
+    def __init__(self, board: Board, *, connect_timeout: float = 10.0) -> None:
+        self.board = board
+        self.connect_timeout = connect_timeout
+        self.autopilot = None
+        self.sim = None
+        self.problems: list[str] = []
+        self.param_snapshot: dict[str, float] = {}
+
+    def __enter__(self) -> MspBoardSession:
+        self.board.start()
+        self.board.reset_configuration()
+        self.connect()
+        return self
+
+    def connect(self):
+        from hil.autopilot.msp import MspAutopilot
+
+        sitl = getattr(self.board, "sitl", None)
+        url = self.board.url(timeout=self.connect_timeout)
+        try:
+            self.autopilot = MspAutopilot(url, sitl=sitl)
+            self.autopilot.identify()
+        except HilError as exc:
+            if self.autopilot is not None:
+                self.autopilot.close()
+                self.autopilot = None
+            raise BoardNotAnswering(f"board {self.board.name} on {url}: {exc}") from None
+        return self.autopilot
+
+    def board_facts(self) -> dict[str, float]:
+        """The board's failsafe timings in seconds, for scenario expressions."""
+        assert self.autopilot is not None
+        fs = self.autopilot.failsafe_config()
+        return {
+            "failsafe_delay": fs.delay_s,
+            "failsafe_off_delay": fs.off_delay_s,
+            "failsafe_landing_time": float(getattr(fs, "landing_time_s", 0.0)),
+            "failsafe_recovery_delay": float(getattr(fs, "recovery_delay_s", 0.0)),
+        }
+
+    def make_sim(self, config=None):
+        from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
+
+        sitl = self.board.sitl
+        config = config or BetaflightLoopConfig(rate_hz=self.board.state_rate_hz)
+        if self.sim is not None:
+            self.sim.close()
+        self.sim = BetaflightLoop(sitl.fc_ip, sitl.host_ip, self.board.rc_url, config)
+        return self.sim
+
+    def __exit__(self, *exc: object) -> None:
+        self.problems = self.cleanup()
+
+    def cleanup(self) -> list[str]:
+        problems: list[str] = []
+        ap = self.autopilot
+        loop = self.sim
+        try:
+            if ap is not None:
+                try:
+                    status = ap.status()
+                except HilError as exc:
+                    problems.append(f"board {self.board.name} stopped answering: {exc}")
+                    status = None
+                if status is not None and status.armed:
+                    problems.append(f"the test left board {self.board.name} armed; it was disarmed by the switch")
+                    if loop is not None and loop.running:
+                        loop.hold_altitude(None)
+                        loop.arm_switch(False)
+                        deadline = Deadline(3.0)
+                        while not deadline.expired and ap.status().armed:
+                            time.sleep(0.05)
+                if getattr(ap, "dirty", False):
+                    self.board.dirty = True
+        finally:
+            if loop is not None:
+                try:
+                    loop.close()
+                except HilError as exc:
+                    problems.append(str(exc))
+                self.sim = None
+            if ap is not None:
+                ap.close()
+                self.autopilot = None
+        return problems
+
+
+def session_for(board: Board, **kwargs):
+    """The session class that fits the board's class (MAVLink or MSP)."""
+    if board.board_class == "msp":
+        return MspBoardSession(board, **kwargs)
+    return BoardSession(board, **kwargs)

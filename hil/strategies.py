@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hil.scenario.load import parse_scenario
 from hil.scenario.model import (
     INJECTION_FIXED_KEYS,
+    BoardTime,
     Expectation,
     ParamSpec,
     Scenario,
@@ -509,6 +510,8 @@ def _value(value: Any) -> str:
         return repr(value)  # shortest text that reads back to the same float
     if isinstance(value, str):
         return _string(value)
+    if isinstance(value, BoardTime):
+        return _string(str(value))  # read back by the loader as the same expression
     if isinstance(value, Mapping):
         inner = ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"

@@ -281,6 +281,14 @@ class _Context:
             return self.fail(
                 exp, f"{expected}; {when}, too late", t_d, self.excerpt(t_d, a)
             )
+        if exp.not_before is not None and t_d - a < exp.not_before - EPS:
+            return self.fail(
+                exp,
+                f"expected the vehicle to disarm no sooner than {_dur(exp.not_before)} after"
+                f" {self.at(exp.after)}; {when}, too early",
+                t_d,
+                self.excerpt(t_d, a),
+            )
         rearmed = _first_after(self.armed, t_d, bool)
         if rearmed is not None:
             return self.fail(

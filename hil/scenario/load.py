@@ -25,6 +25,7 @@ from hil.scenario.model import (
     SETUP_MODES,
     WIND_PARAMS,
     BatteryConfig,
+    BoardTime,
     Expectation,
     Injection,
     ParamInvalid,
@@ -43,6 +44,10 @@ _SETUP_KEYS = ("mode", "altitude", "fly_to", "armed", "params", "wind", "battery
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PARAM_NAME_RE = re.compile(r"[A-Z][A-Z0-9_]{0,15}")
 _EPS = 1e-9
+_BOARD_TIME_RE = re.compile(
+    r"(?:(?P<scale>\d+(?:\.\d+)?)\s*\*\s*)?(?P<name>[A-Za-z][A-Za-z0-9_]{0,31})"
+    r"(?:\s*(?P<sign>[+-])\s*(?P<offset>\d+(?:\.\d+)?))?"
+)
 
 # Keys of each expectation kind: TOML key -> (dataclass field, spec). `after` is special.
 _TIME = ParamSpec(float, min=0.0)
@@ -57,7 +62,7 @@ _EXPECT_KEYS: dict[str, dict[str, tuple[str, ParamSpec]]] = {
         "contains": ("contains", ParamSpec(str)),
         "within": ("within", _POSITIVE),
     },
-    "disarmed": {"within": ("within", _POSITIVE)},
+    "disarmed": {"within": ("within", _POSITIVE), "not_before": ("not_before", _TIME)},
     "landed_near_home": {"radius": ("radius", _POSITIVE)},
     "altitude": {
         "min": ("min", ParamSpec(float)),
@@ -251,6 +256,23 @@ class _Parser:
             )
         return name
 
+    def board_time(self, value: str, where: str) -> BoardTime:
+        """Parse ``"name"``, ``"name + 0.5"``, ``"name - 0.2"`` or ``"2 * name"``."""
+        m = _BOARD_TIME_RE.fullmatch(value.strip())
+        if m is None:
+            raise self.error(
+                where,
+                f"{_show(value)} is neither a number of seconds nor a board setting expression "
+                '("failsafe_delay", "failsafe_delay + 0.5", "2 * RC_FS_TIMEOUT")',
+            )
+        scale = float(m.group("scale")) if m.group("scale") else 1.0
+        offset = float(m.group("offset")) if m.group("offset") else 0.0
+        if m.group("sign") == "-":
+            offset = -offset
+        if not (math.isfinite(scale) and math.isfinite(offset)) or scale <= 0:
+            raise self.error(where, f"{_show(value)}: the factor must be a positive finite number")
+        return BoardTime(m.group("name"), scale, offset)
+
     def applies_to(self, head: Mapping[str, Any]) -> tuple[str, ...]:
         where = "[scenario].applies_to"
         allowed = ", ".join(BOARD_CLASSES)
@@ -407,7 +429,11 @@ class _Parser:
             optional = key in ("not_before", "delay") or (key == "for" and kind in _OPTIONAL_FOR)
             if optional and key not in tbl:
                 continue
+            if key in ("within", "not_before") and isinstance(tbl.get(key), str):
+                fields[fname] = self.board_time(tbl[key], f"{where}.{key}")
+                continue
             fields[fname] = self.value(tbl, key, where, spec)
+        timed = any(isinstance(v, BoardTime) for v in fields.values())
 
         anchor_t = 0.0
         if has_after:
@@ -427,7 +453,7 @@ class _Parser:
             raise self.error(
                 f"{where}.min", f"must be <= max ({fields['max']:g}), got {fields['min']:g}"
             )
-        if kind == "mode" and "not_before" in fields and fields["not_before"] >= fields["within"]:
+        if kind == "mode" and not timed and "not_before" in fields and fields["not_before"] >= fields["within"]:
             raise self.error(
                 f"{where}.not_before",
                 f"must be less than within ({fields['within']:g}), got {fields['not_before']:g}",
@@ -436,7 +462,7 @@ class _Parser:
         # The window the expectation looks at must end within the scenario's duration.
         span_key = {"mode": "within", "statustext": "within", "disarmed": "within"}.get(kind, "for")
         span_field = keys[span_key][0] if span_key in keys else None
-        if span_field is not None and span_field in fields:
+        if span_field is not None and span_field in fields and not timed:
             end = anchor_t + fields.get("delay", 0.0) + fields[span_field]
             if end > duration + _EPS:
                 delay = f" + delay {fields['delay']:g}" if fields.get("delay") else ""

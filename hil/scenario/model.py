@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -16,20 +16,52 @@ from typing import Any, ClassVar
 # Board classes a scenario can apply to.
 BOARD_CLASSES: tuple[str, ...] = ("mavlink", "msp")
 
-# Flight modes a scenario's setup can put the vehicle in.
-SETUP_MODES: tuple[str, ...] = ("STABILIZE", "ALT_HOLD", "LOITER", "GUIDED", "RTL", "LAND")
+# Flight modes a scenario's setup can put the vehicle in. ANGLE is an MSP board's
+# self-levelling mode, flown by the harness's pilot model on the throttle.
+SETUP_MODES: tuple[str, ...] = ("STABILIZE", "ALT_HOLD", "LOITER", "GUIDED", "RTL", "LAND", "ANGLE")
+
+# Modes an MSP board (Betaflight) reports, from its mode bits; FAILSAFE is its stage 2.
+MSP_MODES: tuple[str, ...] = ("ACRO", "ANGLE", "HORIZON", "FAILSAFE")
 
 # Flight modes an expectation can name (ArduCopter's mode names).
 COPTER_MODES: tuple[str, ...] = tuple(
     sorted(
         {
             *SETUP_MODES,
+            *MSP_MODES,
             "ACRO", "AUTO", "AUTOTUNE", "AUTO_RTL", "AUTOROTATE", "BRAKE", "CIRCLE", "DRIFT",
             "FLIP", "FLOWHOLD", "FOLLOW", "GUIDED_NOGPS", "POSHOLD", "SMART_RTL", "SPORT",
             "SYSTEMID", "THROW", "TURTLE", "ZIGZAG",
         }
     )
 )
+
+@dataclass(frozen=True)
+class BoardTime:
+    """A time read from the board's own configuration when the scenario runs.
+
+    Written in a scenario as ``"failsafe_delay"``, ``"failsafe_delay + 0.5"`` or
+    ``"2 * RC_FS_TIMEOUT"``: the name is a setting of the board (an MSP board's failsafe
+    timings in seconds, a MAVLink board's parameters), so a scenario states the
+    firmware's documented behaviour without hard-coding one configuration of it.
+    """
+
+    name: str
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def resolve(self, facts: Mapping[str, float]) -> float:
+        if self.name not in facts:
+            known = ", ".join(sorted(facts)) or "none"
+            raise KeyError(f"{self.name!r} is not a setting this board reports (it reports: {known})")
+        return self.scale * float(facts[self.name]) + self.offset
+
+    def __str__(self) -> str:
+        text = self.name if self.scale == 1.0 else f"{self.scale:g} * {self.name}"
+        if self.offset:
+            text += f" {'+' if self.offset > 0 else '-'} {abs(self.offset):g}"
+        return text
+
 
 # Keys of an [[injection]] table that are not parameters of the kind.
 INJECTION_FIXED_KEYS: tuple[str, ...] = ("kind", "id", "start", "stop", "duration")
@@ -315,8 +347,8 @@ class Expectation:
         raise NotImplementedError
 
 
-def _s(x: float) -> str:
-    return f"{x:.2f} s"
+def _s(x: float | BoardTime) -> str:
+    return f"({x}) s" if isinstance(x, BoardTime) else f"{x:.2f} s"
 
 
 @dataclass(frozen=True)
@@ -351,14 +383,18 @@ class ExpectStatustext(Expectation):
 
 @dataclass(frozen=True)
 class ExpectDisarmed(Expectation):
-    """Disarmed within `within` s after `after`, and stays disarmed."""
+    """Disarmed within `within` s after `after` (not before `not_before`), and stays disarmed."""
 
     kind: ClassVar[str] = "disarmed"
     within: float
     after: str = "start"
+    not_before: float | None = None
 
     def describe(self) -> str:
-        return f"disarmed within {_s(self.within)} after {self.after}"
+        text = f"disarmed within {_s(self.within)} after {self.after}"
+        if self.not_before is not None:
+            text += f", not before {_s(self.not_before)}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -471,6 +507,23 @@ class Scenario:
             if inj.id == injection_id:
                 return inj
         raise KeyError(injection_id)
+
+    def board_names(self) -> set[str]:
+        """Board settings the expectations refer to (see `BoardTime`)."""
+        return {
+            v.name for exp in self.expectations for v in vars(exp).values() if isinstance(v, BoardTime)
+        }
+
+    def with_board_times(self, facts: Mapping[str, float]) -> Scenario:
+        """This scenario with every `BoardTime` replaced by its value on the board.
+
+        Raises KeyError naming the setting when the board does not report it.
+        """
+        out = []
+        for exp in self.expectations:
+            values = {k: v.resolve(facts) for k, v in vars(exp).items() if isinstance(v, BoardTime)}
+            out.append(replace(exp, **values) if values else exp)
+        return replace(self, expectations=tuple(out))
 
     def nominal_anchors(self) -> dict[str, float]:
         """Anchor times as planned in the file ('<id>.stop' only for injections that stop)."""

@@ -35,6 +35,8 @@ class ScenarioResult:
     wall_seconds: float = 0.0
     loop_speed: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: Figures measured during the run (loop rate, jitter, scheduler), name -> value.
+    measurements: dict[str, object] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -129,9 +131,19 @@ def sim_config_for(scenario: Scenario) -> SimConfig:
 
 def run_scenario(scenario: Scenario, session: BoardSession) -> ScenarioResult:
     """Run `scenario` on the session's board; never raises for a failing vehicle."""
+    result = ScenarioResult(scenario, session.board.name)
+    if session.board.board_class == "msp":
+        from hil.scenario.msp_runner import run_msp_scenario
+
+        return run_msp_scenario(scenario, session, result)  # type: ignore[arg-type]
     ap = session.autopilot
     assert ap is not None
-    result = ScenarioResult(scenario, session.board.name)
+    if scenario.board_names():
+        try:
+            scenario = scenario.with_board_times(session.param_snapshot)
+        except KeyError as exc:
+            result.error = f"cannot read the board's settings the scenario refers to: {exc}"
+            return result
     recorder = _Recorder(ap)
     ap.add_hook(recorder.on_message)
     sim: ClosedLoop | None = None

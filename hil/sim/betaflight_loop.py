@@ -106,7 +106,7 @@ class LoopTiming:
             f"p99 {self.send_period_p99_us:.0f} us, max {self.send_period_max_us:.0f} us, "
             f"jitter p99 {self.send_jitter_p99_us:.0f} us, {self.missed} missed",
             f"motor packets {self.motor_rate_hz:.0f}/s: period p99 {self.motor_period_p99_us:.0f} us, "
-            f"{self.motor_gaps_over_5ms} gaps > 5 ms, state->motor latency p50 {self.latency_p50_us:.0f} us",
+            f"{self.motor_gaps_over_5ms} gaps > 5 ms, state->motor latency p50 {self.latency_p50_us:.0f} us (kernel arrival stamps)",
         ]
 
 
@@ -201,6 +201,12 @@ class BetaflightLoop(InjectionSchedule):
                 "(another simulator or SITL harness is using it)"
             ) from None
         self._motor_sock.setblocking(False)
+        try:
+            self._motor_sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass
+        self._send_real_ns = 0
+        self._mono_minus_real = time.monotonic_ns() - time.time_ns()
         self._rc_sock: socket.socket | None = None
         # Recorded timing (preallocated rings would be faster; lists are fine at 1 kHz).
         self._send_ns: list[int] = []
@@ -311,17 +317,20 @@ class BetaflightLoop(InjectionSchedule):
         sock = self._motor_sock
         while True:
             try:
-                data = sock.recv(64)
+                data, anc, _flags, _addr = sock.recvmsg(64, _CMSG_SPACE)
             except BlockingIOError:
                 break
             if len(data) >= 16:
                 m = MOTORS.unpack_from(data)
                 # Betaflight order on the wire is already our numbering (see module doc).
                 self.motors = (m[0], m[1], m[2], m[3])
-                t = time.monotonic_ns()
-                self._motor_ns.append(t)
-                if self._send_ns:
-                    self._latency_ns.append(t - self._send_ns[-1])
+                # Arrival as the kernel stamped it (CLOCK_REALTIME), not when we looked.
+                arrived = _kernel_stamp(anc)
+                if arrived is None:
+                    arrived = time.time_ns()
+                self._motor_ns.append(arrived + self._mono_minus_real)
+                if self._send_real_ns:
+                    self._latency_ns.append(arrived - self._send_real_ns)
         dt = self.dt
         v = self.vehicle
         v.step(dt, self.motors, self.wind.step(dt))
@@ -343,6 +352,7 @@ class BetaflightLoop(InjectionSchedule):
         packet = STATE.pack(
             t, gx, gy, gz, ax, ay, az, qw, qx, qy, qz, ve, vn, -vd, lon, lat, alt, pressure_hpa * 100.0
         )
+        self._send_real_ns = time.time_ns()
         self._state_sock.sendto(packet, (self.fc_ip, self.state_port))
         self._send_ns.append(now_ns)
         if self.t_us >= self._next_truth:
@@ -445,6 +455,19 @@ def _connect(url: str, timeout: float = 2.0) -> socket.socket:
 
 
 _PR_SET_TIMERSLACK = 29
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_CMSG_SPACE = socket.CMSG_SPACE(16)
+_TIMESPEC = struct.Struct("@qq")
+
+
+def _kernel_stamp(ancillary: list) -> int | None:
+    """The SO_TIMESTAMPNS arrival time (ns, CLOCK_REALTIME) of a datagram, if present."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return sec * 1_000_000_000 + nsec
+    return None
+
 
 
 def _make_realtime(priority: int | None) -> str:
