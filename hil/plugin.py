@@ -284,16 +284,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(header)
     tr.write_line("-" * len(header))
     sim_total = wall_total = loop_wall = 0.0
+    realtime = []
     for r in state.results:
         verdict = "PASS" if r.passed else "FAIL"
+        loop_col = f"{r.loop_speed:6.1f}x" if not r.measurements else "   real"
         tr.write_line(
             f"{r.scenario.name[:34]:34} {r.board[:10]:10} {verdict:7} {r.sim_seconds:7.1f} "
-            f"{r.wall_seconds:7.2f} {r.loop_speed:6.1f}x {r.speed:7.1f}x"
+            f"{r.wall_seconds:7.2f} {loop_col} {r.speed:7.1f}x"
         )
+        if r.measurements:
+            realtime.append(r)
+            continue
         sim_total += r.sim_seconds
         wall_total += r.wall_seconds
         if r.loop_speed > 0:
             loop_wall += r.sim_seconds / r.loop_speed
+    for r in realtime:
+        tr.write_line(f"{r.scenario.name} on {r.board}, real-time loop timing:")
+        for note in r.notes:
+            tr.write_line(f"  {note}")
     if wall_total > 0:
         loop = f"{sim_total / loop_wall:.1f}x in the closed loop, " if loop_wall > 0 else ""
         tr.write_line(
@@ -336,4 +345,5 @@ def _result_record(result) -> dict:
             for v in result.verdicts
         ],
         "notes": list(result.notes),
+        "measurements": dict(result.measurements),
     }

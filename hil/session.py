@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 
 from hil.autopilot.mavlink import MavlinkAutopilot
-from hil.errors import BoardNotAnswering, HilError, LinkError
+from hil.errors import BoardNotAnswering, HilError, LinkError, WaitTimeout
 from hil.links.udp_link import open_link
 from hil.mavlink.connection import MavConnection
 from hil.mavlink.dialect import mavlink
@@ -173,6 +173,8 @@ class MspBoardSession:
         self.sim = None
         self.problems: list[str] = []
         self.param_snapshot: dict[str, float] = {}
+        #: What happened to the board during the session that a report should mention.
+        self.notes: list[str] = []
 
     def __enter__(self) -> MspBoardSession:
         self.board.start()
@@ -185,15 +187,25 @@ class MspBoardSession:
 
         sitl = getattr(self.board, "sitl", None)
         url = self.board.url(timeout=self.connect_timeout)
-        try:
-            self.autopilot = MspAutopilot(url, sitl=sitl)
-            self.autopilot.identify()
-        except HilError as exc:
-            if self.autopilot is not None:
-                self.autopilot.close()
-                self.autopilot = None
-            raise BoardNotAnswering(f"board {self.board.name} on {url}: {exc}") from None
-        return self.autopilot
+        deadline = Deadline(self.connect_timeout)
+        last: Exception | None = None
+        while True:
+            # A firmware that has just (re)started may take its first request late.
+            try:
+                self.autopilot = MspAutopilot(url, sitl=sitl)
+                self.autopilot.identify()
+                return self.autopilot
+            except HilError as exc:
+                last = exc
+                if self.autopilot is not None:
+                    self.autopilot.close()
+                    self.autopilot = None
+            if deadline.expired:
+                raise BoardNotAnswering(
+                    f"board {self.board.name} on {url} did not answer MSP within "
+                    f"{self.connect_timeout:.0f} s: {last}"
+                )
+            time.sleep(0.3)
 
     def board_facts(self) -> dict[str, float]:
         """The board's failsafe timings in seconds, for scenario expressions."""
@@ -201,9 +213,8 @@ class MspBoardSession:
         fs = self.autopilot.failsafe_config()
         return {
             "failsafe_delay": fs.delay_s,
-            "failsafe_off_delay": fs.off_delay_s,
-            "failsafe_landing_time": float(getattr(fs, "landing_time_s", 0.0)),
-            "failsafe_recovery_delay": float(getattr(fs, "recovery_delay_s", 0.0)),
+            "failsafe_landing_time": fs.landing_time_s,
+            "failsafe_throttle_low_delay": fs.throttle_low_delay_s,
         }
 
     def make_sim(self, config=None):
@@ -213,8 +224,48 @@ class MspBoardSession:
         config = config or BetaflightLoopConfig(rate_hz=self.board.state_rate_hz)
         if self.sim is not None:
             self.sim.close()
-        self.sim = BetaflightLoop(sitl.fc_ip, sitl.host_ip, self.board.rc_url, config)
+        self.sim = BetaflightLoop(
+            sitl.fc_ip, sitl.host_ip, self.board.rc_url, config, clock_offset_s=sitl.uptime
+        )
         return self.sim
+
+    def start_loop(self, config=None, within: float = 12.0):
+        """Start the closed loop and wait until the board is armable but for its switch.
+
+        About one boot in fifty of this SITL never runs its main loop (cycle time 0,
+        BOOTGRACE never clears). Such a boot is abandoned and the firmware started
+        again, once; the session's notes say so.
+        """
+        assert self.autopilot is not None
+        for attempt in (1, 2):
+            loop = self.make_sim(config)
+            loop.start()
+            deadline = Deadline(within)
+            status = None
+            cycles = 0
+            while not deadline.expired:
+                status = self.autopilot.status()
+                cycles += status.cycle_time_us > 0
+                if not set(status.arming_disable_names) - {"ARM_SWITCH"}:
+                    return loop
+                if loop.error is not None:
+                    raise HilError(f"the closed loop stopped: {loop.error}")
+                time.sleep(0.05)
+            loop.close()
+            self.sim = None
+            what = (
+                "its main loop never ran" if not cycles
+                else f"still blocked by {' '.join(status.arming_disable_names) if status else '?'}"
+            )
+            if attempt == 2:
+                raise WaitTimeout(
+                    f"board {self.board.name} did not become armable within {within:.0f} s of "
+                    f"flying the loop, twice ({what}); see {self.board.log_path()}"
+                )
+            self.notes.append(f"the firmware did not become armable ({what}); it was restarted")
+            self.board.sitl.restart()
+            self.autopilot.reopen()
+        raise AssertionError("unreachable")
 
     def __exit__(self, *exc: object) -> None:
         self.problems = self.cleanup()

@@ -167,14 +167,14 @@ def run_msp_scenario(scenario: Scenario, session: MspBoardSession, result: Scena
     except (KeyError, HilError) as exc:
         result.error = f"cannot read the board's settings the scenario refers to: {exc}"
         return result
-    loop = session.make_sim(loop_config_for(scenario, session.board.state_rate_hz))
-    recorder = _MspRecorder(session, loop)
-    loop.event_hooks.append(recorder.on_sim_event)
+    try:
+        loop, recorder = _bring_up(session, scenario)
+    except HilError as exc:
+        result.error = str(exc)
+        result.notes.extend(session.notes)
+        return result
     t0 = 0.0
     try:
-        loop.start()
-        recorder.start()
-        recorder.wait("the board armable (only the arm switch missing)", lambda: recorder.armed is not None and not (recorder.flags - {"ARM_SWITCH"}), within=20.0)
         if scenario.setup.armed:
             loop.arm_switch(True)
             recorder.wait("the board armed by the AUX1 switch", lambda: bool(recorder.armed), within=5.0)
@@ -204,8 +204,8 @@ def run_msp_scenario(scenario: Scenario, session: MspBoardSession, result: Scena
     except HilError as exc:
         result.error = str(exc)
     finally:
+        result.notes.extend(session.notes)
         result.sim_seconds = loop.time
-        recorder.stop()
         result.timeline = recorder.timeline(t0)
     if result.error is None:
         anchors = {"start": 0.0}
@@ -215,6 +215,7 @@ def run_msp_scenario(scenario: Scenario, session: MspBoardSession, result: Scena
                 anchors[f"{inj.id}.stop"] = inj.stop
         result.verdicts = evaluate(scenario, result.timeline, anchors)
     _finish(loop, recorder, result)
+    recorder.stop()
     try:
         timing = loop.timing(since_s=1.0)
         result.notes.extend(timing.lines())
@@ -238,6 +239,15 @@ def run_msp_scenario(scenario: Scenario, session: MspBoardSession, result: Scena
     result.wall_seconds = time.monotonic() - wall0
     result.loop_speed = 1.0
     return result
+
+
+def _bring_up(session: MspBoardSession, scenario: Scenario) -> tuple[BetaflightLoop, _MspRecorder]:
+    """The loop running and the board armable but for its switch, and the recorder on."""
+    loop = session.start_loop(loop_config_for(scenario, session.board.state_rate_hz))
+    recorder = _MspRecorder(session, loop)
+    loop.event_hooks.append(recorder.on_sim_event)
+    recorder.start()
+    return loop, recorder
 
 
 def _wait_altitude(recorder: _MspRecorder, loop: BetaflightLoop, target: float, within: float) -> None:

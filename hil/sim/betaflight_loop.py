@@ -147,7 +147,11 @@ class BetaflightLoop(InjectionSchedule):
         *,
         state_port: int = 9003,
         motor_port: int = 9002,
+        clock_offset_s: float = 0.0,
     ) -> None:
+        """``clock_offset_s`` is added to every state timestamp: the firmware's clock
+        follows them, so a second loop against the same process must not go back in time
+        (pass the seconds since the process started)."""
         self.config = cfg = config or BetaflightLoopConfig()
         if not 50.0 <= cfg.rate_hz <= 4000.0:
             raise HilError(f"state rate {cfg.rate_hz} Hz is outside 50..4000 Hz (the firmware needs > 50 Hz)")
@@ -173,6 +177,9 @@ class BetaflightLoop(InjectionSchedule):
         self.pilot: AltitudePilot | None = None
         self.fc_ip = fc_ip
         self.host_ip = host_ip
+        self.clock_offset_s = float(clock_offset_s)
+        self._primed = 0
+        self._first_stamp = 0.0
         self.state_port = state_port
         self.rc_url = rc_url
         self.dt = 1.0 / cfg.rate_hz
@@ -287,7 +294,9 @@ class BetaflightLoop(InjectionSchedule):
         sys.setswitchinterval(min(old_switch, 0.0005))
         period_ns = int(round(1e9 * self.dt))
         next_ns = time.monotonic_ns()
-        self._started_ns = next_ns
+        if not self._started_ns:
+            self._started_ns = next_ns
+        self._primed = 0
         sleep = time.sleep
         mono = time.monotonic_ns
         try:
@@ -350,7 +359,7 @@ class BetaflightLoop(InjectionSchedule):
         pressure_hpa, _temp = self.baro.sample(geo.HOME.alt_m - pd)
         qw, qx, qy, qz = v.quat
         packet = STATE.pack(
-            t, gx, gy, gz, ax, ay, az, qw, qx, qy, qz, ve, vn, -vd, lon, lat, alt, pressure_hpa * 100.0
+            self._stamp(now_ns), gx, gy, gz, ax, ay, az, qw, qx, qy, qz, ve, vn, -vd, lon, lat, alt, pressure_hpa * 100.0
         )
         self._send_real_ns = time.time_ns()
         self._state_sock.sendto(packet, (self.fc_ip, self.state_port))
@@ -359,6 +368,25 @@ class BetaflightLoop(InjectionSchedule):
             self._next_truth = self.t_us + self._truth_period_us
             roll, pitch, yaw = v.euler()
             self.truth.append((t, pn, pe, pd, roll, pitch, yaw, *self.motors))
+
+    def _stamp(self, now_ns: int) -> float:
+        """The state packet's timestamp: seconds of wall clock since the process started.
+
+        The firmware derives its clock rate from successive timestamps against its own
+        receive times (deltaSim / real gap). Stamping by the wall clock keeps that rate
+        at 1 even when a step of ours runs late. The first two packets of a loop carry
+        the same stamp: after a pause the firmware takes the first packet as a restart
+        and measures the second against the last packet it saw, long ago, which would
+        set its clock rate near zero and can stall its main loop for minutes; a zero
+        step leaves the rate alone and resets that reference.
+        """
+        if self._primed < 2:
+            self._primed += 1
+            if self._primed == 2:
+                return self._first_stamp
+            self._first_stamp = self.clock_offset_s + (now_ns - self._started_ns) * 1e-9
+            return self._first_stamp
+        return self.clock_offset_s + (now_ns - self._started_ns) * 1e-9
 
     def _send_rc(self, t: float) -> None:
         if self.pilot is not None:

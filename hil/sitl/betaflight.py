@@ -139,6 +139,8 @@ class BetaflightSitl:
         self._lock = threading.RLock()
         self._supervisor: threading.Thread | None = None
         self._generation = 0
+        #: time.monotonic() when the running process was started.
+        self.started_at = 0.0
         self._log = None
 
     # -- addresses -----------------------------------------------------------------
@@ -165,6 +167,11 @@ class BetaflightSitl:
     def generation(self) -> int:
         """Increments at every (re)start: a link opened before a restart is stale."""
         return self._generation
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the running process started (the origin of its clock)."""
+        return time.monotonic() - self.started_at if self.started_at else 0.0
 
     @property
     def alive(self) -> bool:
@@ -246,6 +253,7 @@ class BetaflightSitl:
             start_new_session=True,
         )
         self._generation += 1
+        self.started_at = time.monotonic()
         self._wait_port(MSP_PORT, timeout)
         self._apply_scheduler()
 
