@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from hil.session import MspBoardSession
 
 POLL_HZ = 25.0
+#: Rows of the firmware's task table worth a line in the report.
+_TASKS_SHOWN = {"GYRO", "FILTER", "PID", "RX", "SERIAL", "ACC", "ATTITUDE"}
 #: Setup modes that mean "hover": on an MSP board the pilot model hovers in ANGLE.
 HOVER_MODES = ("ANGLE", "STABILIZE", "ALT_HOLD", "LOITER", "GUIDED")
 
@@ -227,6 +229,22 @@ def run_msp_scenario(scenario: Scenario, session: MspBoardSession, result: Scena
             "sitl_scheduler": session.board.sitl.scheduler if session.board.sitl else "?",
             "loop_scheduler": timing.scheduler,
         }
+        try:
+            rows = session.autopilot.tasks()
+        except HilError as exc:
+            result.notes.append(f"task table not read: {exc}")
+        else:
+            shown = [r for r in rows if r.name.upper() in _TASKS_SHOWN]
+            if shown:
+                result.notes.append(
+                    "firmware tasks (CLI `tasks`): "
+                    + ", ".join(
+                        f"{r.name} {r.rate_hz} Hz"
+                        + (f" avg {r.avg_us} us max {r.max_us} us" if r.avg_us is not None else "")
+                        for r in shown
+                    )
+                )
+            result.measurements["tasks"] = {r.name: r.rate_hz for r in rows}
         if recorder.cycle_times:
             ct = sorted(recorder.cycle_times)
             result.notes.append(
