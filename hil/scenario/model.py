@@ -254,8 +254,20 @@ register_injection_kind(
 )
 register_injection_kind(
     "telemetry_jamming",
-    {"loss": ParamSpec(float, min=0.0, max=1.0, doc="share of ground-station heartbeats lost")},
-    "loss on the MAVLink telemetry link: ground-station heartbeats go missing",
+    {
+        "loss": ParamSpec(
+            float, default=0.0, min=0.0, max=1.0, doc="share of ground-station heartbeats lost"
+        ),
+        "burst_ms": ParamSpec(
+            float, default=0.0, min=0.0, doc="mean loss burst, ms (0: independent losses)"
+        ),
+        "delay_ms": ParamSpec(float, default=0.0, min=0.0, doc="fixed extra latency, ms"),
+        "jitter_ms": ParamSpec(
+            float, default=0.0, min=0.0, doc="extra random latency, 0..jitter_ms, ms"
+        ),
+    },
+    "loss (optionally in bursts), delay and jitter on the MAVLink telemetry link: "
+    "ground-station heartbeats go missing or arrive late",
 )
 register_injection_kind(
     "imu_noise",

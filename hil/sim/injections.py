@@ -218,12 +218,19 @@ def _compass_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
     loop.mag.interference = (0.0, 0.0, 0.0)
 
 
+_TELEMETRY_PARAMS = ("loss", "burst_ms", "delay_ms", "jitter_ms")
+
+
 def _telemetry_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
-    loop.gcs_loss_probability = float(params.get("loss", 0.0))
+    values = {name: params.get(name, 0.0) for name in _TELEMETRY_PARAMS}
+    try:
+        loop.telemetry_link.configure(**values)
+    except ValueError as exc:
+        raise HilError(f"telemetry_jamming: {exc}") from None
 
 
 def _telemetry_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
-    loop.gcs_loss_probability = 0.0
+    loop.telemetry_link.configure(**dict.fromkeys(_TELEMETRY_PARAMS, 0.0))
 
 
 for _kind, _applier in {

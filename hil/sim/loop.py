@@ -105,7 +105,10 @@ class ClosedLoop(InjectionSchedule):
 
         #: The RC radio link: every RC frame, UART or MAVLink, is delivered or lost by it.
         self.rc_link = RcLinkModel(rc_rate, seed=cfg.seed + 1)
-        self.gcs_loss_probability = 0.0  # telemetry jamming: share of GCS heartbeats lost
+        from hil.threats.telemetry import TelemetryLinkModel
+
+        #: The telemetry link the GCS heartbeats cross, in simulation time (telemetry_jamming).
+        self.telemetry_link = TelemetryLinkModel(seed=cfg.seed + 3)
         self._rng = rng
         self.rc_channels = list(_RC_CENTRE)
         self.t_us = 0
@@ -143,6 +146,15 @@ class ClosedLoop(InjectionSchedule):
     def speed(self) -> float:
         """Simulated seconds per wall second while running."""
         return self.time / self.wall_running if self.wall_running > 0 else 0.0
+
+    @property
+    def gcs_loss_probability(self) -> float:
+        """Share of GCS heartbeats lost: the telemetry link's `loss`, under its older name."""
+        return self.telemetry_link.loss
+
+    @gcs_loss_probability.setter
+    def gcs_loss_probability(self, value: float) -> None:
+        self.telemetry_link.configure(loss=value)
 
     # -- running -----------------------------------------------------------------------
     @property
@@ -334,13 +346,15 @@ class ClosedLoop(InjectionSchedule):
             out.append(self._battery_message().pack(sim))
         if t_us >= nxt["gcs"]:
             nxt["gcs"] = t_us + self._periods["gcs"]
-            lost = self.gcs_loss_probability > 0.0 and self._rng.random() < self.gcs_loss_probability
-            if self.gcs_enabled and not lost:
-                out.append(
+            if self.gcs_enabled:
+                self.telemetry_link.offer(
+                    t,
                     mavlink.MAVLink_heartbeat_message(
                         mavlink.MAV_TYPE_GCS, mavlink.MAV_AUTOPILOT_INVALID, 0, 0, mavlink.MAV_STATE_ACTIVE, 3
-                    ).pack(conn.gcs)
+                    ),
                 )
+        if self.telemetry_link.pending:  # heartbeats that reach the board now (after any delay)
+            out.extend(msg.pack(conn.gcs) for msg in self.telemetry_link.due(t))
         v = self.vehicle
         ax, ay, az, gx, gy, gz = self.imu.sample(v)
         mx, my, mz = self.mag.sample(v.quat)
