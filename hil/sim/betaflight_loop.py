@@ -258,7 +258,16 @@ class BetaflightLoop(InjectionSchedule):
         if self.running:
             return
         if self.rc_url is not None and self._rc_sock is None:
-            self._rc_sock = _connect(self.rc_url)
+            # After a restart the firmware opens its UARTs one after the other: retry briefly.
+            deadline = time.monotonic() + 5.0
+            while True:
+                try:
+                    self._rc_sock = _connect(self.rc_url, timeout=0.5)
+                    break
+                except LinkError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
         self._stop.clear()
         self.error = None
         self._thread = threading.Thread(target=self._run, name="betaflight-loop", daemon=True)

@@ -135,6 +135,14 @@ class BetaflightSitlBoard(Board):
         log.info("board %s: bench configuration applied (%s)", self.name, ", ".join(changed) or "nothing to change")
         shutil.copyfile(self.work_dir / "eeprom.bin", self.work_dir / TEMPLATE)
 
+    def use_executable(self, path: str | Path) -> None:
+        """Run another build (a field patch) from now on; the bench configuration stays."""
+        exe = find_executable(Path(path))
+        if self.sitl is not None:
+            self.stop()
+        self._executable = exe
+        self.start()
+
     def reset_configuration(self) -> bool:
         """Start again from the bench configuration if it was changed; True if it restarted."""
         assert self.sitl is not None
