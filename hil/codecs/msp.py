@@ -42,6 +42,8 @@ class MspCommand(IntEnum):
     BOARD_INFO = 4
     MODE_RANGES = 34
     SET_MODE_RANGE = 35
+    FEATURE_CONFIG = 36
+    SET_FEATURE_CONFIG = 37
     REBOOT = 68
     FAILSAFE_CONFIG = 75
     SET_FAILSAFE_CONFIG = 76
@@ -427,7 +429,8 @@ class ArmingDisable(IntFlag):
     Observed on Betaflight 4.6 SITL (PROTOCOLS.md section 10): NO_GYRO, FAILSAFE,
     RX_FAILSAFE, BOXFAILSAFE, THROTTLE, ANGLE, BOOT_GRACE_TIME, CALIBRATING, CLI, MSP,
     ARM_SWITCH (bit 28 on 4.6). The other names come from the Betaflight 4.x enum where
-    ARM_SWITCH was still bit 25; they are unsure for 4.6 (bits 25..27 are unnamed here).
+    ARM_SWITCH was still bit 25; the 4.6 source names bits 3, 20 and 25..27 differently
+    (aliases below; `ARMING_DISABLE_NAMES` has the CLI's spelling of every bit).
     Unknown bits are kept as numbers.
     """
 
@@ -457,6 +460,43 @@ class ArmingDisable(IntFlag):
     ACC_CALIBRATION = 1 << 23  # unsure on 4.6
     MOTOR_PROTOCOL = 1 << 24  # unsure on 4.6
     ARM_SWITCH = 1 << 28  # observed on 4.6; always set when anything else blocks arming
+    # Names Betaflight 4.6 gives bits that older firmware used differently
+    # (runtime_config.h of the 4.6 source): aliases, so the older names keep working.
+    NOT_DISARMED = 1 << 3
+    DSHOT_TELEM = 1 << 20
+    CRASHFLIP = 1 << 25
+    ALTHOLD = 1 << 26
+    POSHOLD = 1 << 27
+
+
+ARMING_DISABLE_NAMES: tuple[str, ...] = (
+    "NOGYRO", "FAILSAFE", "RXLOSS", "NOT_DISARMED", "BOXFAILSAFE", "RUNAWAY", "CRASH",
+    "THROTTLE", "ANGLE", "BOOTGRACE", "NOPREARM", "LOAD", "CALIB", "CLI", "CMS", "BST", "MSP",
+    "PARALYZE", "GPS", "RESCUE_SW", "DSHOT_TELEM", "REBOOT_REQD", "DSHOT_BBANG", "NO_ACC_CAL",
+    "MOTOR_PROTO", "FLIP_SWITCH", "ALT_HOLD_SW", "POS_HOLD_SW", "ARM_SWITCH",
+)
+"""The CLI's names of arming-disable bits 0..28 (`status` prints them), Betaflight 4.6."""
+
+
+def arming_disable_names(flags: int) -> list[str]:
+    """Arming-disable bits -> CLI names, lowest bit first; unknown bits become `BIT<n>`."""
+    out = []
+    for bit in range(32):
+        if flags >> bit & 1:
+            out.append(ARMING_DISABLE_NAMES[bit] if bit < len(ARMING_DISABLE_NAMES) else f"BIT{bit}")
+    return out
+
+
+def arming_disable_bit(name: str) -> int:
+    """CLI name (case-insensitive, or `BIT<n>`) -> bit mask. Raises ValueError naming the known."""
+    key = name.strip().upper()
+    if key in ARMING_DISABLE_NAMES:
+        return 1 << ARMING_DISABLE_NAMES.index(key)
+    if key.startswith("BIT") and key[3:].isdigit() and int(key[3:]) < 32:
+        return 1 << int(key[3:])
+    raise ValueError(
+        f"unknown arming-disable flag {name!r}; known: {', '.join(ARMING_DISABLE_NAMES)}"
+    )
 
 
 MODE_ARM_BIT = 0
@@ -725,6 +765,86 @@ class ModeRange:
         return out + _pack("BB", self.mode_logic, self.linked_to)
 
 
+def decode_mode_ranges(payload: bytes) -> list[ModeRange]:
+    """MSP_MODE_RANGES (34) reply: per slot u8 permanent box id, u8 AUX channel, u8 start
+    step, u8 end step (Betaflight 4.x: 20 slots). Slot i becomes `ModeRange(i, ...)`;
+    a slot with start == end is unused."""
+    if len(payload) % 4:
+        raise MspError(f"MODE_RANGES payload must be whole 4-byte slots, got {len(payload)} bytes")
+    return [
+        ModeRange(i, *payload[4 * i : 4 * i + 4]) for i in range(len(payload) // 4)
+    ]
+
+
+def decode_box_names(payload: bytes) -> list[str]:
+    """MSP_BOXNAMES (116) reply: the active boxes' names, each followed by ';'."""
+    names = _ascii(bytes(payload), "BOXNAMES").split(";")
+    if names[-1] == "":
+        names.pop()
+    return names
+
+
+def decode_box_ids(payload: bytes) -> list[int]:
+    """MSP_BOXIDS (119) reply: the active boxes' permanent ids, one byte each.
+
+    Flight-mode bit i of MSP_STATUS(_EX) is the i-th box of this list (and of BOXNAMES).
+    """
+    return list(payload)
+
+
+class Feature(IntFlag):
+    """MSP_FEATURE_CONFIG (36) bits (Betaflight 4.x `config/feature.h`).
+
+    RX_MSP has no CLI name on 4.6 (`feature` does not list it) but is the SITL's default
+    receiver: RC then comes from MSP_SET_RAW_RC.
+    """
+
+    RX_PPM = 1 << 0
+    INFLIGHT_ACC_CAL = 1 << 2
+    RX_SERIAL = 1 << 3
+    MOTOR_STOP = 1 << 4
+    SERVO_TILT = 1 << 5
+    SOFTSERIAL = 1 << 6
+    GPS = 1 << 7
+    OPTICALFLOW = 1 << 8
+    RANGEFINDER = 1 << 9
+    TELEMETRY = 1 << 10
+    THREE_D = 1 << 12
+    RX_PARALLEL_PWM = 1 << 13
+    RX_MSP = 1 << 14
+    RSSI_ADC = 1 << 15
+    LED_STRIP = 1 << 16
+    DASHBOARD = 1 << 17
+    OSD = 1 << 18
+    CHANNEL_FORWARDING = 1 << 20
+    TRANSPONDER = 1 << 21
+    AIRMODE = 1 << 22
+    RX_SPI = 1 << 25
+    ESC_SENSOR = 1 << 27
+    ANTI_GRAVITY = 1 << 28
+
+
+RX_FEATURES = Feature.RX_PPM | Feature.RX_SERIAL | Feature.RX_PARALLEL_PWM | Feature.RX_MSP | Feature.RX_SPI
+"""The receiver features; Betaflight uses exactly one of them."""
+
+
+def decode_feature_config(payload: bytes) -> int:
+    """MSP_FEATURE_CONFIG (36) reply: u32 feature mask (see `Feature`)."""
+    return _Reader(payload, "FEATURE_CONFIG").one("I")
+
+
+def encode_feature_config(mask: int) -> bytes:
+    """MSP_SET_FEATURE_CONFIG (37) payload."""
+    return _pack("I", mask)
+
+
+def decode_debug(payload: bytes) -> tuple[int, ...]:
+    """MSP_DEBUG (254) reply: the firmware's debug[] values as i16 (8 on Betaflight 4.6)."""
+    if len(payload) % 2:
+        raise MspError(f"DEBUG payload must be whole i16 values, got {len(payload)} bytes")
+    return struct.unpack(f"<{len(payload) // 2}h", payload)
+
+
 class FailsafeProcedure(IntEnum):
     AUTO_LANDING = 0
     DROP = 1
@@ -742,7 +862,8 @@ class FailsafeConfig:
     """MSP_FAILSAFE_CONFIG (75) reply / MSP_SET_FAILSAFE_CONFIG (76) request.
 
     u8 failsafe_delay (0.1 s), u8 failsafe_off_delay (landing time; 0.1 s in older
-    firmware, seconds as `failsafe_landing_time` on 4.6: unsure), u16 failsafe_throttle
+    firmware, whole seconds as `failsafe_landing_time` on 4.6: msp.c of the 4.6 source
+    sends that setting here, default 60), u16 failsafe_throttle
     (us), u8 switch mode, u16 throttle_low_delay (0.1 s), u8 procedure. Bytes that newer
     firmware or forks append are kept raw in `rest`.
     """
@@ -754,6 +875,25 @@ class FailsafeConfig:
     throttle_low_delay: int
     procedure: int
     rest: bytes = b""
+
+    @property
+    def delay_s(self) -> float:
+        """Stage 1 length: RC loss to stage 2, in seconds (`failsafe_delay` x 0.1 s)."""
+        return self.delay / 10
+
+    @property
+    def landing_time_s(self) -> float:
+        """Betaflight 4.x sends `failsafe_landing_time` (whole seconds) in the second byte."""
+        return float(self.off_delay)
+
+    @property
+    def off_delay_s(self) -> float:
+        """The second byte in seconds, read as Betaflight 4.x means it (see landing_time_s)."""
+        return self.landing_time_s
+
+    @property
+    def throttle_low_delay_s(self) -> float:
+        return self.throttle_low_delay / 10
 
     @classmethod
     def decode(cls, payload: bytes) -> FailsafeConfig:
