@@ -338,3 +338,15 @@ def test_payload_garbage_raises_only_msp_error(decode, data: bytes) -> None:
         decode(data)
     except MspError:
         pass
+
+
+def test_a_noise_header_whose_checksum_happens_to_match_does_not_swallow_frames() -> None:
+    # Found by hypothesis: "$M<" + length '$' + command '<' and a lucky xor made a
+    # 36-byte bogus frame out of the three real frames behind it.
+    frames = [
+        MspFrame(Direction.REPLY, 1, 0, b"\x00\x00\x00\x00"),
+        MspFrame(Direction.REPLY, 2, 0, b"\x00\x00\x00\x00", 73),
+        MspFrame(Direction.ERROR, 2, 16, b"\x00\x00\x00\x00", 224),
+    ]
+    out = MspParser().feed(b"$M<$<M" + b"".join(msp.encode_frame(f) for f in frames))
+    assert out[-3:] == frames

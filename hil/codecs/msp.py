@@ -193,8 +193,9 @@ class MspParser:
     the search restarts one byte after the false '$', so frames it covered are found.
     While an incomplete candidate waits for bytes, a complete valid frame further on
     means the candidate was noise: it is dropped rather than stalling the stream. A
-    checksum-valid frame that is not followed by '$' yet has a complete frame starting
-    inside it is likewise taken as a collision in noise (v1's xor is weak) and skipped.
+    checksum-valid frame with a complete frame starting inside it is likewise taken as a
+    collision in noise (v1's xor is weak: one noise header in 256 "checks out") and
+    skipped; a real payload holding a whole valid frame is far less likely than that.
     """
 
     def __init__(self) -> None:
@@ -225,7 +226,7 @@ class MspParser:
             result = _try_frame(buf, i)
             if isinstance(result, tuple):
                 frame, end = result
-                if end < len(buf) and buf[end] != ord("$"):
+                if buf.find(b"$", i + 1, end) >= 0:
                     inner = self._complete_frame_after(i + 1, end)
                     if inner is not None:  # checksum collision in noise covering real frames
                         self.discarded += inner - i
