@@ -170,7 +170,19 @@ def _cmd_firmware(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from hil import bench
 
-    figures = bench.run_all(quick=args.quick)
+    if args.realtime_seconds is not None and args.realtime_seconds <= 0:
+        raise ConfigError(f"--realtime-seconds {args.realtime_seconds}: give a positive length")
+    if args.realtime_runs < 1:
+        raise ConfigError(f"--realtime-runs {args.realtime_runs}: give at least 1")
+    if args.soak is not None and args.soak <= 0:
+        raise ConfigError(f"--soak {args.soak}: give a positive number of minutes")
+    figures = bench.run_all(
+        quick=args.quick,
+        realtime_seconds=args.realtime_seconds,
+        realtime_runs=args.realtime_runs,
+        suite_runs=args.suite or 0,
+        soak_minutes=args.soak or 0.0,
+    )
     print(bench.to_json(figures) if args.json else bench.format_table(figures))
     return 0
 
@@ -211,10 +223,40 @@ def build_parser() -> argparse.ArgumentParser:
     firmware.add_argument("--out", help="directory for images and manifest (default: firmware_images)")
     firmware.set_defaults(func=_cmd_firmware)
 
-    bench = sub.add_parser("bench", help="measure what this host sustains (harness cost, lockstep speed)")
+    bench = sub.add_parser(
+        "bench",
+        help="measure what this host sustains: harness cost, loops, flashing, suite, memory",
+    )
     bench.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, wider spread)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    bench.add_argument(
+        "--realtime-seconds",
+        type=float,
+        metavar="S",
+        help="seconds of each real-time run against Betaflight SITL (default 10; 60: the target)",
+    )
+    bench.add_argument(
+        "--realtime-runs", type=int, default=3, metavar="N", help="real-time runs (default 3)"
+    )
+    bench.add_argument(
+        "--suite",
+        type=int,
+        nargs="?",
+        const=1,
+        metavar="RUNS",
+        help="also time the default scenario suite (minutes per run; default 1 run)",
+    )
+    bench.add_argument(
+        "--soak",
+        type=float,
+        metavar="MINUTES",
+        help="also measure memory growth over a real-time run of MINUTES",
+    )
     bench.set_defaults(func=_cmd_bench)
+
+    from hil.gate import add_command as add_gate
+
+    add_gate(sub)
     return parser
 
 
