@@ -37,6 +37,14 @@ PARAM_DEFS: tuple[ParamDef, ...] = (
     _i("SCHED_LOOP_RATE", 400, 50, 2000, "Main loop rate, Hz: one control loop per IMU sample."),
     _i("ARMING_CHECK", 1, 0, 1, "Pre-arm checks: 1 all, 0 none (arming always allowed)."),
     _i("DISARM_DELAY", 10, 0, 127, "Seconds landed with throttle low before auto-disarm (0 off)."),
+    # Loop-time model (hil.vfc.looptime): ground truth for loop-timing measurements.
+    _f("SIM_LOOP_JIT", 0.0, 0.0, 100000.0, "Modelled loop period jitter, us: each period is "
+       "nominal + uniform(-JIT, +JIT), at most 45 % of the period (0 with SIM_LOOP_OVR 0: off)."),
+    _f("SIM_LOOP_OVR", 0.0, 0.0, 1.0, "Modelled probability that a loop overruns and misses "
+       "the next tick (its period is one nominal period longer)."),
+    _i("SIM_LOOP_SEED", 0, 0, 65535, "Seed of the loop-time model's draws."),
+    _f("SIM_LOOP_US", 0.0, 0.0, 100000.0, "Modelled compute time of one loop, us: SYS_STATUS."
+       "load reports it against the loop period (0: the measured host time)."),
     # Radio failsafe.
     _i("FS_THR_ENABLE", 1, 0, 7, "Radio failsafe: 0 off, 1 RTL, 3 Land, 4 SmartRTL/RTL, "
        "5 SmartRTL/Land, 6 DO_LAND_START/RTL, 7 Brake/Land (SmartRTL, Brake: RTL, Land here)."),

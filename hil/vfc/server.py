@@ -2,7 +2,10 @@
 
 Lockstep: every HIL_SENSOR runs exactly one Copter loop and is answered at once with one
 HIL_ACTUATOR_CONTROLS carrying the same time_usec; the board clock is the time_usec of
-the last HIL_SENSOR. Telemetry streams are scheduled in board time, so a run is the
+the last HIL_SENSOR. With the loop-time model on (SIM_LOOP_JIT / SIM_LOOP_OVR,
+hil.vfc.looptime) the answer carries the modelled loop clock instead, with flags bit 0
+(lockstep) clear to say that time_usec no longer echoes the sample; answers still come
+one per sample, in order. Telemetry streams are scheduled in board time, so a run is the
 same whatever the host's speed. With no simulator attached (no HIL_SENSOR for 1 s of
 wall time) the clock stops and only a HEARTBEAT per wall second goes out, so a ground
 station still sees the board.
@@ -40,6 +43,8 @@ from hil.mavlink.dialect import (
 from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, FrameReader, has_nonfinite
 from hil.sim.geo import Home, lla_to_ned
 from hil.vfc.copter import Copter
+from hil.vfc.looptime import LOOP_MODEL_PARAMS, LoopTimeModel
+from hil.vfc.paramdefs import read_param
 from hil.vfc.params import ParamStore
 from hil.vfc.pty import Pty
 from hil.vfc.telemetry import TelemetryBuilders
@@ -177,6 +182,11 @@ class VfcServer(TelemetryBuilders):
         self.params.load()
         self.copter = Copter(self.params, self.app.behaviour if self.app is not None else None)
         self.time_us = 0
+        #: time_usec of the latest HIL_ACTUATOR_CONTROLS (the loop clock).
+        self.stamp_us = 0
+        self.loop_model: LoopTimeModel | None = None
+        self._loop_cost_us = 0.0
+        self._configure_loop_model()
         self.steps = 0
         self.last_gps: Any = None
         self.last_gps_us = -1
@@ -367,12 +377,16 @@ class VfcServer(TelemetryBuilders):
             loop_ns = time.perf_counter_ns() - t0
             self.time_us = t_us
             self.steps += 1
+            model = self.loop_model
+            self.stamp_us = t_us if model is None else model.stamp(t_us)
             if mag is not None:
                 self.last_mag_us = t_us
             if pressure is not None:
                 self.last_baro_us = t_us
         else:
             motors = copter.motors
+            if self.loop_model is None:
+                self.stamp_us = t_us  # the lockstep answer names the sample it answers
             if not self._time_warned:
                 self._time_warned = True
                 self.statustext(
@@ -381,9 +395,11 @@ class VfcServer(TelemetryBuilders):
         m1, m2, m3, m4 = motors[:4]
         mode = M.MAV_MODE_FLAG_SAFETY_ARMED if copter.armed else 0
         codec = self.codec
+        flags = 1 if self.loop_model is None else 0
         # Wire order: time_usec, flags (bit 0: lockstep), controls[16], mode.
         self._outbuf += HIL_ACTUATOR_CONTROLS.pack(
-            codec.seq, VFC_SYSTEM_ID, VFC_COMPONENT_ID, t_us, 1, m1, m2, m3, m4, *_ZERO12, mode
+            codec.seq, VFC_SYSTEM_ID, VFC_COMPONENT_ID, self.stamp_us, flags,
+            m1, m2, m3, m4, *_ZERO12, mode,
         )
         codec.seq = (codec.seq + 1) % 256
         self._flush()
@@ -404,13 +420,36 @@ class VfcServer(TelemetryBuilders):
             self._load_sum_ns -= window.popleft()[1]
 
     def load_permille(self) -> int:
-        """Mean loop compute time over the last board second, per mille of the loop period."""
+        """Mean loop compute time over the last board second, per mille of the loop period.
+
+        With SIM_LOOP_US set, the modelled compute time instead of the measured one.
+        """
+        rate = self.params.get("SCHED_LOOP_RATE") if "SCHED_LOOP_RATE" in self.params else 400.0
+        if self._loop_cost_us > 0:
+            return int(min(1000.0, self._loop_cost_us * max(rate, 1.0) / 1000.0))
         if not self._load_window:
             return 0
-        rate = self.params.get("SCHED_LOOP_RATE") if "SCHED_LOOP_RATE" in self.params else 400.0
         period_ns = 1e9 / max(rate, 1.0)
         mean_ns = self._load_sum_ns / len(self._load_window)
         return int(min(1000.0, mean_ns / period_ns * 1000.0))
+
+    def _configure_loop_model(self) -> None:
+        """(Re)build the loop-time model from the parameters; log what changed."""
+        previous = self.loop_model
+        # A model replacing a running one carries on from its clock, so stamps never go back.
+        not_before = previous.last_stamp_us if previous is not None else None
+        model = LoopTimeModel.from_params(self.params, not_before_us=not_before)
+        cost = max(0.0, read_param(self.params, "SIM_LOOP_US"))
+        if model is not None or previous is not None or cost != self._loop_cost_us:
+            described = (
+                "off"
+                if model is None
+                else f"{model.rate_hz:g} Hz, jitter +-{model.jitter_us:g} us, overrun "
+                f"probability {model.overrun_probability:g}, seed {model.seed}"
+            )
+            self.log(f"loop-time model: {described}; modelled loop cost {cost:g} us")
+        self.loop_model = model
+        self._loop_cost_us = cost
 
     def _send_due_streams(self) -> None:
         now = self.time_us
@@ -700,6 +739,8 @@ class VfcServer(TelemetryBuilders):
         problem = ""
         try:
             self.params.set(name, msg.param_value)
+            if name in LOOP_MODEL_PARAMS:
+                self._configure_loop_model()
             self.params.save()
         except ParamError as exc:
             problem = f"Param set refused: {exc}"
