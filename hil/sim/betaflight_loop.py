@@ -29,6 +29,7 @@ import struct
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,8 @@ FIVE_INCH = QuadParams(
 #: RC channels in AETR order (Betaflight's default map): roll, pitch, throttle, yaw, AUX1..
 RC_DISARMED = [1500, 1500, 1000, 1500, 1000, 1000, 1000, 1000]
 ARM_US = 1900
+#: Seconds of send/receive stamps kept for ``timing()``.
+TIMING_WINDOW_S = 120.0
 DISARM_US = 1000
 
 
@@ -77,7 +80,7 @@ class BetaflightLoopConfig:
     battery_capacity_mah: float = 1500.0
     truth_rate_hz: float = 50.0
     #: Ask for SCHED_FIFO for the loop thread (when the process may).
-    realtime_priority: int | None = 40
+    realtime_priority: int | None = 60  # above the SITL threads (50): the harness must keep time
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,32 @@ class AltitudePilot:
         self._integral = max(-150.0, min(150.0, self._integral + 40.0 * verr * dt))
         us = self.hover_us + 80.0 * verr + self._integral
         return int(max(1000.0, min(1850.0, us)))
+
+
+class _Ring:
+    """The newest ``size`` int64 samples, preallocated (no growth in long runs)."""
+
+    def __init__(self, size: int) -> None:
+        self._buf = np.zeros(size, dtype=np.int64)
+        self._n = 0
+
+    def append(self, value: int) -> None:
+        self._buf[self._n % len(self._buf)] = value
+        self._n += 1
+
+    def __len__(self) -> int:
+        return min(self._n, len(self._buf))
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+    def values(self) -> np.ndarray:
+        """The kept samples, oldest first (a copy)."""
+        size = len(self._buf)
+        if self._n <= size:
+            return self._buf[: self._n].copy()
+        i = self._n % size
+        return np.concatenate([self._buf[i:], self._buf[:i]])
 
 
 class BetaflightLoop(InjectionSchedule):
@@ -186,7 +215,8 @@ class BetaflightLoop(InjectionSchedule):
         self.dt_us = int(round(1e6 * self.dt))
         self.t_us = 0
         self.motors = (0.0, 0.0, 0.0, 0.0)
-        self.truth: list[tuple[float, ...]] = []
+        #: Truth rows (t, n, e, d, roll, pitch, yaw, motors...), the last 10 minutes.
+        self.truth: deque[tuple[float, ...]] = deque(maxlen=int(600 * cfg.truth_rate_hz))
         self.error: BaseException | None = None
         self.scheduler = "not started"
         self.rc_frames_sent = 0
@@ -215,10 +245,12 @@ class BetaflightLoop(InjectionSchedule):
         self._send_real_ns = 0
         self._mono_minus_real = time.monotonic_ns() - time.time_ns()
         self._rc_sock: socket.socket | None = None
-        # Recorded timing (preallocated rings would be faster; lists are fine at 1 kHz).
-        self._send_ns: list[int] = []
-        self._motor_ns: list[int] = []
-        self._latency_ns: list[int] = []
+        # Recorded timing: fixed rings of the last TIMING_WINDOW_S seconds, so a soak
+        # run's memory stays flat.
+        size = int(TIMING_WINDOW_S * cfg.rate_hz) + 16
+        self._send_ns = _Ring(size)
+        self._motor_ns = _Ring(size)
+        self._latency_ns = _Ring(size)
         self._missed = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -436,8 +468,8 @@ class BetaflightLoop(InjectionSchedule):
 
     def timing(self, since_s: float = 0.0) -> LoopTiming:
         """Send-period and motor-packet statistics (wall clock), from ``since_s`` of the run."""
-        send = np.asarray(self._send_ns, dtype=np.int64)
-        motor = np.asarray(self._motor_ns, dtype=np.int64)
+        send = self._send_ns.values()
+        motor = self._motor_ns.values()
         cut = self._started_ns + int(since_s * 1e9)
         send = send[send >= cut]
         motor = motor[motor >= cut]
@@ -447,7 +479,8 @@ class BetaflightLoop(InjectionSchedule):
         ps = np.diff(send) * 1e-3
         nominal = self.dt * 1e6
         pm = np.diff(motor) * 1e-3 if len(motor) > 2 else np.zeros(1)
-        lat = np.asarray(self._latency_ns[-len(motor):] or [0]) * 1e-3
+        lat_ns = self._latency_ns.values()[-len(motor):]
+        lat = (lat_ns if len(lat_ns) else np.zeros(1)) * 1e-3
         return LoopTiming(
             rate_hz=self.config.rate_hz,
             seconds=seconds,
