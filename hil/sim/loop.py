@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from hil.threats.gnss import GnssEnvironment
 
 log = logging.getLogger(__name__)
 
+_MAX_STAMPS = 2_000_000  # ~80 min at 400 Hz: bounded memory in long runs
 _ALL_FIELDS = 0x1FFF  # accel, gyro, mag, abs/diff pressure, pressure alt, temperature
 _RC_CENTRE = [1500, 1500, 1500, 1500, 1000, 1000, 1000, 1000]
 
@@ -135,6 +137,10 @@ class ClosedLoop(InjectionSchedule):
         self._in_flight: int | None = None
         self._answered = False
         self._early: dict[int, object] = {}
+        self._unstamped: deque = deque()
+        #: time_usec of every HIL_ACTUATOR_CONTROLS taken: the board's own per-loop stamps
+        #: (its sample times in plain lockstep, its loop clock with a loop-time model).
+        self.actuator_time_us: list[int] = []
 
     # -- clock -------------------------------------------------------------------------
     @property
@@ -276,6 +282,13 @@ class ClosedLoop(InjectionSchedule):
             self._answered = True
 
     def _await_actuators(self, t_us: int) -> None:
+        """Take the board's answer to the sample stamped ``t_us``.
+
+        A board stamps its answer with the sample's time (HIL_ACTUATOR_CONTROLS flags
+        bit 0 set). One that stamps its own loop clock instead (bit 0 clear, e.g. the
+        virtual board's loop-time model) answers in order: its next answer is the one
+        to the oldest sample in flight.
+        """
         early = self._early
         if early:
             msg = early.pop(t_us, None)
@@ -283,6 +296,9 @@ class ClosedLoop(InjectionSchedule):
             if msg is not None:
                 self._take_actuators(msg)
                 return
+        if self._unstamped:
+            self._take_actuators(self._unstamped.popleft())
+            return
         deadline = time.monotonic() + self.config.step_timeout
         conn = self.conn
         while True:
@@ -296,7 +312,12 @@ class ClosedLoop(InjectionSchedule):
             found = None
             for msg in conn.pump(remaining):
                 if msg.get_type() == "HIL_ACTUATOR_CONTROLS":
-                    if msg.time_usec == t_us:
+                    if not msg.flags & 1:
+                        if found is None:
+                            found = msg
+                        else:
+                            self._unstamped.append(msg)  # the answer to the next sample
+                    elif msg.time_usec == t_us:
                         found = msg
                     elif msg.time_usec > t_us:
                         early[msg.time_usec] = msg  # the answer to the next sample came along
@@ -305,6 +326,9 @@ class ClosedLoop(InjectionSchedule):
                 return
 
     def _take_actuators(self, msg) -> None:
+        stamps = self.actuator_time_us
+        if len(stamps) < _MAX_STAMPS:
+            stamps.append(msg.time_usec)
         if msg.mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED:
             c = msg.controls
             self.motors = (c[0], c[1], c[2], c[3])
