@@ -156,7 +156,7 @@ EXPECT_KINDS = (
 
 MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("unknown top-level table", edit(base(), "expectation", {}),
-     ['top level: unknown key "expectation"', "allowed keys: expect, injection, scenario, setup"]),
+     ['top level: unknown key "expectation"', "allowed keys: expect, injection, limits, scenario, setup"]),
     ("no [scenario]", edit(base(), "scenario", delete=True), ["[scenario]: missing"]),
     ("no duration", edit(base(), "scenario.duration", delete=True),
      ["[scenario].duration: missing; must be a number > 0"]),

@@ -21,6 +21,7 @@ from hil.scenario.model import (
     COPTER_MODES,
     EXPECTATION_CLASSES,
     INJECTION_FIXED_KEYS,
+    LIMIT_NAMES,
     REQUIRED,
     SETUP_MODES,
     WIND_PARAMS,
@@ -28,6 +29,7 @@ from hil.scenario.model import (
     BoardTime,
     Expectation,
     Injection,
+    Limit,
     ParamInvalid,
     ParamSpec,
     Scenario,
@@ -38,7 +40,7 @@ from hil.scenario.model import (
 
 __all__ = ["load_scenario", "parse_scenario"]
 
-_TOP_KEYS = ("scenario", "setup", "injection", "expect")
+_TOP_KEYS = ("scenario", "setup", "injection", "expect", "limits")
 _SCENARIO_KEYS = ("name", "description", "applies_to", "duration", "seed")
 _SETUP_KEYS = ("mode", "altitude", "fly_to", "armed", "params", "wind", "battery")
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -232,6 +234,7 @@ class _Parser:
             self.expectation(raw, f"[[expect]][{i}]", anchors, open_ended, duration)
             for i, raw in enumerate(raw_expects, start=1)
         )
+        limits = self.limits(top["limits"]) if "limits" in top else ()
         return Scenario(
             name=name,
             description=description,
@@ -242,7 +245,24 @@ class _Parser:
             setup=setup,
             injections=injections,
             expectations=expectations,
+            limits=limits,
         )
+
+    def limits(self, raw: Any) -> tuple[Limit, ...]:
+        """``[limits]``: name = { min = x, max = y } for the figures in LIMIT_NAMES."""
+        tbl = self.table(raw, "[limits]", tuple(LIMIT_NAMES))
+        out = []
+        for name, bounds in tbl.items():
+            where = f"[limits].{name}"
+            b = self.table(bounds, where, ("min", "max"))
+            if not b:
+                raise self.error(where, "give min, max or both, e.g. { max = 200.0 }")
+            lo = self.value(b, "min", where, ParamSpec(float)) if "min" in b else None
+            hi = self.value(b, "max", where, ParamSpec(float)) if "max" in b else None
+            if lo is not None and hi is not None and lo > hi:
+                raise self.error(f"{where}.min", f"must be <= max ({hi:g}), got {lo:g}")
+            out.append(Limit(name, lo, hi))
+        return tuple(out)
 
     def name(self, head: Mapping[str, Any]) -> str:
         if "name" not in head:

@@ -499,6 +499,50 @@ EXPECTATION_CLASSES: Mapping[str, type[Expectation]] = MappingProxyType(
 )
 
 
+#: Timing figures a scenario can put limits on, name -> unit.
+LIMIT_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "loop_rate_hz": "Hz",
+        "loop_jitter_p99_us": "us",
+        "loop_overruns": "",
+        "failsafe_latency_s": "s",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A bound on a measured timing figure (``[limits]`` in a scenario file)."""
+
+    name: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def unit(self) -> str:
+        return LIMIT_NAMES[self.name]
+
+    def describe(self) -> str:
+        parts = []
+        if self.minimum is not None:
+            parts.append(f">= {self.minimum:g}")
+        if self.maximum is not None:
+            parts.append(f"<= {self.maximum:g}")
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.name} {' and '.join(parts)}{unit}"
+
+
+@dataclass(frozen=True)
+class ExpectLimit(Expectation):
+    """A timing limit judged as a verdict (made from ``[limits]``, not ``[[expect]]``)."""
+
+    kind: ClassVar[str] = "limit"
+    limit: Limit
+
+    def describe(self) -> str:
+        return self.limit.describe()
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A validated scenario: setup, injections on a timeline, expectations."""
@@ -512,6 +556,7 @@ class Scenario:
     setup: Setup
     injections: tuple[Injection, ...]
     expectations: tuple[Expectation, ...]
+    limits: tuple[Limit, ...] = ()
 
     def injection(self, injection_id: str) -> Injection:
         """The injection with that id (KeyError if none)."""
