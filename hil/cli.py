@@ -50,7 +50,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.keyword:
         pytest_args += ["-k", args.keyword]
     code = int(pytest.main(pytest_args))
-    print(f"report: {report}/ (junit.xml, summary.json)")
+    print(f"report: {report}/ (report.html, junit.xml, summary.json, a directory per scenario)")
     return code
 
 

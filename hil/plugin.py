@@ -6,7 +6,10 @@ the fixtures `rig`, `board`, `board_session`, `autopilot` and `sim`.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +43,10 @@ class HilState:
         self._locks: dict[str, BoardLock] = {}
         self.flashed: dict[str, object] = {}
         self.results: list = []
+        #: Per board name: type, USB serial and firmware (version, sha256 when flashed).
+        self.board_info: dict[str, dict[str, str]] = {}
+        self.started_unix = time.time()
+        self._scenario_dirs: set[str] = set()
 
     def rig(self) -> Rig:
         if self._rig is None:
@@ -74,6 +81,47 @@ class HilState:
         result = board.flasher(self.flash_method).flash(image)
         board.start()  # a DFU flash power-cycles the board; make sure it runs
         return result
+
+    def firmware_info(self, board: Board, session) -> dict[str, str]:
+        """The board's firmware for the report: the image flashed with --firmware (its
+        sha256), else what the board says (identify); asked once per board and session."""
+        info = self.board_info.get(board.name)
+        if info is not None:
+            return info
+        info = {"type": board.type_name, "usb_serial": board.usb_serial or ""}
+        flashed = self.flashed.get(board.name)
+        if flashed is not None:
+            # The sha256 of the binary the board holds (the same for .apj, .hex and .dfu of
+            # one build), and of the file it came in.
+            info["firmware_sha256"] = str(getattr(flashed, "image_sha256", "") or "")
+            info["firmware_image"] = str(self.firmware)
+            with contextlib.suppress(OSError):
+                info["firmware_file_sha256"] = hashlib.sha256(Path(str(self.firmware)).read_bytes()).hexdigest()
+            info["firmware_source"] = f"flashed from {Path(str(self.firmware)).name}"
+            if getattr(flashed, "new_version", None):
+                info["firmware_version"] = str(flashed.new_version)
+        try:
+            ident = session.autopilot.identify()
+        except (HilError, AttributeError) as exc:
+            info.setdefault("firmware_version", "unknown")
+            info.setdefault("firmware_source", f"not identified: {exc}")
+        else:
+            version = getattr(ident, "firmware_version", None) or getattr(ident, "firmware", None)
+            maker = getattr(ident, "autopilot", None) or getattr(ident, "variant", None)
+            info["firmware_version"] = str(version)
+            if maker:
+                info["autopilot"] = str(maker)
+            info.setdefault("firmware_source", "reported by the board")
+        self.board_info[board.name] = info
+        return info
+
+    def capture_for(self, scenario):
+        """A recorder into <report>/<scenario>/ when the run writes a report, else None."""
+        if self.report_dir is None:
+            return None
+        from hil.report import ScenarioCapture, scenario_dir
+
+        return ScenarioCapture(scenario_dir(self.report_dir, scenario.name, self._scenario_dirs))
 
     def close(self) -> None:
         try:
@@ -193,20 +241,45 @@ class ScenarioItem(pytest.Item):
                 f"{board.name} is a {board.board_class} board"
             )
         session = session_for(board)
+        capture = state.capture_for(self.scenario)
+        progress = _Progress(self.config, self.scenario.name, board.name)
         with session:
-            result = run_scenario(self.scenario, session)
+            firmware = state.firmware_info(board, session)
+            progress.start(session)
+            try:
+                result = run_scenario(self.scenario, session, capture=capture)
+            finally:
+                progress.stop()
+        progress.done(result)
+        if capture is not None:
+            from hil.report import finish_scenario
+
+            try:
+                finish_scenario(result, capture)
+            except OSError as exc:
+                result.notes.append(f"report files for this scenario not written: {exc}")
         state.results.append(result)
         self.user_properties.extend(
             [
                 ("board", board.name),
                 ("usb_serial", board.usb_serial),
                 ("rig", str(state.rig_path)),
+                ("firmware_version", firmware.get("firmware_version", "unknown")),
+            ]
+        )
+        for key in ("firmware_sha256", "firmware_file_sha256", "autopilot", "firmware_source"):
+            if firmware.get(key):
+                self.user_properties.append((key, firmware[key]))
+        self.user_properties.extend(
+            [
                 ("sim_seconds", f"{result.sim_seconds:.2f}"),
                 ("wall_seconds", f"{result.wall_seconds:.2f}"),
                 ("lockstep_speed", f"{result.loop_speed:.1f}"),
                 ("overall_speed", f"{result.speed:.1f}"),
             ]
         )
+        if capture is not None:
+            self.user_properties.append(("report_dir", str(capture.dir)))
         problems = list(session.problems)
         if not result.passed:
             text = result.failure_text()
@@ -319,31 +392,76 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_STATE, None)
     if state is None or state.report_dir is None or not state.results:
         return
+    from hil.report.html import write_report
+    from hil.report.summary import RunInfo, summary
+
     state.report_dir.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "schema": "hil-summary/1",
-        "rig": str(state.rig_path),
-        "exit_status": int(exitstatus),
-        "scenarios": [_result_record(r) for r in state.results],
-    }
-    (state.report_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    run = RunInfo(
+        rig=str(state.rig_path),
+        started=state.started_unix,
+        finished=time.time(),
+        exit_status=int(exitstatus),
+        boards=state.board_info,
+    )
+    document = summary(run, state.results, state.report_dir)
+    (state.report_dir / "summary.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    write_report(state.report_dir / "report.html", run, state.results)
 
 
-def _result_record(result) -> dict:
-    return {
-        "name": result.scenario.name,
-        "path": str(result.scenario.path) if result.scenario.path else None,
-        "board": result.board,
-        "passed": result.passed,
-        "error": result.error,
-        "sim_seconds": round(result.sim_seconds, 3),
-        "wall_seconds": round(result.wall_seconds, 3),
-        "lockstep_speed": round(result.loop_speed, 2),
-        "overall_speed": round(result.speed, 2),
-        "expectations": [
-            {"kind": v.expectation.kind, "passed": v.passed, "message": v.message, "t": v.t}
-            for v in result.verdicts
-        ],
-        "notes": list(result.notes),
-        "measurements": dict(result.measurements),
-    }
+# -- progress while it runs ----------------------------------------------------------------
+class _Progress:
+    """One line when a scenario starts, one every `every` wall seconds while it runs (with
+    the vehicle time reached), one when it ends; on the terminal, past output capture."""
+
+    def __init__(self, config: pytest.Config, scenario: str, board: str, every: float = 10.0) -> None:
+        self.config = config
+        self.scenario = scenario
+        self.board = board
+        self.every = every
+        self.enabled = config.getoption("verbose", 0) > -2
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wall0 = time.monotonic()
+
+    def _write(self, text: str) -> None:
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None or not self.enabled:
+            return
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        quiet = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+        with quiet:
+            tw = getattr(tr, "_tw", None)
+            if tw is not None and getattr(tw, "width_of_current_line", 0):
+                tr.write("\n")  # after the progress dots of -q
+            tr.write_line(f"hil: {text}")
+
+    def start(self, session) -> None:
+        self._wall0 = time.monotonic()
+        self._write(f"{self.scenario} on {self.board}: started")
+        if not self.enabled:
+            return
+        autopilot = session.autopilot
+        t0 = getattr(autopilot, "vehicle_time", None)
+
+        def tick() -> None:
+            while not self._stop.wait(self.every):
+                wall = time.monotonic() - self._wall0
+                t = getattr(autopilot, "vehicle_time", None)
+                sim = f"{t - t0:.1f} s vehicle time, " if isinstance(t, float) and t0 is not None else ""
+                self._write(f"{self.scenario}: running, {sim}{wall:.0f} s wall")
+
+        self._thread = threading.Thread(target=tick, name="hil-progress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
+
+    def done(self, result) -> None:
+        verdict = "PASS" if result.passed else "FAIL"
+        self._write(
+            f"{self.scenario}: {verdict}, {result.sim_seconds:.1f} s simulated in "
+            f"{result.wall_seconds:.1f} s wall ({result.speed:.1f}x)"
+        )

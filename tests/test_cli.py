@@ -44,7 +44,7 @@ def test_run_writes_junit_and_a_summary_and_prints_the_table(tmp_path):
     assert props["usb_serial"] == "HILVFC0001"
     assert float(props["lockstep_speed"]) > 1.0
     summary = json.loads((report / "summary.json").read_text())
-    assert summary["schema"] == "hil-summary/1"
+    assert summary["schema"] == "hil-summary/2"
     assert summary["scenarios"][0]["passed"] is True
 
 

@@ -25,7 +25,13 @@ class Chunk:
 
 
 class SerialLink:
-    """One open port. `read()` returns a stamped chunk or None when nothing came in time."""
+    """One open port. `read()` returns a stamped chunk or None when nothing came in time.
+
+    `raw_log` is a tap, None by default: an object with ``record(t_ns, direction, data)``
+    (`hil.report.rawlog.RawLog`) called with every chunk read ("rx", stamped as the chunk
+    returned by `read()`) and written ("tx", stamped after the write). It may be set and
+    cleared while the link is in use; unset, it costs one attribute test per chunk.
+    """
 
     def __init__(
         self,

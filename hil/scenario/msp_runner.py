@@ -149,8 +149,12 @@ def loop_config_for(scenario: Scenario, rate_hz: float) -> BetaflightLoopConfig:
     return config
 
 
-def run_msp_scenario(scenario: Scenario, session: MspBoardSession, result: ScenarioResult) -> ScenarioResult:
-    """Run ``scenario`` on an MSP board; fills and returns ``result``; never raises for the vehicle."""
+def run_msp_scenario(
+    scenario: Scenario, session: MspBoardSession, result: ScenarioResult, *, capture=None
+) -> ScenarioResult:
+    """Run ``scenario`` on an MSP board; fills and returns ``result``; never raises for the vehicle.
+
+    ``capture`` (a `hil.report.capture.ScenarioCapture`) logs the MSP link's bytes."""
     ap = session.autopilot
     assert ap is not None
     wall0 = time.monotonic()
@@ -175,6 +179,8 @@ def run_msp_scenario(scenario: Scenario, session: MspBoardSession, result: Scena
         result.error = str(exc)
         result.notes.extend(session.notes)
         return result
+    if capture is not None:
+        capture.attach(session)
     t0 = 0.0
     try:
         if scenario.setup.armed:
@@ -256,6 +262,16 @@ def run_msp_scenario(scenario: Scenario, session: MspBoardSession, result: Scena
     loop.stop()
     result.wall_seconds = time.monotonic() - wall0
     result.loop_speed = 1.0
+    if capture is not None:
+        capture.detach()
+    from hil.report.loops import realtime_timing
+
+    result.loop_periods_us, result.timing = realtime_timing(
+        getattr(loop, "_send_ns", ()),
+        getattr(loop, "_motor_ns", ()),
+        loop.config.rate_hz,
+        since_ns=getattr(loop, "_started_ns", 0) + 1_000_000_000,  # as loop.timing(since_s=1.0)
+    )
     return result
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from dataclasses import dataclass, field
+from typing import Any
 
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import CommandRefused, HilError, WaitTimeout
@@ -37,6 +39,12 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)
     #: Figures measured during the run (loop rate, jitter, scheduler), name -> value.
     measurements: dict[str, object] = field(default_factory=dict)
+    #: Loop periods recorded during the run (us), per loop: the report's histogram.
+    loop_periods_us: dict[str, Any] = field(default_factory=dict)
+    #: Timing figures with unit and uncertainty (`hil.timing.Measurement`) from those loops.
+    timing: list[Any] = field(default_factory=list)
+    #: Files the run left in the report directory, what -> path.
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -79,9 +87,17 @@ class _Recorder:
         self.roll = 0.0
         self.pitch = 0.0
         self.ever_armed = False
+        #: time_usec and arrival ns of every HIL_ACTUATOR_CONTROLS: the loop's timing
+        #: (arrays of machine integers: no object per message for the collector to scan).
+        self.loop_usec = array("q")
+        self.loop_ns = array("q")
 
     def on_message(self, msg) -> None:
         mtype = msg.get_type()
+        if mtype == "HIL_ACTUATOR_CONTROLS":
+            self.loop_usec.append(msg.time_usec)
+            self.loop_ns.append(getattr(msg, "_t_ns", 0))
+            return
         t = self.ap.vehicle_time
         if mtype == "GLOBAL_POSITION_INT":
             north, east, _ = geo.lla_to_ned(msg.lat * 1e-7, msg.lon * 1e-7, msg.alt * 1e-3)
@@ -129,13 +145,17 @@ def sim_config_for(scenario: Scenario) -> SimConfig:
     return config
 
 
-def run_scenario(scenario: Scenario, session: BoardSession) -> ScenarioResult:
-    """Run `scenario` on the session's board; never raises for a failing vehicle."""
+def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> ScenarioResult:
+    """Run `scenario` on the session's board; never raises for a failing vehicle.
+
+    `capture` (a `hil.report.capture.ScenarioCapture`) records the run's MAVLink frames
+    and link bytes for the report directory.
+    """
     result = ScenarioResult(scenario, session.board.name)
     if session.board.board_class == "msp":
         from hil.scenario.msp_runner import run_msp_scenario
 
-        return run_msp_scenario(scenario, session, result)  # type: ignore[arg-type]
+        return run_msp_scenario(scenario, session, result, capture=capture)  # type: ignore[arg-type]
     ap = session.autopilot
     assert ap is not None
     if scenario.board_names():
@@ -146,6 +166,8 @@ def run_scenario(scenario: Scenario, session: BoardSession) -> ScenarioResult:
             return result
     recorder = _Recorder(ap)
     ap.add_hook(recorder.on_message)
+    if capture is not None:
+        capture.attach(session)
     sim: ClosedLoop | None = None
     wall0 = time.monotonic()
     t0 = ap.vehicle_time
@@ -155,6 +177,8 @@ def run_scenario(scenario: Scenario, session: BoardSession) -> ScenarioResult:
         if session.board.simulated:
             sim = session.make_sim(sim_config_for(scenario))
             sim.event_hooks.append(recorder.on_sim_event)
+            if capture is not None:
+                capture.attach(session)  # the receiver UARTs are open now
             sim.start()
         elif scenario.injections:
             raise HilError(
@@ -190,6 +214,13 @@ def run_scenario(scenario: Scenario, session: BoardSession) -> ScenarioResult:
         result.loop_speed = sim.speed
     result.wall_seconds = time.monotonic() - wall0
     ap.remove_hook(recorder.on_message)
+    if capture is not None:
+        capture.detach()
+    from hil.report.loops import lockstep_timing
+
+    result.loop_periods_us, result.timing = lockstep_timing(
+        recorder.loop_usec, recorder.loop_ns, session.param_snapshot.get("SCHED_LOOP_RATE")
+    )
     return result
 
 
