@@ -360,12 +360,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     realtime = []
     for r in state.results:
         verdict = "PASS" if r.passed else "FAIL"
-        loop_col = f"{r.loop_speed:6.1f}x" if not r.measurements else "   real"
+        real = "loop_scheduler" in r.measurements  # a real-time loop (Betaflight SITL)
+        loop_col = f"{r.loop_speed:6.1f}x" if not real else "   real"
         tr.write_line(
             f"{r.scenario.name[:34]:34} {r.board[:10]:10} {verdict:7} {r.sim_seconds:7.1f} "
             f"{r.wall_seconds:7.2f} {loop_col} {r.speed:7.1f}x"
         )
-        if r.measurements:
+        if real:
             realtime.append(r)
             continue
         sim_total += r.sim_seconds
@@ -376,6 +377,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(f"{r.scenario.name} on {r.board}, real-time loop timing:")
         for note in r.notes:
             tr.write_line(f"  {note}")
+    limited = [(r, m) for r in state.results for m in getattr(r, "limit_timing", []) if m.minimum is not None or m.maximum is not None]
+    if limited:
+        tr.write_line("timing limits:")
+        for r, m in limited:
+            tr.write_line(f"  {r.scenario.name}: {m}")
     if wall_total > 0:
         loop = f"{sim_total / loop_wall:.1f}x in the closed loop, " if loop_wall > 0 else ""
         tr.write_line(

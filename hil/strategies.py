@@ -418,6 +418,11 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
     if injections:
         out["injection"] = injections
     out["expect"] = [_expectation_dict(e) for e in scenario.expectations]
+    if scenario.limits:
+        out["limits"] = {
+            lim.name: {k: v for k, v in (("min", lim.minimum), ("max", lim.maximum)) if v is not None}
+            for lim in scenario.limits
+        }
     return out
 
 
@@ -446,7 +451,9 @@ def scenario_toml(scenario: Scenario | Mapping[str, Any]) -> str:
             lines.append("")
             lines.append(f"[[{section}]]")
             _pairs(lines, item, order=("kind", *INJECTION_FIXED_KEYS))
-    unknown = set(data) - {"scenario", "setup", "injection", "expect"}
+    if "limits" in data:
+        _table(lines, "limits", data["limits"])
+    unknown = set(data) - {"scenario", "setup", "injection", "expect", "limits"}
     for key in sorted(unknown):  # let the loader name the mistake
         _table(lines, key, data[key])
     return "\n".join(lines).lstrip("\n") + "\n"

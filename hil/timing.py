@@ -75,7 +75,7 @@ class Measurement:
     def marginal(self) -> bool:
         """True when a limit lies within the uncertainty of the value: the verdict could flip."""
         return any(
-            limit is not None and abs(self.value - limit) <= self.uncertainty
+            limit is not None and self.uncertainty > 0 and abs(self.value - limit) <= self.uncertainty
             for limit in (self.minimum, self.maximum)
         )
 

@@ -16,7 +16,7 @@ from hil.gate import compare, permutation_p_value
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "firmware_images" / "hilcopter-1.0.0.apj"
 PATCH = ROOT / "firmware_images" / "hilcopter-1.0.1-fieldpatch.apj"
-SCENARIO = ROOT / "scenarios" / "rc_loss_rtl.toml"
+SCENARIO = ROOT / "scenarios" / "rc_loss_land.toml"
 
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False)
 
@@ -61,7 +61,7 @@ def _gate(tmp_path: Path, candidate: Path, name: str) -> tuple[int, dict]:
     report = tmp_path / name
     code = main([
         "gate", str(SCENARIO), "--baseline", str(RELEASE), "--candidate", str(candidate),
-        "--repeats", "2", "--report", str(report), "--state-dir", str(tmp_path / "state"),
+        "--repeats", "3", "--report", str(report), "--state-dir", str(tmp_path / "state"),
     ])
     return code, json.loads((report / "gate.json").read_text())
 
@@ -71,8 +71,8 @@ def test_gate_refuses_the_field_patch_and_ships_the_release(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert evidence["verdict"] == "do not ship"
-    assert any(r.startswith("rc-loss-rtl:") for r in evidence["reasons"])
-    assert "DO NOT SHIP" in out and "rc-loss-rtl" in out
+    assert any(r.startswith("rc-loss-land:") for r in evidence["reasons"])
+    assert "DO NOT SHIP" in out and "rc-loss-land" in out
     # Both images are named by sha256, so the decision is traceable.
     assert len(evidence["baseline"]["sha256"]) == 64
     assert evidence["baseline"]["sha256"] != evidence["candidate"]["sha256"]

@@ -97,7 +97,7 @@ def judge(scenario: Scenario, result, loop) -> list[Measurement]:
         measured[limit.name] = m
         result.verdicts.append(Verdict(exp, m.passed, str(m), None))
     judged = list(measured.values())
-    result.timing = judged
+    result.limit_timing = judged
     for m in judged:
         result.measurements.setdefault(m.name, m.value)
     return judged

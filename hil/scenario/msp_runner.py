@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from hil.errors import HilError, WaitTimeout
 from hil.scenario.expect import evaluate
+from hil.scenario.limits import judge
 from hil.scenario.model import Scenario
 from hil.scenario.timeline import Timeline
 from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
@@ -222,6 +223,7 @@ def run_msp_scenario(
             if inj.stop is not None:
                 anchors[f"{inj.id}.stop"] = inj.stop
         result.verdicts = evaluate(scenario, result.timeline, anchors)
+        judge(scenario, result, loop)
     _finish(loop, recorder, result)
     recorder.stop()
     try:
@@ -272,6 +274,7 @@ def run_msp_scenario(
         loop.config.rate_hz,
         since_ns=getattr(loop, "_started_ns", 0) + 1_000_000_000,  # as loop.timing(since_s=1.0)
     )
+    result.timing = [*result.timing, *result.limit_timing]
     return result
 
 

@@ -17,6 +17,7 @@ from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import CommandRefused, HilError, WaitTimeout
 from hil.mavlink.dialect import mavlink, mode_name
 from hil.scenario.expect import Verdict, evaluate
+from hil.scenario.limits import judge
 from hil.scenario.model import Scenario
 from hil.scenario.timeline import Timeline
 from hil.session import BoardSession
@@ -39,6 +40,8 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)
     #: Figures measured during the run (loop rate, jitter, scheduler), name -> value.
     measurements: dict[str, object] = field(default_factory=dict)
+    #: The scenario's [limits] figures, judged (hil.scenario.limits), also in `timing`.
+    limit_timing: list[Any] = field(default_factory=list)
     #: Loop periods recorded during the run (us), per loop: the report's histogram.
     loop_periods_us: dict[str, Any] = field(default_factory=dict)
     #: Timing figures with unit and uncertainty (`hil.timing.Measurement`) from those loops.
@@ -207,6 +210,7 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
             if inj.stop is not None:
                 anchors[f"{inj.id}.stop"] = inj.stop
         result.verdicts = evaluate(scenario, result.timeline, anchors)
+        judge(scenario, result, sim)
     _finish(ap, result)
     if sim is not None:
         result.sim_seconds = sim.time
@@ -221,6 +225,7 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
     result.loop_periods_us, result.timing = lockstep_timing(
         recorder.loop_usec, recorder.loop_ns, session.param_snapshot.get("SCHED_LOOP_RATE")
     )
+    result.timing = [*result.timing, *result.limit_timing]
     return result
 
 
