@@ -217,12 +217,7 @@ def run_msp_scenario(
         result.sim_seconds = loop.time
         result.timeline = recorder.timeline(t0)
     if result.error is None:
-        anchors = {"start": 0.0}
-        for inj in scenario.injections:
-            anchors[f"{inj.id}.start"] = inj.start
-            if inj.stop is not None:
-                anchors[f"{inj.id}.stop"] = inj.stop
-        result.verdicts = evaluate(scenario, result.timeline, anchors)
+        result.verdicts = evaluate(scenario, result.timeline, scenario.nominal_anchors())
         judge(scenario, result, loop)
     _finish(loop, recorder, result)
     recorder.stop()

@@ -204,12 +204,7 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
         result.wall_seconds = time.monotonic() - wall0
         result.timeline = recorder.timeline(t0)
     if result.error is None:
-        anchors = {"start": 0.0}
-        for inj in scenario.injections:
-            anchors[f"{inj.id}.start"] = inj.start
-            if inj.stop is not None:
-                anchors[f"{inj.id}.stop"] = inj.stop
-        result.verdicts = evaluate(scenario, result.timeline, anchors)
+        result.verdicts = evaluate(scenario, result.timeline, scenario.nominal_anchors())
         judge(scenario, result, sim)
     _finish(ap, result)
     if sim is not None:
