@@ -23,7 +23,7 @@ from hil.errors import HilError, WaitTimeout
 from hil.scenario.expect import evaluate
 from hil.scenario.limits import judge
 from hil.scenario.model import Scenario
-from hil.scenario.timeline import Timeline
+from hil.scenario.timeline import RecorderBase, Timeline
 from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
 from hil.timeout import Deadline
 
@@ -38,18 +38,14 @@ _TASKS_SHOWN = {"GYRO", "FILTER", "PID", "RX", "SERIAL", "ACC", "ATTITUDE"}
 HOVER_MODES = ("ANGLE", "STABILIZE", "ALT_HOLD", "LOITER", "GUIDED")
 
 
-class _MspRecorder:
+class _MspRecorder(RecorderBase):
     """Polls the board's status and builds the timeline, in loop time."""
 
     def __init__(self, session: MspBoardSession, loop: BetaflightLoop) -> None:
+        super().__init__()
         self.ap = session.autopilot
         self.loop = loop
-        self.states: list[tuple] = []
-        self.events: list[tuple[float, str, str]] = []
-        self.armed: bool | None = None
-        self.mode: str | None = None
         self.flags: frozenset[str] = frozenset()
-        self.ever_armed = False
         self.cycle_times: list[int] = []
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -89,13 +85,7 @@ class _MspRecorder:
         flags = frozenset(status.arming_disable_names)
         self.cycle_times.append(status.cycle_time_us)
         with self._changed:
-            if mode != self.mode:
-                self.events.append((t, "mode", mode))
-                self.mode = mode
-            if armed != self.armed:
-                self.events.append((t, "armed" if armed else "disarmed", ""))
-                self.armed = armed
-                self.ever_armed = self.ever_armed or armed
+            self.track(t, mode, armed)
             for name in sorted(flags - self.flags):
                 self.events.append((t, "statustext", f"{name} set"))
             for name in sorted(self.flags - flags):
@@ -131,13 +121,8 @@ class _MspRecorder:
                 self._changed.wait(min(0.2, deadline.remaining))
 
     def timeline(self, t0: float) -> Timeline:
-        timeline = Timeline()
         with self._changed:
-            for row in self.states:
-                timeline.add_state(row[0] - t0, *row[1:])
-            for t, kind, text in sorted(self.events, key=lambda e: e[0]):
-                timeline.add_event(t - t0, kind, text)
-        return timeline
+            return super().timeline(t0)
 
 
 def loop_config_for(scenario: Scenario, rate_hz: float) -> BetaflightLoopConfig:

@@ -19,7 +19,7 @@ from hil.mavlink.dialect import mavlink, mode_name
 from hil.scenario.expect import Verdict, evaluate
 from hil.scenario.limits import judge
 from hil.scenario.model import Scenario
-from hil.scenario.timeline import Timeline
+from hil.scenario.timeline import RecorderBase, Timeline
 from hil.session import BoardSession
 from hil.sim import geo
 from hil.sim.loop import ClosedLoop, SimConfig
@@ -78,18 +78,14 @@ class ScenarioResult:
         return float(t[-1]) if t is not None and len(t) else 0.0
 
 
-class _Recorder:
+class _Recorder(RecorderBase):
     """Buffers what the board says, in absolute vehicle time, for the Timeline."""
 
     def __init__(self, autopilot: MavlinkAutopilot) -> None:
+        super().__init__()
         self.ap = autopilot
-        self.states: list[tuple] = []
-        self.events: list[tuple[float, str, str]] = []
-        self.mode: str | None = None
-        self.armed: bool | None = None
         self.roll = 0.0
         self.pitch = 0.0
-        self.ever_armed = False
         #: time_usec and arrival ns of every HIL_ACTUATOR_CONTROLS: the loop's timing
         #: (arrays of machine integers: no object per message for the collector to scan).
         self.loop_usec = array("q")
@@ -113,26 +109,12 @@ class _Recorder:
         elif mtype == "HEARTBEAT" and msg.get_srcComponent() == self.ap.target_component:
             mode = mode_name(msg.custom_mode)
             armed = bool(msg.base_mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED)
-            if mode != self.mode:
-                self.events.append((t, "mode", mode))
-                self.mode = mode
-            if armed != self.armed:
-                self.events.append((t, "armed" if armed else "disarmed", ""))
-                self.armed = armed
-                self.ever_armed = self.ever_armed or armed
+            self.track(t, mode, armed)
         elif mtype == "STATUSTEXT":
             self.events.append((t, "statustext", msg.text))
 
     def on_sim_event(self, t: float, kind: str, text: str) -> None:
         self.events.append((t, kind, text))
-
-    def timeline(self, t0: float) -> Timeline:
-        timeline = Timeline()
-        for row in self.states:
-            timeline.add_state(row[0] - t0, *row[1:])
-        for t, kind, text in sorted(self.events, key=lambda e: e[0]):
-            timeline.add_event(t - t0, kind, text)
-        return timeline
 
 
 def sim_config_for(scenario: Scenario) -> SimConfig:

@@ -196,3 +196,34 @@ class Timeline:
 def _t(t: float) -> float:
     """A time for display: tiny negatives from clock rounding print as 0.00, not -0.00."""
     return 0.0 if abs(t) < 0.005 else t
+
+
+class RecorderBase:
+    """What both scenario recorders keep: states and events in absolute time, and the
+    mode and arming last seen, turned into events when they change."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple] = []
+        self.events: list[tuple[float, str, str]] = []
+        self.mode: str | None = None
+        self.armed: bool | None = None
+        self.ever_armed = False
+
+    def track(self, t: float, mode: str, armed: bool) -> None:
+        """Record a change of mode or arming at absolute time ``t``."""
+        if mode != self.mode:
+            self.events.append((t, "mode", mode))
+            self.mode = mode
+        if armed != self.armed:
+            self.events.append((t, "armed" if armed else "disarmed", ""))
+            self.armed = armed
+            self.ever_armed = self.ever_armed or armed
+
+    def timeline(self, t0: float) -> Timeline:
+        """A Timeline with t = 0 at ``t0``."""
+        timeline = Timeline()
+        for row in self.states:
+            timeline.add_state(row[0] - t0, *row[1:])
+        for t, kind, text in sorted(self.events, key=lambda e: e[0]):
+            timeline.add_event(t - t0, kind, text)
+        return timeline
