@@ -27,6 +27,7 @@ import time
 import weakref
 from pathlib import Path
 
+from hil.codecs import msp
 from hil.errors import BoardNotAnswering, ConfigError, HilError
 from hil.sitl.netns import NamespaceError, NetNamespace, namespaces_available
 from hil.timeout import Deadline
@@ -258,6 +259,14 @@ class BetaflightSitl:
         self._apply_scheduler()
 
     def _wait_port(self, port: int, timeout: float) -> None:
+        """Wait until the firmware answers an MSP request on ``port``.
+
+        An open port is not enough: the kernel completes TCP handshakes as soon as the
+        firmware listens, before its network thread runs.  That thread then accepts the
+        whole backlog at once and, serving one client per UART, closes every connection
+        after the first, so a probe that only connected would make the next client's
+        connection fail.  A request answered proves the thread is serving.
+        """
         deadline = Deadline(timeout)
         last = ""
         while not deadline.expired:
@@ -267,13 +276,14 @@ class BetaflightSitl:
                     f"see {self.log_path}"
                 )
             try:
-                with socket.create_connection((self.fc_ip, port), timeout=0.5):
+                if _msp_answers(self.fc_ip, port, min(1.0, max(0.1, deadline.remaining))):
                     return
+                last = "connected but no MSP answer"
             except OSError as exc:
-                last = str(exc)
+                last = str(exc) or type(exc).__name__
             time.sleep(0.05)
         raise BoardNotAnswering(
-            f"Betaflight SITL did not accept TCP {self.fc_ip}:{port} within {timeout:.0f} s "
+            f"Betaflight SITL did not answer MSP on TCP {self.fc_ip}:{port} within {timeout:.0f} s "
             f"({last}); see {self.log_path}"
         )
 
@@ -365,3 +375,22 @@ class BetaflightSitl:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _msp_answers(host: str, port: int, timeout: float) -> bool:
+    """One MSP_API_VERSION exchange on a fresh connection: True when it is answered."""
+    parser = msp.MspParser()
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(msp.encode_request(msp.MspCommand.API_VERSION))
+        deadline = Deadline(timeout)
+        while not deadline.expired:
+            sock.settimeout(max(0.01, deadline.remaining))
+            try:
+                data = sock.recv(256)
+            except TimeoutError:
+                return False
+            if not data:
+                return False  # closed by the firmware: it is still serving another client
+            if any(f.cmd == msp.MspCommand.API_VERSION for f in parser.feed(data)):
+                return True
+    return False
