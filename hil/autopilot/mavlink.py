@@ -103,6 +103,9 @@ class MavlinkAutopilot:
         self.identity: Identity | None = None
         self._params: dict[str, float] = {}
         self._param_count: int | None = None
+        #: Every acknowledged COMMAND_LONG on the host clock, oldest first:
+        #: (command, sent monotonic ns, COMMAND_ACK read monotonic ns, result).
+        self.command_log: deque[tuple[int, int, int, int]] = deque(maxlen=10_000)
         conn.add_listener(self._on_message)
 
     # -- receiving ---------------------------------------------------------------------
@@ -354,6 +357,7 @@ class MavlinkAutopilot:
         ack = None
         for attempt in range(retries + 1):
             since = self.mark()
+            sent_ns = time.monotonic_ns()
             self.conn.send(
                 mavlink.MAVLink_command_long_message(
                     self.target_system, self.target_component, command, attempt, *values
@@ -367,6 +371,8 @@ class MavlinkAutopilot:
                     since=since,
                     vehicle_time=False,
                 )
+                read_ns = getattr(ack, "_t_ns", 0) or time.monotonic_ns()
+                self.command_log.append((command, sent_ns, max(read_ns, sent_ns), int(ack.result)))
                 break
             except WaitTimeout:
                 if attempt == retries:

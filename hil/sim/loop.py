@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,6 +142,11 @@ class ClosedLoop(InjectionSchedule):
         #: time_usec of every HIL_ACTUATOR_CONTROLS taken: the board's own per-loop stamps
         #: (its sample times in plain lockstep, its loop clock with a loop-time model).
         self.actuator_time_us: list[int] = []
+        #: Host clock (monotonic ns) of each answered sample: when its bytes were written,
+        #: and when the answer's bytes were read; parallel arrays, one entry per answer.
+        self.sample_sent_ns = array("q")
+        self.answer_read_ns = array("q")
+        self._sent_ns: dict[int, int] = {}
 
     # -- clock -------------------------------------------------------------------------
     @property
@@ -294,10 +300,10 @@ class ClosedLoop(InjectionSchedule):
             msg = early.pop(t_us, None)
             early.clear()
             if msg is not None:
-                self._take_actuators(msg)
+                self._take_actuators(msg, t_us)
                 return
         if self._unstamped:
-            self._take_actuators(self._unstamped.popleft())
+            self._take_actuators(self._unstamped.popleft(), t_us)
             return
         deadline = time.monotonic() + self.config.step_timeout
         conn = self.conn
@@ -322,13 +328,18 @@ class ClosedLoop(InjectionSchedule):
                     elif msg.time_usec > t_us:
                         early[msg.time_usec] = msg  # the answer to the next sample came along
             if found is not None:
-                self._take_actuators(found)
+                self._take_actuators(found, t_us)
                 return
 
-    def _take_actuators(self, msg) -> None:
+    def _take_actuators(self, msg, sample_us: int | None = None) -> None:
         stamps = self.actuator_time_us
         if len(stamps) < _MAX_STAMPS:
             stamps.append(msg.time_usec)
+            if sample_us is not None:
+                sent = self._sent_ns.pop(sample_us, 0)
+                if sent:
+                    self.sample_sent_ns.append(sent)
+                    self.answer_read_ns.append(getattr(msg, "_t_ns", 0) or time.monotonic_ns())
         if msg.mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED:
             c = msg.controls
             self.motors = (c[0], c[1], c[2], c[3])
@@ -393,6 +404,11 @@ class ClosedLoop(InjectionSchedule):
         )
         sim.seq = (sim.seq + 1) % 256
         conn.send_bytes(b"".join(out) if len(out) > 1 else out[0])
+        if self.config.lockstep:
+            sent = self._sent_ns
+            if len(sent) > 8:  # samples never answered (a drain, a restart) must not pile up
+                sent.clear()
+            sent[t_us] = time.monotonic_ns()
 
     def _integrate(self) -> None:
         dt = self.dt_us * 1e-6
