@@ -113,3 +113,14 @@ def test_bench_command_prints_json():
         assert f["unit"] == "%" and all(0 < r <= 300 for r in f["runs"])
         assert all(b > 0 for b in f["extra"]["throughput_bps"])
         assert all(b > 0 for b in f["extra"]["limit_bps"])
+
+
+def test_timing_error_compares_the_loop_analysis_with_the_boards_model():
+    figure = bench.timing_error(periods=1500, runs=2, log=lambda _: None)
+    assert len(figure.runs) == 2 and figure.unit == "%"
+    for row in figure.extra["runs"]:
+        # The stamps are the model's own; what is left is the analysis's estimation error.
+        assert row["measured_rate_hz"] == pytest.approx(row["truth_rate_hz"], rel=0.01)
+        assert row["measured_p99_us"] == pytest.approx(row["truth_p99_us"], rel=0.02)
+    assert figure.passed == (max(figure.runs) <= 1.0)
+    assert "timing-measurement" in format_table([figure])
