@@ -7,6 +7,7 @@ bootloader and refuses writes and erases. See docs/flashing.md.
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def _sectors() -> tuple[tuple[int, int], ...]:
 
 SECTORS: tuple[tuple[int, int], ...] = _sectors()
 BOOTLOADER_SECTOR = SECTORS[0]
+_ERASED = b"\xff" * FLASH_TOTAL
 
 
 class FlashError(HilError):
@@ -37,17 +39,30 @@ class FlashError(HilError):
 
 
 class Flash:
-    """The flash file of one virtual board."""
+    """The flash file of one virtual board, mapped into memory (MAP_SHARED).
+
+    Reads and programming work on the mapping, with no system call per access; `flush`
+    writes the mapping back to the file (msync) and makes it durable (fsync). Other
+    processes that open the same file see the same page cache.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         if not self.path.exists() or self.path.stat().st_size != FLASH_TOTAL:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "wb") as handle:
-                handle.write(b"\xff" * FLASH_TOTAL)
+                handle.write(_ERASED)
         self._fd = os.open(self.path, os.O_RDWR)
+        try:
+            self._mem: mmap.mmap | None = mmap.mmap(self._fd, FLASH_TOTAL)
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     def close(self) -> None:
+        if self._mem is not None:
+            self._mem.close()
+            self._mem = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -57,6 +72,11 @@ class Flash:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _memory(self) -> mmap.mmap:
+        if self._mem is None:
+            raise FlashError(f"flash {self.path} is closed")
+        return self._mem
 
     @staticmethod
     def _check(address: int, length: int, *, writable: bool) -> None:
@@ -71,16 +91,30 @@ class Flash:
 
     def read(self, address: int, length: int) -> bytes:
         self._check(address, length, writable=False)
-        return os.pread(self._fd, length, address - FLASH_BASE)
+        start = address - FLASH_BASE
+        return self._memory()[start : start + length]
+
+    def matches(self, address: int, data: bytes) -> bool:
+        """True when the flash at `address` holds exactly `data` (a read-back check)."""
+        return self.read(address, len(data)) == data
+
+    def is_erased(self, address: int, length: int) -> bool:
+        """True when every one of `length` bytes at `address` reads 0xFF."""
+        return self.read(address, length) == _ERASED[:length]
 
     def write(self, address: int, data: bytes) -> None:
         """Program `data` at `address`: bits can only go from 1 to 0."""
         self._check(address, len(data), writable=True)
         if not data:
             return
-        old = self.read(address, len(data))
-        new = (int.from_bytes(old, "little") & int.from_bytes(data, "little")).to_bytes(len(data), "little")
-        os.pwrite(self._fd, new, address - FLASH_BASE)
+        start = address - FLASH_BASE
+        end = start + len(data)
+        mem = self._memory()
+        if self.is_erased(address, len(data)):
+            mem[start:end] = data  # erased NOR: old & data == data
+            return
+        old = int.from_bytes(mem[start:end], "little")
+        mem[start:end] = (old & int.from_bytes(data, "little")).to_bytes(len(data), "little")
 
     def sector_of(self, address: int) -> tuple[int, int]:
         for start, size in SECTORS:
@@ -93,16 +127,18 @@ class Flash:
         start, size = self.sector_of(address)
         if (start, size) == BOOTLOADER_SECTOR:
             raise FlashError(f"sector at 0x{start:08X} holds the bootloader and is write-protected")
-        os.pwrite(self._fd, b"\xff" * size, start - FLASH_BASE)
+        offset = start - FLASH_BASE
+        self._memory()[offset : offset + size] = _ERASED[:size]
 
     def erase_app(self) -> None:
         """Erase every application sector."""
-        for start, size in SECTORS:
-            if start >= APP_BASE:
-                os.pwrite(self._fd, b"\xff" * size, start - FLASH_BASE)
+        offset = APP_BASE - FLASH_BASE
+        self._memory()[offset:] = _ERASED[offset:]
 
     def app_bytes(self) -> bytes:
         return self.read(APP_BASE, APP_SIZE)
 
     def flush(self) -> None:
+        """Write the mapping back to the file and to the disk."""
+        self._memory().flush()
         os.fsync(self._fd)
