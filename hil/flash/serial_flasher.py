@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class DeviceFacts:
     flash_size: int
 
 
+def _name(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
+
+
 class BootloaderLink:
     """Requests and replies over an open port, every read bounded."""
 
@@ -90,11 +95,17 @@ class BootloaderLink:
         while self.link.read(quiet) is not None:
             pass
 
-    def request(
-        self, what: str, data: bytes, data_len: int = 0, timeout: float | None = None
-    ) -> bl.Reply:
-        """Send `data`, read one reply of `data_len` bytes; FlashError on silence or garbage."""
+    def send(self, data: bytes) -> None:
+        """Write one request; `receive` reads its reply."""
         self.link.write(data)
+
+    def receive(
+        self, what: str | Callable[[], str], data_len: int = 0, timeout: float | None = None
+    ) -> bl.Reply:
+        """Read one reply of `data_len` bytes; FlashError on silence or garbage.
+
+        `what` names the request in errors; a callable is only called to build one.
+        """
         limit = self.reply_timeout if timeout is None else timeout
         deadline = Deadline(limit)
         while True:
@@ -105,27 +116,39 @@ class BootloaderLink:
                 got = str(exc) if self._rx else f"no answer within {limit:.1f} s"
                 self._rx.clear()
                 raise FlashError(
-                    f"bootloader on {self.url}: {what}: {got}; is it a PX4/ArduPilot "
+                    f"bootloader on {self.url}: {_name(what)}: {got}; is it a PX4/ArduPilot "
                     "bootloader, still powered?"
                 ) from None
             if reply is not None:
                 del self._rx[: reply.consumed]
                 return reply
             if at_end:  # pragma: no cover - parse_reply raises or answers at the end
-                raise FlashError(f"bootloader on {self.url}: {what}: no answer within {limit:.1f} s")
+                raise FlashError(
+                    f"bootloader on {self.url}: {_name(what)}: no answer within {limit:.1f} s"
+                )
             chunk = self.link.read(max(0.0, deadline.remaining))
             if chunk is not None:
                 self._rx += chunk.data
 
-    def ok(self, what: str, data: bytes, data_len: int = 0, timeout: float | None = None) -> bytes:
-        """`request`, requiring status OK; returns the reply data."""
-        reply = self.request(what, data, data_len, timeout)
+    def request(
+        self, what: str, data: bytes, data_len: int = 0, timeout: float | None = None
+    ) -> bl.Reply:
+        """Send `data`, read one reply of `data_len` bytes; FlashError on silence or garbage."""
+        self.send(data)
+        return self.receive(what, data_len, timeout)
+
+    def require_ok(self, what: str | Callable[[], str], reply: bl.Reply) -> bytes:
+        """The reply's data when its status is OK, else FlashError."""
         if not reply.ok:
             raise FlashError(
-                f"bootloader on {self.url}: {what} refused ({reply.status.name}); "
+                f"bootloader on {self.url}: {_name(what)} refused ({reply.status.name}); "
                 "power-cycle the board and try again"
             )
         return reply.data
+
+    def ok(self, what: str, data: bytes, data_len: int = 0, timeout: float | None = None) -> bytes:
+        """`request`, requiring status OK; returns the reply data."""
+        return self.require_ok(what, self.request(what, data, data_len, timeout))
 
     def word(self, what: str, data: bytes) -> int:
         return int.from_bytes(self.ok(what, data, 4), "little")
@@ -328,12 +351,8 @@ class SerialFlasher(Flasher):
         link.ok("CHIP_ERASE", bl.encode_chip_erase(), timeout=self.erase_timeout)
         self.progress(1, 1, "erase")
         write_started = time.monotonic()
-        done = 0
         self.progress(0, total, "write")
-        for chunk in bl.prog_multi_chunks(payload):
-            link.ok(f"PROG_MULTI at +0x{done:X}", bl.encode_prog_multi(chunk))
-            done += len(chunk)
-            self.progress(done, total, "write")
+        self._write(link, payload, total)
         write_seconds = time.monotonic() - write_started
         self.progress(0, 1, "verify")
         board_crc = link.word("GET_CRC", bl.encode_get_crc())
@@ -346,6 +365,33 @@ class SerialFlasher(Flasher):
         seconds = time.monotonic() - started
         self._reboot(link)
         return False, total, seconds, write_seconds
+
+    def _write(self, link: BootloaderLink, payload: bytes, total: int) -> None:
+        """PROG_MULTI the payload, one request in flight at a time (a real bootloader's
+        receive buffer holds one).
+
+        While the bootloader works on one request, the host builds the next, and it
+        reports progress for the acknowledged bytes only after sending the next request:
+        the host's own work overlaps the board's instead of adding to each round trip.
+        """
+        requests = (bl.encode_prog_multi(chunk) for chunk in bl.prog_multi_chunks(payload))
+        request = next(requests, None)
+        if request is None:
+            return
+        link.send(request)
+        upcoming = next(requests, None)
+        done = 0
+        while True:
+            what = lambda at=done: f"PROG_MULTI at +0x{at:X}"  # noqa: E731 - built on error only
+            link.require_ok(what, link.receive(what))
+            done += len(request) - 3
+            request = upcoming
+            if request is not None:
+                link.send(request)
+            self.progress(done, total, "write")
+            if request is None:
+                return
+            upcoming = next(requests, None)
 
     def _check_fits(
         self, url: str, image: FirmwareImage, payload: bytes, facts: DeviceFacts

@@ -299,7 +299,7 @@ class SerialBootloader:
             self._first_word = data[:4]
             to_write = b"\xff\xff\xff\xff" + data[4:]
         self.flash.write(APP_BASE + offset, to_write)
-        if self.flash.read(APP_BASE + offset, len(to_write)) != to_write:
+        if not self.flash.matches(APP_BASE + offset, to_write):  # bl.c reads each word back
             self.log(f"program verify failed at 0x{APP_BASE + offset:08X} (not erased?)")
             self._reply(Status.FAILED)
             return
