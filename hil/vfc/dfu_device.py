@@ -28,7 +28,12 @@ DFU requests follow the DFU 1.1 state diagram with the ST ROM's DfuSe behaviour:
   dfuDNLOAD-SYNC; the next GETSTATUS starts the operation and answers dfuDNBUSY with the
   time it takes as pollTimeout; GETSTATUS after that time gives dfuDNLOAD-IDLE, or
   dfuERROR with the status of what went wrong. (Polling earlier answers dfuDNBUSY with
-  the time left, where hardware would NAK.)
+  the time left, where hardware would NAK.) As in ST's DfuSe device (the flash work
+  runs once the GETSTATUS answer has gone out, in EP0_TxReady), erasing and programming
+  happen after that answer is sent: during the host's pollTimeout, not before it.
+- Consecutive data blocks need no new pointer: block n lands at pointer + (n - 2) *
+  wTransferSize (UM0424 / AN3156), and the pointer moves only with SET_ADDRESS (or, as
+  on the ST ROM, with a sector erase).
 - Status codes: errADDRESS for an address outside the memory map, errTARGET for a
   sector that is read-only (the bootloader) or not erasable, errCHECK_ERASED for
   programming bytes that are not erased (0xFF; writing 0xFF anywhere is a no-op, as on
@@ -270,6 +275,7 @@ class DfuDevice:
         self._pending: tuple[str, int | None, bytes] | None = None
         self._busy_until = 0.0
         self._outcome = DfuStatus.OK
+        self._work: Callable[[], None] | None = None
         self._reset_after_busy = False
 
     # -- entry point -------------------------------------------------------------------
@@ -277,6 +283,7 @@ class DfuDevice:
         self, request_type: int, request: int, value: int, index: int, length: int, data: bytes
     ) -> bytes | None:
         """Answer one control transfer: IN data (b"" for OUT) or None to STALL."""
+        self.finish_work()
         kind = (request_type >> 5) & 3
         if kind == 0:
             return self._standard(request_type, request, value, index, length)
@@ -397,7 +404,7 @@ class DfuDevice:
     def _getstatus(self) -> bytes:
         now = self.clock()
         if self.state == DfuState.DFU_DNLOAD_SYNC and self._pending is not None:
-            poll_ms, self._outcome = self._execute(*self._pending)
+            poll_ms, self._outcome, self._work = self._start(*self._pending)
             self._pending = None
             self._busy_until = now + poll_ms / 1000.0
             self.state = DfuState.DFU_DNBUSY
@@ -423,21 +430,40 @@ class DfuDevice:
         return build_status(StatusReply(self.status, 0, self.state))
 
     # -- operations ----------------------------------------------------------------------
-    def _execute(self, name: str, address: int | None, data: bytes) -> tuple[int, DfuStatus]:
-        """Run a DNLOAD's operation; return (busy ms, resulting status)."""
+    def finish_work(self) -> None:
+        """Run the erase or program the last GETSTATUS started (its answer has gone out).
+
+        The server calls this right after sending each answer; `control` calls it first,
+        so a caller without a server sees the same order.
+        """
+        work, self._work = self._work, None
+        if work is None:
+            return
+        try:
+            work()
+        except _Failure as failure:
+            self._outcome = failure.status
+
+    def _start(
+        self, name: str, address: int | None, data: bytes
+    ) -> tuple[int, DfuStatus, Callable[[], None] | None]:
+        """Check a DNLOAD's operation: (busy ms, status so far, flash work to run next)."""
         try:
             if name == "WRITE":
                 assert address is not None
-                return self._program(address, data), DfuStatus.OK
+                self._check_program(address, len(data))
+                return round(self.timing.program_ms), DfuStatus.OK, lambda: self._program(address, data)
             if name == DfuseCommand.SET_ADDRESS.name:
                 assert address is not None
                 if LAYOUT.sector_at(address) is None:
                     raise _Failure(DfuStatus.ERR_ADDRESS)
                 self.pointer = address
-                return round(self.timing.command_ms), DfuStatus.OK
+                return round(self.timing.command_ms), DfuStatus.OK, None
             if name == DfuseCommand.ERASE.name and address is not None:
-                return self._erase_sector(address), DfuStatus.OK
-            # Mass erase, or read-unprotect (mass erase, then the device resets).
+                sector = self._erasable(address)
+                self.pointer = address  # the ST ROM's erase command moves the pointer too
+                return self.timing.erase_ms(sector.size), DfuStatus.OK, lambda: self._erase(sector)
+            # Mass erase, or read-unprotect (mass erase, then the device resets): at once.
             busy = 0
             for sector in LAYOUT.sectors:
                 if sector.erasable:
@@ -448,41 +474,60 @@ class DfuDevice:
                 raise _Failure(DfuStatus.ERR_ERASE) from None
             if name == DfuseCommand.READ_UNPROTECT.name:
                 self._reset_after_busy = True
-            return busy, DfuStatus.OK
+            return busy, DfuStatus.OK, None
         except _Failure as failure:
-            return 1, failure.status
+            return 1, failure.status, None
 
-    def _erase_sector(self, address: int) -> int:
+    @staticmethod
+    def _erasable(address: int) -> Sector:
         sector = LAYOUT.sector_at(address)
         if sector is None:
             raise _Failure(DfuStatus.ERR_ADDRESS)
         if not sector.erasable:
             raise _Failure(DfuStatus.ERR_TARGET)
+        return sector
+
+    def _erase(self, sector: Sector) -> None:
         try:
             self.flash.erase_sector(sector.address)
         except FlashError:
             raise _Failure(DfuStatus.ERR_ERASE) from None
-        return self.timing.erase_ms(sector.size)
 
-    def _program(self, address: int, data: bytes) -> int:
-        first, last = LAYOUT.sector_at(address), LAYOUT.sector_at(address + len(data) - 1)
+    @staticmethod
+    def _check_program(address: int, length: int) -> None:
+        """errADDRESS outside the memory map, errTARGET when a touched sector is read-only."""
+        first, last = LAYOUT.sector_at(address), LAYOUT.sector_at(address + length - 1)
         if first is None or last is None:
             raise _Failure(DfuStatus.ERR_ADDRESS)
         for sector in LAYOUT.sectors:
-            if sector.address < address + len(data) and address < sector.end and not sector.writable:
+            if sector.address < address + length and address < sector.end and not sector.writable:
                 raise _Failure(DfuStatus.ERR_TARGET)
-        old = self.flash.read(address, len(data))
-        for was, new in zip(old, data, strict=True):
-            if new != 0xFF and was != 0xFF:
+
+    def _program(self, address: int, data: bytes) -> None:
+        """Program one block: errCHECK_ERASED when a byte to program (not 0xFF) meets one
+        that is not erased; errWRITE / errVERIFY when the flash refuses or reads back wrong."""
+        flash = self.flash
+        expected = data
+        if not flash.is_erased(address, len(data)):
+            old = flash.read(address, len(data))
+            if _bits(old.translate(_NOT_ERASED)) & _bits(data.translate(_NOT_ERASED)):
                 raise _Failure(DfuStatus.ERR_CHECK_ERASED)
+            expected = (_bits(old) & _bits(data)).to_bytes(len(data), "little")
         try:
-            self.flash.write(address, data)
+            flash.write(address, data)
         except FlashError:
             raise _Failure(DfuStatus.ERR_WRITE) from None
-        if self.flash.read(address, len(data)) != bytes(a & b for a, b in zip(old, data, strict=True)):
+        if not flash.matches(address, expected):
             raise _Failure(DfuStatus.ERR_VERIFY)
         self.blocks_written += 1
-        return round(self.timing.program_ms)
+
+
+_NOT_ERASED = bytes(0 if byte == 0xFF else 1 for byte in range(256))
+"""bytes.translate table: 1 for a byte that is not erased (not 0xFF), 0 for one that is."""
+
+
+def _bits(data: bytes) -> int:
+    return int.from_bytes(data, "little")
 
 
 # ---------------------------------------------------------------------------- server
@@ -591,6 +636,8 @@ def serve_dfu(
                 except (OSError, ValueError):
                     drop(client)
                     continue
+                finally:
+                    device.finish_work()  # erase/program after the GETSTATUS answer is out
                 if device.left or device.reset_pending or should_stop():
                     break
             if device.reset_pending:
