@@ -5,8 +5,15 @@ The same code drives real boards (libusb, via `libusb-package`) and virtual ones
 memory layout and DFU functional descriptor, refuse an image that does not fit the
 writable sectors or is for another board (before anything is erased), clear any error
 state, skip when the read-back already equals the image, erase the touched sectors,
-write in wTransferSize blocks (pointer set before each, block 2, as dfu-util does),
-verify by read-back, leave DFU, and wait for the board to come back running the app.
+write in wTransferSize blocks, verify by read-back, leave DFU, and wait for the board to
+come back running the app.
+
+Blocks of one contiguous region go out with consecutive block numbers after a single
+SET_ADDRESS: DfuSe (UM0424, AN3156) puts DNLOAD block n >= 2 at address pointer +
+(n - 2) * wTransferSize, and only SET_ADDRESS (or an erase) moves the pointer. So each
+region (and the held-back first block) starts with SET_ADDRESS and block 2, as dfu-util
+starts every chunk, and the blocks after it need no more round trips. The pollTimeout
+the device asks for after each block is waited to the deadline, not slept past.
 
 The first block of the image is written last: until the very end the application's
 first bytes (its magic, for the virtual board) stay erased, so a flash cut off half way
@@ -19,7 +26,7 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,7 @@ from hil.firmware.dfuse_codec import (
 )
 from hil.firmware.image import FirmwareImage
 from hil.flash.base import Flasher, FlashError, FlashResult, Progress
+from hil.flash.wait import DeadlineWaiter
 from hil.links import ports, registry
 
 log = logging.getLogger(__name__)
@@ -65,6 +73,17 @@ ENTER_DFU_HINT = (
     "(the rig's BOOT0 switch); a board that runs ArduPilot/PX4 can also be flashed "
     "through its serial bootloader (method 'serial')"
 )
+
+
+MAX_BLOCK = 0xFFFF
+"""The largest wBlockNum (wValue is 16 bits): a longer region gets a new SET_ADDRESS."""
+
+What = str | Callable[[], str]
+"""A step's name for errors; a callable is only called when an error needs it."""
+
+
+def _name(what: What) -> str:
+    return what if isinstance(what, str) else what()
 
 
 class _DeviceError(HilError):
@@ -110,6 +129,7 @@ class DfuSession:
         self.transfer_size = transfer_size
         self.timeout_ms = timeout_ms
         self.busy_limit = busy_limit
+        self.waiter = DeadlineWaiter()
 
     # -- raw requests --------------------------------------------------------------------
     def _out(self, request: DfuRequest, value: int = 0, data: bytes = b"") -> None:
@@ -139,18 +159,25 @@ class DfuSession:
         return self._in(DfuRequest.UPLOAD, block, length)
 
     # -- sequences -----------------------------------------------------------------------
-    def wait_done(self, what: str) -> StatusReply:
-        """After a DNLOAD: GETSTATUS, wait pollTimeout while dfuDNBUSY, until dfuDNLOAD-IDLE."""
-        deadline = time.monotonic() + self.busy_limit
+    def wait_done(self, what: What) -> StatusReply:
+        """After a DNLOAD: GETSTATUS, wait pollTimeout while dfuDNBUSY, until dfuDNLOAD-IDLE.
+
+        Each wait ends at the pollTimeout after the answer arrived (the device starts
+        its clock when it answers), not later; all of them within `busy_limit`.
+        """
+        give_up = time.monotonic() + self.busy_limit
         while True:
             reply = self.get_status()
+            answered = time.monotonic()
             if reply.status != DfuStatus.OK or reply.state == DfuState.DFU_ERROR:
-                raise _DeviceError(reply.status, reply.state, what)
+                raise _DeviceError(reply.status, reply.state, _name(what))
             if reply.state != DfuState.DFU_DNBUSY:
                 return reply
-            if time.monotonic() > deadline:
-                raise FlashError(f"{what}: the DFU device stayed busy for over {self.busy_limit:.0f} s")
-            time.sleep(reply.poll_timeout_ms / 1000.0)
+            if answered > give_up:
+                raise FlashError(
+                    f"{_name(what)}: the DFU device stayed busy for over {self.busy_limit:.0f} s"
+                )
+            self.waiter.wait_until(min(answered + reply.poll_timeout_ms / 1000.0, give_up))
 
     def command(self, payload: bytes, what: str) -> None:
         self.dnload(0, payload)
@@ -165,11 +192,39 @@ class DfuSession:
         self.command(erase_page_command(address), f"erase sector 0x{address:08X}")
 
     def write(self, address: int, data: bytes) -> None:
-        self.set_address(address)
-        self.dnload(FIRST_DATA_BLOCK, data)
-        reply = self.wait_done(f"write {len(data)} bytes at 0x{address:08X}")
-        if reply.state != DfuState.DFU_DNLOAD_IDLE:
-            raise FlashError(f"write at 0x{address:08X}: DFU device ended in {reply.state.name}")
+        """Program one block at `address` (SET_ADDRESS, then block 2)."""
+        self.write_blocks(address, [data])
+
+    def write_blocks(
+        self,
+        address: int,
+        blocks: Sequence[bytes],
+        on_block: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Program `blocks` back to back from `address`: SET_ADDRESS, then DNLOAD blocks
+        2, 3, ... (block n lands at address + (n - 2) * wTransferSize), with a new
+        SET_ADDRESS before the block number would pass 0xFFFF. Every block but the last
+        must be wTransferSize long. `on_block(address, length)` follows each block."""
+        size = self.transfer_size
+        last = len(blocks) - 1
+        block = MAX_BLOCK + 1  # a SET_ADDRESS before the first block
+        for i, data in enumerate(blocks):
+            if len(data) > size or (len(data) < size and i != last) or not data:
+                raise ValueError(
+                    f"block {i} of {len(blocks)} at 0x{address:08X} is {len(data)} bytes: "
+                    f"consecutive blocks must be {size} bytes (only the last may be shorter)"
+                )
+            at, length = address + i * size, len(data)
+            if block > MAX_BLOCK:
+                self.set_address(at)
+                block = FIRST_DATA_BLOCK
+            self.dnload(block, data)
+            reply = self.wait_done(lambda at=at, n=length: f"write {n} bytes at 0x{at:08X}")
+            if reply.state != DfuState.DFU_DNLOAD_IDLE:
+                raise FlashError(f"write at 0x{at:08X}: DFU device ended in {reply.state.name}")
+            block += 1
+            if on_block is not None:
+                on_block(at, length)
 
     def ensure_idle(self) -> None:
         """Bring the device to dfuIDLE from whatever an earlier (cut-off) session left."""
@@ -471,21 +526,27 @@ class DfuFlasher(Flasher):
             self.progress(erased, erase_total, "erase")
 
         size = session.transfer_size
-        chunks = [
-            (seg.address + off, seg.data[off : off + size])
+        regions = [
+            (seg.address, [seg.data[off : off + size] for off in range(0, len(seg.data), size)])
             for seg in image.segments
-            for off in range(0, len(seg.data), size)
         ]
         # The first block (the app's magic) goes last: a cut-off flash never looks bootable.
-        order = chunks[1:] + chunks[:1]
+        start, first_blocks = regions[0]
+        plan = [(start + size, first_blocks[1:]), *regions[1:], (start, first_blocks[:1])]
         t_write = time.monotonic()
         written = 0
-        self.progress(0, total, "write")
-        for address, data in order:
-            self._step = f"writing 0x{address:08X} ({written} of {total} bytes written)"
-            session.write(address, data)
-            written += len(data)
+
+        def on_block(address: int, length: int) -> None:
+            nonlocal written
+            written += length
+            self._step = f"writing after 0x{address:08X} ({written} of {total} bytes written)"
             self.progress(written, total, "write")
+
+        self.progress(0, total, "write")
+        for address, blocks in plan:
+            if blocks:
+                self._step = f"writing 0x{address:08X} ({written} of {total} bytes written)"
+                session.write_blocks(address, blocks, on_block)
         write_seconds = time.monotonic() - t_write
 
         verified = 0
