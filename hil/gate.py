@@ -213,7 +213,16 @@ def _latencies(result) -> dict[str, float]:
 
 
 def _figures(result) -> dict[str, float]:
-    return {k: float(v) for k, v in result.measurements.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    """The run's numeric figures the gate compares. Host-clock figures of a lockstep run
+    measure how busy the host was, not the firmware, so they are left out."""
+    from hil.scenario.host_timing import HOST_CLOCK_FIGURES, ran_in_real_time
+
+    skip = set() if ran_in_real_time(result.measurements) else HOST_CLOCK_FIGURES
+    return {
+        k: float(v)
+        for k, v in result.measurements.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in skip
+    }
 
 
 def fly(

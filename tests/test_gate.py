@@ -90,3 +90,15 @@ def test_gate_with_a_missing_image_is_a_clear_error(tmp_path, capsys):
     ])
     assert code != 0 and code != 1  # an error, not a verdict
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_host_clock_figures_gate_only_when_the_board_ran_in_real_time():
+    from types import SimpleNamespace
+
+    from hil.gate import _figures
+
+    figures = {"failsafe_latency_s": 1.0, "command_ack_latency_ms": 3.0, "board_clock_rate": 12.0}
+    lockstep = SimpleNamespace(measurements={**figures, "timesync": {"rate": 12.0}})
+    assert set(_figures(lockstep)) == {"failsafe_latency_s"}
+    real_time = SimpleNamespace(measurements={**figures, "board_clock_rate": 1.00002, "timesync": {"rate": 1.00002}})
+    assert set(_figures(real_time)) == {"failsafe_latency_s", "command_ack_latency_ms", "board_clock_rate"}

@@ -6,8 +6,11 @@
   has a loop-time model); on Betaflight SITL the kernel arrival stamps of its motor
   packets, one per control loop that answered a state packet.
 - ``failsafe_latency_s``: from the first injection's start to the first change of mode
-  or arming after it, in vehicle time; its uncertainty is the spacing of the messages
-  that reveal the mode (the recorded state rate).
+  or arming after it, in vehicle time; its uncertainty is the gap between the report
+  that showed the change and the report before it (HEARTBEAT on MAVLink, the status poll
+  on MSP): the change happened somewhere in that gap.
+- ``command_ack_latency_ms``, ``sensor_actuator_latency_us``: on the host clock, MAVLink
+  runs only (`hil.scenario.host_timing`).
 
 Each figure is a `hil.timing.Measurement` with its uncertainty, recorded whether it
 passes or not.
@@ -54,9 +57,19 @@ def failsafe_latency(scenario: Scenario, result) -> Measurement | None:
     )
     if first is None:
         return None
-    t = np.asarray(timeline.states().get("t", []), dtype=float)
-    spacing = float(np.median(np.diff(t))) if t.size > 2 else 0.1
-    return Measurement("failsafe_latency_s", first.t - t0, "s", uncertainty=spacing)
+    gap = _gap_before(getattr(result, "change_gaps", ()), first.t)
+    if gap is None:
+        t = np.asarray(timeline.states().get("t", []), dtype=float)
+        gap = float(np.median(np.diff(t))) if t.size > 2 else 0.1
+    return Measurement("failsafe_latency_s", first.t - t0, "s", uncertainty=gap)
+
+
+def _gap_before(gaps, t: float) -> float | None:
+    """The reporting gap recorded for the change at timeline time ``t``."""
+    for when, gap in gaps:
+        if abs(when - t) < 1e-6:
+            return float(gap)
+    return None
 
 
 def measure(scenario: Scenario, result, loop) -> list[Measurement]:
@@ -81,9 +94,13 @@ def measure(scenario: Scenario, result, loop) -> list[Measurement]:
     return out
 
 
-def judge(scenario: Scenario, result, loop) -> list[Measurement]:
-    """Measure, apply the scenario's limits, add a verdict per limit to ``result``."""
+def judge(scenario: Scenario, result, loop, extra: list[Measurement] | tuple = ()) -> list[Measurement]:
+    """Measure, apply the scenario's limits, add a verdict per limit to ``result``.
+
+    `extra` are figures the runner measured itself (host-clock latencies)."""
     measured = {m.name: m for m in measure(scenario, result, loop)}
+    for m in extra:
+        measured.setdefault(m.name, m)
     judged = []
     for limit in scenario.limits:
         exp = ExpectLimit(limit=limit)

@@ -506,6 +506,8 @@ LIMIT_NAMES: Mapping[str, str] = MappingProxyType(
         "loop_jitter_p99_us": "us",
         "loop_overruns": "",
         "failsafe_latency_s": "s",
+        "command_ack_latency_ms": "ms",
+        "sensor_actuator_latency_us": "us",
     }
 )
 

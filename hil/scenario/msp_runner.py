@@ -201,6 +201,7 @@ def run_msp_scenario(
         result.notes.extend(session.notes)
         result.sim_seconds = loop.time
         result.timeline = recorder.timeline(t0)
+        result.change_gaps = [(t - t0, gap) for t, gap in recorder.change_gaps]
     if result.error is None:
         result.verdicts = evaluate(scenario, result.timeline, scenario.nominal_anchors())
         judge(scenario, result, loop)

@@ -17,6 +17,7 @@ from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import CommandRefused, HilError, WaitTimeout
 from hil.mavlink.dialect import mavlink, mode_name
 from hil.scenario.expect import Verdict, evaluate
+from hil.scenario.host_timing import HostTiming, heartbeat_rate_for, request_heartbeat_rate
 from hil.scenario.limits import judge
 from hil.scenario.model import Scenario
 from hil.scenario.timeline import RecorderBase, Timeline
@@ -48,6 +49,8 @@ class ScenarioResult:
     timing: list[Any] = field(default_factory=list)
     #: Files the run left in the report directory, what -> path.
     artifacts: dict[str, Any] = field(default_factory=dict)
+    #: (timeline time of a mode or arming change, gap to the report before it), s.
+    change_gaps: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -154,6 +157,9 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
     if capture is not None:
         capture.attach(session)
     sim: ClosedLoop | None = None
+    host = HostTiming(ap)
+    heartbeat_hz = heartbeat_rate_for(scenario)
+    asked_heartbeat = False
     wall0 = time.monotonic()
     t0 = ap.vehicle_time
     try:
@@ -161,6 +167,7 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
             ap.set_param(name, value)
         if session.board.simulated:
             sim = session.make_sim(sim_config_for(scenario))
+            host.loop = sim
             sim.event_hooks.append(recorder.on_sim_event)
             if capture is not None:
                 capture.attach(session)  # the receiver UARTs are open now
@@ -169,8 +176,15 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
             raise HilError(
                 f"board {session.board.name} flies its own physics; injections need the harness's closed loop"
             )
+        host.start()
         if scenario.setup.armed:
             _fly_setup(ap, scenario)
+        if heartbeat_hz is not None:
+            refused = request_heartbeat_rate(ap, heartbeat_hz)
+            asked_heartbeat = refused is None
+            result.notes.append(
+                refused or f"HEARTBEAT requested at {heartbeat_hz:g} Hz to resolve the failsafe-latency limit"
+            )
         t0 = ap.vehicle_time
         recorder.events.append((t0, "note", "timeline start"))
         if sim is not None:
@@ -179,15 +193,29 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
                 stop = None if inj.stop is None else t0 + inj.stop + offset
                 sim.schedule(inj.kind, t0 + inj.start + offset, stop, inj.params, inj.id)
         _fly_timeline(ap, scenario, recorder, t0)
+        host.finish()
     except HilError as exc:
         result.error = str(exc)
     finally:
         result.sim_seconds = sim.time if sim is not None else ap.vehicle_time
         result.wall_seconds = time.monotonic() - wall0
         result.timeline = recorder.timeline(t0)
+        result.change_gaps = [(t - t0, gap) for t, gap in recorder.change_gaps]
+    result.notes.extend(host.notes)
+    if host.alignment is not None:
+        result.measurements["timesync"] = host.alignment.to_dict()
     if result.error is None:
         result.verdicts = evaluate(scenario, result.timeline, scenario.nominal_anchors())
-        judge(scenario, result, sim)
+        try:
+            extra = host.measurements()
+        except ValueError as exc:  # too few samples to measure: said, not fatal
+            result.notes.append(f"host-clock latencies not measured: {exc}")
+            extra = []
+        judge(scenario, result, sim, extra)
+    if asked_heartbeat and (sim is None or sim.error is None):
+        note = request_heartbeat_rate(ap, None)
+        if note:
+            result.notes.append(note)
     _finish(ap, result)
     if sim is not None:
         result.sim_seconds = sim.time

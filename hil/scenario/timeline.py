@@ -208,16 +208,26 @@ class RecorderBase:
         self.mode: str | None = None
         self.armed: bool | None = None
         self.ever_armed = False
+        #: (absolute time of a change, time since the report before it): the change
+        #: happened somewhere in that gap, which bounds how exactly its time is known.
+        self.change_gaps: list[tuple[float, float]] = []
+        self._last_report: float | None = None
 
     def track(self, t: float, mode: str, armed: bool) -> None:
-        """Record a change of mode or arming at absolute time ``t``."""
+        """Record a report of mode and arming at absolute time ``t``; changes become events."""
+        changed = False
         if mode != self.mode:
             self.events.append((t, "mode", mode))
             self.mode = mode
+            changed = True
         if armed != self.armed:
             self.events.append((t, "armed" if armed else "disarmed", ""))
             self.armed = armed
             self.ever_armed = self.ever_armed or armed
+            changed = True
+        if changed and self._last_report is not None:
+            self.change_gaps.append((t, t - self._last_report))
+        self._last_report = t
 
     def timeline(self, t0: float) -> Timeline:
         """A Timeline with t = 0 at ``t0``."""
