@@ -389,3 +389,63 @@ def test_should_stop_ends_serving(tmp_path):
     with pytest.raises((ConnectionError, OSError)):
         c.status()
     c.close()
+
+
+class _Clocked:
+    """A DfuDevice in this process on a clock the test moves."""
+
+    def __init__(self, flash: Flash) -> None:
+        self.now = 0.0
+        self.dev = DfuDevice(flash, SERIAL, timing=DfuTiming(), clock=lambda: self.now)
+
+    def status(self):
+        return parse_status(self.dev.control(0xA1, 3, 0, 0, 6, b""))
+
+    def run(self, block: int, data: bytes):
+        """DNLOAD, GETSTATUS (busy), then GETSTATUS once the pollTimeout has passed."""
+        assert self.dev.control(0x21, 1, block, 0, len(data), data) == b""
+        busy = self.status()
+        assert busy.state == DfuState.DFU_DNBUSY
+        self.now += busy.poll_timeout_ms / 1000.0
+        return self.status()
+
+
+def test_programming_happens_after_the_busy_answer_is_sent(tmp_path):
+    with Flash(tmp_path / "flash.bin") as flash:
+        d = _Clocked(flash)
+        assert d.run(0, set_address_command(APP_BASE)).state == DfuState.DFU_DNLOAD_IDLE
+        block = bytes(range(256)) * 8
+        assert d.dev.control(0x21, 1, 2, 0, len(block), block) == b""
+        busy = d.status()
+        assert (busy.state, busy.poll_timeout_ms) == (DfuState.DFU_DNBUSY, 1)
+        # The answer is out, the flash not yet written: that happens during pollTimeout ...
+        assert flash.read(APP_BASE, 4) == b"\xff" * 4
+        d.dev.finish_work()  # ... which serve_dfu starts as soon as it has sent the answer
+        assert flash.read(APP_BASE, len(block)) == block
+        d.now += 0.001
+        assert d.status().state == DfuState.DFU_DNLOAD_IDLE
+
+
+def test_a_failure_found_by_the_deferred_work_is_reported_after_the_poll(tmp_path):
+    with Flash(tmp_path / "flash.bin") as flash:
+        flash.write(APP_BASE, b"\x00")
+        d = _Clocked(flash)
+        assert d.run(0, set_address_command(APP_BASE)).state == DfuState.DFU_DNLOAD_IDLE
+        # No finish_work() call here: the next request runs the pending work first.
+        reply = d.run(2, b"\x12\x34\x56\x78")
+        assert (reply.status, reply.state) == (DfuStatus.ERR_CHECK_ERASED, DfuState.DFU_ERROR)
+        assert flash.read(APP_BASE, 4) == b"\x00\xff\xff\xff"
+
+
+def test_consecutive_blocks_need_no_new_pointer_and_an_erase_moves_it(server):
+    c = server.client()
+    sector = APP_BASE + 0x8000  # sector 3, 16 KiB
+    server.flash.write(sector + 0x100, b"\x00" * 4)
+    assert c.run(0, erase_page_command(sector)).state == DfuState.DFU_DNLOAD_IDLE
+    blocks = [bytes([n]) * 2048 for n in range(1, 9)]  # the whole sector, blocks 2..9
+    for number, block in enumerate(blocks, start=2):
+        assert c.run(number, block).state == DfuState.DFU_DNLOAD_IDLE
+    # No SET_ADDRESS: block n landed at the erased sector + (n - 2) * wTransferSize.
+    assert server.flash.read(sector, 0x4000) == b"".join(blocks)
+    assert server.flash.read(sector + 0x4000, 16) == b"\xff" * 16
+    c.close()

@@ -16,13 +16,14 @@ import usb.core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hil.firmware.dfuse_codec import DfuState, parse_status
+from hil.firmware.dfuse_codec import DfuRequest, DfuState, parse_memory_layout, parse_status
 from hil.firmware.image import FirmwareImage, Segment
+from hil.flash import dfu_flasher
 from hil.flash.base import FlashError
-from hil.flash.dfu_flasher import DfuFlasher, parse_app_header
+from hil.flash.dfu_flasher import DfuFlasher, DfuSession, parse_app_header
 from hil.links import registry
 from hil.usb import VirtualBackend
-from hil.vfc.dfu_device import DfuTiming, serve_dfu
+from hil.vfc.dfu_device import DfuDevice, DfuTiming, serve_dfu
 from hil.vfc.flash import APP_BASE, FLASH_BASE, Flash
 
 SERIAL = "HILDFU07"
@@ -270,3 +271,92 @@ def test_cut_off_flash_leaves_a_board_that_flashes_again(cut):
             assert parse_app_header(CUT_PAYLOAD)["crc_ok"]
         finally:
             board.close()
+
+
+class InProcessDevice:
+    """A pyusb-like `dev` on a DfuDevice in this process, noting every DNLOAD it gets."""
+
+    def __init__(self, flash: Flash) -> None:
+        self.device = DfuDevice(flash, SERIAL, timing=DfuTiming())
+        self.dnloads: list[tuple[str, int, int]] = []  # ("SET", address, 0) / ("DATA", block, n)
+
+    def ctrl_transfer(self, request_type, request, value, index, data, timeout=None):
+        payload = b"" if request_type & 0x80 else bytes(data)
+        length = int(data) if request_type & 0x80 else len(payload)
+        if request == DfuRequest.DNLOAD and payload:
+            if value == 0 and payload[0] == 0x21:
+                self.dnloads.append(("SET", int.from_bytes(payload[1:5], "little"), 0))
+            elif value >= 2:
+                self.dnloads.append(("DATA", value, len(payload)))
+        answer = self.device.control(request_type, request, value, index, length, payload)
+        if answer is None:
+            raise usb.core.USBError("Pipe error")
+        self.device.finish_work()  # as serve_dfu does once the answer is out
+        return answer if request_type & 0x80 else len(payload)
+
+
+def _writes(dnloads: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """The DNLOADs of the write phase: from the SET_ADDRESS before the first data block."""
+    first = next(i for i, d in enumerate(dnloads) if d[0] == "DATA") - 1
+    last = max(i for i, d in enumerate(dnloads) if d[0] == "DATA")
+    return dnloads[first : last + 1]
+
+
+def test_blocks_of_each_region_follow_one_set_address_and_land_in_place(tmp_path):
+    # Two regions with a gap; neither is a whole number of blocks.
+    head = app_payload(5 * 2048 + 100)
+    far = random.Random(8).randbytes(3000)
+    far_at = APP_BASE + 0x20000
+    image = FirmwareImage("two.hex", "hex", (Segment(APP_BASE, head), Segment(far_at, far)))
+    with Flash(tmp_path / "flash.bin") as flash:
+        dev = InProcessDevice(flash)
+        flasher = DfuFlasher(SERIAL, registry_dir=tmp_path, wait_for_app=False)
+        layout = parse_memory_layout(dev.device._strings[4])
+        session = DfuSession(dev, transfer_size=2048)
+        session.ensure_idle()
+        flasher._flash(session, image, flasher.check_image(image, layout), True, layout)
+        assert _writes(dev.dnloads) == [
+            # the first region from its second block on: one pointer, blocks 2, 3, ...
+            ("SET", APP_BASE + 2048, 0),
+            *[("DATA", n, 2048) for n in range(2, 6)],
+            ("DATA", 6, 100),
+            # the region after the gap: its own pointer
+            ("SET", far_at, 0),
+            ("DATA", 2, 2048),
+            ("DATA", 3, 3000 - 2048),
+            # the held-back first block (the app's magic), last
+            ("SET", APP_BASE, 0),
+            ("DATA", 2, 2048),
+        ]
+        assert flash.read(APP_BASE, len(head)) == head
+        assert flash.read(far_at, len(far)) == far
+        gap = far_at - (APP_BASE + len(head))
+        assert flash.read(APP_BASE + len(head), gap) == b"\xff" * gap
+        assert flash.read(far_at + len(far), 64) == b"\xff" * 64
+
+
+def test_a_region_past_the_last_block_number_gets_a_new_set_address(tmp_path, monkeypatch):
+    monkeypatch.setattr(dfu_flasher, "MAX_BLOCK", 4)  # blocks 2, 3, 4 per pointer
+    data = random.Random(4).randbytes(7 * 2048 - 10)
+    blocks = [data[i : i + 2048] for i in range(0, len(data), 2048)]
+    with Flash(tmp_path / "flash.bin") as flash:
+        dev = InProcessDevice(flash)
+        session = DfuSession(dev, transfer_size=2048)
+        session.ensure_idle()
+        landed: list[tuple[int, int]] = []
+        session.write_blocks(APP_BASE, blocks, lambda at, n: landed.append((at, n)))
+        assert [d[:2] for d in dev.dnloads] == [
+            ("SET", APP_BASE), ("DATA", 2), ("DATA", 3), ("DATA", 4),
+            ("SET", APP_BASE + 3 * 2048), ("DATA", 2), ("DATA", 3), ("DATA", 4),
+            ("SET", APP_BASE + 6 * 2048), ("DATA", 2),
+        ]
+        assert landed == [(APP_BASE + i * 2048, len(b)) for i, b in enumerate(blocks)]
+        assert flash.read(APP_BASE, len(data)) == data
+
+
+def test_only_the_last_block_of_a_region_may_be_short(tmp_path):
+    with Flash(tmp_path / "flash.bin") as flash:
+        session = DfuSession(InProcessDevice(flash), transfer_size=2048)
+        with pytest.raises(ValueError, match="only the last may be shorter"):
+            session.write_blocks(APP_BASE, [b"\x00" * 100, b"\x00" * 2048])
+        assert flash.app_bytes() == b"\xff" * len(flash.app_bytes())

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from hil.firmware import bootloader_codec as bl
 from hil.firmware.app_image import build_app, parse_app
 from hil.firmware.build import REPO_IMAGES
 from hil.firmware.image import FirmwareImage, Segment, load_image
 from hil.flash.base import FlashError
-from hil.flash.serial_flasher import SerialFlasher, app_payload
+from hil.flash.serial_flasher import BootloaderLink, SerialFlasher, app_payload
 from hil.links import registry
 from hil.links.ports import find_port
 from hil.mavlink.dialect import VFC_USB_PID, VFC_USB_VID
+from hil.vfc.bootloader import SerialBootloader
 from hil.vfc.flash import APP_BASE, APP_SIZE, Flash
 from hil.vfc.process import VirtualBoardProcess
 from hil.vfc.pty import Pty
@@ -227,3 +229,72 @@ def test_the_failsafe_scenario_catches_the_field_patch_flashed_onto_the_board(tm
         assert any("RTL" in m for m in failed), outcome.failure_text()
     finally:
         rig.stop()
+
+
+class _CountingBootloader(SerialBootloader):
+    """The virtual bootloader, noting how many bytes wait behind each request it handles."""
+
+    def __init__(self, *args, refuse_prog_at: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting_behind: list[int] = []
+        self.refuse_prog_at = refuse_prog_at
+
+    def _handle(self, request: bytes) -> None:
+        if request[0] == bl.Opcode.PROG_MULTI:
+            self.waiting_behind.append(len(self._rx))
+            if self._prog_offset == self.refuse_prog_at:
+                self._reply(bl.Status.FAILED)
+                return
+        super()._handle(request)
+
+
+class _InThreadLoader:
+    def __init__(self, tmp_path: Path, **kwargs) -> None:
+        self.flash = Flash(tmp_path / "flash.bin")
+        self.loader = _CountingBootloader(
+            self.flash, "HILBL0002", sector_erase_s=0.0, log=lambda text: None, **kwargs
+        )
+        self.stop = False
+        self.thread = threading.Thread(target=lambda: self.loader.run(lambda: self.stop), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join(3.0)
+        self.loader.close()
+        self.flash.close()
+
+
+def test_prog_multi_requests_go_one_at_a_time_and_the_crc_verifies(tmp_path: Path) -> None:
+    board = _InThreadLoader(tmp_path)
+    image = load_image(RELEASE)
+    payload = app_payload(image)
+    seen: list[tuple[int, int, str]] = []
+    try:
+        flasher = SerialFlasher("HILBL0002", progress=lambda d, t, p: seen.append((d, t, p)))
+        with BootloaderLink(board.loader.port) as link:
+            skipped, written, _, _ = flasher._program(link, image, payload, force=True)
+        assert not skipped and written == len(payload) + (-len(payload) % 4)
+        # Never a second request behind the one being handled: no pipelining.
+        assert board.loader.waiting_behind and set(board.loader.waiting_behind) == {0}
+        assert len(board.loader.waiting_behind) == -(-written // bl.PROG_MULTI_MAX)
+        assert board.flash.read(APP_BASE, len(payload)) == payload
+    finally:
+        board.close()
+    writes = [d for d, _, p in seen if p == "write"]
+    assert writes[0] == 0 and writes[-1] == written
+    assert writes == sorted(writes) and len(writes) == len(board.loader.waiting_behind) + 1
+
+
+def test_a_prog_multi_refused_mid_way_names_its_offset_and_the_app_stays_unbootable(
+    tmp_path: Path,
+) -> None:
+    board = _InThreadLoader(tmp_path, refuse_prog_at=3 * bl.PROG_MULTI_MAX)
+    image = load_image(RELEASE)
+    try:
+        with BootloaderLink(board.loader.port) as link:
+            with pytest.raises(FlashError, match=r"PROG_MULTI at \+0x2F4 refused \(FAILED\)"):
+                SerialFlasher("HILBL0002")._program(link, image, app_payload(image), force=True)
+        assert board.flash.read(APP_BASE, 4) == b"\xff" * 4  # the first word is held back
+    finally:
+        board.close()

@@ -59,3 +59,27 @@ def test_write_to_erased_flash_reads_back(tmp_path_factory, offset, data):
 def test_access_past_the_end_is_refused(flash):
     with pytest.raises(FlashError):
         flash.read(FLASH_BASE + FLASH_TOTAL - 1, 2)
+
+
+def test_programming_is_visible_to_another_open_of_the_file_and_survives_flush(tmp_path):
+    with Flash(tmp_path / "f.bin") as f:
+        f.write(APP_BASE + 8, b"shared")
+        with Flash(tmp_path / "f.bin") as other:  # another process opens the same file
+            assert other.read(APP_BASE + 8, 6) == b"shared"
+        f.flush()
+    assert (tmp_path / "f.bin").read_bytes()[APP_BASE - FLASH_BASE + 8 :][:6] == b"shared"
+
+
+def test_matches_and_is_erased_read_the_flash(flash):
+    assert flash.is_erased(APP_BASE, 4096)
+    flash.write(APP_BASE + 4095, b"\x7f")
+    assert not flash.is_erased(APP_BASE, 4096)
+    assert flash.matches(APP_BASE + 4094, b"\xff\x7f")
+    assert not flash.matches(APP_BASE + 4094, b"\xff\xff")
+
+
+def test_a_closed_flash_refuses_access(tmp_path):
+    f = Flash(tmp_path / "f.bin")
+    f.close()
+    with pytest.raises(FlashError, match="closed"):
+        f.read(APP_BASE, 1)
