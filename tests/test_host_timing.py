@@ -11,21 +11,12 @@ import pytest
 from hil.mavlink.dialect import mavlink
 from hil.scenario.host_timing import HostTiming, heartbeat_rate_for
 from hil.scenario.limits import failsafe_latency, judge
-from hil.scenario.load import load_scenario, parse_scenario
+from hil.scenario.load import load_scenario
 from hil.scenario.runner import ScenarioResult, run_scenario
 from hil.scenario.timeline import RecorderBase, Timeline
 from hil.sim.loop import ClosedLoop, SimConfig
 from hil.timeout import Deadline
-
-
-def _scenario(limits: dict):
-    return parse_scenario({
-        "scenario": {"name": "s", "duration": 10.0},
-        "setup": {"mode": "LOITER", "altitude": 5.0},
-        "injection": [{"kind": "rc_loss", "id": "rc", "start": 2.0}],
-        "expect": [{"kind": "disarmed", "after": "rc.start", "within": 5.0}],
-        "limits": limits,
-    })
+from tests.test_scenario_limits import _scenario
 
 
 @pytest.mark.parametrize(
