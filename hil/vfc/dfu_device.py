@@ -496,12 +496,11 @@ class DfuDevice:
     @staticmethod
     def _check_program(address: int, length: int) -> None:
         """errADDRESS outside the memory map, errTARGET when a touched sector is read-only."""
-        first, last = LAYOUT.sector_at(address), LAYOUT.sector_at(address + length - 1)
-        if first is None or last is None:
+        end = address + length
+        if address < _FLASH_START or end > _FLASH_END:
             raise _Failure(DfuStatus.ERR_ADDRESS)
-        for sector in LAYOUT.sectors:
-            if sector.address < address + length and address < sector.end and not sector.writable:
-                raise _Failure(DfuStatus.ERR_TARGET)
+        if not any(lo <= address and end <= hi for lo, hi in _WRITABLE_RUNS):
+            raise _Failure(DfuStatus.ERR_TARGET)
 
     def _program(self, address: int, data: bytes) -> None:
         """Program one block: errCHECK_ERASED when a byte to program (not 0xFF) meets one
@@ -522,6 +521,21 @@ class DfuDevice:
         self.blocks_written += 1
 
 
+def _writable_runs(layout: MemoryLayout) -> tuple[tuple[int, int], ...]:
+    """(start, end) of each run of adjacent writable sectors."""
+    runs: list[tuple[int, int]] = []
+    for sector in layout.sectors:
+        if not sector.writable:
+            continue
+        if runs and runs[-1][1] == sector.address:
+            runs[-1] = (runs[-1][0], sector.end)
+        else:
+            runs.append((sector.address, sector.end))
+    return tuple(runs)
+
+
+_FLASH_START, _FLASH_END = LAYOUT.sectors[0].address, LAYOUT.sectors[-1].end  # no gaps
+_WRITABLE_RUNS = _writable_runs(LAYOUT)
 _NOT_ERASED = bytes(0 if byte == 0xFF else 1 for byte in range(256))
 """bytes.translate table: 1 for a byte that is not erased (not 0xFF), 0 for one that is."""
 
