@@ -9,16 +9,19 @@ from __future__ import annotations
 import os
 import select
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import serial
 
 from hil.errors import LinkError
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """Bytes as they arrived, with the host's monotonic clock (ns) at arrival."""
+class Chunk(NamedTuple):
+    """Bytes as they arrived, with the host's monotonic clock (ns) at arrival.
+
+    A named tuple rather than a frozen dataclass: one is made per read, and a tuple costs
+    a fraction of a dataclass's `object.__setattr__` construction.
+    """
 
     t_ns: int
     data: bytes
@@ -48,6 +51,7 @@ class SerialLink:
         self.max_chunk = max_chunk
         self.raw_log = raw_log
         self._port: serial.SerialBase | None = None
+        self._os_fd: int | None = None  # the port's descriptor when it has one (see _fd)
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -66,6 +70,7 @@ class SerialLink:
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open {self.url}: {exc}") from exc
         self._port = port
+        self._os_fd = self._fd(port)
         return self
 
     @property
@@ -83,17 +88,32 @@ class SerialLink:
             sock = getattr(port, "_socket", None)
             return sock.fileno() if sock is not None else None
 
-    def _require(self) -> serial.SerialBase:
-        if self._port is None or not self._port.is_open:
-            raise LinkError(f"{self.url} is not open")
-        return self._port
 
     def read(self, timeout: float) -> Chunk | None:
         """Wait up to `timeout` s for bytes; return what is there at once when they come."""
-        port = self._require()
-        fd = self._fd(port)
+        port = self._port
+        if port is None or not port.is_open:
+            raise LinkError(f"{self.url} is not open")
+        fd = self._os_fd
         if fd is not None:
-            return self._read_fd(fd, timeout)
+            # The tty path, inline: one select and one read per chunk, nothing in between.
+            try:
+                if not _select((fd,), (), (), timeout if timeout > 0.0 else 0.0)[0]:
+                    return None
+                data = _os_read(fd, self.max_chunk)
+            except OSError as exc:
+                raise LinkError(
+                    f"read from {self.url} failed: {exc} (did the board go away?)"
+                ) from exc
+            if not data:
+                raise LinkError(
+                    f"read from {self.url} failed: the port closed (did the board go away?)"
+                )
+            t_ns = _monotonic_ns()
+            self.bytes_in += len(data)
+            if self.raw_log is not None:
+                self.raw_log.record(t_ns, "rx", data)
+            return Chunk(t_ns, data)
         deadline = time.monotonic() + max(0.0, timeout)
         sock_fd = self.fileno()
         try:
@@ -121,18 +141,6 @@ class SerialLink:
         sock = getattr(port, "_socket", None)
         return sock.fileno() if sock is not None else None
 
-    def _read_fd(self, fd: int, timeout: float) -> Chunk | None:
-        """The tty path: one select and one read per chunk, nothing in between."""
-        try:
-            if not select.select((fd,), (), (), max(0.0, timeout))[0]:
-                return None
-            data = os.read(fd, self.max_chunk)
-        except OSError as exc:
-            raise LinkError(f"read from {self.url} failed: {exc} (did the board go away?)") from exc
-        if not data:
-            raise LinkError(f"read from {self.url} failed: the port closed (did the board go away?)")
-        return self._stamp(data)
-
     def _stamp(self, data: bytes) -> Chunk:
         t_ns = time.monotonic_ns()
         self.bytes_in += len(data)
@@ -142,18 +150,27 @@ class SerialLink:
 
     def write(self, data: bytes) -> None:
         """Write all of `data` within the link's write timeout."""
-        port = self._require()
-        fd = self._fd(port)
+        port = self._port
+        if port is None or not port.is_open:
+            raise LinkError(f"{self.url} is not open")
+        fd = self._os_fd
         if fd is not None:
-            self._write_fd(fd, data)
+            try:
+                sent = _os_write(fd, data)  # a pty or socket takes a step's bytes at once
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                raise LinkError(f"write to {self.url} failed: {exc} (did the board go away?)") from exc
+            if sent != len(data):
+                self._write_fd(fd, memoryview(data)[sent:], len(data))
         else:
             self._write_port(port, data)
         self.bytes_out += len(data)
         if self.raw_log is not None:
             self.raw_log.record(time.monotonic_ns(), "tx", data)
 
-    def _write_fd(self, fd: int, data: bytes) -> None:
-        view = memoryview(data)
+    def _write_fd(self, fd: int, view: memoryview, total: int) -> None:
+        """Write the rest of a write that did not go out at once."""
         deadline = None
         try:
             while view:
@@ -169,7 +186,7 @@ class SerialLink:
                     if remaining <= 0:
                         raise LinkError(
                             f"write to {self.url} timed out after {self.write_timeout} s "
-                            f"({len(view)} of {len(data)} bytes left): is the other side reading?"
+                            f"({len(view)} of {total} bytes left): is the other side reading?"
                         )
                     select.select((), (fd,), (), remaining)
         except OSError as exc:
@@ -190,6 +207,7 @@ class SerialLink:
 
     def close(self) -> None:
         port, self._port = self._port, None
+        self._os_fd = None
         if port is not None:
             try:
                 port.close()
@@ -204,6 +222,12 @@ class SerialLink:
 
     def __repr__(self) -> str:
         return f"SerialLink({self.url!r})"
+
+
+_select = select.select
+_os_read = os.read
+_os_write = os.write
+_monotonic_ns = time.monotonic_ns
 
 
 def _wait_readable(fd: int, timeout: float) -> None:
