@@ -25,6 +25,9 @@ from hil.errors import (
 )
 from hil.mavlink.connection import MavConnection
 from hil.mavlink.dialect import COPTER_MODES, mavlink, mode_name
+from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS
+
+_ACTUATORS = HIL_ACTUATOR_CONTROLS.light  # the closed loop's answers, 400 per simulated second
 
 Hook = Callable[[object], None]
 
@@ -110,6 +113,17 @@ class MavlinkAutopilot:
 
     # -- receiving ---------------------------------------------------------------------
     def _on_message(self, msg, t_ns: int) -> None:
+        if msg.__class__ is _ACTUATORS:  # the hot path: no history, no lock
+            if msg._src[0] != self.target_system:
+                return
+            t = msg.time_usec * 1e-6
+            if t + 1.0 < self.vehicle_time:
+                self._set_time(t)
+            else:
+                self.vehicle_time = t
+            for hook in self._hooks:
+                hook(msg)
+            return
         if msg.get_srcSystem() != self.target_system:
             return
         mtype = msg.get_type()

@@ -70,12 +70,13 @@ class MavConnection:
             return []
         t_ns = chunk.t_ns
         msgs = self._frames.feed(chunk.data, t_ns * 1e-9)
-        listeners = self._listeners
-        for msg in msgs:
-            msg._t_ns = t_ns
-            for listener in listeners:
-                listener(msg, t_ns)
-        self.messages_in += len(msgs)
+        if msgs:
+            listeners = self._listeners
+            for msg in msgs:
+                msg._t_ns = t_ns
+                for listener in listeners:
+                    listener(msg, t_ns)
+            self.messages_in += len(msgs)
         return msgs
 
     @property
