@@ -27,7 +27,7 @@ import numpy as np
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, HilError, LinkError
 from hil.mavlink.dialect import UINT16_MAX, mavlink
-from hil.mavlink.framing import HIL_SENSOR
+from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR
 from hil.sim import geo
 from hil.sim.injections import InjectionSchedule
 from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
@@ -39,8 +39,10 @@ log = logging.getLogger(__name__)
 _MAX_STAMPS = 2_000_000  # ~80 min at 400 Hz: bounded memory in long runs
 _ALL_FIELDS = 0x1FFF  # accel, gyro, mag, abs/diff pressure, pressure alt, temperature
 _RC_CENTRE = [1500, 1500, 1500, 1500, 1000, 1000, 1000, 1000]
-
-
+_ARMED = mavlink.MAV_MODE_FLAG_SAFETY_ARMED
+_ACTUATORS = HIL_ACTUATOR_CONTROLS.light  # the class of the answers the fast path decodes
+_monotonic = time.monotonic
+_monotonic_ns = time.monotonic_ns
 
 @dataclass
 class SimConfig:
@@ -127,6 +129,10 @@ class ClosedLoop(InjectionSchedule):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._next = {"rc": 0, "battery": 0, "gcs": 0, "truth": 0, "gps": 0}
+        #: The earliest of the rc/gps/battery/gcs times in `_next`: before it, a step sends
+        #: nothing but its sensor sample (unless a UART emulator or the telemetry link has
+        #: something), and skips looking at each of them.
+        self._next_aux = 0
         self._periods = {
             "gps": _period_us(cfg.gps_rate_hz),
             "rc": _period_us(cfg.rc_rate_hz),
@@ -305,10 +311,10 @@ class ClosedLoop(InjectionSchedule):
         if self._unstamped:
             self._take_actuators(self._unstamped.popleft(), t_us)
             return
-        deadline = time.monotonic() + self.config.step_timeout
+        deadline = _monotonic() + self.config.step_timeout
         conn = self.conn
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - _monotonic()
             if remaining <= 0:
                 raise BoardNotAnswering(
                     f"board on {conn.link.url} sent no HIL_ACTUATOR_CONTROLS for the sensor sample "
@@ -317,7 +323,7 @@ class ClosedLoop(InjectionSchedule):
                 )
             found = None
             for msg in conn.pump(remaining):
-                if msg.get_type() == "HIL_ACTUATOR_CONTROLS":
+                if msg.__class__ is _ACTUATORS or msg.get_type() == "HIL_ACTUATOR_CONTROLS":
                     if not msg.flags & 1:
                         if found is None:
                             found = msg
@@ -339,18 +345,55 @@ class ClosedLoop(InjectionSchedule):
                 sent = self._sent_ns.pop(sample_us, 0)
                 if sent:
                     self.sample_sent_ns.append(sent)
-                    self.answer_read_ns.append(getattr(msg, "_t_ns", 0) or time.monotonic_ns())
-        if msg.mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED:
+                    self.answer_read_ns.append(getattr(msg, "_t_ns", 0) or _monotonic_ns())
+        if msg.mode & _ARMED:
             c = msg.controls
             self.motors = (c[0], c[1], c[2], c[3])
         else:
             self.motors = (0.0, 0.0, 0.0, 0.0)
 
     def _send_inputs(self) -> None:
+        """Write this step's input: what else is due now, then the sensor sample, at once."""
         t_us = self.t_us
         conn = self.conn
         sim = conn.sim
-        out = []
+        if (
+            t_us >= self._next_aux
+            or self.rc_emulator is not None
+            or self.gps_emulator is not None
+            or self.telemetry_link.pending
+        ):
+            out = self._due_inputs(t_us)
+        else:
+            out = None
+        v = self.vehicle
+        ax, ay, az, gx, gy, gz = self.imu.sample(v)
+        mx, my, mz = self.mag.sample(v.quat)
+        alt_amsl = geo.HOME.alt_m - v.pos[2]
+        pressure, temperature = self.baro.sample(alt_amsl)
+        seq = sim.seq
+        frame = HIL_SENSOR.pack(
+            seq, sim.srcSystem, sim.srcComponent,
+            t_us, ax, ay, az, gx, gy, gz, mx, my, mz,
+            pressure, 0.0, alt_amsl, temperature, _ALL_FIELDS, 0,
+        )
+        sim.seq = (seq + 1) % 256
+        if out:
+            out.append(frame)
+            frame = b"".join(out)
+        conn.send_bytes(frame)
+        if self.config.lockstep:
+            sent = self._sent_ns
+            if len(sent) > 8:  # samples never answered (a drain, a restart) must not pile up
+                sent.clear()
+            sent[t_us] = _monotonic_ns()
+
+    def _due_inputs(self, t_us: int) -> list[bytes]:
+        """Frames due before this step's sensor sample (RC, GPS, battery, GCS heartbeats);
+        UART receivers get their bytes here too."""
+        conn = self.conn
+        sim = conn.sim
+        out: list[bytes] = []
         nxt = self._next
         if self.rc_emulator is not None:
             data = self.rc_emulator.produce(t_us, self.rc_channels, self.rc_link)
@@ -390,25 +433,8 @@ class ClosedLoop(InjectionSchedule):
                 )
         if self.telemetry_link.pending:  # heartbeats that reach the board now (after any delay)
             out.extend(msg.pack(conn.gcs) for msg in self.telemetry_link.due(t))
-        v = self.vehicle
-        ax, ay, az, gx, gy, gz = self.imu.sample(v)
-        mx, my, mz = self.mag.sample(v.quat)
-        alt_amsl = geo.HOME.alt_m - v.pos[2]
-        pressure, temperature = self.baro.sample(alt_amsl)
-        out.append(
-            HIL_SENSOR.pack(
-                sim.seq, sim.srcSystem, sim.srcComponent,
-                t_us, ax, ay, az, gx, gy, gz, mx, my, mz,
-                pressure, 0.0, alt_amsl, temperature, _ALL_FIELDS, 0,
-            )
-        )
-        sim.seq = (sim.seq + 1) % 256
-        conn.send_bytes(b"".join(out) if len(out) > 1 else out[0])
-        if self.config.lockstep:
-            sent = self._sent_ns
-            if len(sent) > 8:  # samples never answered (a drain, a restart) must not pile up
-                sent.clear()
-            sent[t_us] = time.monotonic_ns()
+        self._next_aux = min(nxt["rc"], nxt["gps"], nxt["battery"], nxt["gcs"])
+        return out
 
     def _integrate(self) -> None:
         dt = self.dt_us * 1e-6
