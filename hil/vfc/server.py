@@ -57,6 +57,10 @@ IDLE_AFTER_S = 1.0
 SELECT_TIMEOUT_S = 0.02
 OUTBUF_LIMIT = 256 * 1024
 _ZERO12 = (0.0,) * 12
+_SENSOR = HIL_SENSOR.light  # the class of the samples the fast path decodes
+_NEVER = 1 << 62
+_perf_counter_ns = time.perf_counter_ns
+_monotonic = time.monotonic
 
 # HIL_SENSOR fields_updated groups (PROTOCOLS.md section 4).
 MAG_BITS = 0x1C0
@@ -196,6 +200,8 @@ class VfcServer(TelemetryBuilders):
             msg_id: int(round(1e6 / hz)) for msg_id, hz in DEFAULT_RATES_HZ.items()
         }
         self._due: dict[int, int] = {}
+        #: The earliest `_due` time of an enabled stream (0: look at every stream next step).
+        self._next_stream_us = 0
         self._load_window: deque[tuple[int, int]] = deque()
         self._load_sum_ns = 0
         self._last_sensor_wall: float | None = None
@@ -312,6 +318,18 @@ class VfcServer(TelemetryBuilders):
 
     # -- input -------------------------------------------------------------------------
     def _dispatch(self, msg: Any, t_read: int) -> None:
+        if msg.__class__ is _SENSOR:
+            # The hot path, once per loop: `_on_hil_sensor` ends with `_after_firmware_ran`.
+            if msg._nonfinite:
+                return
+            if not self._banner_sent:
+                self._banner_sent = True
+                self._send_banner()
+            try:
+                self._on_hil_sensor(msg, t_read)
+            except Exception as exc:  # a firmware bug must not take the board off the bus
+                self._internal_error(msg, exc)
+            return
         handler = self._handlers.get(msg.get_type())
         if handler is None or has_nonfinite(msg):
             return
@@ -325,8 +343,11 @@ class VfcServer(TelemetryBuilders):
                 handler(msg)
             self._after_firmware_ran()
         except Exception as exc:  # a firmware bug must not take the board off the bus
-            self.log("error handling " + msg.get_type() + ":\n" + traceback.format_exc())
-            self.statustext(M.MAV_SEVERITY_CRITICAL, f"Internal error: {type(exc).__name__}")
+            self._internal_error(msg, exc)
+
+    def _internal_error(self, msg: Any, exc: Exception) -> None:
+        self.log("error handling " + msg.get_type() + ":\n" + traceback.format_exc())
+        self.statustext(M.MAV_SEVERITY_CRITICAL, f"Internal error: {type(exc).__name__}")
 
     def _send_banner(self) -> None:
         ident = self.identity
@@ -365,7 +386,7 @@ class VfcServer(TelemetryBuilders):
             if uarts is not None and uarts.poll(copter, t_us):
                 self.last_gps = uarts.last_gps
                 self.last_gps_us = t_us
-            t0 = time.perf_counter_ns()
+            t0 = _perf_counter_ns()
             motors = copter.loop(
                 t_us,
                 (msg.xacc, msg.yacc, msg.zacc),
@@ -374,7 +395,7 @@ class VfcServer(TelemetryBuilders):
                 pressure,
                 temperature,
             )
-            loop_ns = time.perf_counter_ns() - t0
+            loop_ns = _perf_counter_ns() - t0
             self.time_us = t_us
             self.steps += 1
             model = self.loop_model
@@ -403,14 +424,15 @@ class VfcServer(TelemetryBuilders):
         )
         codec.seq = (codec.seq + 1) % 256
         self._flush()
-        self._last_sensor_wall = time.monotonic()
+        self._last_sensor_wall = _monotonic()
         if t_read is not None:
-            self.overhead_ns.append(time.perf_counter_ns() - t_read - loop_ns)
+            self.overhead_ns.append(_perf_counter_ns() - t_read - loop_ns)
         if loop_ns:
             self.loop_ns.append(loop_ns)
             self._account_load(t_us, loop_ns)
         self._after_firmware_ran()
-        self._send_due_streams()
+        if self.time_us >= self._next_stream_us:
+            self._send_due_streams()
 
     def _account_load(self, t_us: int, loop_ns: int) -> None:
         window = self._load_window
@@ -452,16 +474,23 @@ class VfcServer(TelemetryBuilders):
         self._loop_cost_us = cost
 
     def _send_due_streams(self) -> None:
+        """Send every stream due at the board clock, in `_intervals` order; note when the
+        next one is due, so the steps before it skip this."""
         now = self.time_us
+        soonest = _NEVER
         for msg_id, interval in self._intervals.items():
             if not interval:
                 continue
             due = self._due.get(msg_id, now)
-            if now < due:
-                continue
-            self._send(self._builders[msg_id]())
-            due += interval
-            self._due[msg_id] = due if due > now else now + interval
+            if now >= due:
+                self._send(self._builders[msg_id]())
+                due += interval
+                if due <= now:
+                    due = now + interval
+                self._due[msg_id] = due
+            if due < soonest:
+                soonest = due
+        self._next_stream_us = soonest
 
     def _on_hil_gps(self, msg: Any) -> None:
         self.last_gps = msg
@@ -613,6 +642,7 @@ class VfcServer(TelemetryBuilders):
         else:
             return M.MAV_RESULT_DENIED, ""
         self._due[msg_id] = self.time_us  # the next step sends it
+        self._next_stream_us = 0
         return M.MAV_RESULT_ACCEPTED, ""
 
     def _cmd_get_message_interval(self, p: list[float]) -> tuple[int, str]:
