@@ -76,6 +76,13 @@ def test_prog_multi_chunks_cover_the_image_padded_with_ff(image: bytes, size: in
         bl.encode_prog_multi(chunk)
 
 
+@given(image=st.binary(max_size=2000), size=st.sampled_from([4, 64, 252]))
+def test_prog_multi_requests_are_the_encoded_chunks(image: bytes, size: int) -> None:
+    assert list(bl.prog_multi_requests(image, size)) == [
+        bl.encode_prog_multi(chunk) for chunk in bl.prog_multi_chunks(image, size)
+    ]
+
+
 def test_serial_number_words_print_as_the_uploader_does() -> None:
     assert (
         bl.format_serial_number([0x00390021, 0x3036510B, 0x37353833]) == "003900213036510b37353833"

@@ -123,6 +123,18 @@ def prog_multi_chunks(image: bytes, chunk_size: int = PROG_MULTI_MAX) -> Iterato
         yield padded[start : start + chunk_size]
 
 
+def prog_multi_requests(image: bytes, chunk_size: int = PROG_MULTI_MAX) -> Iterator[bytes]:
+    """`encode_prog_multi` of each of `prog_multi_chunks(image)`, built with one copy each."""
+    _check_multi_length(chunk_size, "chunk")
+    padded = memoryview(bytes(image) + b"\xff" * (-len(image) % 4))
+    eoc = bytes([EOC])
+    full = bytes([Opcode.PROG_MULTI, chunk_size])
+    for start in range(0, len(padded), chunk_size):
+        chunk = padded[start : start + chunk_size]
+        head = full if len(chunk) == chunk_size else bytes([Opcode.PROG_MULTI, len(chunk)])
+        yield b"".join((head, chunk, eoc))
+
+
 def encode_read_multi(length: int) -> bytes:
     """READ_MULTI: read `length` bytes (4..252, multiple of 4) at the read pointer."""
     _check_multi_length(length, "READ_MULTI")

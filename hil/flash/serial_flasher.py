@@ -374,7 +374,7 @@ class SerialFlasher(Flasher):
         reports progress for the acknowledged bytes only after sending the next request:
         the host's own work overlaps the board's instead of adding to each round trip.
         """
-        requests = (bl.encode_prog_multi(chunk) for chunk in bl.prog_multi_chunks(payload))
+        requests = bl.prog_multi_requests(payload)
         request = next(requests, None)
         if request is None:
             return
