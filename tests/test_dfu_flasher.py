@@ -23,6 +23,7 @@ from hil.flash.base import FlashError
 from hil.flash.dfu_flasher import DfuFlasher, DfuSession, parse_app_header
 from hil.links import registry
 from hil.usb import VirtualBackend
+from hil.vfc import dfu_device
 from hil.vfc.dfu_device import DfuDevice, DfuTiming, serve_dfu
 from hil.vfc.flash import APP_BASE, FLASH_BASE, Flash
 
@@ -360,3 +361,43 @@ def test_only_the_last_block_of_a_region_may_be_short(tmp_path):
         with pytest.raises(ValueError, match="only the last may be shorter"):
             session.write_blocks(APP_BASE, [b"\x00" * 100, b"\x00" * 2048])
         assert flash.app_bytes() == b"\xff" * len(flash.app_bytes())
+
+
+def test_without_auto_increment_every_block_gets_its_pointer_and_block_2(tmp_path):
+    data = random.Random(6).randbytes(3 * 2048)
+    with Flash(tmp_path / "flash.bin") as flash:
+        dev = InProcessDevice(flash)
+        session = DfuSession(dev, transfer_size=2048, auto_increment=False)
+        session.ensure_idle()
+        session.write_blocks(APP_BASE, [data[i : i + 2048] for i in range(0, len(data), 2048)])
+        assert [d[:2] for d in dev.dnloads] == [
+            ("SET", APP_BASE), ("DATA", 2),
+            ("SET", APP_BASE + 2048), ("DATA", 2),
+            ("SET", APP_BASE + 4096), ("DATA", 2),
+        ]
+        assert flash.read(APP_BASE, len(data)) == data
+
+
+def test_a_device_without_functional_descriptor_gets_a_pointer_per_block(tmp_path, monkeypatch):
+    def bare_configuration() -> bytes:
+        tail = dfu_device.interface_descriptor()
+        return struct.pack("<BBHBBBBB", 9, 2, 9 + len(tail), 1, 1, 0, 0xC0, 50) + tail
+
+    monkeypatch.setattr(dfu_device, "configuration_descriptor", bare_configuration)
+    blocks: list[int] = []
+    control = DfuDevice.control
+
+    def recording(self, request_type, request, value, index, length, data):
+        if request == DfuRequest.DNLOAD and value >= 2:
+            blocks.append(value)
+        return control(self, request_type, request, value, index, length, data)
+
+    monkeypatch.setattr(DfuDevice, "control", recording)
+    board = Board(tmp_path)
+    payload = app_payload(5 * 2048)
+    try:
+        board.flasher().flash(image_of(payload))
+        assert board.flash.read(APP_BASE, len(payload)) == payload
+    finally:
+        board.close()
+    assert blocks and set(blocks) == {2}

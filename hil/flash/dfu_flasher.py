@@ -123,8 +123,10 @@ class DfuSession:
         transfer_size: int = 2048,
         timeout_ms: int = 5000,
         busy_limit: float = 60.0,
+        auto_increment: bool = True,
     ) -> None:
         self.dev = dev
+        self.auto_increment = auto_increment
         self.interface = interface
         self.transfer_size = transfer_size
         self.timeout_ms = timeout_ms
@@ -203,8 +205,9 @@ class DfuSession:
     ) -> None:
         """Program `blocks` back to back from `address`: SET_ADDRESS, then DNLOAD blocks
         2, 3, ... (block n lands at address + (n - 2) * wTransferSize), with a new
-        SET_ADDRESS before the block number would pass 0xFFFF. Every block but the last
-        must be wTransferSize long. `on_block(address, length)` follows each block."""
+        SET_ADDRESS before the block number would pass 0xFFFF (or before every block,
+        block 2 each, without `auto_increment`). Every block but the last must be
+        wTransferSize long. `on_block(address, length)` follows each block."""
         size = self.transfer_size
         last = len(blocks) - 1
         block = MAX_BLOCK + 1  # a SET_ADDRESS before the first block
@@ -215,7 +218,7 @@ class DfuSession:
                     f"consecutive blocks must be {size} bytes (only the last may be shorter)"
                 )
             at, length = address + i * size, len(data)
-            if block > MAX_BLOCK:
+            if block > MAX_BLOCK or not self.auto_increment:
                 self.set_address(at)
                 block = FIRST_DATA_BLOCK
             self.dnload(block, data)
@@ -309,6 +312,7 @@ class DfuFlasher(Flasher):
         self.confirm_version = confirm_version
         self.transfer_timeout_ms = transfer_timeout_ms
         self._step = ""
+        self._transfer_size_known = True
 
     # -- finding the device ----------------------------------------------------------------
     def _registry(self) -> Path:
@@ -398,6 +402,9 @@ class DfuFlasher(Flasher):
                 f"board {self.usb_serial}: the DFU device has no alt setting describing internal flash"
             )
         number, alt, layout = chosen
+        # Block numbers locate data only with the device's own wTransferSize: when it is
+        # assumed, every block gets its own SET_ADDRESS (and block 2), as dfu-util does.
+        self._transfer_size_known = functional is not None
         if functional is None:
             functional = FunctionalDescriptor()
             log.info("no DFU functional descriptor; assuming %s", functional)
@@ -465,6 +472,7 @@ class DfuFlasher(Flasher):
                 dev,
                 interface=interface,
                 transfer_size=functional.transfer_size,
+                auto_increment=self._transfer_size_known,
                 timeout_ms=self.transfer_timeout_ms,
             )
             self._step = "clearing the DFU state"
