@@ -113,6 +113,10 @@ def build_status(reply: StatusReply) -> bytes:
     )
 
 
+_STATUSES = {member.value: member for member in DfuStatus}
+_STATES = {member.value: member for member in DfuState}
+
+
 def parse_status(data: bytes) -> StatusReply:
     """Parse a GETSTATUS answer; anything but 6 valid bytes is a DfuCodecError."""
     data = bytes(data)
@@ -120,15 +124,13 @@ def parse_status(data: bytes) -> StatusReply:
         raise DfuCodecError(
             f"GETSTATUS answer must be 6 bytes, got {len(data)} ({data[:16].hex(' ')})"
         )
-    try:
-        status = DfuStatus(data[0])
-    except ValueError:
-        raise DfuCodecError(f"GETSTATUS status {data[0]} is not a DFU status (0..15)") from None
-    try:
-        state = DfuState(data[4])
-    except ValueError:
-        raise DfuCodecError(f"GETSTATUS state {data[4]} is not a DFU state (0..10)") from None
-    return StatusReply(status, int.from_bytes(data[1:4], "little"), state, data[5])
+    status = _STATUSES.get(data[0])  # a dict look-up: this runs twice per DFU block
+    if status is None:
+        raise DfuCodecError(f"GETSTATUS status {data[0]} is not a DFU status (0..15)")
+    state = _STATES.get(data[4])
+    if state is None:
+        raise DfuCodecError(f"GETSTATUS state {data[4]} is not a DFU state (0..10)")
+    return StatusReply(status, data[1] | data[2] << 8 | data[3] << 16, state, data[5])
 
 
 # --------------------------------------------------------------------- DfuSe commands
