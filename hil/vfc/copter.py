@@ -143,7 +143,12 @@ class Copter:
         """One control loop for one IMU sample; motor commands 0..1 for motors 1..4."""
         dt = self._nominal_dt
         last = self._last_t_us
-        if _finite(t_us, 1e15):
+        # The range checks are `_finite` written out: this runs at the loop rate.
+        try:
+            t_ok = -1e15 < t_us < 1e15
+        except TypeError:
+            t_ok = False
+        if t_ok:
             t_us = int(t_us)
             if last is not None:
                 d = (t_us - last) * 1e-6
@@ -158,17 +163,23 @@ class Copter:
         try:
             ax, ay, az = accel
             gx, gy, gz = gyro
-            if (_finite(ax, 300.0) and _finite(ay, 300.0) and _finite(az, 300.0)
-                    and _finite(gx, 40.0) and _finite(gy, 40.0) and _finite(gz, 40.0)):
-                self._accel = (ax, ay, az)
-                self._gyro = (gx, gy, gz)
+            imu_ok = (-300.0 < ax < 300.0 and -300.0 < ay < 300.0 and -300.0 < az < 300.0
+                      and -40.0 < gx < 40.0 and -40.0 < gy < 40.0 and -40.0 < gz < 40.0)
         except (TypeError, ValueError):
-            pass
-        ax, ay, az = self._accel
-        gx, gy, gz = self._gyro
+            imu_ok = False
+        if imu_ok:
+            self._accel = (ax, ay, az)
+            self._gyro = (gx, gy, gz)
+        else:
+            ax, ay, az = self._accel
+            gx, gy, gz = self._gyro
         est = self.est
         est.predict(dt, ax, ay, az, gx, gy, gz)
-        if _finite(pressure_hpa, 2000.0) and pressure_hpa > 100.0:  # type: ignore[operator]
+        try:
+            baro_ok = -2000.0 < pressure_hpa < 2000.0 and pressure_hpa > 100.0  # type: ignore[operator]
+        except TypeError:
+            baro_ok = False
+        if baro_ok:
             est.on_baro(self._t, pressure_hpa, dt)  # type: ignore[arg-type]
         n = self._n = self._n + 1
         if n % NAV_DIVIDER == 0:
