@@ -100,6 +100,10 @@ class Quadrotor:
         self._cdx, self._cdy, self._cdz = p.drag
         self._kdx, self._kdy, self._kdz = p.angular_damping
         self._crash_cos = math.cos(math.radians(p.crash_tilt_deg))
+        # current_a's constants (the parameters are frozen).
+        self._hover_thrust = p.hover_thrust
+        self._amps_per_motor = (p.hover_current_a - p.idle_current_a) / 4.0
+        self._idle_a = p.idle_current_a
         self._lag_dt = -1.0
         self._lag_a = 0.0
         self.reset()
@@ -256,11 +260,9 @@ class Quadrotor:
 
         Scaled so that all four motors at hover thrust draw ``hover_current_a`` in total.
         """
-        p = self.params
-        th = p.hover_thrust
-        per_motor = (p.hover_current_a - p.idle_current_a) / 4.0
+        th = self._hover_thrust
         total = 0.0
         for t in self.motor_thrust:
             if t > 0.0:
                 total += (t / th) ** 1.5
-        return p.idle_current_a + per_motor * total
+        return self._idle_a + self._amps_per_motor * total
