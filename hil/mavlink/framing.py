@@ -26,7 +26,7 @@ from hil.mavlink.dialect import mavlink
 _crc = crc16.mcrf4xx
 _STX_V2 = 0xFD
 _STX_V1 = 0xFE
-_HEADER_V2 = struct.Struct("<BBBBBBBHB")  # stx len incompat compat seq sys comp msgid(lo16) msgid(hi8)
+_HEADER_HEAD = struct.Struct("<BBBBBB")  # len incompat compat seq sys comp (after the stx)
 _SIGNED = 0x01
 
 
@@ -44,18 +44,16 @@ class HotCodec:
         self._unpack = self.struct.unpack
         self._pack = self.struct.pack
         self._make = _maker(msg_class, self.light)
+        self._id_bytes = self.msg_id.to_bytes(3, "little")  # header bytes 7..9
         # Zero padding that restores a payload truncated by n bytes, by n.
         self._pads = tuple(bytes(n) for n in range(self.size + 1))
 
     def pack(self, seq: int, system: int, component: int, *wire_values: Any) -> bytes:
         """A frame for the fields in wire order (arrays flattened), trailing zeros trimmed."""
         payload = self._pack(*wire_values).rstrip(b"\x00") or b"\x00"
-        msg_id = self.msg_id
-        header = _HEADER_V2.pack(
-            _STX_V2, len(payload), 0, 0, seq & 0xFF, system, component, msg_id & 0xFFFF, msg_id >> 16
-        )
-        crc = _crc(header[1:] + payload + self.crc_extra)
-        return header + payload + crc.to_bytes(2, "little")
+        body = _HEADER_HEAD.pack(len(payload), 0, 0, seq & 0xFF, system, component) + self._id_bytes
+        body += payload
+        return b"\xfd" + body + _crc(body + self.crc_extra).to_bytes(2, "little")
 
     def decode(self, frame: bytes | bytearray, payload_len: int) -> Any | None:
         """The slim message of a complete v2 frame, or None when its CRC is wrong."""
