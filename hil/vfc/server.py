@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import select
 import sys
 import time
@@ -40,7 +41,13 @@ from hil.mavlink.dialect import (
     mavlink,
     new_codec,
 )
-from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, FrameReader, has_nonfinite
+from hil.mavlink.framing import (
+    HIL_ACTUATOR_CONTROLS,
+    HIL_SENSOR,
+    FrameReader,
+    HotCodec,
+    has_nonfinite,
+)
 from hil.sim.geo import Home, lla_to_ned
 from hil.vfc.copter import Copter
 from hil.vfc.looptime import LOOP_MODEL_PARAMS, LoopTimeModel
@@ -58,6 +65,14 @@ SELECT_TIMEOUT_S = 0.02
 OUTBUF_LIMIT = 256 * 1024
 _ZERO12 = (0.0,) * 12
 _SENSOR = HIL_SENSOR.light  # the class of the samples the fast path decodes
+#: What the simulator sends besides HIL_SENSOR, many times a second: decoded like it,
+#: without pymavlink (the same field values; see hil.mavlink.framing).
+_SIM_INPUTS = (
+    HotCodec(M.MAVLink_rc_channels_override_message),
+    HotCodec(M.MAVLink_battery_status_message),
+    HotCodec(M.MAVLink_hil_gps_message),
+)
+_RC_CHANNELS = operator.attrgetter(*(f"chan{i}_raw" for i in range(1, 19)))
 _NEVER = 1 << 62
 _perf_counter_ns = time.perf_counter_ns
 _monotonic = time.monotonic
@@ -213,7 +228,7 @@ class VfcServer(TelemetryBuilders):
         self._bootloader_at: float | None = None
         self._statustext_id = 0
         self._outbuf = bytearray()
-        self.reader = FrameReader(self.codec, hot=(HIL_SENSOR,))
+        self.reader = FrameReader(self.codec, hot=(HIL_SENSOR, *_SIM_INPUTS))
         new_pty = Pty.open()  # before closing the old one, so the path really changes
         old, self.pty = self.pty, new_pty
         if old is not None:
@@ -512,7 +527,10 @@ class VfcServer(TelemetryBuilders):
     def _on_rc_override(self, msg: Any) -> None:
         if msg.target_system != VFC_SYSTEM_ID:
             return
-        raw = [getattr(msg, f"chan{i}_raw", 0) for i in range(1, 19)]
+        try:
+            raw = _RC_CHANNELS(msg)
+        except AttributeError:  # a message without the MAVLink 2 extension channels
+            raw = [getattr(msg, f"chan{i}_raw", 0) for i in range(1, 19)]
         self.copter.on_rc(self.time_us, [0 if v == UINT16_MAX else int(v) for v in raw])
 
     def _on_hil_rc_inputs_raw(self, msg: Any) -> None:
