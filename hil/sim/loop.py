@@ -27,7 +27,7 @@ import numpy as np
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, HilError, LinkError
 from hil.mavlink.dialect import UINT16_MAX, mavlink
-from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR
+from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, HotCodec
 from hil.sim import geo
 from hil.sim.injections import InjectionSchedule
 from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
@@ -42,6 +42,9 @@ _RC_CENTRE = [1500, 1500, 1500, 1500, 1000, 1000, 1000, 1000]
 _ARMED = mavlink.MAV_MODE_FLAG_SAFETY_ARMED
 _ACTUATORS = HIL_ACTUATOR_CONTROLS.light  # the class of the answers the fast path decodes
 _monotonic = time.monotonic
+#: RC_CHANNELS_OVERRIDE at the RC rate, packed without a pymavlink object (same bytes).
+_RC_OVERRIDE = HotCodec(mavlink.MAVLink_rc_channels_override_message)
+_NO_EXTENSION_CHANNELS = (0,) * 10  # chan9_raw..chan18_raw: not sent
 _monotonic_ns = time.monotonic_ns
 
 @dataclass
@@ -403,11 +406,15 @@ class ClosedLoop(InjectionSchedule):
             nxt["rc"] = t_us + self._periods["rc"]
             delivered = self.rc_link.step().delivered
             if self.rc_enabled and delivered:
-                ch = self.rc_channels
+                gcs = conn.gcs  # its seq as pymavlink's pack would use it (not advanced)
+                c1, c2, c3, c4, c5, c6, c7, c8 = self.rc_channels[:8]
                 out.append(
-                    mavlink.MAVLink_rc_channels_override_message(
-                        self.autopilot.target_system, self.autopilot.target_component, *ch[:8]
-                    ).pack(conn.gcs)
+                    _RC_OVERRIDE.pack(
+                        gcs.seq, gcs.srcSystem, gcs.srcComponent,
+                        c1, c2, c3, c4, c5, c6, c7, c8,
+                        self.autopilot.target_system, self.autopilot.target_component,
+                        *_NO_EXTENSION_CHANNELS,
+                    )
                 )
         t = t_us * 1e-6
         gps = self.gps_emulator
