@@ -729,12 +729,19 @@ def _serial_noop(work: Path, rounds: int) -> _Span:
     return span
 
 
-def _dfu_noop(work: Path, rounds: int) -> tuple[_Span, Any]:
-    """(GETSTATUS round trips in dfuIDLE, the board process, left in DFU)."""
+def _dfu_noop(work: Path, rounds: int, poll_s: float) -> tuple[_Span, Any]:
+    """(no-op block cycles, the board process, left in DFU).
+
+    A cycle has the shape of a block's: two GETSTATUS back to back (where a block has
+    DNLOAD and GETSTATUS), the pollTimeout pause, one GETSTATUS after it. The pause
+    matters: a board process that went idle answers the first request after it more
+    slowly, and every block of a DFU download has that pause.
+    """
     import usb.util
 
     from hil.firmware.dfuse_codec import REQUEST_TYPE_IN, DfuRequest
     from hil.flash.dfu_flasher import DfuFlasher
+    from hil.flash.wait import DeadlineWaiter
     from hil.usb import VirtualBackend
 
     board = _board(work, boot0=True)
@@ -745,13 +752,21 @@ def _dfu_noop(work: Path, rounds: int) -> tuple[_Span, Any]:
         dev = finder.find_device(10.0)
         if dev is None:
             raise HilError("bench: the virtual board did not come up as a DFU device")
+        waiter = DeadlineWaiter()
+
+        def cycle() -> None:
+            dev.ctrl_transfer(REQUEST_TYPE_IN, DfuRequest.GETSTATUS, 0, 0, 6, 5000)
+            dev.ctrl_transfer(REQUEST_TYPE_IN, DfuRequest.GETSTATUS, 0, 0, 6, 5000)
+            waiter.wait_until(time.monotonic() + poll_s)
+            dev.ctrl_transfer(REQUEST_TYPE_IN, DfuRequest.GETSTATUS, 0, 0, 6, 5000)
+
         meter = _Meter(board.pid)
         try:
-            for _ in range(10):
-                dev.ctrl_transfer(REQUEST_TYPE_IN, DfuRequest.GETSTATUS, 0, 0, 6, 5000)
+            for _ in range(5):
+                cycle()
             meter.start()
             for _ in range(rounds):
-                dev.ctrl_transfer(REQUEST_TYPE_IN, DfuRequest.GETSTATUS, 0, 0, 6, 5000)
+                cycle()
             span = meter.stop(rounds)
         finally:
             usb.util.dispose_resources(dev)
@@ -781,14 +796,15 @@ def flash_throughput(method: str, runs: int = 3, size_kib: int = 512, log: Log =
     size = size_kib * 1024
     image = _bench_image(size)
     poll_s = DfuTiming().program_ms / 1000.0  # what the board process's DFU device asks for
-    # Requests per write: one PROG_MULTI per 252 bytes; per DFU block the flasher sets the
-    # address pointer (DNLOAD + 2 GETSTATUS) and writes (DNLOAD + 2 GETSTATUS).
+    # Requests per write: one PROG_MULTI per 252 bytes; per DFU block DNLOAD + 2 GETSTATUS
+    # (the address pointer is set once per contiguous region, DfuSe block numbers place
+    # the blocks after it).
     chunk = 252 if method == "serial" else TRANSFER_SIZE
-    per_chunk = 1 if method == "serial" else 6
     chunks = -(-size // chunk)
-    # As many no-op round trips as the write makes: both span a similar time, so load from
-    # other processes weighs on the limit as it weighs on the flash.
-    rounds = min(_NOOP_MAX_ROUNDS, chunks * per_chunk)
+    # As many no-ops as the write makes (DFU: block-shaped cycles): both span a similar
+    # time, so load from other processes weighs on the limit as it weighs on the flash.
+    units = chunks  # what the notes are per: a PROG_MULTI, a DFU block
+    rounds = min(_NOOP_MAX_ROUNDS, units)
     ratios: list[float] = []
     throughputs: list[float] = []
     ceilings: list[float] = []
@@ -801,7 +817,7 @@ def flash_throughput(method: str, runs: int = 3, size_kib: int = 512, log: Log =
         def noop() -> tuple[_Span, Any]:
             if method == "serial":
                 return _serial_noop(work, rounds), None
-            return _dfu_noop(work, rounds)
+            return _dfu_noop(work, rounds, poll_s)
 
         before, board = noop()
         try:
@@ -818,7 +834,7 @@ def flash_throughput(method: str, runs: int = 3, size_kib: int = 512, log: Log =
                     if done == 0:
                         meter.start()
                     elif done >= total and not write:
-                        write.append(meter.stop(chunks * per_chunk))
+                        write.append(meter.stop(units))
 
                 if method == "serial":
                     flasher: Any = SerialFlasher(
@@ -839,11 +855,10 @@ def flash_throughput(method: str, runs: int = 3, size_kib: int = 512, log: Log =
                     board.stop()
                     board = None
                 after, board = noop()
-                rtt = (before.wall_s / before.requests + after.wall_s / after.requests) / 2.0
-                if method == "serial":
-                    ceiling = chunk / rtt  # one PROG_MULTI round trip per 252 bytes
-                else:  # DNLOAD, GETSTATUS (busy: pollTimeout), wait it, GETSTATUS (idle)
-                    ceiling = chunk / (3 * rtt + poll_s)
+                # Serial: one PROG_MULTI round trip per 252 bytes. DFU: one block-shaped
+                # cycle (3 round trips and the pollTimeout pause) per block.
+                per_noop = (before.wall_s / before.requests + after.wall_s / after.requests) / 2.0
+                ceiling = chunk / per_noop
                 throughputs.append(result.throughput_bps)
                 ceilings.append(ceiling)
                 ratios.append(100.0 * result.throughput_bps / ceiling)
@@ -866,12 +881,13 @@ def flash_throughput(method: str, runs: int = 3, size_kib: int = 512, log: Log =
     else:
         name = "flash via DFU, % of limit"
         how = (
-            f"limit = {TRANSFER_SIZE} B per DNLOAD + 2 GETSTATUS round trips + the "
-            f"{poll_s * 1e3:.0f} ms pollTimeout the device asks per block (no-op = GETSTATUS "
-            "in dfuIDLE); the flasher also sets the address before every block (3 more "
-            "round trips, as dfu-util does); the virtual USB backend models no bus speed"
+            f"limit = {TRANSFER_SIZE} B per block-shaped no-op cycle in dfuIDLE: 2 GETSTATUS "
+            f"back to back, the {poll_s * 1e3:.0f} ms pollTimeout the device asks, 1 GETSTATUS "
+            "(a block is DNLOAD, GETSTATUS, the wait, GETSTATUS); the flasher sets the address "
+            "once per contiguous region, DfuSe block numbers place the blocks after it; the "
+            "virtual USB backend models no bus speed"
         )
-        unit_name = "control transfer"
+        unit_name = "block (3 control transfers and the wait)"
     detail = (
         f"{size_kib} KiB image, write phase: median {np.median(throughputs) / 1e3:.0f} kB/s "
         f"of {np.median(ceilings) / 1e3:.0f} kB/s; {how}. Per {unit_name}, wall / host CPU / "
