@@ -50,7 +50,10 @@ class HotCodec:
 
     def pack(self, seq: int, system: int, component: int, *wire_values: Any) -> bytes:
         """A frame for the fields in wire order (arrays flattened), trailing zeros trimmed."""
-        payload = self._pack(*wire_values).rstrip(b"\x00") or b"\x00"
+        return self.frame(seq, system, component, self._pack(*wire_values).rstrip(b"\x00") or b"\x00")
+
+    def frame(self, seq: int, system: int, component: int, payload: bytes) -> bytes:
+        """The frame around a payload packed (and trailing-zero trimmed) by the caller."""
         body = _HEADER_HEAD.pack(len(payload), 0, 0, seq & 0xFF, system, component) + self._id_bytes
         body += payload
         return b"\xfd" + body + _crc(body + self.crc_extra).to_bytes(2, "little")

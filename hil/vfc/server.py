@@ -21,6 +21,7 @@ import dataclasses
 import math
 import operator
 import select
+import struct
 import sys
 import time
 import traceback
@@ -63,7 +64,9 @@ BOOTLOADER_DELAY_S = 0.2  # ArduPilot: ACK, then into the bootloader ~200 ms lat
 IDLE_AFTER_S = 1.0
 SELECT_TIMEOUT_S = 0.02
 OUTBUF_LIMIT = 256 * 1024
-_ZERO12 = (0.0,) * 12
+#: HIL_ACTUATOR_CONTROLS' payload as the board fills it: time_usec, flags, controls[0..3],
+#: controls[4..15] all 0.0 (48 zero bytes), mode.
+_ANSWER = struct.Struct("<QQ4f48xB")
 _SENSOR = HIL_SENSOR.light  # the class of the samples the fast path decodes
 #: What the simulator sends besides HIL_SENSOR, many times a second: decoded like it,
 #: without pymavlink (the same field values; see hil.mavlink.framing).
@@ -432,10 +435,11 @@ class VfcServer(TelemetryBuilders):
         mode = M.MAV_MODE_FLAG_SAFETY_ARMED if copter.armed else 0
         codec = self.codec
         flags = 1 if self.loop_model is None else 0
-        # Wire order: time_usec, flags (bit 0: lockstep), controls[16], mode.
-        self._outbuf += HIL_ACTUATOR_CONTROLS.pack(
-            codec.seq, VFC_SYSTEM_ID, VFC_COMPONENT_ID, self.stamp_us, flags,
-            m1, m2, m3, m4, *_ZERO12, mode,
+        # Wire order: time_usec, flags (bit 0: lockstep), controls[16], mode; trailing
+        # zeros trimmed as MAVLink 2 does (HotCodec.pack would give the same bytes).
+        payload = _ANSWER.pack(self.stamp_us, flags, m1, m2, m3, m4, mode).rstrip(b"\x00")
+        self._outbuf += HIL_ACTUATOR_CONTROLS.frame(
+            codec.seq, VFC_SYSTEM_ID, VFC_COMPONENT_ID, payload or b"\x00"
         )
         codec.seq = (codec.seq + 1) % 256
         self._flush()
