@@ -52,6 +52,7 @@ class SerialLink:
         self.raw_log = raw_log
         self._port: serial.SerialBase | None = None
         self._os_fd: int | None = None  # the port's descriptor when it has one (see _fd)
+        self._poller = select.poll()  # waits on _os_fd; cheaper per wait than select()
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -70,7 +71,10 @@ class SerialLink:
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open {self.url}: {exc}") from exc
         self._port = port
-        self._os_fd = self._fd(port)
+        self._os_fd = fd = self._fd(port)
+        self._poller = select.poll()
+        if fd is not None:
+            self._poller.register(fd, select.POLLIN)
         return self
 
     @property
@@ -98,7 +102,14 @@ class SerialLink:
         if fd is not None:
             # The tty path, inline: one select and one read per chunk, nothing in between.
             try:
-                if not _select((fd,), (), (), timeout if timeout > 0.0 else 0.0)[0]:
+                if timeout >= _POLL_MIN_S:
+                    try:
+                        ready = self._poller.poll(timeout * 1000.0)
+                    except RuntimeError:  # another thread is polling this link (a misuse)
+                        ready = _select((fd,), (), (), timeout)[0]
+                else:
+                    ready = _select((fd,), (), (), timeout if timeout > 0.0 else 0.0)[0]
+                if not ready:
                     return None
                 data = _os_read(fd, self.max_chunk)
             except OSError as exc:
@@ -225,6 +236,8 @@ class SerialLink:
 
 
 _select = select.select
+#: poll() counts whole milliseconds (rounding up): shorter waits use select().
+_POLL_MIN_S = 0.01
 _os_read = os.read
 _os_write = os.write
 _monotonic_ns = time.monotonic_ns
