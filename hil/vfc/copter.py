@@ -69,6 +69,10 @@ class Copter:
 
     def __init__(self, params, behaviour: Mapping[str, Any] | None = None) -> None:
         self.params = params
+        # The store's cache of read_param results (ParamStore empties it on every change):
+        # the controllers read a dozen parameters per 100 Hz step.
+        cache = getattr(params, "read_cache", None)
+        self._param_cache: dict[str, float] | None = cache if isinstance(cache, dict) else None
         #: Flight-software knobs of this build (hil.firmware.app_image.BEHAVIOUR_KEYS).
         self.behaviour = dict(behaviour or {})
         self.gains = Gains(params)
@@ -122,7 +126,14 @@ class Copter:
 
     # ------------------------------------------------------------ parameters
     def _p(self, name: str) -> float:
-        return read_param(self.params, name)
+        cache = self._param_cache
+        if cache is None:
+            return read_param(self.params, name)
+        try:
+            return cache[name]
+        except KeyError:
+            value = cache[name] = read_param(self.params, name)
+            return value
 
     def param(self, name: str) -> float:
         """A parameter value (used by the modes)."""

@@ -63,6 +63,9 @@ class ParamStore:
         self._names = tuple(self._defs)
         self._index = {name: i for i, name in enumerate(self._names)}
         self._values: dict[str, float] = {d.name: float(d.default) for d in self._defs.values()}
+        #: Values readers derived from this store (hil.vfc.copter keeps `read_param`'s
+        #: result per name here); emptied whenever a value changes.
+        self.read_cache: dict[str, float] = {}
 
     # -- reading ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -125,11 +128,13 @@ class ParamStore:
         """Set `name` (ints rounded) and return the value now held; ParamError if refused."""
         v = self.check(name, value)
         self._values[name] = v
+        self.read_cache.clear()
         return v
 
     def reset(self) -> None:
         """Every parameter back to its default (not saved until `save()`)."""
         self._values = {d.name: float(d.default) for d in self._defs.values()}
+        self.read_cache.clear()
 
     # -- storage ------------------------------------------------------------------------
     def non_defaults(self) -> dict[str, float]:
