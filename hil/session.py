@@ -267,6 +267,49 @@ class MspBoardSession:
             self.autopilot.reopen()
         raise AssertionError("unreachable")
 
+    #: Arming flags that say "switch the arm switch off first": the switch was on while
+    #: something else blocked arming, or when the receiver came back after a gap.
+    SWITCH_LATCHES = frozenset({"ARM_SWITCH", "NOT_DISARMED"})
+
+    def arm(self, loop, within: float = 10.0) -> None:
+        """Arm by the AUX1 switch as a pilot would, within ``within`` s.
+
+        The firmware latches ARM_SWITCH or NOT_DISARMED when the switch is on while it
+        cannot arm (a receiver gap on a loaded host is enough); a pilot then flips the
+        switch off and on again, and so does this. Anything else blocking arming is
+        waited out; WaitTimeout names what was still in the way.
+        """
+        assert self.autopilot is not None
+        ap = self.autopilot
+        deadline = Deadline(within)
+        loop.arm_switch(True)
+        switched_on = time.monotonic()
+        status = ap.status()
+        flips = 0
+        while not status.armed:
+            if deadline.expired:
+                raise WaitTimeout(
+                    f"board {self.board.name} did not arm by its switch within {within:.0f} s "
+                    f"(switch flipped {flips} times); last status: {status.summary()}"
+                )
+            flags = set(status.arming_disable_names)
+            if (
+                flags & self.SWITCH_LATCHES
+                and not flags - self.SWITCH_LATCHES
+                and time.monotonic() - switched_on > 0.3
+            ):
+                loop.arm_switch(False)
+                flips += 1
+                off = Deadline(min(2.0, max(0.1, deadline.remaining)))
+                while not off.expired and set(ap.status().arming_disable_names) & self.SWITCH_LATCHES:
+                    time.sleep(0.05)
+                loop.arm_switch(True)
+                switched_on = time.monotonic()
+            time.sleep(0.02)
+            status = ap.status()
+        if flips:
+            self.notes.append(f"arming needed the switch flipped off and on {flips} time(s)")
+
     def __exit__(self, *exc: object) -> None:
         self.problems = self.cleanup()
 

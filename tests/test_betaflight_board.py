@@ -65,7 +65,7 @@ def test_the_board_identifies_and_reports_its_failsafe_settings(bf_session):
 def test_hover_in_angle_mode_and_fly_stick_inputs(bf_session):
     ap = bf_session.autopilot
     loop = bf_session.start_loop()  # armable but for the switch
-    loop.arm_switch(True)
+    bf_session.arm(loop, within=10.0)
     ap.wait_armed(timeout=5.0)
     loop.hold_altitude(3.0)
     _wait("climb to 2.5 m", lambda: loop.altitude > 2.5, 15.0)
@@ -84,6 +84,23 @@ def test_hover_in_angle_mode_and_fly_stick_inputs(bf_session):
     timing = loop.timing(since_s=1.0)
     assert timing.sent > 0 and timing.motor_packets > 0
     assert timing.scheduler.startswith("SCHED_")
+
+
+def test_arming_flips_a_latched_switch_off_and_on_like_a_pilot(bf_session):
+    ap = bf_session.autopilot
+    loop = bf_session.start_loop()
+    loop.set_sticks(throttle=1600)  # throttle up: the firmware refuses to arm...
+    loop.arm_switch(True)  # ...and latches ARM_SWITCH because the switch went on meanwhile
+    _wait("THROTTLE and ARM_SWITCH", lambda: {"THROTTLE", "ARM_SWITCH"} <= set(ap.status().arming_disable_names), 5.0)
+    loop.set_sticks(throttle=1000)
+    _wait("THROTTLE cleared", lambda: "THROTTLE" not in ap.status().arming_disable_names, 5.0)
+    status = ap.status()
+    assert not status.armed and "ARM_SWITCH" in status.arming_disable_names  # still latched
+    bf_session.arm(loop, within=10.0)
+    assert ap.status().armed
+    assert any("flipped off and on" in n for n in bf_session.notes)
+    loop.arm_switch(False)
+    ap.wait_disarmed(timeout=5.0)
 
 
 def test_a_failsafe_delay_raised_beyond_the_limit_is_caught(bf_rig):

@@ -170,7 +170,7 @@ def run_msp_scenario(
     t0 = 0.0
     try:
         if scenario.setup.armed:
-            loop.arm_switch(True)
+            session.arm(loop, within=10.0)
             recorder.wait("the board armed by the AUX1 switch", lambda: bool(recorder.armed), within=5.0)
             target = scenario.setup.altitude
             loop.hold_altitude(target)
