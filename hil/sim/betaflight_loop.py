@@ -29,7 +29,6 @@ import struct
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,13 +134,21 @@ class AltitudePilot:
 
 
 class _Ring:
-    """The newest ``size`` int64 samples, preallocated (no growth in long runs)."""
+    """The newest ``size`` samples (int64, or rows of ``width`` floats), preallocated: no
+    growth in long runs.
 
-    def __init__(self, size: int) -> None:
-        self._buf = np.zeros(size, dtype=np.int64)
+    The buffer is written once at creation: numpy's zeros come from calloc, whose pages
+    the kernel maps only when first written, which would show as memory growth while
+    the ring fills."""
+
+    def __init__(self, size: int, width: int | None = None) -> None:
+        if width is None:
+            self._buf = np.full(size, 0, dtype=np.int64)
+        else:
+            self._buf = np.full((size, width), np.nan)
         self._n = 0
 
-    def append(self, value: int) -> None:
+    def append(self, value) -> None:
         self._buf[self._n % len(self._buf)] = value
         self._n += 1
 
@@ -215,8 +222,9 @@ class BetaflightLoop(InjectionSchedule):
         self.dt_us = int(round(1e6 * self.dt))
         self.t_us = 0
         self.motors = (0.0, 0.0, 0.0, 0.0)
-        #: Truth rows (t, n, e, d, roll, pitch, yaw, motors...), the last 10 minutes.
-        self.truth: deque[tuple[float, ...]] = deque(maxlen=int(600 * cfg.truth_rate_hz))
+        #: Truth rows (t, n, e, d, roll, pitch, yaw, 4 motors), the last 10 minutes;
+        #: `truth.values()` gives them oldest first.
+        self.truth = _Ring(int(600 * cfg.truth_rate_hz), 11)
         self.error: BaseException | None = None
         self.scheduler = "not started"
         self.rc_frames_sent = 0
