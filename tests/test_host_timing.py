@@ -95,7 +95,7 @@ def test_a_lockstep_run_measures_host_latencies_and_asks_for_a_finer_heartbeat(b
     assert any("HEARTBEAT requested at 7 Hz" in n for n in result.notes), result.notes
     m = result.measurements
     assert m["command_ack_latency_ms"] > 0 and m["sensor_actuator_latency_us"] > 0
-    assert m["timesync"]["n_total"] == 16
+    assert m["timesync"]["n_used"] >= 3  # the quickest of the exchanges at both ends
     # Mode changes were reported at 7 Hz or faster: the latency is known to 1/7 s.
     latency = next(x for x in result.timing if x.name == "failsafe_latency_s")
     assert 0 < latency.uncertainty <= 1 / 7 + 1e-6
