@@ -7,20 +7,28 @@ wall-clock performance.
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hil.rig import Rig
 from hil.scenario.load import load_scenario
 from hil.scenario.runner import run_scenario
 from hil.session import MspBoardSession, session_for
+from hil.sim.betaflight_loop import STAMP_QUANTUM_S, BetaflightLoop
 from tests.sitl_support import require_sitl
+
+MSP_SET_RTC, MSP_RTC = 246, 247  # Betaflight msp_protocol.h
 
 ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "fixtures" / "betaflight-sitl.toml"
@@ -101,6 +109,39 @@ def test_arming_flips_a_latched_switch_off_and_on_like_a_pilot(bf_session):
     assert any("flipped off and on" in n for n in bf_session.notes)
     loop.arm_switch(False)
     ap.wait_disarmed(timeout=5.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=5_000_000), min_size=2, max_size=200))
+def test_state_stamps_never_step_inside_the_sitls_clock_rate_window(gaps_ns):
+    """The SITL resets its clock rate from any stamp step above 0 and below 20 ms: our
+    stamps step by 0 or by at least 31.25 ms, however irregularly packets are sent."""
+    fake = SimpleNamespace(clock_offset_s=12.5, _started_ns=1_000_000_000)
+    now = fake._started_ns
+    stamps = []
+    for gap in gaps_ns:
+        now += gap
+        stamps.append(BetaflightLoop._stamp(fake, now))
+    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert all(step == 0 or step >= STAMP_QUANTUM_S for step in steps)
+    assert stamps[-1] <= 12.5 + (now - fake._started_ns) * 1e-9 < stamps[-1] + STAMP_QUANTUM_S
+
+
+def test_the_firmware_clock_keeps_the_hosts_pace(bf_session):
+    """MSP_SET_RTC, fly the loop, MSP_RTC: the firmware's clock against the host's."""
+    ap = bf_session.autopilot
+    bf_session.start_loop()
+
+    def firmware_ms() -> float:
+        y, mo, d, h, mi, sec, ms = struct.unpack("<HBBBBBH", ap.request(MSP_RTC))
+        return calendar.timegm((y, mo, d, h, mi, sec)) * 1000.0 + ms
+
+    ap.request(MSP_SET_RTC, struct.pack("<IH", 1_700_000_000, 0))
+    host0, fw0 = time.monotonic(), firmware_ms()
+    time.sleep(8.0)
+    host, fw = time.monotonic() - host0, (firmware_ms() - fw0) / 1000.0
+    # Before the stamps were quantised a loaded host pushed it ~5 % ahead in 20 s.
+    assert fw == pytest.approx(host, abs=0.2), f"firmware clock {fw:.3f} s over {host:.3f} s of the host's"
 
 
 def test_a_failsafe_delay_raised_beyond_the_limit_is_caught(bf_rig):

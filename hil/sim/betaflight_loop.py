@@ -64,6 +64,8 @@ RC_DISARMED = [1500, 1500, 1000, 1500, 1000, 1000, 1000, 1000]
 ARM_US = 1900
 #: Seconds of send/receive stamps kept for ``timing()``.
 TIMING_WINDOW_S = 120.0
+#: State-packet stamps step by this (a binary fraction: exact in a double), see `_stamp`.
+STAMP_QUANTUM_S = 1 / 32
 DISARM_US = 1000
 
 
@@ -214,8 +216,6 @@ class BetaflightLoop(InjectionSchedule):
         self.fc_ip = fc_ip
         self.host_ip = host_ip
         self.clock_offset_s = float(clock_offset_s)
-        self._primed = 0
-        self._first_stamp = 0.0
         self.state_port = state_port
         self.rc_url = rc_url
         self.dt = 1.0 / cfg.rate_hz
@@ -345,7 +345,6 @@ class BetaflightLoop(InjectionSchedule):
         next_ns = time.monotonic_ns()
         if not self._started_ns:
             self._started_ns = next_ns
-        self._primed = 0
         sleep = time.sleep
         mono = time.monotonic_ns
         try:
@@ -419,23 +418,21 @@ class BetaflightLoop(InjectionSchedule):
             self.truth.append((t, pn, pe, pd, roll, pitch, yaw, *self.motors))
 
     def _stamp(self, now_ns: int) -> float:
-        """The state packet's timestamp: seconds of wall clock since the process started.
+        """The state packet's timestamp: wall-clock seconds since the process started,
+        in steps of `STAMP_QUANTUM_S`.
 
-        The firmware derives its clock rate from successive timestamps against its own
-        receive times (deltaSim / real gap). Stamping by the wall clock keeps that rate
-        at 1 even when a step of ours runs late. The first two packets of a loop carry
-        the same stamp: after a pause the firmware takes the first packet as a restart
-        and measures the second against the last packet it saw, long ago, which would
-        set its clock rate near zero and can stall its main loop for minutes; a zero
-        step leaves the rate alone and resets that reference.
+        The SITL sets its clock rate from each packet alone: the stamp step over the gap
+        since the packet before, by its own receive times, whenever the step is above 0
+        and below 20 ms. Two packets its receive thread reads back to back (it was
+        preempted for a millisecond) set the rate to about 100 until the next packet, so
+        its clock runs ahead by tens of milliseconds each time: on a busy host a 1.5 s
+        failsafe delay came 0.4 s early. Stamps that step by 31.25 ms (or not at all) are
+        never inside that window, so the SITL keeps its initial rate of 1 and its clock
+        is the host's: a board with a crystal. The firmware uses the stamp for nothing
+        else (the attitude comes from the packet's own fields).
         """
-        if self._primed < 2:
-            self._primed += 1
-            if self._primed == 2:
-                return self._first_stamp
-            self._first_stamp = self.clock_offset_s + (now_ns - self._started_ns) * 1e-9
-            return self._first_stamp
-        return self.clock_offset_s + (now_ns - self._started_ns) * 1e-9
+        wall = self.clock_offset_s + (now_ns - self._started_ns) * 1e-9
+        return (wall // STAMP_QUANTUM_S) * STAMP_QUANTUM_S
 
     def _send_rc(self, t: float) -> None:
         if self.pilot is not None:
