@@ -458,22 +458,9 @@ class MavlinkAutopilot:
 
     def ping(self, timeout: float = 3.0) -> float:
         """TIMESYNC round trip; returns the wall seconds it took. Raises when the board is silent."""
-        sent = time.monotonic_ns()
-        since = self.mark()
-        self.conn.send(mavlink.MAVLink_timesync_message(0, sent))
-        try:
-            self.wait_for(
-                "TIMESYNC reply",
-                lambda m: m.get_type() == "TIMESYNC" and m.tc1 != 0 and m.ts1 == sent,
-                within=timeout,
-                since=since,
-                vehicle_time=False,
-            )
-        except WaitTimeout:
-            raise BoardNotAnswering(
-                f"board on {self.conn.link.url} did not answer TIMESYNC within {timeout:.1f} s"
-            ) from None
-        return (time.monotonic_ns() - sent) * 1e-9
+        from hil.autopilot import timesync
+
+        return timesync.exchange(self, timeout=timeout).rtt_ns * 1e-9
 
     def wait_heartbeat(self, timeout: float = 10.0) -> object:
         with self._cond:
