@@ -1,7 +1,8 @@
 """The closed loop for Betaflight SITL: real time over its UDP ports, RC over MSP.
 
-The firmware keeps its own clock and follows the timestamps of the state packets we
-send, so this loop runs by the wall clock: every period it integrates the physics with
+The firmware keeps its own clock, which would follow the stamps of the state packets
+badly (see `BetaflightLoop._stamp`); our stamps leave it at the host's pace, and this
+loop runs by the wall clock too: every period it integrates the physics with
 the newest motor packet, samples the sensors and sends one state packet to UDP 9003.
 Motor packets arrive on UDP 9002 (at most one per state packet). RC goes the way a
 receiver's frames would: MSP_SET_RAW_RC on the MSP UART the firmware reads RC from
