@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from hil.errors import (
     BoardNotAnswering,
@@ -30,6 +31,12 @@ from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS
 _ACTUATORS = HIL_ACTUATOR_CONTROLS.light  # the closed loop's answers, 400 per simulated second
 
 Hook = Callable[[object], None]
+
+
+class Stepper(Protocol):
+    """What a wait needs of a gated lockstep loop (hil.sim.loop.ClosedLoop)."""
+
+    def run_until(self, done: Callable[[], bool], wall_timeout: float) -> bool: ...
 
 _FORCE_MAGIC = 21196.0
 _RESULT_NAMES = {
@@ -109,6 +116,9 @@ class MavlinkAutopilot:
         #: Every acknowledged COMMAND_LONG on the host clock, oldest first:
         #: (command, sent monotonic ns, COMMAND_ACK read monotonic ns, result).
         self.command_log: deque[tuple[int, int, int, int]] = deque(maxlen=10_000)
+        #: A gated lockstep loop while one runs (hil.sim.loop.ClosedLoop.start): waits
+        #: then run the simulation themselves and end at a step boundary.
+        self.stepper: Stepper | None = None
         conn.add_listener(self._on_message)
 
     # -- receiving ---------------------------------------------------------------------
@@ -216,6 +226,9 @@ class MavlinkAutopilot:
         if not vehicle_time:
             wall = min(wall, within)
         start_wall = time.monotonic()
+        stepper = self.stepper
+        if stepper is not None:
+            return self._wait_stepped(stepper, what, predicate, within, since, wall, vehicle_time)
         with self._cond:
             cursor = self._seq if since is None else since
             t0 = self.vehicle_time
@@ -236,6 +249,60 @@ class MavlinkAutopilot:
                     kind = "wall" if vehicle_time else "wall-clock"
                     raise WaitTimeout(self._timeout_text(what, within, t0, start_wall, kind))
                 self._cond.wait(min(remaining, 0.5))
+
+    def _wait_stepped(
+        self,
+        stepper: Stepper,
+        what: str,
+        predicate: Callable[[object], bool],
+        within: float,
+        since: int | None,
+        wall: float,
+        vehicle_time: bool,
+    ):
+        """`wait_for` with a gated loop: the loop steps while this waits and checks the
+        condition after every step, in its own thread, so the wait ends at the same step
+        on every run. A wall-clock wait (a command's ACK) ends at a step boundary too."""
+        start_wall = time.monotonic()
+        with self._cond:
+            cursor = self._seq if since is None else since
+            t0 = self.vehicle_time
+        state: dict[str, Any] = {"cursor": cursor}
+
+        def done() -> bool:
+            with self._cond:
+                if self._failure is not None:
+                    return True
+                for record in self._records_after(state["cursor"]):
+                    state["cursor"] = record.seq
+                    try:
+                        hit = predicate(record.msg)
+                    except Exception as exc:  # reported in the waiting thread
+                        state["error"] = exc
+                        return True
+                    if hit:
+                        state["found"] = record.msg
+                        return True
+                if vehicle_time and self.vehicle_time > t0 + within:
+                    state["late"] = True
+                    return True
+            return False
+
+        if not done():
+            stepper.run_until(done, wall)
+        if "error" in state:
+            raise state["error"]
+        if "found" in state:
+            return state["found"]
+        failure = self._failure
+        if failure is not None:
+            if isinstance(failure, BoardNotAnswering | LinkError):
+                raise BoardNotAnswering(f"while waiting for {what}: {failure}")
+            raise HilError(f"while waiting for {what}, the closed loop stopped: {failure}")
+        if state.get("late"):
+            raise WaitTimeout(self._timeout_text(what, within, t0, start_wall, "vehicle"))
+        kind = "wall" if vehicle_time else "wall-clock"
+        raise WaitTimeout(self._timeout_text(what, within, t0, start_wall, kind))
 
     def _records_after(self, cursor: int) -> Iterable[_Record]:
         history = self._history

@@ -65,19 +65,35 @@ class MavConnection:
 
     def pump(self, timeout: float) -> list:
         """Read once (waiting up to `timeout` s), decode, dispatch; return the messages."""
+        msgs = self.read_messages(timeout)
+        if msgs:
+            listeners = self._listeners
+            for msg in msgs:
+                t_ns = msg._t_ns
+                for listener in listeners:
+                    listener(msg, t_ns)
+            self.messages_in += len(msgs)
+        return msgs
+
+    def read_messages(self, timeout: float) -> list:
+        """Read once (waiting up to `timeout` s) and decode, without dispatching: for a
+        caller that hands messages to the listeners one by one with `dispatch`. Each
+        message carries its chunk's arrival stamp as `_t_ns`."""
         chunk = self.link.read(timeout)
         if chunk is None:
             return []
         t_ns = chunk.t_ns
         msgs = self._frames.feed(chunk.data, t_ns * 1e-9)
-        if msgs:
-            listeners = self._listeners
-            for msg in msgs:
-                msg._t_ns = t_ns
-                for listener in listeners:
-                    listener(msg, t_ns)
-            self.messages_in += len(msgs)
+        for msg in msgs:
+            msg._t_ns = t_ns
         return msgs
+
+    def dispatch(self, msg) -> None:
+        """Hand one message read by `read_messages` to every listener."""
+        t_ns = msg._t_ns
+        for listener in self._listeners:
+            listener(msg, t_ns)
+        self.messages_in += 1
 
     @property
     def bad_bytes(self) -> int:

@@ -84,7 +84,11 @@ def _maker(msg_class: type, light: type) -> Any:
     i = 0
     for name, length in zip(msg_class.ordered_fieldnames, msg_class.array_lengths, strict=True):
         is_float = types[name] in ("float", "double")
-        if length:
+        if length and types[name] == "char":
+            # A char array is one struct item ("10s"); pymavlink hands it out as text.
+            lines.append(f"    m.{name} = v[{i}].split(b'\\x00', 1)[0].decode('ascii', 'replace')")
+            i += 1
+        elif length:
             lines.append(f"    m.{name} = list(v[{i}:{i + length}])")
             if is_float:
                 floats.extend(f"v[{j}]" for j in range(i, i + length))

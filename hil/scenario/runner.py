@@ -171,7 +171,7 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
             sim.event_hooks.append(recorder.on_sim_event)
             if capture is not None:
                 capture.attach(session)  # the receiver UARTs are open now
-            sim.start()
+            sim.start(gated=True)
         elif scenario.injections:
             raise HilError(
                 f"board {session.board.name} flies its own physics; injections need the harness's closed loop"

@@ -28,6 +28,7 @@ from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, HilError, LinkError
 from hil.mavlink.dialect import UINT16_MAX, mavlink
 from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, HotCodec
+from hil.mavlink.uart_marker import pack_marker
 from hil.sim import geo
 from hil.sim.injections import InjectionSchedule
 from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
@@ -147,7 +148,17 @@ class ClosedLoop(InjectionSchedule):
         self._in_flight: int | None = None
         self._answered = False
         self._early: dict[int, object] = {}
-        self._unstamped: deque = deque()
+        #: Messages read but not yet handed to the listeners: a step hands out exactly
+        #: those that came before the answer it waits for, whatever the reads' chunking.
+        self._backlog: deque = deque()
+        #: Bytes written to each receiver UART in this step, announced by a marker
+        #: before the step's sample (lockstep only; see hil.mavlink.uart_marker).
+        self._uart_written: dict[str, int] = {}
+        # Gated stepping (see `start`): the test thread's waits run the loop.
+        self._gate = threading.Condition()
+        self._gated = False
+        self._released = False
+        self._until: Callable[[], bool] | None = None
         #: time_usec of every HIL_ACTUATOR_CONTROLS taken: the board's own per-loop stamps
         #: (its sample times in plain lockstep, its loop clock with a loop-time model).
         self.actuator_time_us: list[int] = []
@@ -182,13 +193,23 @@ class ClosedLoop(InjectionSchedule):
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> None:
-        """Run the loop in a background thread; it owns the link until `stop()`."""
+    def start(self, *, gated: bool = False) -> None:
+        """Run the loop in a background thread; it owns the link until `stop()`.
+
+        Gated (lockstep only): the loop steps only while the autopilot's test thread
+        waits, and stops at the step boundary where the wait ends, so whatever the test
+        thread sends next reaches the board at the same point of the simulation on every
+        run, however busy the host is. Ungated, it runs freely.
+        """
         if self.running:
             return
         self.conn.stop_reader()
         self._stop.clear()
         self.error = None
+        self._gated = gated and self.config.lockstep
+        self._released = False
+        if self._gated:
+            self.autopilot.stepper = self
         self._thread = threading.Thread(target=self._run, name="closed-loop", daemon=True)
         self._thread.start()
 
@@ -197,10 +218,17 @@ class ClosedLoop(InjectionSchedule):
         if thread is None:
             return
         self._stop.set()
+        with self._gate:
+            self._gate.notify_all()
+        if self.autopilot.stepper is self:
+            self.autopilot.stepper = None
         thread.join(timeout)
         self._thread = None
         if thread.is_alive():
             raise HilError(f"closed loop did not stop within {timeout} s")
+        backlog = self._backlog
+        while backlog:  # read after the last answer: the listeners still get them, in order
+            self.conn.dispatch(backlog.popleft())
         if self.conn.link.is_open:
             self.conn.start_reader()
 
@@ -215,11 +243,70 @@ class ClosedLoop(InjectionSchedule):
         finally:
             self.wall_running += time.monotonic() - wall0
 
+    def run_until(self, done: Callable[[], bool], wall_timeout: float) -> bool:
+        """Step (gated loop) until `done()` holds at a step boundary; True when it did.
+
+        `done` is called in the loop thread after every step. False when `wall_timeout`
+        wall seconds ran out first; the loop is stopped at a step boundary either way
+        before this returns, and a loop that failed raises nothing here (its error is
+        on `error` and the autopilot's waits raise it).
+        """
+        gate = self._gate
+        end = _monotonic() + wall_timeout
+        with gate:
+            self._until = done
+            self._released = True
+            gate.notify_all()
+            while self._released and self.running:
+                remaining = end - _monotonic()
+                if remaining <= 0:
+                    break
+                gate.wait(min(remaining, 0.5))
+            finished = not self._released
+            if self._released:
+                # Out of wall time: stop at the next step boundary before handing back.
+                self._released = False
+                stop_by = _monotonic() + self.config.step_timeout + 1.0
+                while self._stepping and self.running and _monotonic() < stop_by:
+                    gate.wait(0.05)
+            self._until = None
+        return finished
+
+    def _run_gated(self) -> None:
+        gate = self._gate
+        stop = self._stop
+        while not stop.is_set():
+            with gate:
+                self._stepping = False
+                gate.notify_all()
+                while not self._released and not stop.is_set():
+                    gate.wait(0.5)
+                if stop.is_set():
+                    break
+                self._stepping = True
+                done = self._until
+            wall0 = _monotonic()
+            while self._released and not stop.is_set():
+                self.step()
+                if done is not None and done():
+                    break
+            self.wall_running += _monotonic() - wall0
+            with gate:
+                self._released = False
+                self._stepping = False
+                gate.notify_all()
+
+    _stepping = False
+
     def _run(self) -> None:
         wall0 = time.monotonic()
         last = wall0
         try:
-            if self.config.lockstep:
+            if self._gated:
+                self._run_gated()
+                last = time.monotonic()
+                self._drain()
+            elif self.config.lockstep:
                 while not self._stop.is_set():
                     for _ in range(50):
                         self.step()
@@ -239,6 +326,10 @@ class ClosedLoop(InjectionSchedule):
             log.exception("closed loop crashed")
         finally:
             self.wall_running += time.monotonic() - last
+            with self._gate:
+                self._released = False
+                self._stepping = False
+                self._gate.notify_all()
 
     def _run_realtime(self) -> None:
         period = self.dt_us * 1e-6
@@ -299,6 +390,11 @@ class ClosedLoop(InjectionSchedule):
     def _await_actuators(self, t_us: int) -> None:
         """Take the board's answer to the sample stamped ``t_us``.
 
+        Messages reach the listeners in the board's order, up to and including this
+        answer; whatever the same read brought after it waits for the next step. So the
+        state the harness sees at a step boundary is a function of the board's output
+        alone, not of how the kernel chunked it.
+
         A board stamps its answer with the sample's time (HIL_ACTUATOR_CONTROLS flags
         bit 0 set). One that stamps its own loop clock instead (bit 0 clear, e.g. the
         virtual board's loop-time model) answers in order: its next answer is the one
@@ -311,12 +407,22 @@ class ClosedLoop(InjectionSchedule):
             if msg is not None:
                 self._take_actuators(msg, t_us)
                 return
-        if self._unstamped:
-            self._take_actuators(self._unstamped.popleft(), t_us)
-            return
-        deadline = _monotonic() + self.config.step_timeout
+        backlog = self._backlog
         conn = self.conn
+        dispatch = conn.dispatch
+        deadline = None
         while True:
+            while backlog:
+                msg = backlog.popleft()
+                dispatch(msg)
+                if msg.__class__ is _ACTUATORS or msg.get_type() == "HIL_ACTUATOR_CONTROLS":
+                    if not msg.flags & 1 or msg.time_usec == t_us:
+                        self._take_actuators(msg, t_us)
+                        return
+                    if msg.time_usec > t_us:
+                        early[msg.time_usec] = msg  # a board that skipped ahead
+            if deadline is None:
+                deadline = _monotonic() + self.config.step_timeout
             remaining = deadline - _monotonic()
             if remaining <= 0:
                 raise BoardNotAnswering(
@@ -324,21 +430,7 @@ class ClosedLoop(InjectionSchedule):
                     f"at t={t_us * 1e-6:.4f} s within {self.config.step_timeout:.1f} s; "
                     f"it stopped answering (last mode {self.autopilot.mode}, armed {self.autopilot.armed})"
                 )
-            found = None
-            for msg in conn.pump(remaining):
-                if msg.__class__ is _ACTUATORS or msg.get_type() == "HIL_ACTUATOR_CONTROLS":
-                    if not msg.flags & 1:
-                        if found is None:
-                            found = msg
-                        else:
-                            self._unstamped.append(msg)  # the answer to the next sample
-                    elif msg.time_usec == t_us:
-                        found = msg
-                    elif msg.time_usec > t_us:
-                        early[msg.time_usec] = msg  # the answer to the next sample came along
-            if found is not None:
-                self._take_actuators(found, t_us)
-                return
+            backlog.extend(conn.read_messages(remaining))
 
     def _take_actuators(self, msg, sample_us: int | None = None) -> None:
         stamps = self.actuator_time_us
@@ -398,10 +490,12 @@ class ClosedLoop(InjectionSchedule):
         sim = conn.sim
         out: list[bytes] = []
         nxt = self._next
+        written = self._uart_written
         if self.rc_emulator is not None:
             data = self.rc_emulator.produce(t_us, self.rc_channels, self.rc_link)
             if data:
                 self.uart_links["rc"].write(data)
+                written["rc"] = len(data)
         elif t_us >= nxt["rc"]:
             nxt["rc"] = t_us + self._periods["rc"]
             delivered = self.rc_link.step().delivered
@@ -423,6 +517,7 @@ class ClosedLoop(InjectionSchedule):
                 data = gps.produce(t, self._gnss_observation(t))
                 if data:
                     self.uart_links["gps"].write(data)
+                    written["gps"] = written.get("gps", 0) + len(data)
         elif t_us >= nxt["gps"]:
             nxt["gps"] = t_us + self._periods["gps"]
             out.append(self._hil_gps(t_us, self._gnss_observation(t)).pack(sim))
@@ -440,6 +535,12 @@ class ClosedLoop(InjectionSchedule):
                 )
         if self.telemetry_link.pending:  # heartbeats that reach the board now (after any delay)
             out.extend(msg.pack(conn.gcs) for msg in self.telemetry_link.due(t))
+        if written:
+            if self.config.lockstep:
+                for uart, count in written.items():
+                    out.append(pack_marker(sim.seq, sim.srcSystem, sim.srcComponent, t_us, uart, count))
+                    sim.seq = (sim.seq + 1) % 256
+            written.clear()
         self._next_aux = min(nxt["rc"], nxt["gps"], nxt["battery"], nxt["gcs"])
         return out
 

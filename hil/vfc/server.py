@@ -49,6 +49,7 @@ from hil.mavlink.framing import (
     HotCodec,
     has_nonfinite,
 )
+from hil.mavlink.uart_marker import NAMED_VALUE_INT, parse_marker
 from hil.sim.geo import Home, lla_to_ned
 from hil.vfc.copter import Copter
 from hil.vfc.looptime import LOOP_MODEL_PARAMS, LoopTimeModel
@@ -68,6 +69,11 @@ OUTBUF_LIMIT = 256 * 1024
 #: controls[4..15] all 0.0 (48 zero bytes), mode.
 _ANSWER = struct.Struct("<QQ4f48xB")
 _SENSOR = HIL_SENSOR.light  # the class of the samples the fast path decodes
+_MARKER = NAMED_VALUE_INT.light  # UART sequencing markers (hil.mavlink.uart_marker)
+#: A frame cut in two by the pty is completed within this (wall) time, however busy the
+#: host; the harness never sends half a frame, so a longer wait costs nothing but a
+#: slower resynchronisation after line noise.
+STALL_S = 0.5
 #: What the simulator sends besides HIL_SENSOR, many times a second: decoded like it,
 #: without pymavlink (the same field values; see hil.mavlink.framing).
 _SIM_INPUTS = (
@@ -231,7 +237,9 @@ class VfcServer(TelemetryBuilders):
         self._bootloader_at: float | None = None
         self._statustext_id = 0
         self._outbuf = bytearray()
-        self.reader = FrameReader(self.codec, hot=(HIL_SENSOR, *_SIM_INPUTS))
+        self.reader = FrameReader(self.codec, hot=(HIL_SENSOR, NAMED_VALUE_INT, *_SIM_INPUTS), stall_s=STALL_S)
+        if self.uarts is not None:
+            self.uarts.reset()  # the firmware starts again: no bytes owed, none held
         new_pty = Pty.open()  # before closing the old one, so the path really changes
         old, self.pty = self.pty, new_pty
         # A poll object per pty: cheaper per wait than building select()'s lists.
@@ -350,6 +358,11 @@ class VfcServer(TelemetryBuilders):
             except Exception as exc:  # a firmware bug must not take the board off the bus
                 self._internal_error(msg, exc)
             return
+        if msg.__class__ is _MARKER:
+            marker = parse_marker(msg)
+            if marker is not None and self.uarts is not None:
+                self.uarts.announce(*marker)
+            return
         handler = self._handlers.get(msg.get_type())
         if handler is None or has_nonfinite(msg):
             return
@@ -406,6 +419,9 @@ class VfcServer(TelemetryBuilders):
             if uarts is not None and uarts.poll(copter, t_us):
                 self.last_gps = uarts.last_gps
                 self.last_gps_us = t_us
+            if uarts is not None and uarts.shortfall:
+                self.statustext(M.MAV_SEVERITY_WARNING, uarts.shortfall)
+                uarts.shortfall = ""
             t0 = _perf_counter_ns()
             motors = copter.loop(
                 t_us,

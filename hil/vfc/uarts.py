@@ -5,19 +5,25 @@ receiver and the radio receiver. Here each is a pty that lives as long as the bo
 process (a reboot does not rewire the bench), announced in the registry under `uarts`.
 The board reads them with its own UBX/NMEA and CRSF/SBUS drivers, as firmware does.
 
-In lockstep the harness writes a UART's bytes before the HIL_SENSOR of the same step and
-the board drains every UART before it runs that step's loop, so the data is used in the
-step it belongs to (a pty may, rarely, hand the bytes over one step late).
+In lockstep the harness announces, before each step's HIL_SENSOR, how many bytes it
+wrote to each UART for that step (hil.mavlink.uart_marker). The board then feeds its
+drivers exactly those bytes before it runs the step: it waits for any the kernel has not
+handed over yet and holds back any that belong to the next step. Without announcements
+(a board in real time) it feeds whatever has arrived.
 """
 
 from __future__ import annotations
 
+import select
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from hil.vfc.pty import Pty
 
 GPS_PROTOCOLS = ("ubx", "nmea", "auto")
+#: How long the board waits for announced UART bytes still in the kernel (wall seconds).
+UART_WAIT_S = 2.0
 RC_PROTOCOLS = ("crsf", "sbus")
 
 
@@ -63,17 +69,72 @@ class BoardUarts:
         self.rc_lq: int | None = None
         self.rc_rssi_dbm: int | None = None
         self.jamming_indicator: int | None = None
+        #: Bytes announced by the harness and not yet fed, per UART; a UART is in here
+        #: once it has been announced (sequenced) until the firmware restarts.
+        self._owed: dict[str, int] = {}
+        #: Bytes read ahead of the announcements (they belong to a later step).
+        self._held: dict[str, bytearray] = {name: bytearray() for name in self.ptys}
+        #: What went wrong with the last sequenced read, for a STATUSTEXT ("" if nothing).
+        self.shortfall = ""
 
     @property
     def paths(self) -> dict[str, str]:
         return {name: pty.path for name, pty in self.ptys.items()}
+
+    def announce(self, name: str, count: int) -> None:
+        """The harness wrote `count` more bytes to UART `name` for the coming step."""
+        if name in self.ptys:
+            self._owed[name] = self._owed.get(name, 0) + count
+
+    def reset(self) -> None:
+        """The firmware restarts: forget announcements and drop whatever is waiting."""
+        self._owed.clear()
+        for name, pty in self.ptys.items():
+            self._held[name].clear()
+            while pty.read():
+                pass
+        self.shortfall = ""
+
+    def _take(self, name: str, pty: Pty) -> bytes:
+        """The bytes of UART `name` that belong to the step about to run."""
+        held = self._held[name]
+        owed = self._owed.get(name)
+        if owed is None:  # not sequenced: everything that has arrived
+            data = pty.read()
+            if held:
+                data = bytes(held) + data
+                held.clear()
+            return data
+        if owed == 0:
+            return b""
+        deadline = None
+        while len(held) < owed:
+            chunk = pty.read()
+            if chunk:
+                held += chunk
+                continue
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + UART_WAIT_S
+            elif now >= deadline:
+                self.shortfall = (
+                    f"UART {name}: {owed} bytes announced for this step, only {len(held)} "
+                    f"arrived within {UART_WAIT_S:g} s"
+                )
+                owed = len(held)
+                break
+            select.select([pty.master_fd], [], [], min(0.05, deadline - now))
+        data = bytes(held[:owed])
+        del held[:owed]
+        self._owed[name] = 0
+        return data
 
     def poll(self, copter: Any, t_us: int) -> bool:
         """Feed whatever arrived to the drivers and the flight software; True on a new GPS fix."""
         new_fix = False
         gps_pty = self.ptys.get("gps")
         if gps_pty is not None and self._gps is not None:
-            data = gps_pty.read()
+            data = self._take("gps", gps_pty)
             if data:
                 for fix in self._gps.feed(data):
                     copter.on_gps(
@@ -86,7 +147,7 @@ class BoardUarts:
                     new_fix = True
         rc_pty = self.ptys.get("rc")
         if rc_pty is not None and self._rc is not None:
-            data = rc_pty.read()
+            data = self._take("rc", rc_pty)
             if data:
                 for report in self._rc.feed(data, t_us):
                     if report.lq is not None:
