@@ -173,3 +173,17 @@ def test_ekf_failsafe_does_not_act_in_stabilize() -> None:
     s.run(7.0)
     assert s.copter.mode == STABILIZE
     assert "ekf" not in s.copter.failsafes
+
+
+def test_ekf_failsafe_from_a_bent_compass_lands_without_position_control() -> None:
+    # ArduCopter's position_ok() is false during an EKF failsafe: LAND must not steer
+    # with a heading it no longer trusts, even though GPS still gives a position.
+    s = _loiter(22)
+    s.mag.interference = (0.0, 0.3, 0.0)
+    assert s.run(40.0, lambda s: s.copter.mode == LAND), "no EKF failsafe LAND"
+    s.run(0.2)
+    assert "ekf" in s.copter.failsafes
+    assert s.copter.ekf_position_ok and not s.copter.position_ok
+    assert s.run(60.0, lambda s: not s.copter.armed), (
+        f"still armed in LAND at {s.altitude():.1f} m, {s.horizontal_distance():.0f} m from home"
+    )

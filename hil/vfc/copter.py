@@ -120,6 +120,9 @@ class Copter:
         self._yaw_rate_ff = 0.0
         self._collective = 0.0
         self._idle = True
+        #: The estimator's own view: a usable horizontal position (EKF_STATUS_REPORT flags).
+        self.ekf_position_ok = False
+        #: Position control allowed: the estimator has a position and no EKF failsafe.
         self.position_ok = False
         self._lim = (0.15, 0.95)
         self._reload()
@@ -333,8 +336,11 @@ class Copter:
             else:
                 self._text(INFO, "GPS Glitch cleared")
         est.events.clear()
-        self.position_ok = est.position_ok(now)
+        self.ekf_position_ok = est.position_ok(now)
         self._ekf_check()
+        # ArduCopter's position_ok(): an EKF failsafe forbids position control even while
+        # the filter still reports a position (a bent compass, a dead-reckoned fix).
+        self.position_ok = self.ekf_position_ok and "ekf" not in self.failsafes
         self._auto_disarm(0.1)
 
     def _auto_disarm(self, dt: float) -> None:

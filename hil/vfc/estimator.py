@@ -284,7 +284,10 @@ class Estimator:
     def correct_height(self, height_m: float, dt: float) -> float:
         """Blend one height measurement (m above origin, up) taken ``dt`` after the last.
 
-        Returns the innovation (m).
+        The three gains place all poles of the error dynamics at ``-1 / HEIGHT_TC``
+        (ArduPilot's AP_InertialNav third-order filter). A measurement above the
+        estimate (``err > 0``) moves height and climb rate up and raises the accel
+        bias: the down acceleration was over-read. Returns the innovation (m).
         """
         err = height_m + self.pd
         k1 = 3.0 / HEIGHT_TC
@@ -293,7 +296,12 @@ class Estimator:
         e = err if -20.0 < err < 20.0 else (20.0 if err > 0.0 else -20.0)
         self.pd -= k1 * e * dt
         self.vd -= k2 * e * dt
-        self._abias_d -= k3 * e * dt
+        # The bias is subtracted from the measured down acceleration in ``predict``, so
+        # it must grow when the estimate sinks below the measurement; the opposite sign
+        # makes the error dynamics s^3 + k1 s^2 + k2 s - k3, with a real root in the
+        # right half-plane: without GPS velocity the climb-rate estimate walks away
+        # until the clamp holds it, and a landing turns into a climb.
+        self._abias_d += k3 * e * dt
         if self._abias_d > 2.0:
             self._abias_d = 2.0
         elif self._abias_d < -2.0:

@@ -24,6 +24,8 @@ Z_THR, Z_ALT, Z_VEL = 0, 1, 2
 
 LEASH_M = 4.0
 """How far a moving position target may run ahead of the vehicle, m."""
+LAND_LEAD_M = 2.0
+"""How far the landing height target may run below (or lag above) the vehicle, m."""
 
 
 class NavTargets:
@@ -295,19 +297,40 @@ def _fly_height(c: Copter, dest_d: float, dt: float) -> None:
         nav.td = pd - 3.0
 
 
-def _descend(c: Copter) -> None:
-    """Descent rate for landing: WPNAV_SPEED_DN high up, LAND_SPEED below LAND_ALT_LOW."""
+def _descend(c: Copter, dt: float) -> None:
+    """Lower the height target at the landing rate: WPNAV_SPEED_DN high up, LAND_SPEED
+    below LAND_ALT_LOW.
+
+    As in ArduCopter (AC_PosControl::land_at_climb_rate_cm), landing moves a height
+    target, not just a climb-rate demand: once the vehicle stands on the ground the
+    target keeps sinking below it, the height error grows and the throttle falls to the
+    minimum, so the land detector trips even while the climb-rate estimate still reads
+    a little descent (after hard manoeuvring its accel bias needs seconds to settle).
+    """
     nav = c.nav
-    nav.z = Z_VEL
-    height = -c.pos_d()
-    if height > c.param("LAND_ALT_LOW") / 100.0:
-        nav.climb_d = c.param("WPNAV_SPEED_DN") / 100.0
+    pd = c.pos_d()
+    if nav.z != Z_ALT:
+        nav.td = pd
+        nav.z = Z_ALT
+    if -pd > c.param("LAND_ALT_LOW") / 100.0:
+        rate = c.param("WPNAV_SPEED_DN") / 100.0
     else:
-        nav.climb_d = c.param("LAND_SPEED") / 100.0
+        rate = c.param("LAND_SPEED") / 100.0
+    nav.climb_d = rate
+    nav.td += rate * dt
+    if nav.td > pd + LAND_LEAD_M:
+        nav.td = pd + LAND_LEAD_M
+    elif nav.td < pd - LAND_LEAD_M:
+        nav.td = pd - LAND_LEAD_M
 
 
 class Land(Mode):
-    """Descend and land; hold the horizontal position when it is known; then disarm."""
+    """Descend and land; hold the horizontal position when it is known; then disarm.
+
+    Like ArduCopter's ModeLand, whether to hold position is decided on entry and, once
+    given up (position lost, EKF failsafe), never taken back during the landing: a
+    heading or position that failed once is not trusted to steer the touchdown.
+    """
 
     number = LAND
     name = "LAND"
@@ -315,22 +338,27 @@ class Land(Mode):
 
     def __init__(self) -> None:
         self.path = PathShaper()
+        self.use_position = False
 
     def enter(self, c: Copter) -> None:
         self.path.reset_to_vehicle(c)
+        self.use_position = c.position_ok
+        c.nav.z = Z_THR  # the descent starts from where the vehicle is
 
     def wants_takeoff(self, c: Copter) -> bool:
         return False
 
     def run(self, c: Copter, dt: float) -> None:
-        land_at(c, self.path, dt)
+        if not c.position_ok:
+            self.use_position = False
+        land_at(c, self.path, dt, self.use_position)
 
 
-def land_at(c: Copter, path: PathShaper, dt: float) -> None:
+def land_at(c: Copter, path: PathShaper, dt: float, use_position: bool) -> None:
     """The landing behaviour shared by LAND and RTL's last stage."""
     nav = c.nav
     nav.yaw_rate = 0.0
-    if c.position_ok:
+    if use_position and c.position_ok:
         path.velocity(0.0, 0.0, 2.5, dt)
         pn, pe = c.pos_ne()
         path.leash(pn, pe)
@@ -339,7 +367,7 @@ def land_at(c: Copter, path: PathShaper, dt: float) -> None:
         nav.xy = XY_LEAN
         nav.roll = 0.0
         nav.pitch = 0.0
-    _descend(c)
+    _descend(c, dt)
 
 
 class Rtl(Mode):
@@ -370,7 +398,7 @@ class Rtl(Mode):
         nav = c.nav
         nav.yaw_rate = 0.0
         if self.stage == self.FINAL:
-            land_at(c, self.path, dt)
+            land_at(c, self.path, dt, c.position_ok)
             return
         speed = c.param("RTL_SPEED") / 100.0 or c.param("WPNAV_SPEED") / 100.0
         accel = c.param("WPNAV_ACCEL") / 100.0

@@ -179,7 +179,7 @@ class TelemetryBuilders:
         flags = 0
         if self.steps:
             flags |= M.EKF_ATTITUDE | M.EKF_VELOCITY_VERT | M.EKF_POS_VERT_ABS
-            if c.position_ok:
+            if c.ekf_position_ok:
                 flags |= (
                     M.EKF_VELOCITY_HORIZ
                     | M.EKF_POS_HORIZ_REL

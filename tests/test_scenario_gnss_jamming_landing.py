@@ -1,14 +1,19 @@
-"""Behaviour of the virtual flight software that the scenarios found wrong and that is
-not fixed yet. Each test is a strict xfail: when the fix lands it starts to pass and
-must be turned into a plain test (and the scenario file tightened)."""
+"""A GNSS jamming ramp must end in a landing whatever the GPS rate: the EKF-failsafe LAND
+descends on the baro alone.
+
+This was a strict xfail (``test_known_issues.py``): with 10 Hz HIL_GPS and a slow ramp
+the LAND climbed away, because the height filter learned its accelerometer bias with
+the wrong sign and, once GPS velocity stopped holding it, the climb-rate estimate
+walked off. Kept as a plain test so the fault cannot come back unnoticed.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from hil.rig import DEFAULT_RIG, Rig
+from hil.scenario import runner
 from hil.scenario.load import load_scenario
 from hil.scenario.runner import run_scenario
 from hil.session import BoardSession
@@ -16,17 +21,7 @@ from hil.session import BoardSession
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "gps_jammed_loiter.toml"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with GPS at 10 Hz over HIL_GPS, after a slow GNSS jamming ramp (10 s) the "
-    "EKF-failsafe LAND climbs away: the vertical velocity estimate keeps a bias the baro does "
-    "not remove (estimator issue; at 5 Hz, the default, and over the UBX UART it lands)",
-)
-def test_a_slow_gnss_jamming_ramp_still_ends_in_a_landing_with_10hz_gps(tmp_path, monkeypatch):
-    from dataclasses import replace
-
-    from hil.scenario import runner
-
+def test_a_slow_gnss_jamming_ramp_ends_in_a_landing_with_10hz_gps(tmp_path, monkeypatch) -> None:
     original = runner.sim_config_for
     monkeypatch.setattr(runner, "sim_config_for", lambda sc: replace(original(sc), gps_rate_hz=10.0))
     slow = tmp_path / "gps_jammed_slow_ramp.toml"
