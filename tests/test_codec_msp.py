@@ -63,10 +63,11 @@ def test_error_frames_say_so() -> None:
 
 
 def test_v1_refuses_what_only_v2_can_carry() -> None:
+    # 255..65535 payload bytes fit a v1 jumbo frame (tests/test_codec_msp_jumbo.py).
     with pytest.raises(ValueError, match="v2"):
         msp.encode_v1(0x1F01)
     with pytest.raises(ValueError, match="v2"):
-        msp.encode_v1(1, bytes(255))
+        msp.encode_v1(1, bytes(msp.MAX_JUMBO_PAYLOAD + 1))
 
 
 # ------------------------------------------------------------------------ framing

@@ -2,7 +2,9 @@
 
 Framing (PROTOCOLS.md section 3):
 - v1: `$M` dir len cmd payload xor(len, cmd, payload); dir `<` request, `>` reply,
-  `!` error. Jumbo frames (len 255 + u16 length) are not supported: len 255 is rejected.
+  `!` error. A payload of 255 bytes or more travels as a "jumbo" frame: len byte 255,
+  cmd, the real length as u16 LE, payload, and the xor then covers the two length
+  bytes too (Betaflight `src/main/msp/msp_serial.c`, `mspSerialEncode`).
 - v2: `$X` dir flags cmd(u16 LE) len(u16 LE) payload crc8_dvb_s2(flags..payload).
 
 `MspParser` picks frames out of a byte stream that may also carry CLI text or noise.
@@ -21,8 +23,14 @@ from hil.codecs.bits import crc8_dvb_s2
 from hil.errors import HilError
 
 MAX_V1_PAYLOAD = 254
+"""Largest payload a plain v1 frame carries; longer ones need a jumbo frame (or v2)."""
+JUMBO_SIZE_MARK = 255
+"""A v1 size byte of 255 announces a jumbo frame (Betaflight `JUMBO_FRAME_SIZE_LIMIT`)."""
+MAX_JUMBO_PAYLOAD = 0xFFFF
+"""A jumbo frame's real length is a u16."""
 MAX_V2_PAYLOAD = 8192
-"""Parser bound: longer v2 lengths are taken as noise (Betaflight buffers are smaller)."""
+"""Parser bound: longer v2 or jumbo lengths are taken as noise. Betaflight's largest
+reply buffer is 4112 bytes (`MSP_PORT_OUTBUF_SIZE` with flash logging, msp_serial.h)."""
 
 
 class MspError(HilError):
@@ -85,12 +93,27 @@ def _xor(data: bytes) -> int:
     return x
 
 
+def _v1_header(cmd: int, size: int) -> bytes:
+    """The checksummed v1 header: size and command, plus the u16 size of a jumbo frame."""
+    if size < JUMBO_SIZE_MARK:
+        return bytes([size, cmd])
+    return bytes([JUMBO_SIZE_MARK, cmd]) + struct.pack("<H", size)
+
+
 def encode_v1(cmd: int, payload: bytes = b"", direction: Direction = Direction.REQUEST) -> bytes:
+    """One v1 frame; a payload of 255 bytes or more becomes a jumbo frame.
+
+    Betaflight sends jumbo replies (MSP_BOXNAMES is about 300 bytes) but its parser drops
+    jumbo requests (a v1 size above its 192-byte input buffer), so send long requests as v2.
+    """
     if not 0 <= cmd <= 0xFF:
         raise ValueError(f"MSP v1 command must be 0..255, got {cmd}; use v2")
-    if len(payload) > MAX_V1_PAYLOAD:
-        raise ValueError(f"MSP v1 payload of {len(payload)} bytes exceeds {MAX_V1_PAYLOAD}; use v2")
-    body = bytes([len(payload), cmd]) + payload
+    if len(payload) > MAX_JUMBO_PAYLOAD:
+        raise ValueError(
+            f"MSP v1 payload of {len(payload)} bytes exceeds a jumbo frame's "
+            f"{MAX_JUMBO_PAYLOAD}; use v2"
+        )
+    body = _v1_header(cmd, len(payload)) + payload
     return b"$M" + bytes([direction]) + body + bytes([_xor(body)])
 
 
@@ -148,15 +171,22 @@ def _try_frame(buf: bytes | bytearray, i: int) -> tuple[MspFrame, int] | int | N
         if n < 5:
             return _NEED_MORE
         size, cmd = buf[i + 3], buf[i + 4]
-        if size > MAX_V1_PAYLOAD:
-            return _NOT_A_FRAME  # 255 would announce a jumbo frame
-        end = i + 6 + size
+        header = 2  # checksummed header bytes after the direction
+        if size == JUMBO_SIZE_MARK:
+            if n < 7:
+                return _NEED_MORE
+            (size,) = struct.unpack_from("<H", buf, i + 5)
+            # Betaflight goes jumbo only from 255 bytes on; anything else is noise.
+            if not JUMBO_SIZE_MARK <= size <= MAX_V2_PAYLOAD:
+                return _NOT_A_FRAME
+            header = 4
+        end = i + 3 + header + size + 1
         if len(buf) < end:
             return _NEED_MORE
         body = bytes(buf[i + 3 : end - 1])
         if _xor(body) != buf[end - 1]:
             return _NOT_A_FRAME
-        return MspFrame(direction, 1, cmd, body[2:]), end
+        return MspFrame(direction, 1, cmd, body[header:]), end
     if n < 8:
         return _NEED_MORE
     flags, cmd, size = struct.unpack_from("<BHH", buf, i + 3)
