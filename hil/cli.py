@@ -99,10 +99,22 @@ def _cmd_boards(args: argparse.Namespace) -> int:
 
 
 def _cmd_flash(args: argparse.Namespace) -> int:
+    import shlex
+
     from hil.firmware.image import load_image
+    from hil.flash.base import FlashInterrupted
     from hil.locks import BoardLock
     from hil.plugin import _resolve_rig_path
     from hil.rig import Rig
+
+    def again() -> str:
+        """The command that finishes a flash cut off half way (this one, as given)."""
+        words = ["hil", "flash", args.image, "--method", args.method]
+        for flag, value in (("--board", args.board), ("--rig", args.rig),
+                            ("--base-address", args.base_address), ("--state-dir", args.state_dir)):
+            if value:
+                words += [flag, str(value)]
+        return shlex.join(words + (["--force"] if args.force else []))
 
     base = int(args.base_address, 0) if args.base_address else None
     image = load_image(args.image, base_address=base)
@@ -112,7 +124,18 @@ def _cmd_flash(args: argparse.Namespace) -> int:
         with BoardLock(board.usb_serial or board.name, board.lock_dir, wait=args.lock_wait):
             board.start()
             flasher = board.flasher(args.method, progress=_progress_bar())
-            result = flasher.flash(image, force=args.force)
+            try:
+                result = flasher.flash(image, force=args.force)
+            except FlashInterrupted as exc:
+                sys.stderr.write("\n")
+                raise exc.with_retry(again()) from None
+            except KeyboardInterrupt:
+                if flasher.erase_started:
+                    sys.stderr.write(
+                        f"\nhil flash: interrupted after the erase began: board {board.name} is now "
+                        f"in its bootloader without an application: run `{again()}` to finish\n"
+                    )
+                raise
     finally:
         rig.stop()
     sys.stderr.write("\n")

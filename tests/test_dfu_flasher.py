@@ -189,13 +189,24 @@ def test_wrong_board_id_is_refused_before_erase(tmp_path):
         board.close()
 
 
-def test_image_without_app_magic_skips_the_board_id_check(tmp_path):
+def test_image_without_app_header_is_refused_by_a_board_that_boots_only_our_header(tmp_path):
     board = Board(tmp_path)
     try:
         raw = random.Random(5).randbytes(10_000)
-        result = board.flasher(wait_for_app=False).flash(image_of(raw, APP_BASE + 0x20000))
+        _assert_refused_untouched(board, image_of(raw, APP_BASE + 0x20000), "application start 0x08004000")
+        _assert_refused_untouched(board, image_of(raw), "no application: magic is")
+    finally:
+        board.close()
+
+
+def test_raw_image_with_a_vector_table_goes_to_a_board_of_unknown_type(tmp_path):
+    board = Board(tmp_path, board_id=None)
+    try:
+        at = APP_BASE + 0x20000
+        raw = struct.pack("<II", 0x20020000, at + 0x201) + random.Random(5).randbytes(10_000)
+        result = board.flasher(wait_for_app=False).flash(image_of(raw, at))
         assert result.bytes_written == len(raw) and result.new_version is None
-        assert board.flash.read(APP_BASE + 0x20000, len(raw)) == raw
+        assert board.flash.read(at, len(raw)) == raw
     finally:
         board.close()
 

@@ -18,7 +18,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
@@ -47,6 +47,8 @@ SUPPORTED_FORMATS = (
 
 # A zlib bomb must not eat the machine: no flight controller flash comes near this.
 _MAX_DECOMPRESSED = 256 * 1024 * 1024
+MAX_DENSE_SPAN = _MAX_DECOMPRESSED
+"""The widest image `contiguous()` will build: gaps wider than any flash are not filled."""
 _ADDRESS_LIMIT = 1 << 32
 _HASH_CHUNK = 1 << 16
 
@@ -135,6 +137,45 @@ class FirmwareImage:
         """First address after the highest byte written."""
         return self.segments[-1].end if self.segments else 0
 
+    @property
+    def span(self) -> int:
+        """Bytes from the lowest to the highest address written, gaps included."""
+        return self.end_address - self.base_address
+
+    def read(self, address: int, length: int, fill: int = 0xFF) -> bytes:
+        """`length` bytes from `address`, taken from the segments (gaps read as `fill`).
+
+        Costs only the bytes asked for, however far apart the segments lie.
+        """
+        out = bytearray([fill]) * max(0, length)
+        end = address + len(out)
+        for seg in self.segments:
+            if seg.end <= address:
+                continue
+            if seg.address >= end:
+                break
+            lo, hi = max(seg.address, address), min(seg.end, end)
+            out[lo - address : hi - address] = seg.data[lo - seg.address : hi - seg.address]
+        return bytes(out)
+
+    def covers(self, address: int) -> bool:
+        """True when some segment writes the byte at `address`."""
+        return any(seg.address <= address < seg.end for seg in self.segments)
+
+    def moved(self, base_address: int) -> FirmwareImage:
+        """The same image with its lowest byte at `base_address` (segments keep their gaps)."""
+        shift = base_address - self.base_address
+        if shift == 0:
+            return self
+        if base_address < 0 or self.end_address + shift > _ADDRESS_LIMIT:
+            raise ImageError(
+                f"{self.path}: cannot place the image at 0x{base_address:X}: it would leave "
+                "the 32-bit address space"
+            )
+        return replace(
+            self, segments=tuple(Segment(s.address + shift, s.data) for s in self.segments)
+        )
+
     def _contiguous_chunks(self, fill: int) -> Iterator[bytes]:
         gap_chunk = bytes([fill]) * _HASH_CHUNK
         cursor = self.base_address
@@ -147,8 +188,18 @@ class FirmwareImage:
             yield seg.data
             cursor = seg.end
 
-    def contiguous(self, fill: int = 0xFF) -> bytes:
-        """The payload from `base_address` to the last byte, gaps filled with `fill`."""
+    def contiguous(self, fill: int = 0xFF, *, limit: int = MAX_DENSE_SPAN) -> bytes:
+        """The payload from `base_address` to the last byte, gaps filled with `fill`.
+
+        Refused (ImageError) when that would take more than `limit` bytes: segments
+        gigabytes apart are a wrong address, not a reason to fill memory.
+        """
+        if self.span > limit:
+            raise ImageError(
+                f"{self.path}: data spans 0x{self.base_address:08X}..0x{self.end_address:08X} "
+                f"({self.span} bytes), more than the {limit} bytes any flash holds; "
+                "an address in the file is wrong"
+            )
         return b"".join(self._contiguous_chunks(fill))
 
     @property
@@ -310,7 +361,15 @@ def _parse_json_image(data: bytes, name: str, base_address: int | None) -> Firmw
             f"{name}: image_size says {image_size} bytes but the image holds {len(payload)}; "
             "the file is corrupt"
         )
+    image_maxsize = _json_int(name, desc, "image_maxsize")
+    if image_maxsize is not None and len(payload) > image_maxsize:
+        raise ImageError(
+            f"{name}: the image holds {len(payload)} bytes but image_maxsize is {image_maxsize}; "
+            "the build overflowed its board's flash"
+        )
     board_id = _json_int(name, desc, "board_id", required=True)
+    if not 0 <= board_id <= 0xFFFFFFFF:
+        raise ImageError(f"{name}: board_id {board_id} does not fit a u32")
     board_revision = _json_int(name, desc, "board_revision")
     version = desc.get("version") or desc.get("git_identity") or None
     if version is not None and not isinstance(version, str):
@@ -320,6 +379,12 @@ def _parse_json_image(data: bytes, name: str, base_address: int | None) -> Firmw
     extf = desc.get("extf_image")
     if extf:
         metadata["extf_image"] = _inflate(name, "extf_image", extf)
+        extf_size = _json_int(name, desc, "extf_image_size")
+        if extf_size is not None and extf_size != len(metadata["extf_image"]):
+            raise ImageError(
+                f"{name}: extf_image_size says {extf_size} bytes but extf_image holds "
+                f"{len(metadata['extf_image'])}; the file is corrupt"
+            )
     address = DEFAULT_FLASH_BASE if base_address is None else base_address
     return FirmwareImage(
         name,
@@ -472,6 +537,11 @@ def _parse_dfuse(data: bytes, name: str) -> FirmwareImage:
     _, version, image_size, n_targets = _DFUSE_PREFIX.unpack_from(data)
     if version != 1:
         raise ImageError(f"{name}: DfuSe format version {version} is not supported (expected 1)")
+    if suffix.bcd_dfu != DFUSE_BCD_VERSION:
+        raise ImageError(
+            f"{name}: a DfuSe file's suffix must say bcdDFU 0x{DFUSE_BCD_VERSION:04X}, this one "
+            f"says 0x{suffix.bcd_dfu:04X}; the file is corrupt or mislabelled"
+        )
     if image_size != body_end:
         raise ImageError(
             f"{name}: DfuSe size fields inconsistent: the prefix says {image_size} bytes before "
@@ -571,11 +641,16 @@ def _parse_elf(data: bytes, name: str) -> FirmwareImage:
         raise ImageError(f"{name}: ELF program header table is truncated or malformed")
     segments: list[Segment] = []
     for i in range(phnum):
-        p_type, offset, _vaddr, paddr, filesz, _memsz, _f, _a = _ELF_PHDR.unpack_from(
+        p_type, offset, _vaddr, paddr, filesz, memsz, _f, _a = _ELF_PHDR.unpack_from(
             data, phoff + i * phentsize
         )
         if p_type != _PT_LOAD or filesz == 0:
             continue
+        if filesz > memsz:
+            raise ImageError(
+                f"{name}: ELF segment {i} has {filesz} bytes in the file but {memsz} in memory "
+                "(p_filesz > p_memsz); the file is malformed"
+            )
         if offset + filesz > len(data):
             raise ImageError(
                 f"{name}: ELF segment {i} lies beyond the end of the file; the file is truncated"

@@ -1,9 +1,10 @@
 """What every flasher promises, whatever path it takes to the board.
 
 A flasher finds the board by USB serial number, brings it into its bootloader, checks the
-image fits the board (board id, size) before erasing anything, erases, writes with
-progress, verifies, reboots, and confirms the new version. A board that already holds
-the image is left alone unless forced.
+image against the board before erasing anything (`hil.flash.preflight`), erases, writes
+with progress, verifies, reboots, and confirms the new version. A board that already
+holds the image is left alone unless forced. A failure after the erase began is a
+`FlashInterrupted`: the board waits in its bootloader for the next flash.
 """
 
 from __future__ import annotations
@@ -22,6 +23,30 @@ Progress = Callable[[int, int, str], None]
 
 class FlashError(HilError):
     """Flashing failed; the message says at which step, on which port, and what to try."""
+
+
+class FlashInterrupted(FlashError):
+    """Flashing stopped after the erase began: the board holds no application now.
+
+    The board stays in its bootloader (a cut-off image never boots) and the next flash
+    finishes the job; `retry` is the command that does it, when the caller knows it.
+    """
+
+    def __init__(self, usb_serial: str, method: str, reason: str, retry: str | None = None) -> None:
+        self.usb_serial = usb_serial
+        self.method = method
+        self.reason = reason
+        self.retry = retry
+        how = f"run `{retry}` again" if retry else "flash the image again"
+        super().__init__(
+            f"board {usb_serial}: flashing over {method} was cut off after the erase began "
+            f"({reason}); the board is now in its bootloader without an application: {how} "
+            "to finish"
+        )
+
+    def with_retry(self, retry: str) -> FlashInterrupted:
+        """The same interruption, naming the command that finishes the flash."""
+        return FlashInterrupted(self.usb_serial, self.method, self.reason, retry)
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,8 @@ class Flasher(ABC):
         self.usb_serial = usb_serial
         self.registry_dir = registry_dir
         self.progress = progress or (lambda done, total, phase: None)
+        self.erase_started = False
+        """Set when the erase begins; until then a failure leaves the old firmware in place."""
 
     @abstractmethod
     def flash(self, image: FirmwareImage, *, force: bool = False) -> FlashResult:

@@ -3,7 +3,8 @@
 The same code drives real boards (libusb, via `libusb-package`) and virtual ones
 (`hil.usb.virtual_backend.VirtualBackend`): find the DFU device by USB serial, read its
 memory layout and DFU functional descriptor, refuse an image that does not fit the
-writable sectors or is for another board (before anything is erased), clear any error
+writable sectors, is for another board or is not an application at all
+(`hil.flash.preflight`, before anything is erased), clear any error
 state, skip when the read-back already equals the image, erase the touched sectors,
 write in wTransferSize blocks, verify by read-back, leave DFU, and wait for the board to
 come back running the app.
@@ -17,7 +18,8 @@ the device asks for after each block is waited to the deadline, not slept past.
 
 The first block of the image is written last: until the very end the application's
 first bytes (its magic, for the virtual board) stay erased, so a flash cut off half way
-leaves a board that does not boot a half-written app and that can be flashed again.
+leaves a board that does not boot a half-written app and that can be flashed again; the
+error is a `FlashInterrupted` that says so.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ from hil.firmware.dfuse_codec import (
     set_address_command,
 )
 from hil.firmware.image import FirmwareImage
-from hil.flash.base import Flasher, FlashError, FlashResult, Progress
+from hil.flash import preflight
+from hil.flash.base import Flasher, FlashError, FlashInterrupted, FlashResult, Progress
+from hil.flash.preflight import FlashArea, FlashTarget
 from hil.flash.wait import DeadlineWaiter
 from hil.links import ports, registry
 
@@ -296,6 +300,7 @@ class DfuFlasher(Flasher):
         backend: Any = None,
         enter_dfu: Callable[[], None] | None = None,
         board_id: int | None = None,
+        app_header: bool | None = None,
         find_timeout: float = 10.0,
         boot_timeout: float = 15.0,
         wait_for_app: bool = True,
@@ -306,6 +311,7 @@ class DfuFlasher(Flasher):
         self.backend = backend if backend is not None else _default_backend()
         self.enter_dfu = enter_dfu
         self.board_id = board_id
+        self.app_header = app_header  # None: known from the board id (preflight.KNOWN_BOARDS)
         self.find_timeout = find_timeout
         self.boot_timeout = boot_timeout
         self.wait_for_app = wait_for_app
@@ -422,44 +428,28 @@ class DfuFlasher(Flasher):
                 return int(entry["board_id"])
         return None
 
-    def check_image(self, image: FirmwareImage, layout: MemoryLayout) -> dict[str, Any] | None:
-        """Refuse an image that does not fit writable sectors or is for another board."""
-        if not image.segments:
-            raise FlashError(f"{image.path}: the image is empty; nothing to flash")
-        for seg in image.segments:
-            address = seg.address
-            while address < seg.end:
-                sector = layout.sector_at(address)
-                if sector is None:
-                    raise FlashError(
-                        f"{image.path}: bytes 0x{address:08X}..0x{seg.end:08X} lie outside the "
-                        f"board's flash ({layout.name}, 0x{layout.sectors[0].address:08X}.."
-                        f"0x{layout.sectors[-1].end:08X}); the image does not fit this board"
-                    )
-                if not sector.writable:
-                    raise FlashError(
-                        f"{image.path}: bytes at 0x{address:08X} fall in the read-only sector "
-                        f"0x{sector.address:08X} (the bootloader); application images start at the "
-                        "first writable sector (for .apj/.px4 give base_address=0x08004000)"
-                    )
-                address = sector.end
-        header = parse_app_header(image.segments[0].data)
-        expected = self._expected_board_id()
-        if header is not None:
-            if image.board_id is not None and image.board_id != header["board_id"]:
-                raise FlashError(
-                    f"{image.path}: the file says board id {image.board_id}, its payload says "
-                    f"{header['board_id']}; the image is inconsistent"
+    def target(self, layout: MemoryLayout) -> FlashTarget:
+        """The board as its DFU memory layout and the rig describe it."""
+        writable = [sector for sector in layout.sectors if sector.writable]
+        return FlashTarget(
+            where=f"board {self.usb_serial} ({layout.name.strip()})",
+            app_start=writable[0].address if writable else layout.sectors[0].address,
+            areas=tuple(
+                FlashArea(
+                    sector.address,
+                    sector.end,
+                    writable=sector.writable,
+                    what="the read-only sector (the bootloader)",
                 )
-            if header["config_complete"] and not header["crc_ok"]:
-                raise FlashError(f"{image.path}: the app config CRC does not match; the image is corrupt")
-        image_board = header["board_id"] if header is not None else image.board_id
-        if expected is not None and image_board is not None and image_board != expected:
-            raise FlashError(
-                f"{image.path}: image is for board id {image_board}, board {self.usb_serial} is "
-                f"board id {expected}; refusing to flash (nothing was erased)"
-            )
-        return header
+                for sector in layout.sectors
+            ),
+            board_id=self._expected_board_id(),
+            app_header=self.app_header,
+        )
+
+    def check_image(self, image: FirmwareImage, layout: MemoryLayout) -> preflight.Checked:
+        """Refuse (ImageRefused, before any erase) an image this board must not get."""
+        return preflight.check_image(image, self.target(layout))
 
     # -- flashing --------------------------------------------------------------------------
     def flash(self, image: FirmwareImage, *, force: bool = False) -> FlashResult:
@@ -467,7 +457,7 @@ class DfuFlasher(Flasher):
         self._step = "reading descriptors"
         try:
             interface, layout, functional = self._describe(dev)
-            header = self.check_image(image, layout)
+            checked = self.check_image(image, layout)
             session = DfuSession(
                 dev,
                 interface=interface,
@@ -477,7 +467,7 @@ class DfuFlasher(Flasher):
             )
             self._step = "clearing the DFU state"
             session.ensure_idle()
-            return self._flash(session, image, header, force, layout)
+            return self._flash(session, image, checked, force, layout)
         except usb.core.USBError as exc:
             raise FlashError(
                 f"board {self.usb_serial}: DFU transfer failed while {self._step}: {exc}. The ROM "
@@ -496,7 +486,7 @@ class DfuFlasher(Flasher):
         self,
         session: DfuSession,
         image: FirmwareImage,
-        header: dict[str, Any] | None,
+        checked: preflight.Checked,
         force: bool,
         layout: MemoryLayout,
     ) -> FlashResult:
@@ -507,7 +497,11 @@ class DfuFlasher(Flasher):
         old_header = parse_app_header(current_head)
         if old_header is not None and old_header["crc_ok"]:
             old_version = old_header["version"]
-        new_version = header["version"] if header is not None else image.version
+        # What the board will report over MAVLink: the header's flight_sw_version as text.
+        if checked.flight_sw_version is not None:
+            new_version: str | None = _version_text(checked.flight_sw_version)
+        else:
+            new_version = image.version
 
         if not force and self._already_there(session, image):
             self._step = "leaving DFU"
@@ -519,61 +513,68 @@ class DfuFlasher(Flasher):
             )
 
         t0 = time.monotonic()
-        touched = [
-            sector
-            for sector in layout.sectors
-            if any(seg.address < sector.end and sector.address < seg.end for seg in image.segments)
-        ]
-        erase_total = sum(sector.size for sector in touched)
-        erased = 0
-        self.progress(0, erase_total, "erase")
-        for sector in touched:
-            self._step = f"erasing sector 0x{sector.address:08X}"
-            session.erase(sector.address)
-            erased += sector.size
-            self.progress(erased, erase_total, "erase")
+        self.erase_started = True
+        try:
+            touched = [
+                sector
+                for sector in layout.sectors
+                if any(seg.address < sector.end and sector.address < seg.end for seg in image.segments)
+            ]
+            erase_total = sum(sector.size for sector in touched)
+            erased = 0
+            self.progress(0, erase_total, "erase")
+            for sector in touched:
+                self._step = f"erasing sector 0x{sector.address:08X}"
+                session.erase(sector.address)
+                erased += sector.size
+                self.progress(erased, erase_total, "erase")
 
-        size = session.transfer_size
-        regions = [
-            (seg.address, [seg.data[off : off + size] for off in range(0, len(seg.data), size)])
-            for seg in image.segments
-        ]
-        # The first block (the app's magic) goes last: a cut-off flash never looks bootable.
-        start, first_blocks = regions[0]
-        plan = [(start + size, first_blocks[1:]), *regions[1:], (start, first_blocks[:1])]
-        t_write = time.monotonic()
-        written = 0
+            size = session.transfer_size
+            regions = [
+                (seg.address, [seg.data[off : off + size] for off in range(0, len(seg.data), size)])
+                for seg in image.segments
+            ]
+            # The first block (the app's magic) goes last: a cut-off flash never looks bootable.
+            start, first_blocks = regions[0]
+            plan = [(start + size, first_blocks[1:]), *regions[1:], (start, first_blocks[:1])]
+            t_write = time.monotonic()
+            written = 0
 
-        def on_block(address: int, length: int) -> None:
-            nonlocal written
-            written += length
-            self._step = f"writing after 0x{address:08X} ({written} of {total} bytes written)"
-            self.progress(written, total, "write")
+            def on_block(address: int, length: int) -> None:
+                nonlocal written
+                written += length
+                self._step = f"writing after 0x{address:08X} ({written} of {total} bytes written)"
+                self.progress(written, total, "write")
 
-        self.progress(0, total, "write")
-        for address, blocks in plan:
-            if blocks:
-                self._step = f"writing 0x{address:08X} ({written} of {total} bytes written)"
-                session.write_blocks(address, blocks, on_block)
-        write_seconds = time.monotonic() - t_write
+            self.progress(0, total, "write")
+            for address, blocks in plan:
+                if blocks:
+                    self._step = f"writing 0x{address:08X} ({written} of {total} bytes written)"
+                    session.write_blocks(address, blocks, on_block)
+            write_seconds = time.monotonic() - t_write
 
-        verified = 0
+            verified = 0
 
-        def on_read(n: int) -> None:
-            nonlocal verified
-            verified += n
-            self.progress(verified, total, "verify")
+            def on_read(n: int) -> None:
+                nonlocal verified
+                verified += n
+                self.progress(verified, total, "verify")
 
-        self.progress(0, total, "verify")
-        self._step = "verifying"
-        for seg in image.segments:
-            back = session.read(seg.address, len(seg.data), on_read)
-            if back != seg.data:
-                at = next((i for i, (a, b) in enumerate(zip(back, seg.data, strict=False)) if a != b), len(back))
-                raise FlashError(
-                    f"board {self.usb_serial}: verify failed at 0x{seg.address + at:08X} (read-back "
-                    f"differs from the image); the board stays in DFU: flash again"
-                )
+            self.progress(0, total, "verify")
+            self._step = "verifying"
+            for seg in image.segments:
+                back = session.read(seg.address, len(seg.data), on_read)
+                if back != seg.data:
+                    at = next((i for i, (a, b) in enumerate(zip(back, seg.data, strict=False)) if a != b), len(back))
+                    raise FlashError(
+                        f"verify failed at 0x{seg.address + at:08X}: the read-back differs from the image"
+                    )
+        except usb.core.USBError as exc:
+            raise self._interrupted(f"DFU transfer failed while {self._step}: {exc}") from exc
+        except HilError as exc:
+            raise self._interrupted(f"{exc} (while {self._step})") from exc
+        except Exception as exc:  # noqa: BLE001 - whatever stopped it, the board waits in DFU
+            raise self._interrupted(f"{type(exc).__name__} while {self._step}: {exc}") from exc
         seconds = time.monotonic() - t0
 
         self._step = "leaving DFU"
@@ -592,6 +593,9 @@ class DfuFlasher(Flasher):
             old_version=old_version,
             new_version=confirmed or new_version,
         )
+
+    def _interrupted(self, reason: str) -> FlashInterrupted:
+        return FlashInterrupted(self.usb_serial, self.method, reason.rstrip(". "))
 
     def _already_there(self, session: DfuSession, image: FirmwareImage) -> bool:
         for seg in image.segments:

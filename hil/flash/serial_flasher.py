@@ -1,16 +1,19 @@
 """Flash a board through its PX4/ArduPilot serial bootloader (PROTOCOLS.md section 1).
 
-The steps, each bounded in time and named in any error: find the board by USB serial;
-if it runs its application, check over MAVLink that it is disarmed and send
+The steps, each bounded in time and named in any error: check the image alone and
+against what the registry says of the board (`hil.flash.preflight`); find the board by
+USB serial; if it runs its application, check over MAVLink that it is disarmed and send
 MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN 3; find the bootloader's port again by USB serial;
-GET_SYNC; GET_DEVICE (BL_REV, BOARD_ID, FLASH_SIZE) and check the image fits BEFORE
-erasing; skip when GET_CRC already equals the image's CRC; CHIP_ERASE; PROG_MULTI in
+GET_SYNC; GET_DEVICE (BL_REV, BOARD_ID, FLASH_SIZE) and check the image against them
+BEFORE erasing; skip when GET_CRC already equals the image's CRC; CHIP_ERASE; PROG_MULTI in
 252-byte chunks; GET_CRC verify; REBOOT; find the application's port again and confirm
-the new version from AUTOPILOT_VERSION. A refused image leaves the old firmware booting.
+the new version from AUTOPILOT_VERSION. A refused image leaves the old firmware booting;
+a failure after CHIP_ERASE is a `FlashInterrupted` and leaves the board in its bootloader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -19,9 +22,12 @@ from pathlib import Path
 
 from hil.errors import HilError, LinkError, PortNotFound
 from hil.firmware import bootloader_codec as bl
-from hil.firmware.app_image import AppImageError, flight_sw_version, parse_app
+from hil.firmware.app_image import flight_sw_version
 from hil.firmware.image import DEFAULT_FLASH_BASE, FirmwareImage
-from hil.flash.base import Flasher, FlashError, FlashResult, Progress
+from hil.flash import preflight
+from hil.flash.base import Flasher, FlashError, FlashInterrupted, FlashResult, Progress
+from hil.flash.preflight import FlashArea, FlashTarget
+from hil.links import registry
 from hil.links.ports import find_port
 from hil.links.serial_link import SerialLink
 from hil.timeout import Deadline
@@ -30,12 +36,12 @@ APP_BASE = 0x08004000
 """Where the virtual board's (and most F4 ArduPilot boards') application starts."""
 
 
-def app_payload(image: FirmwareImage, app_base: int = APP_BASE) -> bytes:
-    """The bytes the bootloader programs from the start of the application area.
+def in_app_area(image: FirmwareImage, app_base: int = APP_BASE) -> FirmwareImage:
+    """The image placed where the bootloader programs it.
 
-    `.apj`/`.px4`/`.bin` payloads carry no address: whatever base they were loaded at,
-    they start at the application. Other formats must start at `app_base` or above
-    (a gap before the first segment is written as erased flash).
+    `.apj`/`.px4`/`.bin` payloads carry no address: whatever base they were loaded at
+    (the flash base or the application's), they start at the application. Other formats
+    keep their addresses and must start at `app_base` or above.
     """
     if not image.segments:
         raise FlashError(f"{image.path}: the image is empty")
@@ -43,14 +49,22 @@ def app_payload(image: FirmwareImage, app_base: int = APP_BASE) -> bytes:
         DEFAULT_FLASH_BASE,
         app_base,
     ):
-        return image.contiguous()
+        return image.moved(app_base)
     if image.base_address < app_base:
-        raise FlashError(
-            f"{image.path}: data starts at 0x{image.base_address:08X}, below the application "
-            f"area at 0x{app_base:08X} (the bootloader sector): this image cannot go through "
-            "the serial bootloader; use the DFU path or an application-only build"
+        raise preflight.refuse(
+            image,
+            f"data starts at 0x{image.base_address:08X}, below the application area at "
+            f"0x{app_base:08X} (the bootloader sector): this image cannot go through the "
+            "serial bootloader; use the DFU path or an application-only build",
         )
-    return b"\xff" * (image.base_address - app_base) + image.contiguous()
+    return image
+
+
+def app_payload(image: FirmwareImage, app_base: int = APP_BASE) -> bytes:
+    """The bytes the bootloader programs from the start of the application area
+    (a gap before the first segment is written as erased flash)."""
+    placed = in_app_area(image, app_base)
+    return b"\xff" * (placed.base_address - app_base) + placed.contiguous()
 
 
 @dataclass(frozen=True)
@@ -200,8 +214,11 @@ class SerialFlasher(Flasher):
 
     # -- the whole job ----------------------------------------------------------------
     def flash(self, image: FirmwareImage, *, force: bool = False) -> FlashResult:
-        payload = app_payload(image)
-        expected = self._expected_version(image, payload)
+        image = in_app_area(image)
+        # Everything the image and the registry can tell is checked before the board is
+        # rebooted; what only the bootloader knows (board id, FLASH_SIZE) before CHIP_ERASE.
+        checked = preflight.check_image(image, self._target_before_reboot())
+        expected = self._expected_version(image, checked)
         port = self._find(None, "its port")
         old_version = None
         if port.state == "app":
@@ -213,7 +230,7 @@ class SerialFlasher(Flasher):
             )
         loader_port = self._find("bootloader", "its bootloader port after the reboot")
         with BootloaderLink(loader_port.device, reply_timeout=self.reply_timeout) as link:
-            outcome = self._program(link, image, payload, force)
+            outcome = self._program(link, image, None, force)
         new_version = self._confirm(expected)
         skipped, written, seconds, write_seconds = outcome
         return FlashResult(
@@ -230,13 +247,29 @@ class SerialFlasher(Flasher):
             new_version=new_version,
         )
 
+    def _target_before_reboot(self) -> FlashTarget:
+        """The board as the registry and KNOWN_BOARDS describe it, before asking its bootloader.
+
+        Without a known board type, the application area is bounded by the largest flash
+        a bootloader could offer, so an absurd address is refused before the reboot.
+        """
+        board_id = None
+        with contextlib.suppress(ValueError, OSError):
+            directory = self.registry_dir or registry.default_registry_dir()
+            entry = registry.find_entry(directory, self.usb_serial)
+            if entry is not None and isinstance(entry.get("board_id"), int):
+                board_id = int(entry["board_id"])
+        facts = preflight.KNOWN_BOARDS.get(board_id) if board_id is not None else None
+        size = facts.app_size if facts is not None else preflight.DESCRIPTOR_SCAN
+        return _target(f"board {self.usb_serial}", board_id, size)
+
     @staticmethod
-    def _expected_version(image: FirmwareImage, payload: bytes) -> tuple[str | None, int | None]:
-        try:
-            app = parse_app(payload)
-        except AppImageError:
-            return image.version, flight_sw_version(image.version) if image.version else None
-        return app.version, app.flight_sw_version
+    def _expected_version(
+        image: FirmwareImage, checked: preflight.Checked
+    ) -> tuple[str | None, int | None]:
+        if checked.kind == "hil-app":
+            return checked.version, checked.flight_sw_version
+        return image.version, flight_sw_version(image.version) if image.version else None
 
     def _find(self, state: str | None, what: str):
         try:
@@ -331,37 +364,45 @@ class SerialFlasher(Flasher):
 
     # -- bootloader side ----------------------------------------------------------------
     def _program(
-        self, link: BootloaderLink, image: FirmwareImage, payload: bytes, force: bool
+        self, link: BootloaderLink, image: FirmwareImage, payload: bytes | None, force: bool
     ) -> tuple[bool, int, float, float]:
+        """Check, erase, write, verify, reboot; `payload` defaults to `app_payload(image)`."""
+        image = in_app_area(image)
         url = link.url
         link.sync()
         facts = link.device()
         try:
-            self._check_fits(url, image, payload, facts)
+            self._check_fits(url, image, facts)
         except FlashError:
             self._reboot(link)  # the old firmware keeps running
             raise
+        if payload is None:
+            payload = app_payload(image)  # bounded: the image fits FLASH_SIZE
         image_crc = bl.flash_crc(payload, facts.flash_size)
         if not force and link.word("GET_CRC", bl.encode_get_crc()) == image_crc:
             self._reboot(link)
             return True, 0, 0.0, 0.0
         started = time.monotonic()
         total = len(payload) + (-len(payload) % 4)
-        self.progress(0, 1, "erase")
-        link.ok("CHIP_ERASE", bl.encode_chip_erase(), timeout=self.erase_timeout)
-        self.progress(1, 1, "erase")
-        write_started = time.monotonic()
-        self.progress(0, total, "write")
-        self._write(link, payload, total)
-        write_seconds = time.monotonic() - write_started
-        self.progress(0, 1, "verify")
-        board_crc = link.word("GET_CRC", bl.encode_get_crc())
-        if board_crc != image_crc:
-            raise FlashError(
-                f"bootloader on {url}: CRC after programming is 0x{board_crc:08X}, expected "
-                f"0x{image_crc:08X}; the board stays in its bootloader: flash again"
-            )
-        self.progress(1, 1, "verify")
+        self.erase_started = True
+        try:
+            self.progress(0, 1, "erase")
+            link.ok("CHIP_ERASE", bl.encode_chip_erase(), timeout=self.erase_timeout)
+            self.progress(1, 1, "erase")
+            write_started = time.monotonic()
+            self.progress(0, total, "write")
+            self._write(link, payload, total)
+            write_seconds = time.monotonic() - write_started
+            self.progress(0, 1, "verify")
+            board_crc = link.word("GET_CRC", bl.encode_get_crc())
+            if board_crc != image_crc:
+                raise FlashError(
+                    f"bootloader on {url}: CRC after programming is 0x{board_crc:08X}, expected "
+                    f"0x{image_crc:08X}"
+                )
+            self.progress(1, 1, "verify")
+        except Exception as exc:  # noqa: BLE001 - whatever stopped it, the board waits in its bootloader
+            raise FlashInterrupted(self.usb_serial, self.method, _reason(exc)) from exc
         seconds = time.monotonic() - started
         self._reboot(link)
         return False, total, seconds, write_seconds
@@ -393,39 +434,45 @@ class SerialFlasher(Flasher):
                 return
             upcoming = next(requests, None)
 
-    def _check_fits(
-        self, url: str, image: FirmwareImage, payload: bytes, facts: DeviceFacts
-    ) -> None:
+    def _check_fits(self, url: str, image: FirmwareImage, facts: DeviceFacts) -> None:
+        """The bootloader's own facts against the image: revision, board id, FLASH_SIZE."""
         if not bl.BL_REV_MIN <= facts.bl_rev <= bl.BL_REV_MAX:
             raise FlashError(
                 f"bootloader on {url} reports revision {facts.bl_rev}; this uploader speaks "
                 f"{bl.BL_REV_MIN}..{bl.BL_REV_MAX}"
             )
-        board_id = image.board_id
-        if board_id is None:
-            try:
-                board_id = parse_app(payload).board_id
-            except AppImageError:
-                board_id = None
-        if board_id is None:
-            raise FlashError(
-                f"{image.path}: the image names no board id, so it cannot be checked against "
-                f"board {facts.board_id} on {url}; use an .apj or a HIL application image"
-            )
-        if board_id != facts.board_id:
-            raise FlashError(
-                f"{image.path} is for board id {board_id}, the board on {url} is "
-                f"{facts.board_id}: refused before erasing; the old firmware is untouched"
-            )
-        if len(payload) > facts.flash_size:
-            raise FlashError(
-                f"{image.path}: {len(payload)} bytes do not fit the {facts.flash_size} bytes of "
-                f"flash the bootloader on {url} offers: refused before erasing"
+        target = _target(
+            f"board {self.usb_serial} (bootloader on {url})", facts.board_id, facts.flash_size
+        )
+        checked = preflight.check_image(image, target)
+        if checked.board_id is None and image.board_id is None:
+            raise preflight.refuse(
+                image,
+                f"the image names no board id, so it cannot be checked against board "
+                f"{facts.board_id} on {url}; use an .apj or a HIL application image",
             )
 
     @staticmethod
     def _reboot(link: BootloaderLink) -> None:
         link.ok("REBOOT", bl.encode_reboot())
+
+
+def _target(where: str, board_id: int | None, app_size: int) -> FlashTarget:
+    """The serial bootloader's view: the bootloader below APP_BASE, the application above."""
+    return FlashTarget(
+        where=where,
+        app_start=APP_BASE,
+        areas=(
+            FlashArea(DEFAULT_FLASH_BASE, APP_BASE, writable=False, what="the bootloader sector"),
+            FlashArea(APP_BASE, APP_BASE + app_size),
+        ),
+        board_id=board_id,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).rstrip(". ")
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, HilError) else text
 
 
 def measure_pty_round_trip(size: int = 255, rounds: int = 200) -> float:
