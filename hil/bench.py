@@ -1047,7 +1047,7 @@ def soak(
             mb.append(rss_mb())
     else:
         what = f"lockstep loop on the virtual rig (Betaflight SITL missing: {missing})"
-        with _hovering_rig() as (run, _rate):
+        with _hovering_rig() as (run, _rate, _pid):
             start = time.monotonic()
             while (elapsed := time.monotonic() - start) < duration:
                 t.append(elapsed)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from hil.errors import ConfigError, HilError
+from hil.errors import EXIT_USAGE, BoardUnavailable, ConfigError, HilError, exit_code
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -29,8 +29,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         default = Path("scenarios")
         if not default.is_dir():
             print("hil run: no scenarios given and no scenarios/ directory here", file=sys.stderr)
-            return 4
+            return EXIT_USAGE
         targets = [str(default)]
+    _check_run_inputs(args, targets)
     pytest_args = [
         *targets,
         "-p",
@@ -54,29 +55,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _check_run_inputs(args: argparse.Namespace, targets: list[str]) -> None:
+    """Refuse a broken rig file, an unknown --board or a broken scenario file before
+    pytest starts: one line and exit code 4, not a traceback per scenario."""
+    from hil.plugin import _resolve_rig_path, scenario_paths
+    from hil.rig import Rig
+    from hil.scenario.load import load_scenario
+
+    rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
+    try:
+        rig.select(args.board)
+    finally:
+        rig.stop()
+    for path in scenario_paths(targets):
+        load_scenario(path)
+
+
 def _cmd_boards(args: argparse.Namespace) -> int:
     from hil.plugin import _resolve_rig_path
     from hil.rig import Rig
     from hil.session import session_for
 
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout {args.timeout}: give a positive number of seconds")
     rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
+    unreachable: list[str] = []
     try:
         def identify(board) -> str:
             try:
-                board.start()
-                session = session_for(board, connect_timeout=args.timeout)
-                autopilot = session.connect()
-                try:
-                    ident = autopilot.identify(args.timeout)
-                finally:
-                    if hasattr(session, "_close"):
-                        session._close()
-                    else:
-                        session.cleanup()
-                return ident.describe() if hasattr(ident, "describe") else (
-                    f"{ident.autopilot} {ident.firmware_version} (board {ident.board_id})"
-                )
+                return session_for(board, connect_timeout=args.timeout).describe_firmware()
             except HilError as exc:
+                unreachable.append(f"board {board.name}: {exc}")
                 return f"unreachable: {exc}"
 
         rows = rig.statuses(identify)
@@ -95,6 +104,9 @@ def _cmd_boards(args: argparse.Namespace) -> int:
     for dev in seen:
         where = f"bus {dev.bus} addr {dev.address}" if dev.bus is not None else ""
         print(f"  {dev.vid:04x}:{dev.pid:04x} {dev.kind:7} serial {dev.usb_serial or '?':14} {dev.description} {where}".rstrip())
+    if unreachable:
+        more = f" (and {len(unreachable) - 1} more)" if len(unreachable) > 1 else ""
+        raise BoardUnavailable(unreachable[0] + more)
     return 0
 
 
@@ -210,8 +222,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the command's usage-error exit code (4) instead of argparse's 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hil", description="hardware-in-the-loop tests for flight controllers")
+    parser = _Parser(prog="hil", description="hardware-in-the-loop tests for flight controllers")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run scenarios (through pytest) on a rig")
@@ -285,13 +305,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from hil import sigterm
+
+    restore = sigterm.install()  # SIGTERM tears down like Ctrl-C: boards stopped, locks released
     try:
         return int(args.func(args))
-    except (ConfigError, HilError) as exc:
+    except HilError as exc:
         print(f"hil {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
+    except sigterm.Terminated as exc:
+        return 128 + exc.signum
     except KeyboardInterrupt:
         return 130
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,35 @@ def default_lock_dir() -> Path:
     return Path(env) if env else Path(tempfile.gettempdir()) / f"hil-locks-{os.getuid()}"
 
 
+def lock_path(usb_serial: str, lock_dir: Path | str | None = None) -> Path:
+    """The lock file of `usb_serial` in `lock_dir` (default: the machine-wide directory)."""
+    root = Path(lock_dir) if lock_dir is not None else default_lock_dir()
+    return root / f"{_SAFE.sub('_', usb_serial) or 'unnamed'}.lock"
+
+
+def lock_holder(usb_serial: str, lock_dir: Path | str | None = None) -> int | None:
+    """The pid holding the board's lock now, or None when nobody does.
+
+    The kernel, not the file's text, says whether it is held: a holder that died released
+    it. When held, the pid comes from the file (0 if the holder did not write it yet).
+    """
+    path = lock_path(usb_serial, lock_dir)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class BoardLock:
     """`with BoardLock("SN123", wait=30): ...` holds the board for the block."""
 
@@ -36,7 +65,7 @@ class BoardLock:
         self.usb_serial = usb_serial
         self.lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir()
         self.wait = wait
-        self.path = self.lock_dir / f"{_SAFE.sub('_', usb_serial) or 'unnamed'}.lock"
+        self.path = lock_path(usb_serial, self.lock_dir)
         self._fd: int | None = None
 
     @property

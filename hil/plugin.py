@@ -11,18 +11,28 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
-from hil.errors import ConfigError, HilError, ScenarioError
-from hil.locks import BoardLock
+from hil.errors import (
+    EXIT_USAGE,
+    BoardNotAnswering,
+    BoardUnavailable,
+    ConfigError,
+    HilError,
+    LinkError,
+    ScenarioError,
+)
+from hil.locks import BoardBusy, BoardLock
 from hil.rig import DEFAULT_RIG, Board, Rig
 from hil.session import BoardSession, session_for
 from hil.sim.loop import ClosedLoop
 
 _STATE = pytest.StashKey["HilState"]()
+_SIGTERM_UNDO = pytest.StashKey["Callable[[], None]"]()
 
 
 class HilState:
@@ -47,29 +57,64 @@ class HilState:
         self.board_info: dict[str, dict[str, str]] = {}
         self.started_unix = time.time()
         self._scenario_dirs: set[str] = set()
+        #: Boards found missing, busy or stopped answering, name -> the first such error:
+        #: every later use of the board fails at once with it (labgrid's never_retry).
+        self.unavailable: dict[str, BoardUnavailable] = {}
+
+    def check(self) -> None:
+        """Load the rig and find the board under test, before any test runs: a mistake
+        there is one usage error for the session, not one traceback per scenario."""
+        try:
+            if self._rig is None:
+                self._rig = Rig.load(self.rig_path, work_dir=self.state_dir)
+            self._rig.select(self.board_name)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
     def rig(self) -> Rig:
         if self._rig is None:
             try:
                 self._rig = Rig.load(self.rig_path, work_dir=self.state_dir)
             except ConfigError as exc:
-                raise pytest.UsageError(str(exc)) from None
+                pytest.exit(str(exc), returncode=EXIT_USAGE)
         return self._rig
 
     def board(self) -> Board:
-        """The board under test: locked for this session, flashed with --firmware once, running."""
+        """The board under test: locked for this session, flashed with --firmware once, running.
+
+        A board that cannot be reached raises BoardUnavailable, here and from then on.
+        """
         try:
             board = self.rig().select(self.board_name)
         except ConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        if board.name not in self._locks:
-            lock = BoardLock(board.usb_serial or board.name, board.lock_dir, wait=self.lock_wait)
-            lock.acquire()
-            self._locks[board.name] = lock
-        board.start()
+            pytest.exit(str(exc), returncode=EXIT_USAGE)
+        known = self.unavailable.get(board.name)
+        if known is not None:
+            raise BoardUnavailable(str(known))
+        try:
+            if board.name not in self._locks:
+                lock = BoardLock(board.usb_serial or board.name, board.lock_dir, wait=self.lock_wait)
+                lock.acquire()
+                self._locks[board.name] = lock
+            board.start()
+        except (BoardNotAnswering, LinkError, BoardBusy) as exc:
+            raise self.lost(board, str(exc)) from None
+        except ConfigError as exc:  # e.g. Betaflight SITL not installed: input, not bench
+            raise self.lost(board, str(exc), exit_code=EXIT_USAGE) from None
         if self.firmware and board.name not in self.flashed:
             self.flashed[board.name] = self._flash(board)
         return board
+
+    def lost(self, board: Board, reason: str, exit_code: int | None = None) -> BoardUnavailable:
+        """Mark `board` unavailable for the rest of the session; returns the error to raise."""
+        if board.name not in self.unavailable:
+            if not reason.startswith(f"board {board.name}"):
+                reason = f"board {board.name}: {reason}"
+            error = BoardUnavailable(reason)
+            if exit_code is not None:
+                error.exit_code = exit_code
+            self.unavailable[board.name] = error
+        return BoardUnavailable(str(self.unavailable[board.name]))
 
     def _flash(self, board: Board):
         from hil.firmware.image import ImageError, load_image
@@ -177,12 +222,47 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: long-running test, run only with --run-slow")
     config.addinivalue_line("markers", "board_class(*classes): the board classes a test applies to")
     config.stash[_STATE] = HilState(config)
+    from hil import sigterm
+
+    # SIGTERM (timeout, a CI cancel) tears the session down like Ctrl-C: fixtures, boards, locks.
+    config.stash[_SIGTERM_UNDO] = sigterm.install()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    undo = config.stash.get(_SIGTERM_UNDO, None)
+    if undo is not None:
+        undo()
     state = config.stash.get(_STATE, None)
     if state is not None:
         state.close()
+
+
+#: The fixtures that need the rig's board.
+_BOARD_FIXTURES = frozenset({"rig", "board", "board_session", "autopilot", "sim", "flashed_firmware"})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A broken rig file or an unknown --board ends the session here, once, before any
+    test runs (pytest's exit code 4), when a collected test needs the board."""
+    needs_board = any(
+        isinstance(item, ScenarioItem) or _BOARD_FIXTURES & set(getattr(item, "fixturenames", ()))
+        for item in session.items
+    )
+    if needs_board:
+        session.config.stash[_STATE].check()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A board that cannot be reached is reported in one line (its reason), not with the
+    harness's traceback; so is any harness error of a scenario's setup."""
+    report = yield
+    error = call.excinfo.value if call.excinfo is not None else None
+    if report.failed and (
+        isinstance(error, BoardUnavailable) or (isinstance(item, ScenarioItem) and isinstance(error, HilError))
+    ):
+        report.longrepr = f"{type(error).__name__}: {error}"
+    return report
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -196,14 +276,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # -- scenario files as test items --------------------------------------------------------
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    """A .toml file is a scenario when it lies under the project's scenarios/, when it is
+    named on the command line, or when it lies under a folder named there and has a
+    [scenario] table (so `hil run my_scenarios/` works, and `pytest .` leaves
+    pyproject.toml alone)."""
     if file_path.suffix != ".toml":
         return None
-    root = Path(str(parent.config.rootpath))
-    in_scenarios = root / "scenarios" in file_path.parents
-    named = any(Path(arg.split("::")[0]).resolve() == file_path.resolve() for arg in parent.config.args)
-    if in_scenarios or named:
+    config = parent.config
+    root = Path(str(config.rootpath))
+    if root / "scenarios" in file_path.parents:
+        return ScenarioFile.from_parent(parent, path=file_path)
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return None  # testpaths or the current directory: only scenarios/
+    where = Path(config.invocation_params.dir)
+    given = [(where / arg.split("::")[0]).resolve() for arg in config.args]
+    path = file_path.resolve()
+    if path in given or (any(d in path.parents for d in given) and declares_scenario(path)):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
+
+
+def declares_scenario(path: Path) -> bool:
+    """True for a TOML file with a [scenario] table, and for one too broken to tell: its
+    error is then reported, not silently skipped."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True
+    return "scenario" in data
+
+
+def scenario_paths(targets: Iterable[str]) -> list[Path]:
+    """The scenario files `hil run TARGET...` runs: files as given, and under each folder
+    the .toml files that declare a [scenario]. Raises ConfigError for a target that does
+    not exist."""
+    out: list[Path] = []
+    for target in targets:
+        path = Path(target.split("::")[0])
+        if path.is_dir():
+            out += [p for p in sorted(path.rglob("*.toml")) if declares_scenario(p)]
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise ConfigError(f"{path} does not exist (give scenario files or folders of them)")
+    return out
 
 
 class ScenarioFile(pytest.File):
@@ -226,11 +342,20 @@ class ScenarioFailed(Exception):
 
 
 class ScenarioItem(pytest.Item):
+    """One scenario file on the board under test.
+
+    Setup flies the scenario: whatever keeps the board from answering (missing, busy,
+    frozen) is raised there, so pytest reports an ERROR of the bench, never a verdict.
+    The call judges the recording: a FAIL there is the firmware's.
+    """
+
     def __init__(self, *, scenario, **kwargs) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
+        self._result = None
+        self._problems: list[str] = []
 
-    def runtest(self) -> None:
+    def setup(self) -> None:
         from hil.scenario.runner import run_scenario
 
         state: HilState = self.config.stash[_STATE]
@@ -241,15 +366,23 @@ class ScenarioItem(pytest.Item):
                 f"{board.name} is a {board.board_class} board"
             )
         session = session_for(board)
+        try:
+            session.__enter__()
+        except (BoardNotAnswering, LinkError) as exc:
+            with contextlib.suppress(HilError):
+                session.__exit__(None, None, None)
+            raise state.lost(board, str(exc)) from None
         capture = state.capture_for(self.scenario)
         progress = _Progress(self.config, self.scenario.name, board.name)
-        with session:
+        try:
             firmware = state.firmware_info(board, session)
             progress.start(session)
             try:
                 result = run_scenario(self.scenario, session, capture=capture)
             finally:
                 progress.stop()
+        finally:
+            session.__exit__(None, None, None)
         progress.done(result)
         if capture is not None:
             from hil.report import finish_scenario
@@ -280,7 +413,15 @@ class ScenarioItem(pytest.Item):
         )
         if capture is not None:
             self.user_properties.append(("report_dir", str(capture.dir)))
-        problems = list(session.problems)
+        if result.board_error is not None:
+            raise state.lost(board, result.board_error)
+        self._result = result
+        self._problems = list(session.problems)
+
+    def runtest(self) -> None:
+        result = self._result
+        assert result is not None, "setup flies the scenario"
+        problems = self._problems
         if not result.passed:
             text = result.failure_text()
             if problems:
@@ -320,10 +461,15 @@ def board(request: pytest.FixtureRequest) -> Board:
 
 
 @pytest.fixture
-def board_session(board: Board) -> Iterator[BoardSession]:
+def board_session(request: pytest.FixtureRequest, board: Board) -> Iterator[BoardSession]:
     """A connected, freshly started board; after the test it must be disarmed and answering."""
     session = session_for(board)
-    session.__enter__()
+    try:
+        session.__enter__()
+    except (BoardNotAnswering, LinkError) as exc:
+        with contextlib.suppress(HilError):
+            session.__exit__(None, None, None)
+        raise request.config.stash[_STATE].lost(board, str(exc)) from None
     yield session
     problems = session.cleanup()
     if problems:
@@ -359,7 +505,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     sim_total = wall_total = loop_wall = 0.0
     realtime = []
     for r in state.results:
-        verdict = "PASS" if r.passed else "FAIL"
+        verdict = r.outcome
         real = "loop_scheduler" in r.measurements  # a real-time loop (Betaflight SITL)
         loop_col = f"{r.loop_speed:6.1f}x" if not real else "   real"
         tr.write_line(
@@ -396,6 +542,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_STATE, None)
+    if state is not None and state.unavailable and exitstatus in (
+        pytest.ExitCode.OK,
+        pytest.ExitCode.TESTS_FAILED,
+    ):
+        # No verdict could be reached on some board: that is the run's outcome (3, or 4
+        # when the rig asks for something this host lacks), ahead of any failed test.
+        session.exitstatus = next(iter(state.unavailable.values())).exit_code
+        exitstatus = session.exitstatus
     if state is None or state.report_dir is None or not state.results:
         return
     from hil.report.html import write_report
@@ -466,7 +620,7 @@ class _Progress:
             self._thread = None
 
     def done(self, result) -> None:
-        verdict = "PASS" if result.passed else "FAIL"
+        verdict = result.outcome
         self._write(
             f"{self.scenario}: {verdict}, {result.sim_seconds:.1f} s simulated in "
             f"{result.wall_seconds:.1f} s wall ({result.speed:.1f}x)"

@@ -11,11 +11,17 @@ A rig file is TOML:
     usb_serial = "HILVFC0001"
 
 Board types differ by data and by the class registered for them, never by branches
-spread through the harness.
+spread through the harness. Each type declares its keys (`KEYS`, key -> `RigKey`), so a
+value of the wrong type is refused when the file is loaded, naming the file, the key and
+what is allowed, not later by a crash when the board starts. Board names and USB serial
+numbers become directory names under the rig's state directory: they are restricted to
+`SAFE_NAME` (no path separators, no leading dot).
 """
 
 from __future__ import annotations
 
+import math
+import re
 import shutil
 import tempfile
 import time
@@ -32,6 +38,86 @@ from hil.links.ports import find_port
 from hil.mavlink.dialect import VFC_BOARD_ID
 
 DEFAULT_RIG = Path(__file__).resolve().parent / "data" / "virtual.toml"
+
+#: Board names and USB serial numbers: they name files and directories of the board.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+SAFE_NAME_RULE = "1 to 64 characters from A-Z a-z 0-9 . _ -, not starting with a dot"
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}")
+_MAX_TEXT = 4096
+
+
+@dataclass(frozen=True)
+class RigKey:
+    """What one key of a `[[board]]` table accepts.
+
+    `kind` is one of: name (SAFE_NAME), version, text, path (a file path, relative to the
+    rig file), integer, number, boolean, choice.
+    """
+
+    kind: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    unit: str = ""
+
+    def allowed(self) -> str:
+        """What is allowed, in words."""
+        unit = f" ({self.unit})" if self.unit else ""
+        if self.kind == "name":
+            return f"must be a string of {SAFE_NAME_RULE}"
+        if self.kind == "version":
+            return "must be a version string such as \"1.2.3\" (letters, digits, . + _ -; at most 32)"
+        if self.kind == "text":
+            return "must be a non-empty string without control characters"
+        if self.kind == "path":
+            return "must be a file path (a string; relative paths start at the rig file's folder)"
+        if self.kind == "boolean":
+            return "must be true or false (a TOML boolean, without quotes)"
+        if self.kind == "choice":
+            return "must be one of: " + ", ".join(self.choices)
+        noun = "a whole number" if self.kind == "integer" else "a number"
+        return f"must be {noun} from {_num(self.min)} to {_num(self.max)}{unit}"
+
+    def accepts(self, value: Any) -> bool:
+        kind = self.kind
+        if kind == "boolean":
+            return isinstance(value, bool)
+        if kind in ("integer", "number"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return False
+            if kind == "integer" and not isinstance(value, int):
+                return False
+            if isinstance(value, float) and not math.isfinite(value):
+                return False
+            return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+        if not isinstance(value, str):
+            return False
+        if kind == "name":
+            return SAFE_NAME.fullmatch(value) is not None
+        if kind == "version":
+            return _VERSION.fullmatch(value) is not None
+        if kind == "choice":
+            return value in self.choices
+        if not value or len(value) > _MAX_TEXT or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return False
+        if kind == "path":
+            if any(len(part.encode("utf-8", "replace")) > 255 for part in value.split("/")):
+                return False  # longer than any file system's name limit
+            try:
+                Path(value).expanduser()
+            except RuntimeError:  # ~user that this machine does not know
+                return False
+        return True
+
+
+def _num(x: float | None) -> str:
+    return "any" if x is None else f"{x:g}"
+
+
+def _show(value: Any) -> str:
+    """A value as the file spelled it, on one line and not too long."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -70,6 +156,16 @@ class Board(ABC):
     @property
     def usb_serial(self) -> str:
         return str(self.spec.get("usb_serial", ""))
+
+    @property
+    def baud(self) -> int:
+        """Baud rate of the control link (ignored by pty, socket and USB CDC links)."""
+        return 115200
+
+    def rig_path(self, value: str) -> Path:
+        """A path from the rig file: `~` expanded, relative to the rig file's folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.rig.path.parent / path
 
     @abstractmethod
     def start(self) -> None:
@@ -137,26 +233,41 @@ class VirtualBoard(Board):
     """
 
     type_name = "virtual"
-    KEYS = {
-        "name", "type", "usb_serial", "board_id", "firmware_version", "firmware", "sector_erase_s",
-        "gps", "rc",
-    }
     #: How the harness feeds a virtual board: GPS over HIL_GPS or a receiver UART, RC over
     #: RC_CHANNELS_OVERRIDE or a receiver UART.
     GPS_INPUTS = ("hil", "uart:ubx", "uart:nmea")
     RC_INPUTS = ("mavlink", "uart:crsf", "uart:sbus")
+    KEYS: Mapping[str, RigKey] = {
+        "name": RigKey("name"),
+        "type": RigKey("text"),
+        "usb_serial": RigKey("name"),
+        "board_id": RigKey("integer", 0, 2**32 - 1),
+        "firmware_version": RigKey("version"),
+        "firmware": RigKey("path"),
+        "sector_erase_s": RigKey("number", 0.0, 10.0, unit="seconds"),
+        "gps": RigKey("choice", choices=GPS_INPUTS),
+        "rc": RigKey("choice", choices=RC_INPUTS),
+    }
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         super().__init__(name, spec, rig)
         if not self.usb_serial:
             raise ConfigError(f"{rig.path}: board {name!r}: a virtual board needs a usb_serial")
-        for key, allowed in (("gps", self.GPS_INPUTS), ("rc", self.RC_INPUTS)):
-            value = spec.get(key, allowed[0])
-            if value not in allowed:
-                raise ConfigError(
-                    f"{rig.path}: board {name!r}: {key} = {value!r} is not one of: {', '.join(allowed)}"
-                )
         self._process = None
+
+    @property
+    def board_id(self) -> int:
+        """The board id its bootloader reports (images for another id are refused)."""
+        return int(self.spec.get("board_id", VFC_BOARD_ID))
+
+    @property
+    def firmware_version(self) -> str:
+        return str(self.spec.get("firmware_version", "1.0.0"))
+
+    @property
+    def sector_erase_s(self) -> float | None:
+        erase = self.spec.get("sector_erase_s")
+        return float(erase) if erase is not None else None
 
     @property
     def uart_protocols(self) -> dict[str, str]:
@@ -194,16 +305,15 @@ class VirtualBoard(Board):
         work.mkdir(parents=True, exist_ok=True)
         if not self.flash_path.exists():
             self.factory_program()
-        erase = self.spec.get("sector_erase_s")
         self._process = VirtualBoardProcess(
             self.usb_serial,
             work / "storage.bin",
             self.rig.registry_dir,
-            board_id=int(self.spec.get("board_id", VFC_BOARD_ID)),
-            firmware_version=str(self.spec.get("firmware_version", "1.0.0")),
+            board_id=self.board_id,
+            firmware_version=self.firmware_version,
             log_path=work / "board.log",
             flash_path=self.flash_path,
-            sector_erase_s=float(erase) if erase is not None else None,
+            sector_erase_s=self.sector_erase_s,
             boot0=boot0,
             uarts=self.uart_protocols,
         )
@@ -222,8 +332,7 @@ class VirtualBoard(Board):
         firmware = self.spec.get("firmware")
         if not firmware:
             return release_image_path()
-        path = Path(str(firmware)).expanduser()
-        return path if path.is_absolute() else (self.rig.path.parent / path)
+        return self.rig_path(str(firmware))
 
     def factory_program(self) -> None:
         """Write the factory image into a fresh (erased) flash file, as the factory does."""
@@ -277,7 +386,7 @@ class VirtualBoard(Board):
             "registry_dir": self.rig.registry_dir,
             "backend": VirtualBackend(self.rig.registry_dir),
             "enter_dfu": self.enter_dfu,
-            "board_id": int(self.spec.get("board_id", VFC_BOARD_ID)),
+            "board_id": self.board_id,
         }
 
     @property
@@ -289,7 +398,15 @@ class MavlinkBoard(Board):
     """A board the user points at: real hardware by USB serial, or a SITL by URL."""
 
     type_name = "mavlink"
-    KEYS = {"name", "type", "usb_serial", "url", "baud", "lockstep", "simulate"}
+    KEYS: Mapping[str, RigKey] = {
+        "name": RigKey("name"),
+        "type": RigKey("text"),
+        "usb_serial": RigKey("name"),
+        "url": RigKey("text"),
+        "baud": RigKey("integer", 50, 20_000_000, unit="bits per second"),
+        "lockstep": RigKey("boolean"),
+        "simulate": RigKey("boolean"),
+    }
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         super().__init__(name, spec, rig)
@@ -301,14 +418,19 @@ class MavlinkBoard(Board):
 
     @property
     def lockstep(self) -> bool:
-        return bool(self.spec.get("lockstep", False))
+        return self.spec.get("lockstep", False) is True
 
     @property
     def simulated(self) -> bool:
-        return bool(self.spec.get("simulate", False))
+        return self.spec.get("simulate", False) is True
+
+    @property
+    def baud(self) -> int:
+        return int(self.spec.get("baud", 115200))
 
     def start(self) -> None:
-        self.url()
+        """Nothing to power: the board is the user's. Connecting finds its port within
+        the connection's own timeout (a missing board is reported once, there)."""
 
     def stop(self) -> None:
         pass
@@ -346,12 +468,24 @@ class Rig:
         self.path = path
         self.name = name
         self._own_work = work_dir is None
-        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="hil-rig-"))
-        self.registry_dir = self.work_dir / "registry"
-        self.registry_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="hil-rig-"))
+            self.registry_dir = self.work_dir / "registry"
+            self.registry_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"{path}: cannot create the rig's state directory {work_dir}: {exc.strerror or exc}; "
+                "give a writable --state-dir"
+            ) from None
         self.boards: list[Board] = []
-        for index, spec in enumerate(boards_spec):
-            self.boards.append(_make_board(path, index, spec, self))
+        try:
+            for index, spec in enumerate(boards_spec):
+                self.boards.append(_make_board(path, index, spec, self))
+            _check_unique(path, self.boards)
+        except ConfigError:
+            if self._own_work:
+                _remove_later(self.work_dir)
+            raise
 
     @classmethod
     def load(cls, path: Path | str, work_dir: Path | None = None) -> Rig:
@@ -360,16 +494,19 @@ class Rig:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"rig file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"rig file {path} cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"rig file {path} is not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
+            raise ConfigError(f"rig file {path} cannot be read: {exc}") from None
         unknown = set(data) - {"rig", "board"}
         if unknown:
             raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: [rig], [[board]]")
         rig = data.get("rig", {})
         if not isinstance(rig, dict) or set(rig) - {"name", "description"}:
             raise ConfigError(f"{path}: [rig] takes only name and description")
+        for key in ("name", "description"):
+            if key in rig and not isinstance(rig[key], str):
+                raise ConfigError(f"{path}: [rig].{key} = {_show(rig[key])}: must be a string")
         boards = data.get("board")
         if not isinstance(boards, list) or not boards:
             raise ConfigError(f"{path}: a rig needs at least one [[board]] table")
@@ -414,18 +551,40 @@ def _make_board(path: Path, index: int, spec: Any, rig: Rig) -> Board:
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: must be a table")
     kind = spec.get("type", "virtual")
-    factory = BOARD_TYPES.get(kind)
+    factory = BOARD_TYPES.get(kind) if isinstance(kind, str) else None
     if factory is None:
-        raise ConfigError(f"{where}.type: {kind!r} is not one of: {', '.join(sorted(BOARD_TYPES))}")
+        raise ConfigError(f"{where}.type: {_show(kind)} is not one of: {', '.join(sorted(BOARD_TYPES))}")
     allowed = getattr(factory, "KEYS", None)
     if allowed is not None:
         unknown = set(spec) - set(allowed)
         if unknown:
             raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed for type {kind}: {sorted(allowed)}")
-    name = spec.get("name", f"board{index}")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}.name: must be a non-empty string")
-    return factory(name, spec, rig)
+    rules = {**(allowed if isinstance(allowed, Mapping) else {}), **_COMMON_KEYS}
+    for key, rule in rules.items():
+        if key in spec and not rule.accepts(spec[key]):
+            raise ConfigError(f"{where}.{key} = {_show(spec[key])}: {rule.allowed()}")
+    return factory(spec.get("name", f"board{index}"), spec, rig)
+
+
+#: Keys every board type shares; their values name directories and lock files.
+_COMMON_KEYS: Mapping[str, RigKey] = {"name": RigKey("name"), "usb_serial": RigKey("name")}
+
+
+def _check_unique(path: Path, boards: list[Board]) -> None:
+    """Two boards with one name or one USB serial would share their state and lock."""
+    for what in ("name", "usb_serial"):
+        seen: dict[str, int] = {}
+        for index, board in enumerate(boards):
+            value = getattr(board, what)
+            if not value:
+                continue
+            if value in seen:
+                label = "name" if what == "name" else "USB serial"
+                raise ConfigError(
+                    f"{path}: [[board]][{seen[value]}] and [[board]][{index}] have the same {label} "
+                    f"{value!r}; each board needs its own (its state and lock are kept under it)"
+                )
+            seen[value] = index
 
 
 def _remove_later(path: Path) -> None:
@@ -442,4 +601,14 @@ def _remove_later(path: Path) -> None:
 # Board types that live in their own packages register themselves on import.
 import hil.sitl.board  # noqa: E402,F401
 
-__all__ = ["Board", "BoardStatus", "MavlinkBoard", "Rig", "VirtualBoard", "register_board_type", "registry"]
+__all__ = [
+    "SAFE_NAME",
+    "Board",
+    "BoardStatus",
+    "MavlinkBoard",
+    "Rig",
+    "RigKey",
+    "VirtualBoard",
+    "register_board_type",
+    "registry",
+]

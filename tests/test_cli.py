@@ -76,5 +76,5 @@ def test_run_without_scenarios_explains(tmp_path):
 @pytest.mark.parametrize("args", [["boards", "--rig", "/nonexistent/rig.toml"]])
 def test_boards_with_a_missing_rig_file_is_a_clear_error(args):
     result = _hil(*args)
-    assert result.returncode == 2
+    assert result.returncode == 4  # bad input (README, "Commands": exit codes)
     assert "does not exist" in result.stderr

@@ -4,6 +4,11 @@ Virtual boards have no USB descriptors, so they announce themselves here instead
 docs/architecture.md, "The virtual rig registry"). Files are written atomically (temp
 file + rename) so a reader never sees half an entry, and entries whose process has died
 are skipped, so a crashed board does not leave a port that leads nowhere.
+
+An entry a board writes about itself also records when its process started and which
+process started it (`own_identity`): a recycled pid then does not make a dead board look
+alive, and a board whose harness has gone can be told from one a live harness is using
+(`hil.children.orphaned`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from hil.children import process_start_time, running
 
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -50,6 +57,15 @@ def write_entry(directory: Path | str, entry: dict[str, Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def own_identity() -> dict[str, Any]:
+    """The fields by which an entry names the process writing it: pid, start time, parent."""
+    return {
+        "process_id": os.getpid(),
+        "process_start": process_start_time(os.getpid()),
+        "parent_pid": os.getppid(),
+    }
 
 
 def remove_entry(directory: Path | str, usb_serial: str, *, process_id: int | None = None) -> bool:
@@ -103,8 +119,16 @@ def _load(path: Path) -> dict[str, Any] | None:
 def _live(entry: dict[str, Any] | None) -> bool:
     if entry is None or "port" not in entry:
         return False
+    return entry_process_alive(entry)
+
+
+def entry_process_alive(entry: dict[str, Any]) -> bool:
+    """True while the process that wrote `entry` runs (the same process, not a recycled pid)."""
     pid = entry.get("process_id")
-    return isinstance(pid, int) and process_alive(pid)
+    if not isinstance(pid, int) or not process_alive(pid):
+        return False
+    start = entry.get("process_start")
+    return not isinstance(start, int) or running(pid, start)
 
 
 def read_entries(directory: Path | str) -> list[dict[str, Any]]:

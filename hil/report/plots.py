@@ -37,6 +37,11 @@ MODE_COLOURS = {
 }
 _OTHER_COLOURS = ("#5c6bc0", "#d4e157", "#ec407a", "#78909c", "#ffca28", "#29b6f6")
 INJECTION_COLOURS = ("#ff7043", "#ab47bc", "#26a69a", "#ffee58", "#8d6e63", "#42a5f5")
+#: The most injection windows shaded one by one; more are merged into this many spans
+#: (each artist costs milliseconds: 10,000 windows took minutes to draw).
+MAX_SHADED_WINDOWS = 40
+#: The most windows labelled with their id; more would only overlap.
+MAX_LABELLED_WINDOWS = 12
 
 
 def _mode_colour(mode: str) -> str:
@@ -90,6 +95,45 @@ def injection_windows(result: Any) -> list[tuple[float, float | None, str, str]]
     return sorted(out, key=lambda w: w[0])
 
 
+def shaded_windows(
+    windows: list[tuple[float, float | None, str, str]], t_end: float, limit: int = MAX_SHADED_WINDOWS
+) -> tuple[list[tuple[float, float, str, str]], str]:
+    """At most `limit` (start, stop, id, kind) spans to shade, and a note when windows were
+    merged. Open windows end at `t_end`. Beyond the limit, consecutive windows (in start
+    order) are merged into `limit` spans, each from its first start to its last stop."""
+    closed = [(a, t_end if b is None else b, ident, kind) for a, b, ident, kind in windows]
+    if len(closed) <= limit:
+        return closed, ""
+    groups = np.array_split(np.arange(len(closed)), limit)
+    merged = []
+    for group in groups:
+        part = [closed[i] for i in group]
+        kinds = sorted({w[3] for w in part if w[3]})
+        merged.append(
+            (
+                min(w[0] for w in part),
+                max(w[1] for w in part),
+                f"{len(part)} windows",
+                kinds[0] if len(kinds) == 1 else "mixed",
+            )
+        )
+    note = (
+        f"{len(closed)} injection windows: shaded as {limit} merged spans "
+        f"(each from the first start to the last stop of about {len(closed) // limit} windows)"
+    )
+    return merged, note
+
+
+def _bars_by_colour(ax: Any, segments: list[tuple[float, float, Any]], colour_of: Any, y: tuple[float, float]) -> None:
+    """One broken_barh per colour, not one per segment: a flapping mode makes thousands."""
+    by_colour: dict[str, list[tuple[float, float]]] = {}
+    for a, b, value in segments:
+        by_colour.setdefault(colour_of(value), []).append((a, b - a))
+    edge = {"edgecolor": "white"} if len(segments) <= 200 else {"linewidth": 0}  # else all edge
+    for colour, ranges in by_colour.items():
+        ax.broken_barh(ranges, y, facecolors=colour, **edge)
+
+
 def flight_plot(result: Any, *, dpi: int = 100) -> bytes | None:
     """PNG of the run against time, or None when nothing was recorded."""
     from matplotlib.figure import Figure
@@ -141,13 +185,12 @@ def flight_plot(result: Any, *, dpi: int = 100) -> bytes | None:
         t_hi,
     )
     span = t_hi - t_lo
+    _bars_by_colour(ax_mode, modes, _mode_colour, (1.1, 0.8))
     for a, b, mode in modes:
-        ax_mode.broken_barh([(a, b - a)], (1.1, 0.8), facecolors=_mode_colour(mode), edgecolor="white")
         if (b - a) / span > 0.045:
             ax_mode.text((a + b) / 2, 1.5, mode, ha="center", va="center", fontsize=8)
+    _bars_by_colour(ax_mode, armed, lambda on: "#43a047" if on else "#cfd8dc", (0.1, 0.8))
     for a, b, on in armed:
-        colour = "#43a047" if on else "#cfd8dc"
-        ax_mode.broken_barh([(a, b - a)], (0.1, 0.8), facecolors=colour, edgecolor="white")
         if (b - a) / span > 0.06:
             ax_mode.text((a + b) / 2, 0.5, "armed" if on else "disarmed", ha="center", va="center", fontsize=8)
     ax_mode.set_ylim(0, 3)
@@ -155,16 +198,20 @@ def flight_plot(result: Any, *, dpi: int = 100) -> bytes | None:
     ax_mode.set_xlabel("t (s) from the start of the scenario (setup before 0)")
 
     # Injection windows, the timeline start, failed expectations.
-    windows = injection_windows(result)
-    for k, (a, b, ident, kind) in enumerate(windows):
+    windows, merged_note = shaded_windows(injection_windows(result), t_hi)
+    if merged_note:
+        fig.subplots_adjust(top=0.935)
+        fig.text(0.5, 0.955, merged_note, ha="center", va="top", fontsize=8, color="#4e342e")
+    for k, (a, stop, ident, kind) in enumerate(windows):
         colour = INJECTION_COLOURS[k % len(INJECTION_COLOURS)]
-        stop = t_hi if b is None else b
         width = max(stop, a + span * 0.002) - a
         for ax in (ax_alt, ax_att, ax_pos):
             ax.axvspan(a, a + width, color=colour, alpha=0.18, lw=0)
         ax_mode.broken_barh([(a, width)], (2.1, 0.8), facecolors=colour, alpha=0.6, edgecolor="white")
         if width / span > 0.06:
             ax_mode.text(a + width / 2, 2.5, ident, ha="center", va="center", fontsize=8)
+        if len(windows) > MAX_LABELLED_WINDOWS:
+            continue
         label = f"{ident} ({kind})" if kind and kind != ident else ident
         ax_alt.annotate(
             label,

@@ -345,6 +345,14 @@ class _Context:
             return None
         return self.fail(exp, f"{expected}; {gap[0]}", gap[1], self.excerpt(gap[1], w0))
 
+    def unrecorded(self, exp: Expectation, expected: str, w0: float, w1: float) -> Verdict | None:
+        """For a window where nothing forbidden was seen: a failed verdict when part of it
+        was not recorded (a board that stopped answering proves nothing), else None."""
+        gap = self.coverage(w0, w1)
+        if gap is None:
+            return None
+        return self.fail(exp, f"{expected}; cannot check: {gap[0]}", gap[1], self.excerpt(gap[1], w0))
+
     def check_altitude(self, exp: ExpectAltitude) -> Verdict:
         w0, w1, span = self.delayed_window(exp)
         expected = f"expected altitude between {exp.min:.2f} and {exp.max:.2f} m {span}"
@@ -441,6 +449,10 @@ class _Context:
                 entered,
                 self.excerpt(entered, entered - 5.0),
             )
+        # Nothing forbidden was recorded; a pass also needs the whole window recorded.
+        gap = self.unrecorded(exp, expected, a, w1)
+        if gap is not None:
+            return gap
         seen = [m for m in _values_between(self.modes, a, w1) if m is not None]
         return Verdict(
             exp,
@@ -467,6 +479,9 @@ class _Context:
                 t_d,
                 self.excerpt(t_d, t_d - 5.0),
             )
+        gap = self.unrecorded(exp, expected, a, w1)
+        if gap is not None:
+            return gap
         return Verdict(exp, True, f"armed from {_t(a)} to {_t(w1)}", None)
 
 

@@ -38,7 +38,7 @@ from hil.scenario.model import (
     injection_kinds,
 )
 
-__all__ = ["load_scenario", "parse_scenario"]
+__all__ = ["MAX_DURATION_S", "load_scenario", "parse_scenario"]
 
 _TOP_KEYS = ("scenario", "setup", "injection", "expect", "limits")
 _SCENARIO_KEYS = ("name", "description", "applies_to", "duration", "seed")
@@ -54,6 +54,9 @@ _BOARD_TIME_RE = re.compile(
 # Keys of each expectation kind: TOML key -> (dataclass field, spec). `after` is special.
 _TIME = ParamSpec(float, min=0.0)
 _POSITIVE = ParamSpec(float, min=0.0, min_exclusive=True)
+#: The longest scenario: an hour of vehicle time. A longer one is a typo (1e9) or a soak
+#: test, which belongs in `hil bench --soak`; either way the run must end.
+MAX_DURATION_S = 3600.0
 _EXPECT_KEYS: dict[str, dict[str, tuple[str, ParamSpec]]] = {
     "mode": {
         "mode": ("mode", ParamSpec(str, choices=COPTER_MODES)),
@@ -197,6 +200,14 @@ class _Parser:
         name = self.name(head)
         description = self.value(head, "description", "[scenario]", ParamSpec(str, default=""))
         applies_to = self.applies_to(head)
+        raw = head.get("duration")
+        too_long = isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw)
+        if too_long and raw > MAX_DURATION_S:
+            raise self.error(
+                "[scenario].duration",
+                f"{_show(raw)} s is longer than a scenario may run ({MAX_DURATION_S:g} s, an hour);"
+                " split it, or measure long runs with `hil bench --soak`",
+            )
         duration = self.value(head, "duration", "[scenario]", _POSITIVE)
         seed = self.value(head, "seed", "[scenario]", ParamSpec(int, default=0, min=0))
 

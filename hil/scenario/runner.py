@@ -8,13 +8,14 @@ exact simulation times; expectations are judged afterwards over the recorded tim
 from __future__ import annotations
 
 import math
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
 from hil.autopilot.mavlink import MavlinkAutopilot
-from hil.errors import CommandRefused, HilError, WaitTimeout
+from hil.errors import BoardNotAnswering, CommandRefused, HilError, LinkError, WaitTimeout
 from hil.mavlink.dialect import mavlink, mode_name
 from hil.scenario.expect import Verdict, evaluate
 from hil.scenario.host_timing import HostTiming, heartbeat_rate_for, request_heartbeat_rate
@@ -51,10 +52,20 @@ class ScenarioResult:
     artifacts: dict[str, Any] = field(default_factory=dict)
     #: (timeline time of a mode or arming change, gap to the report before it), s.
     change_gaps: list[tuple[float, float]] = field(default_factory=list)
+    #: Set when the board stopped answering during the run: an error of the bench, with
+    #: no verdict on the firmware (`error` holds the same text).
+    board_error: str | None = None
 
     @property
     def passed(self) -> bool:
         return self.error is None and all(v.passed for v in self.verdicts)
+
+    @property
+    def outcome(self) -> str:
+        """PASS, FAIL (a verdict on the firmware) or ERROR (the board stopped answering)."""
+        if self.board_error is not None:
+            return "ERROR"
+        return "PASS" if self.passed else "FAIL"
 
     @property
     def speed(self) -> float:
@@ -62,6 +73,8 @@ class ScenarioResult:
         return self.sim_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     def failure_text(self) -> str:
+        if self.board_error is not None:
+            return f"scenario {self.scenario.name} on {self.board}: ERROR: {self.board_error}"
         lines = [f"scenario {self.scenario.name} on {self.board}: FAILED"]
         if self.error:
             lines.append(f"  error: {self.error}")
@@ -89,12 +102,17 @@ class _Recorder(RecorderBase):
         self.ap = autopilot
         self.roll = 0.0
         self.pitch = 0.0
+        #: Host clock (monotonic ns) of the last message from the board, and vehicle time
+        #: of the last state sample: what the watchdog looks at.
+        self.last_message_ns = time.monotonic_ns()
+        self.last_state_t: float | None = None
         #: time_usec and arrival ns of every HIL_ACTUATOR_CONTROLS: the loop's timing
         #: (arrays of machine integers: no object per message for the collector to scan).
         self.loop_usec = array("q")
         self.loop_ns = array("q")
 
     def on_message(self, msg) -> None:
+        self.last_message_ns = time.monotonic_ns()
         mtype = msg.get_type()
         if mtype == "HIL_ACTUATOR_CONTROLS":
             self.loop_usec.append(msg.time_usec)
@@ -107,6 +125,7 @@ class _Recorder(RecorderBase):
             self.states.append(
                 (t, bool(self.armed), self.mode or "?", msg.relative_alt * 1e-3, north, east, speed, self.roll, self.pitch)
             )
+            self.last_state_t = t
         elif mtype == "ATTITUDE":
             self.roll, self.pitch = msg.roll, msg.pitch
         elif mtype == "HEARTBEAT" and msg.get_srcComponent() == self.ap.target_component:
@@ -118,6 +137,85 @@ class _Recorder(RecorderBase):
 
     def on_sim_event(self, t: float, kind: str, text: str) -> None:
         self.events.append((t, kind, text))
+
+
+#: A board that sends nothing for this long (wall s) has stopped answering.
+SILENCE_S = 5.0
+#: A board whose vehicle time runs on this long (s) without a position report has stopped
+#: reporting its state (the expectations already need one at least every second).
+STATE_GAP_S = 3.0
+
+
+class _Watchdog:
+    """Notices a board that stopped answering mid-run (frozen, unplugged, crashed) and
+    fails every wait at once with BoardNotAnswering, so the run ends as an error of the
+    bench within SILENCE_S instead of running out its waits or reaching a verdict over a
+    recording that stopped.
+
+    A lockstep board speaks only when the loop steps it, and the loop already gives up
+    on an unanswered step (its `step_timeout`); so for it only the state gap in vehicle
+    time is watched here, never wall-clock silence (the harness may be busy between
+    waits, scheduling ten thousand injections, with the board rightly quiet).
+    """
+
+    def __init__(self, ap: MavlinkAutopilot, recorder: _Recorder, board: str, *, lockstep: bool) -> None:
+        self.ap = ap
+        self.recorder = recorder
+        self.board = board
+        self.lockstep = lockstep
+        self.reason: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        # The state-gap check starts with the first position report (a board's clock may
+        # jump when the lockstep loop takes it over); the silence check starts now.
+        self.recorder.last_message_ns = time.monotonic_ns()
+        self._thread = threading.Thread(target=self._watch, name="hil-board-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+            self._thread = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.25):
+            reason = self.check()
+            if reason is not None:
+                self.reason = reason
+                self.ap.fail(BoardNotAnswering(reason))
+                return
+
+    def check(self) -> str | None:
+        """Why the board counts as stopped now, or None."""
+        silent = (time.monotonic_ns() - self.recorder.last_message_ns) * 1e-9
+        if silent > SILENCE_S and not self.lockstep:
+            return f"nothing received for {silent:.1f} s (wall clock)"
+        last = self.recorder.last_state_t
+        if last is not None and self.ap.vehicle_time - last > STATE_GAP_S:
+            return (
+                f"its clock ran on to t={self.ap.vehicle_time:.2f} s (board time) without a "
+                f"position report for {self.ap.vehicle_time - last:.1f} s"
+            )
+        return None
+
+    def stopped_answering(self, exc: BaseException | None, sim: ClosedLoop | None, t0: float) -> str | None:
+        """The run's error message when the board stopped answering, else None."""
+        loop_error = sim.error if sim is not None else None
+        lost = (
+            self.reason is not None
+            or isinstance(exc, BoardNotAnswering | LinkError)
+            or isinstance(loop_error, BoardNotAnswering | LinkError)
+        )
+        if not lost:
+            return None
+        why = self.reason or str(exc if isinstance(exc, BoardNotAnswering | LinkError) else loop_error)
+        last = self.recorder.last_state_t
+        if last is None:
+            return f"board {self.board} stopped answering; no state read at all ({why})"
+        return f"board {self.board} stopped answering at t={last - t0:.2f} s; no state read since ({why})"
 
 
 def sim_config_for(scenario: Scenario) -> SimConfig:
@@ -154,6 +252,7 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
             return result
     recorder = _Recorder(ap)
     ap.add_hook(recorder.on_message)
+    watchdog = _Watchdog(ap, recorder, session.board.name, lockstep=session.board.lockstep)
     if capture is not None:
         capture.attach(session)
     sim: ClosedLoop | None = None
@@ -177,6 +276,7 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
                 f"board {session.board.name} flies its own physics; injections need the harness's closed loop"
             )
         host.start()
+        watchdog.start()
         if scenario.setup.armed:
             _fly_setup(ap, scenario)
         if heartbeat_hz is not None:
@@ -193,10 +293,20 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
                 stop = None if inj.stop is None else t0 + inj.stop + offset
                 sim.schedule(inj.kind, t0 + inj.start + offset, stop, inj.params, inj.id)
         _fly_timeline(ap, scenario, recorder, t0)
+        # The end came; was all of it read from the board?
+        stopped = watchdog.reason or watchdog.check()
+        if stopped is not None:
+            raise BoardNotAnswering(stopped)
+        if sim is not None and sim.error is not None:
+            raise HilError(f"the closed loop stopped: {sim.error}")
         host.finish()
     except HilError as exc:
         result.error = str(exc)
+        result.board_error = watchdog.stopped_answering(exc, sim, t0)
+        if result.board_error is not None:
+            result.error = result.board_error
     finally:
+        watchdog.stop()
         result.sim_seconds = sim.time if sim is not None else ap.vehicle_time
         result.wall_seconds = time.monotonic() - wall0
         result.timeline = recorder.timeline(t0)
@@ -212,11 +322,12 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
             result.notes.append(f"host-clock latencies not measured: {exc}")
             extra = []
         judge(scenario, result, sim, extra)
-    if asked_heartbeat and (sim is None or sim.error is None):
+    if asked_heartbeat and (sim is None or sim.error is None) and result.board_error is None:
         note = request_heartbeat_rate(ap, None)
         if note:
             result.notes.append(note)
-    _finish(ap, result)
+    if result.board_error is None:  # a board that stopped answering cannot be landed
+        _finish(ap, result)
     if sim is not None:
         result.sim_seconds = sim.time
         sim.stop()

@@ -6,6 +6,7 @@ validates parameters, this module makes them happen at an exact simulation time.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,8 +79,8 @@ class InjectionSchedule:
         if stop is not None:
             items.append(_Scheduled(int(round(stop * 1e6)), False, kind, ident, dict(params or {})))
         with self._sched_lock:
-            self._schedule.extend(items)
-            self._schedule.sort(key=lambda s: (s.t_us, not s.start))
+            for item in items:  # an insertion, not a sort per call: 10,000 injections took 25 s
+                bisect.insort_right(self._schedule, item, key=_order)
 
     def _apply_due(self) -> None:
         with self._sched_lock:
@@ -94,6 +95,11 @@ class InjectionSchedule:
         self.events.append(entry)
         for hook in self.event_hooks:
             hook(*entry)
+
+
+def _order(item: _Scheduled) -> tuple[int, bool]:
+    """Schedule order: by time; at one time, starts before stops; else as scheduled."""
+    return (item.t_us, not item.start)
 
 
 def register_applier(kind: str, start: Action, stop: Action) -> None:

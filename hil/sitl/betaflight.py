@@ -9,6 +9,12 @@ The firmware exits (code 0) on ``save``, ``defaults``, MSP_REBOOT and a stray ``
 byte outside an MSP frame. A supervisor thread starts it again in the same directory
 and namespace, so a reboot looks to the harness as it does on a real board: the link
 drops, the board comes back with its saved configuration.
+
+The firmware never outlives the harness (``hil.children``): the kernel sends it SIGKILL
+when the harness dies (a parent-death signal set before ``exec``; it survives ``ip
+netns exec`` and ``stdbuf``), and the harness's guard ends its process group and
+deletes its namespace. A SITL an older harness left running in the same directory
+(``sitl.pid`` names it) is ended before a new one starts.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import atexit
 import glob
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -27,6 +34,7 @@ import time
 import weakref
 from pathlib import Path
 
+from hil import children
 from hil.codecs import msp
 from hil.errors import BoardNotAnswering, ConfigError, HilError
 from hil.sitl.netns import NamespaceError, NetNamespace, namespaces_available
@@ -199,6 +207,7 @@ class BetaflightSitl:
                 if namespaces_available():
                     try:
                         self.netns = NetNamespace.create()
+                        children.guard.watch_netns(self.netns.name)
                     except NamespaceError as exc:
                         if self.isolation == "netns":
                             raise ConfigError(f"cannot isolate Betaflight SITL: {exc}") from None
@@ -209,6 +218,7 @@ class BetaflightSitl:
                     )
             self._log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115
             _LIVE.add(self)
+            self._replace_stale()
             try:
                 self._spawn(timeout)
             except BaseException:
@@ -245,6 +255,8 @@ class BetaflightSitl:
             argv = self.netns.command(argv)
         assert self._log is not None
         self._log.write(f"--- start {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
+        # Forked from the supervisor thread on a restart: it lives exactly as long as the SITL.
+        supervising = self._supervisor is not None and threading.current_thread() is self._supervisor
         self.proc = subprocess.Popen(
             argv,
             cwd=self.work_dir,
@@ -252,11 +264,44 @@ class BetaflightSitl:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=children.parent_death_preexec(signal.SIGKILL, long_lived_thread=supervising),
         )
+        children.guard.watch(self.proc.pid)
+        self._write_pidfile(self.proc.pid)
         self._generation += 1
         self.started_at = time.monotonic()
         self._wait_port(MSP_PORT, timeout)
         self._apply_scheduler()
+
+    @property
+    def pid_path(self) -> Path:
+        """``sitl.pid``: which process runs the firmware in this directory, started by whom."""
+        return self.work_dir / "sitl.pid"
+
+    def _write_pidfile(self, pid: int) -> None:
+        record = {"pid": pid, "process_start": children.process_start_time(pid), "parent_pid": os.getpid()}
+        try:
+            self.pid_path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        except OSError as exc:
+            log.warning("cannot write %s (%s): a crash would not be cleaned up at the next start", self.pid_path, exc)
+
+    def _replace_stale(self) -> None:
+        """End a SITL in this directory whose harness has gone (an older crash).
+
+        One a live harness started is left alone: its directory is that harness's.
+        """
+        try:
+            record = json.loads(self.pid_path.read_text(encoding="utf-8"))
+            pid, start, parent = int(record["pid"]), record.get("process_start"), record.get("parent_pid")
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        start = start if isinstance(start, int) else None
+        if pid == os.getpid() or not children.running(pid, start):
+            return
+        if not children.orphaned(pid, parent if isinstance(parent, int) else None):
+            return
+        children.end_process_groups({pid: start or 0})
+        log.warning("Betaflight SITL in %s: ended pid %d, left running by a harness that has gone", self.work_dir, pid)
 
     def _wait_port(self, port: int, timeout: float) -> None:
         """Wait until the firmware answers an MSP request on ``port``.
@@ -308,6 +353,7 @@ class BetaflightSitl:
                     if self._stopping.is_set() or self.proc is not proc:
                         continue
                     self.exit_codes.append(proc.returncode)
+                    children.guard.forget(proc.pid)
                     self.restarts += 1
                     log.info("Betaflight SITL exited (code %s); starting it again", proc.returncode)
                     try:
@@ -352,6 +398,7 @@ class BetaflightSitl:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(2.0)
+        children.guard.forget(proc.pid)
 
     def stop(self) -> None:
         """Stop the firmware and remove its namespace; idempotent."""
@@ -363,7 +410,9 @@ class BetaflightSitl:
                 self._supervisor = None
             if self.netns is not None:
                 self.netns.remove()
+                children.guard.forget_netns(self.netns.name)
                 self.netns = None
+            self.pid_path.unlink(missing_ok=True)
             if self._log is not None:
                 self._log.close()
                 self._log = None

@@ -32,7 +32,7 @@ from typing import Any
 
 from hil.errors import ConfigError, HilError
 from hil.locks import BoardLock
-from hil.rig import Board, Rig, register_board_type
+from hil.rig import Board, Rig, RigKey, register_board_type
 from hil.sitl.betaflight import BetaflightSitl, find_executable
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,17 @@ TEMPLATE = "harness-eeprom.bin"
 class BetaflightSitlBoard(Board):
     type_name = "betaflight-sitl"
     board_class = "msp"
-    KEYS = {"name", "type", "usb_serial", "executable", "eeprom", "isolation", "scheduler", "state_rate_hz", "lock_wait"}
+    KEYS: Mapping[str, RigKey] = {
+        "name": RigKey("name"),
+        "type": RigKey("text"),
+        "usb_serial": RigKey("name"),
+        "executable": RigKey("path"),
+        "eeprom": RigKey("path"),
+        "isolation": RigKey("choice", choices=("auto", "netns", "loopback")),
+        "scheduler": RigKey("choice", choices=("auto", "fifo", "other")),
+        "state_rate_hz": RigKey("number", 100, 4000, unit="state packets per second"),
+        "lock_wait": RigKey("number", 0, 86400, unit="seconds"),
+    }
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         super().__init__(name, spec, rig)

@@ -10,6 +10,8 @@ on with BOOT0 held: the ROM DFU device (hil.vfc.dfu_device) serves until it leav
 Without `--flash` the board runs its built-in firmware (`--firmware-version`).
 
 The board serves until SIGTERM or SIGINT, then removes its registry entry and exits 0.
+With `--lifeline FD` (a pipe only the harness writes to) it also stops when the harness
+has ended, however it ended: a board must never outlive the harness that started it.
 It logs sparsely to stderr, line-buffered, so a harness can keep the log.
 """
 
@@ -19,6 +21,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         help="bootloader: seconds it waits for a host before booting a valid application",
     )
     parser.add_argument(
+        "--lifeline",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="inherited read end of a pipe the harness holds open: stop when it reaches end of file",
+    )
+    parser.add_argument(
         "--uart",
         action="append",
         default=[],
@@ -80,9 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     serial: str = args.usb_serial
     directory = args.registry if args.registry is not None else registry.default_registry_dir()
     pid = os.getpid()
+    identity = registry.own_identity()  # now, while the harness that started us is our parent
 
     def log(text: str) -> None:
         print(f"vfc {serial} [{pid}]: {text}", file=sys.stderr)
+
+    if args.lifeline is not None:
+        _stop_with_harness(args.lifeline, directory, serial, log)
 
     other = registry.find_entry(directory, serial)
     if other is not None and other.get("process_id") != pid:
@@ -109,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def announce(port: str, state: str, **extra: Any) -> None:
         entry = {
+            **identity,
             "usb_serial": serial,
             "port": port,
-            "process_id": pid,
             "state": state,
             "usb_vid": VFC_USB_VID,
             "usb_pid": VFC_USB_PID,
@@ -146,6 +160,26 @@ def main(argv: list[str] | None = None) -> int:
         if uarts is not None:
             uarts.close()
     return 0
+
+
+def _stop_with_harness(fd: int, directory: Path, serial: str, log: Any, grace: float = 5.0) -> None:
+    """Stop like on SIGTERM once the harness's lifeline is cut; after `grace` s, exit hard."""
+    from hil.children import watch_lifeline
+
+    def cut() -> None:
+        log("the harness has gone (lifeline closed); stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+        timer = threading.Timer(grace, _exit_hard, (directory, serial, log, grace))
+        timer.daemon = True
+        timer.start()
+
+    watch_lifeline(fd, cut)
+
+
+def _exit_hard(directory: Path, serial: str, log: Any, grace: float) -> None:
+    log(f"still running {grace:.0f} s after the harness went; exiting now")
+    registry.remove_entry(directory, serial, process_id=os.getpid())
+    os._exit(3)
 
 
 def _serve(

@@ -4,11 +4,17 @@ The board runs as `python -m hil.vfc` in its own process group (a Ctrl-C at the
 terminal does not kill it under the harness's feet; `stop()` ends it) and announces
 its pty in the registry; the port is read from there each time because it changes at
 every reboot.
+
+It never outlives the harness (`hil.children`): it watches the harness's lifeline, is
+sent SIGTERM by the kernel when the harness dies, and is known to the harness's guard.
+A board left running by an older crash is recognised at the next start (its harness is
+gone and nobody holds its lock) and replaced instead of being reported as the holder.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -19,12 +25,15 @@ from types import TracebackType
 from typing import IO
 
 import hil
+from hil import children
 from hil.errors import BoardNotAnswering, PortNotFound
 from hil.links import registry
+from hil.locks import lock_holder
 from hil.mavlink.dialect import VFC_BOARD_ID
 from hil.timeout import Deadline
 
 _PROJECT_ROOT = Path(hil.__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
 class VirtualBoardProcess:
@@ -44,6 +53,7 @@ class VirtualBoardProcess:
         sector_erase_s: float | None = None,
         boot_delay_s: float | None = None,
         uarts: dict[str, str] | None = None,
+        lock_dir: Path | str | None = None,
     ) -> None:
         self.usb_serial = usb_serial
         #: Receiver UARTs wired to the harness, name -> protocol (gps: ubx/nmea, rc: crsf/sbus).
@@ -55,6 +65,8 @@ class VirtualBoardProcess:
         self.boot_delay_s = boot_delay_s
         self.storage_path = Path(storage_path)
         self.registry_dir = Path(registry_dir)
+        #: Where the board's ownership lock lives: a rig keeps it next to its registry.
+        self.lock_dir = Path(lock_dir) if lock_dir is not None else self.registry_dir.parent / "locks"
         self.board_id = board_id
         self.firmware_version = firmware_version
         self.name = name
@@ -108,14 +120,19 @@ class VirtualBoardProcess:
             p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         )
         env["PYTHONUNBUFFERED"] = "1"
+        self._replace_stale()
+        lifeline = children.lifeline_fd()
         self._proc = subprocess.Popen(
-            self.command(),
+            [*self.command(), "--lifeline", str(lifeline)],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            pass_fds=(lifeline,),
+            preexec_fn=children.parent_death_preexec(signal.SIGTERM),
         )
+        children.guard.watch(self._proc.pid)
         deadline = Deadline(timeout)
         while True:
             entry = self._own_entry()
@@ -134,6 +151,40 @@ class VirtualBoardProcess:
                     f"log {self.log_path}:\n{self._log_tail()}"
                 )
             time.sleep(0.02)
+
+    def _replace_stale(self) -> None:
+        """End a board with our serial that an older, dead harness left running.
+
+        Only a `python -m hil.vfc` process serving this serial whose harness has gone
+        (`children.orphaned`) is ended, and only while its lock is free or ours: a board
+        a live harness started, or one whose lock another process holds, is left alone
+        (the new board then says who serves the serial).
+        """
+        entry = self._own_entry()
+        if entry is None:
+            return
+        pid = entry.get("process_id")
+        if not isinstance(pid, int) or pid == os.getpid():
+            return
+        if not registry.entry_process_alive(entry):
+            registry.remove_entry(self.registry_dir, self.usb_serial, process_id=pid)
+            return
+        argv = children.command_line(pid)
+        if "hil.vfc" not in argv or self.usb_serial not in argv:
+            return
+        parent = entry.get("parent_pid")
+        if not children.orphaned(pid, parent if isinstance(parent, int) else None):
+            return
+        holder = lock_holder(self.usb_serial, self.lock_dir)
+        if holder is not None and holder != os.getpid():
+            return
+        start = entry.get("process_start")
+        children.end_process_groups({pid: start if isinstance(start, int) else 0})
+        registry.remove_entry(self.registry_dir, self.usb_serial, process_id=pid)
+        log.warning(
+            "virtual board %s: ended pid %d, left running by a harness that has gone (pid %s)",
+            self.usb_serial, pid, parent if parent else "unknown",
+        )
 
     def _own_entry(self) -> dict | None:
         """The registry file of this serial as written, whatever its state (a DFU entry
@@ -214,6 +265,7 @@ class VirtualBoardProcess:
                 self._signal(proc, signal.SIGKILL)
                 proc.wait(timeout)
         if proc is not None:
+            children.guard.forget(proc.pid)
             # A killed board cannot clean up after itself.
             registry.remove_entry(self.registry_dir, self.usb_serial, process_id=proc.pid)
         if self._log is not None:
