@@ -50,6 +50,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pytest_args.append(f"--board={args.board}")
     if args.keyword:
         pytest_args += ["-k", args.keyword]
+    if args.seeds:
+        pytest_args.append(f"--seeds={args.seeds}")
     code = int(pytest.main(pytest_args))
     print(f"report: {report}/ (report.html, junit.xml, summary.json, a directory per scenario)")
     return code
@@ -60,8 +62,10 @@ def _check_run_inputs(args: argparse.Namespace, targets: list[str]) -> None:
     pytest starts: one line and exit code 4, not a traceback per scenario."""
     from hil.plugin import _resolve_rig_path, scenario_paths
     from hil.rig import Rig
-    from hil.scenario.load import load_scenario
+    from hil.scenario.load import load_scenario, parse_seeds
 
+    if args.seeds:
+        parse_seeds(args.seeds)
     rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
     try:
         rig.select(args.board)
@@ -240,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--board", help="board of the rig (name or USB serial)")
     run.add_argument("--report", help="directory for JUnit XML and the report (default: hil-runs/<time>)")
     run.add_argument("-k", dest="keyword", help="only scenarios matching this pytest keyword expression")
+    run.add_argument(
+        "--seeds",
+        help="fly every scenario once per seed, e.g. 0-19 or 0,3,7 (default: each file's own seed); "
+        "a verdict must hold on all of them",
+    )
     run.add_argument("--state-dir", help="where virtual boards keep flash and parameters (default: .hil/rigs/<rig>)")
     run.set_defaults(func=_cmd_run)
 

@@ -14,13 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from hil.errors import HilError
+from hil.errors import EXIT_BOARD, HilError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class BoardBusy(HilError):
     """Another process holds the board."""
+
+    exit_code = EXIT_BOARD
 
 
 def default_lock_dir() -> Path:

@@ -160,13 +160,14 @@ class HilState:
         self.board_info[board.name] = info
         return info
 
-    def capture_for(self, scenario):
-        """A recorder into <report>/<scenario>/ when the run writes a report, else None."""
+    def capture_for(self, scenario, label: str | None = None):
+        """A recorder into <report>/<label or scenario>/ when the run writes a report, else None."""
         if self.report_dir is None:
             return None
         from hil.report import ScenarioCapture, scenario_dir
 
-        return ScenarioCapture(scenario_dir(self.report_dir, scenario.name, self._scenario_dirs))
+        name = label or scenario.name
+        return ScenarioCapture(scenario_dir(self.report_dir, name, self._scenario_dirs))
 
     def close(self) -> None:
         try:
@@ -210,6 +211,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seconds to wait for a board another process holds (default 60)",
     )
     group.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+    group.addoption(
+        "--seeds", dest="hil_seeds", default=None,
+        help="fly every scenario once per seed, e.g. 0-19 or 0,3,7 (default: each file's own seed)",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -323,14 +328,25 @@ def scenario_paths(targets: Iterable[str]) -> list[Path]:
 
 
 class ScenarioFile(pytest.File):
+    """One scenario file: one item, or with `--seeds` one item per seed (`name[seed=N]`)."""
+
     def collect(self):
-        from hil.scenario.load import load_scenario
+        from dataclasses import replace
+
+        from hil.scenario.load import load_scenario, parse_seeds
 
         try:
             scenario = load_scenario(self.path)
+            seeds = self.config.getoption("hil_seeds")
+            if seeds is None:
+                yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+                return
+            for seed in parse_seeds(seeds):
+                yield ScenarioItem.from_parent(
+                    self, name=f"{scenario.name}[seed={seed}]", scenario=replace(scenario, seed=seed)
+                )
         except ScenarioError as exc:
             raise _ScenarioCollectError(str(exc)) from None
-        yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
 
 
 class _ScenarioCollectError(pytest.Collector.CollectError):
@@ -372,7 +388,7 @@ class ScenarioItem(pytest.Item):
             with contextlib.suppress(HilError):
                 session.__exit__(None, None, None)
             raise state.lost(board, str(exc)) from None
-        capture = state.capture_for(self.scenario)
+        capture = state.capture_for(self.scenario, self.name)
         progress = _Progress(self.config, self.scenario.name, board.name)
         try:
             firmware = state.firmware_info(board, session)
@@ -504,12 +520,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line("-" * len(header))
     sim_total = wall_total = loop_wall = 0.0
     realtime = []
+    sweep = config.getoption("hil_seeds", None)
     for r in state.results:
         verdict = r.outcome
         real = "loop_scheduler" in r.measurements  # a real-time loop (Betaflight SITL)
         loop_col = f"{r.loop_speed:6.1f}x" if not real else "   real"
+        name = r.scenario.name if sweep is None else f"{r.scenario.name}[seed={r.scenario.seed}]"
         tr.write_line(
-            f"{r.scenario.name[:34]:34} {r.board[:10]:10} {verdict:7} {r.sim_seconds:7.1f} "
+            f"{name[:34]:34} {r.board[:10]:10} {verdict:7} {r.sim_seconds:7.1f} "
             f"{r.wall_seconds:7.2f} {loop_col} {r.speed:7.1f}x"
         )
         if real:

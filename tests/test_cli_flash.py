@@ -64,7 +64,7 @@ def test_a_broken_image_is_refused_naming_the_file(tmp_path):
     bad = tmp_path / "broken.apj"
     bad.write_text('{"magic": "APJFWv1", "board_id": 7701, "image": "not base64!"')
     result = _hil(tmp_path, "flash", str(bad))
-    assert result.returncode == 2
+    assert result.returncode == 4  # bad input, not a test failure (1) or a board problem (3)
     assert "broken.apj" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -72,7 +72,7 @@ def test_a_broken_image_is_refused_naming_the_file(tmp_path):
 def test_a_board_held_by_another_process_is_refused_naming_its_pid(tmp_path):
     with BoardLock("HILVFC0001", tmp_path / "state" / "locks"):
         result = _hil(tmp_path, "flash", str(IMAGES / "hilcopter-1.0.0.apj"), "--lock-wait", "0.5")
-    assert result.returncode == 2
+    assert result.returncode == 3  # the board is not available
     assert f"held by pid {os.getpid()}" in result.stderr
 
 

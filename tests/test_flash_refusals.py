@@ -245,12 +245,12 @@ def test_hil_flash_refuses_the_probe_images_on_both_paths_and_leaves_the_flash(t
     first = _hil(tmp_path, "flash", str(other))  # starts the board: the factory image
     flash_file = tmp_path / "state" / "HILVFC0001" / "flash.bin"
     before = flash_file.read_bytes()
-    assert first.returncode == 2 and first.stderr.count("\n") == 1, first.stderr
+    assert first.returncode == 4 and first.stderr.count("\n") == 1, first.stderr
     assert first.stderr.startswith(f"hil flash: {other}: the apj file says board id 7701, its payload says 9999")
     junk = tmp_path / "junk.bin"
     junk.write_bytes(random.Random(5).randbytes(30_000))
     second = _hil(tmp_path, "flash", str(junk), "--method", "dfu", "--base-address", "0x08004000")
-    assert second.returncode == 2 and "no application: magic is" in second.stderr, second.stderr
+    assert second.returncode == 4 and "no application: magic is" in second.stderr, second.stderr
     assert UNTOUCHED in second.stderr.splitlines()[-1]
     assert flash_file.read_bytes() == before
 

@@ -109,3 +109,19 @@ def test_a_broken_firmware_image_is_a_usage_error(pytester):
     result = _run(pytester, f"--firmware={bad}")
     assert "bad.hex" in result.stderr.str() + result.stdout.str()
     assert result.ret != 0
+
+
+def test_seeds_fly_one_item_per_seed_named_after_it(pytester):
+    scenario = (Path(__file__).resolve().parent.parent / "scenarios" / "hover_hold.toml").read_text()
+    path = pytester.makefile(".toml", hover=scenario)
+    result = _run(pytester, str(path), "--seeds", "3,5-6", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*hover-hold[[]seed=3[]]*", "*hover-hold[[]seed=5[]]*", "*hover-hold[[]seed=6[]]*"])
+    assert result.ret == 0
+
+
+def test_a_bad_seed_list_names_what_is_allowed(pytester):
+    scenario = (Path(__file__).resolve().parent.parent / "scenarios" / "hover_hold.toml").read_text()
+    path = pytester.makefile(".toml", hover=scenario)
+    result = _run(pytester, str(path), "--seeds", "9-2", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*--seeds '9-2': '9-2' is not a range of seeds >= 0, low to high*"])
+    assert result.ret != 0

@@ -583,3 +583,22 @@ def test_arbitrary_toml_files_raise_only_scenario_error(tmp_path: Path, data: di
 def test_dates_and_times_are_rejected_as_numbers() -> None:
     with pytest.raises(ScenarioError, match="got a datetime"):
         parse_scenario(edit(base(), "scenario.duration", dt.datetime(2024, 1, 1)), FILE)
+
+
+@pytest.mark.parametrize(
+    ("text", "seeds"),
+    [("0-19", list(range(20))), ("7", [7]), ("0,4,9-11", [0, 4, 9, 10, 11]), ("3,3,2-4", [3, 2, 4])],
+)
+def test_seed_lists_read_as_a_technician_writes_them(text, seeds):
+    from hil.scenario.load import parse_seeds
+
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", "x", "1-", "-3", "5-2", "0-5000", "1.5"])
+def test_a_bad_seed_list_is_one_scenario_error(text):
+    from hil.errors import ScenarioError
+    from hil.scenario.load import parse_seeds
+
+    with pytest.raises(ScenarioError, match=r"^--seeds "):
+        parse_seeds(text)

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
 
-from hil.errors import HilError
+from hil.errors import EXIT_USAGE, HilError
 
 DEFAULT_FLASH_BASE = 0x08000000
 """Where `.apj` / `.px4` payloads are placed unless the caller gives `base_address`."""
@@ -55,6 +55,8 @@ _HASH_CHUNK = 1 << 16
 
 class ImageError(HilError):
     """A firmware file cannot be used; the message names the file and the reason."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from types import MappingProxyType
 from hil.firmware.app_image import APP_MAGIC, CONFIG_MAX, HEADER_SIZE, AppImageError, parse_app
 from hil.firmware.arm_image import check_vector_table, find_app_descriptor
 from hil.firmware.image import FirmwareImage, ImageError
+from hil.errors import EXIT_USAGE
 from hil.flash.base import FlashError
 from hil.mavlink.dialect import VFC_BOARD_ID
 
@@ -39,6 +40,8 @@ DESCRIPTOR_SCAN = 16 * 1024 * 1024
 
 class ImageRefused(FlashError):
     """An image refused before anything on the board was erased; one line says why."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

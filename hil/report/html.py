@@ -111,8 +111,8 @@ def _overview(results: list[Any]) -> str:
         cls = "pass" if r.passed else "fail"
         loop = f"{r.loop_speed:.1f}x" if r.loop_speed and r.loop_speed != 1.0 else "real time"
         rows.append(
-            f'<tr><td><a href="#{_anchor(i, r)}">{_e(r.scenario.name)}</a></td><td>{_e(r.board)}</td>'
-            f'<td class="{cls}">{"PASS" if r.passed else "FAIL"}</td>'
+            f'<tr><td><a href="#{_anchor(i, r)}">{_e(_title(r))}</a></td><td>{_e(r.board)}</td>'
+            f'<td class="{cls}">{_outcome(r)}</td>'
             f'<td class="num">{r.sim_seconds:.1f}</td><td class="num">{r.wall_seconds:.2f}</td>'
             f'<td class="num">{_e(loop)}</td></tr>'
         )
@@ -188,11 +188,11 @@ def _files(result: Any, report_dir: Path) -> str:
 
 def _scenario(index: int, result: Any, run: RunInfo, report_dir: Path) -> str:
     cls = "passed" if result.passed else "failed"
-    badge = '<span class="badge pass">PASS</span>' if result.passed else '<span class="badge fail">FAIL</span>'
+    badge = f'<span class="badge {"pass" if result.passed else "fail"}">{_outcome(result)}</span>'
     desc = getattr(result.scenario, "description", "") or ""
     parts = [
         f'<section class="scenario {cls}" id="{_anchor(index, result)}">',
-        f"<h2>{badge} {_e(result.scenario.name)} <span class='muted'>on {_e(result.board)}</span></h2>",
+        f"<h2>{badge} {_e(_title(result))} <span class='muted'>on {_e(result.board)}</span></h2>",
     ]
     if desc:
         parts.append(f"<p>{_e(desc)}</p>")
@@ -235,3 +235,14 @@ def write_report(path: str | Path, run: RunInfo, results: list[Any]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(run, results, out.parent), encoding="utf-8")
     return out
+
+
+def _outcome(result: Any) -> str:
+    """PASS, FAIL (the firmware's) or ERROR (the board stopped answering: no verdict)."""
+    outcome = getattr(result, "outcome", None)
+    return outcome if isinstance(outcome, str) else ("PASS" if result.passed else "FAIL")
+
+
+def _title(result: Any) -> str:
+    """The scenario's name and the seed it flew with."""
+    return f"{result.scenario.name} (seed {getattr(result.scenario, 'seed', 0)})"

@@ -158,6 +158,8 @@ def scenario_record(result: Any, report_dir: Path | None = None) -> dict[str, An
         "path": str(result.scenario.path) if result.scenario.path else None,
         "board": result.board,
         "passed": result.passed,
+        "outcome": _outcome(result),
+        "seed": getattr(result.scenario, "seed", 0),
         "error": result.error,
         "sim_seconds": round(result.sim_seconds, 3),
         "wall_seconds": round(result.wall_seconds, 3),
@@ -207,3 +209,11 @@ def summary(run: RunInfo, results: list[Any], report_dir: Path | None = None) ->
 
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
+
+
+def _outcome(result: Any) -> str:
+    """PASS, FAIL (a verdict on the firmware) or ERROR (the board stopped answering)."""
+    outcome = getattr(result, "outcome", None)
+    if isinstance(outcome, str):
+        return outcome
+    return "PASS" if result.passed else "FAIL"

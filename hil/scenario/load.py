@@ -504,3 +504,29 @@ class _Parser:
                     f" duration {duration:g} s",
                 )
         return EXPECTATION_CLASSES[kind](**fields)
+
+
+MAX_SEEDS = 1000
+"""How many seeds one `--seeds` may name (a sweep of 0-19 is the usual)."""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0-19`, `3` or `0,4,9-11` -> the seeds in order, each once; ScenarioError naming
+    what is wrong (seeds are whole numbers >= 0, at most MAX_SEEDS of them)."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        low, dash, high = part.partition("-")
+        try:
+            first = int(low)
+            last = int(high) if dash else first
+        except ValueError:
+            raise ScenarioError(
+                f"--seeds {text!r}: {part!r} is not a seed or a range (give e.g. 0-19 or 0,3,7)"
+            ) from None
+        if first < 0 or last < first:
+            raise ScenarioError(f"--seeds {text!r}: {part!r} is not a range of seeds >= 0, low to high")
+        if last - first + 1 + len(seeds) > MAX_SEEDS:
+            raise ScenarioError(f"--seeds {text!r}: more than {MAX_SEEDS} seeds")
+        seeds.extend(s for s in range(first, last + 1) if s not in seeds)
+    return seeds
