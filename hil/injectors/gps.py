@@ -1,48 +1,60 @@
 """A GNSS receiver the harness plays on the FC's GPS port (UBX or NMEA).
 
-``GpsReceiverEmulator.produce(t, obs)`` returns the bytes a u-blox-like receiver sends
-at simulation time ``t``: a navigation epoch every 1/``rate_hz`` s built from a
-``hil.threats.gnss.GnssObservation``, plus the monitor messages once a second, plus any
-replies queued by ``on_bytes``. Messages are built with pyubx2 / pynmeagps.
+``GpsReceiverEmulator.produce(t, obs)`` returns the bytes a u-blox receiver sends at
+simulation time ``t``: a navigation solution every ``rate_hz``-th of a second built
+from a ``hil.threats.gnss.GnssObservation``, each message at the rate the receiver's
+configuration holds for it, plus any replies queued by ``on_bytes``. Messages are built
+with pyubx2 / pynmeagps.
 
-UBX epoch: NAV-PVT, NAV-DOP, NAV-TIMEGPS, NAV-STATUS (spoofDetState in flags2);
-once a second MON-HW (jamInd, jammingState, AGC) and MON-RF (one block).
-NMEA epoch: GNGGA, GNRMC, GNVTG, GNGST (1-sigma errors), one GNGSA per constellation
+UBX solution: NAV-PVT, NAV-DOP, NAV-TIMEGPS, NAV-STATUS (spoofDetState in flags2),
+MON-HW (jamInd, jammingState, AGC) and, on an M10, MON-RF (one block).
+NMEA solution: GNGGA, GNRMC, GNVTG, GNGST (1-sigma errors), one GNGSA per constellation
 (NMEA 4.10 systemId) and GPGSV/GAGSV.
 
-What the FC sends (``on_bytes``): UBX frames are picked out of any byte stream (bad
-checksums, garbage and NMEA are dropped silently, as a receiver does). A CFG-* message
-pyubx2 can parse as a poll or a set gets ACK-ACK; a CFG-RATE poll first gets the CFG-RATE
-contents and a MON-VER poll gets MON-VER. CFG-RATE sets and CFG-VALSET of CFG-RATE-MEAS
-change the navigation rate. Any other frame gets ACK-NAK. Replies leave with the next
-``produce`` call, due epoch or not.
+The receiver is a named model (``model="M8"`` or ``"M10"``, see
+``hil.injectors.ublox_config``) and starts configured the way the harness needs it, as
+if a previous flight had saved that to its flash: with ``protocol="ubx"`` the four NAV
+messages every solution and the monitor messages once a second, with ``"nmea"`` the
+NMEA sentences every solution. A firmware that configures its GPS (ArduPilot
+GPS_AUTO_CONFIG, Betaflight gps_auto_config) changes that through ``on_bytes``: every
+poll it sends is answered from the current configuration, every set is applied, and
+the output follows (message rates per solution, solution rate, protocols, baud).
+
+What the FC sends (``on_bytes``): UBX frames and NMEA lines (PUBX,40 / PUBX,41) are
+picked out of any byte stream; bad checksums and garbage are dropped silently, as a
+receiver does. Replies leave with the next ``produce`` call, due solution or not.
+
+Baud: ``baud`` is what the line runs at now. A set that moves the port (CFG-PRT,
+VALSET CFG-UART1-BAUDRATE, PUBX,41) leaves ``pending_baud`` set; the receiver answers
+at the old baud and switches once that answer has left: call ``switch_baud()`` right
+after writing what ``produce`` returned (it returns the new baud, once), or let the next
+``produce`` switch. ``on_baud_change(baud)`` is called at the switch either way.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
+from collections.abc import Callable
 
 from pynmeagps import GET as NMEA_GET
 from pynmeagps import NMEAMessage
-from pyubx2 import GET, POLL, SET, UBX_MSGIDS, UBXMessage, UBXReader
+from pyubx2 import GET, UBXMessage
 
+from hil.injectors.ublox_config import KEY, MODELS, Reply, UbloxConfig, frame, ubx_checksum
 from hil.threats.gnss import GNSS_GALILEO, GNSS_GPS, GnssObservation
 
 _SYNC = b"\xb5\x62"
 _MAX_PAYLOAD = 1024
+_MAX_NMEA_LINE = 120
+_NOT_NMEA = re.compile(rb"[^\x20-\x7e\r]")  # the first byte that ends or breaks a line
 _NMEA_SYSTEM_ID = {GNSS_GPS: "1", GNSS_GALILEO: "3"}
 _NMEA_TALKER = {GNSS_GPS: "GP", GNSS_GALILEO: "GA"}
-_CFG_RATE_MEAS = "CFG_RATE_MEAS"
-
-
-def ubx_checksum(body: bytes) -> bytes:
-    """The UBX 8-bit Fletcher checksum over class, id, length and payload."""
-    a = b = 0
-    for x in body:
-        a = (a + x) & 0xFF
-        b = (b + a) & 0xFF
-    return bytes((a, b))
+_NAV_PVT, _NAV_DOP, _NAV_TIMEGPS, _NAV_STATUS = (1, 0x07), (1, 0x04), (1, 0x20), (1, 0x03)
+_MON_HW, _MON_RF = (0x0A, 0x09), (0x0A, 0x38)
+_NMEA_MSGS = {"GGA": (0xF0, 0x00), "GSA": (0xF0, 0x02), "GSV": (0xF0, 0x03), "RMC": (0xF0, 0x04)}
+_NMEA_MSGS |= {"VTG": (0xF0, 0x05), "GST": (0xF0, 0x07)}
 
 
 def _u(x: float, lo: int, hi: int) -> int:
@@ -50,56 +62,126 @@ def _u(x: float, lo: int, hi: int) -> int:
 
 
 class GpsReceiverEmulator:
-    """A u-blox-like receiver: observations in, UBX or NMEA bytes out."""
+    """A u-blox receiver: observations in, UBX or NMEA bytes out, CFG traffic answered."""
 
-    def __init__(self, protocol: str = "ubx", rate_hz: float = 5.0) -> None:
+    def __init__(
+        self,
+        protocol: str = "ubx",
+        rate_hz: float = 5.0,
+        *,
+        model: str = "M10",
+        baud: int = 230400,
+        on_baud_change: Callable[[int], None] | None = None,
+    ) -> None:
         if protocol not in ("ubx", "nmea"):
             raise ValueError(f"protocol must be 'ubx' or 'nmea', got {protocol!r}")
         if not rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
         self.protocol = protocol
-        self.rate_hz = float(rate_hz)
+        self.model = MODELS[model]
+        self.config = UbloxConfig.initial(self.model, rate_hz=rate_hz, baud=baud, protocol=protocol)
+        self.on_baud_change = on_baud_change
+        self._baud = baud
+        self._pending_baud: int | None = None
+        self._pending_sent = False  # the answer that moves the port has left
         self._next_due: float | None = None
-        self._next_mon: float | None = None
+        self._solution = 0  # solutions sent: a message at rate r goes when this % r == 0
         self._rx = bytearray()
         self._replies: list[bytes] = []
         self.acked: list[tuple[int, int]] = []  # (class, id) of every ACK-ACK sent
         self.naked: list[tuple[int, int]] = []  # and of every ACK-NAK
 
+    # -- rate and baud -----------------------------------------------------------------
+    @property
+    def rate_hz(self) -> float:
+        """Navigation solutions per second (CFG-RATE measRate x navRate)."""
+        return 1.0 / self.config.solution_period_s
+
+    @rate_hz.setter
+    def rate_hz(self, hz: float) -> None:
+        if not hz > 0:
+            raise ValueError(f"rate_hz must be > 0, got {hz!r}")
+        self.config.values[KEY["CFG_RATE_MEAS"]] = max(1, min(65535, round(1000.0 / hz)))
+        self.config.values[KEY["CFG_RATE_NAV"]] = 1
+
+    @property
+    def baud(self) -> int:
+        """The baud the receiver talks at right now."""
+        return self._baud
+
+    @property
+    def pending_baud(self) -> int | None:
+        """A baud the receiver moves to once its answer has left (None: no change)."""
+        return self._pending_baud
+
+    def switch_baud(self) -> int | None:
+        """Move to ``pending_baud`` if the answer that asked for it has been handed out by
+        ``produce``; returns the new baud then (once), else None."""
+        if self._pending_baud is None or not self._pending_sent:
+            return None
+        self._baud, self._pending_baud, self._pending_sent = self._pending_baud, None, False
+        if self.on_baud_change is not None:
+            self.on_baud_change(self._baud)
+        return self._baud
+
     # -- timing -------------------------------------------------------------------------
     def due(self, t: float) -> bool:
-        """True when a navigation epoch is due at ``t`` (compute the observation then)."""
+        """True when a navigation solution is due at ``t`` (compute the observation then)."""
         return self._next_due is None or t >= self._next_due - 1e-9
 
     def produce(self, t: float, obs: GnssObservation | None) -> bytes:
         """The bytes the receiver sends at sim time ``t`` (b"" when nothing is due).
 
-        ``obs`` is the environment's observation for this epoch; with None no epoch is
-        sent (only queued replies).
+        ``obs`` is the environment's observation for this solution; with None no solution
+        is sent (only queued replies).
         """
+        self.switch_baud()  # an answer handed out last time has left by now
         out = bytearray()
         for r in self._replies:
             out += r
         self._replies.clear()
+        if self._pending_baud is not None:
+            self._pending_sent = True
         if obs is None or not self.due(t):
             return bytes(out)
-        period = 1.0 / self.rate_hz
+        period = self.config.solution_period_s
         self._next_due = (t if self._next_due is None else self._next_due) + period
         if self._next_due <= t:
             self._next_due = t + period
-        if self.protocol == "ubx":
-            out += self._ubx_epoch(obs)
-            if self._next_mon is None or t >= self._next_mon - 1e-9:
-                self._next_mon = t + 1.0 if self._next_mon is None else self._next_mon + 1.0
-                if self._next_mon <= t:
-                    self._next_mon = t + 1.0
-                out += self._ubx_mon(obs)
-        else:
-            out += self._nmea_epoch(obs)
+        k = self._solution
+        self._solution += 1
+        if self.config.out_ubx:
+            out += self._ubx_epoch(obs, k)
+        if self.config.out_nmea:
+            out += self._nmea_epoch(obs, k)
         return bytes(out)
 
+    def _sends(self, msg: tuple[int, int], k: int) -> bool:
+        r = self.config.rate(msg)
+        return r > 0 and k % r == 0
+
     # -- UBX ---------------------------------------------------------------------------
-    def _ubx_epoch(self, o: GnssObservation) -> bytes:
+    def _ubx_epoch(self, o: GnssObservation, k: int) -> bytes:
+        """The UBX messages due at the ``k``-th solution, in the receiver's output order."""
+        out = bytearray()
+        if self._sends(_NAV_PVT, k):
+            out += self._nav_pvt(o)
+        if self._sends(_NAV_DOP, k):
+            out += self._nav_dop(o)
+        if self._sends(_NAV_TIMEGPS, k):
+            out += self._nav_timegps(o)
+        if self._sends(_NAV_STATUS, k):
+            out += self._nav_status(o)
+        emits = self.model.emits
+        if _MON_HW in emits and self._sends(_MON_HW, k):
+            out += self._mon_hw(o)
+        if _MON_RF in emits and self._sends(_MON_RF, k):
+            out += self._mon_rf(o)
+        return bytes(out)
+
+    def _nav_pvt(self, o: GnssObservation) -> bytes:
         fix = o.fix_type
         ok = 1 if fix >= 2 else 0
         utc = o.utc
@@ -147,6 +229,9 @@ class GpsReceiverEmulator:
             headAcc=min(180.0, math.degrees(o.sacc_mps / gspeed)) if gspeed > 0.1 else 180.0,
             pDOP=min(o.pdop, 655.35),
         )
+        return pvt.serialize()
+
+    def _nav_dop(self, o: GnssObservation) -> bytes:
         dop = UBXMessage(
             "NAV",
             "NAV-DOP",
@@ -160,6 +245,9 @@ class GpsReceiverEmulator:
             nDOP=min(o.ndop, 655.35),
             eDOP=min(o.edop, 655.35),
         )
+        return dop.serialize()
+
+    def _nav_timegps(self, o: GnssObservation) -> bytes:
         ftow = _u((o.tow_s * 1000.0 - o.itow_ms) * 1e6, -500000, 500000)
         timegps = UBXMessage(
             "NAV",
@@ -174,22 +262,26 @@ class GpsReceiverEmulator:
             leapSValid=1,
             tAcc=_u(o.tacc_ns, 0, 2**32 - 1),
         )
+        return timegps.serialize()
+
+    def _nav_status(self, o: GnssObservation) -> bytes:
+        fix = o.fix_type
         status = UBXMessage(
             "NAV",
             "NAV-STATUS",
             GET,
             iTOW=o.itow_ms,
             gpsFix=fix,
-            gpsFixOk=ok,
+            gpsFixOk=1 if fix >= 2 else 0,
             wknSet=1,
             towSet=1,
             spoofDetState=o.spoof_state,
             ttff=0,
             msss=_u(o.t * 1000.0, 0, 2**32 - 1),
         )
-        return b"".join(m.serialize() for m in (pvt, dop, timegps, status))
+        return status.serialize()
 
-    def _ubx_mon(self, o: GnssObservation) -> bytes:
+    def _mon_hw(self, o: GnssObservation) -> bytes:
         hw = UBXMessage(
             "MON",
             "MON-HW",
@@ -201,6 +293,9 @@ class GpsReceiverEmulator:
             jammingState=o.jamming_state,
             jamInd=_u(o.jam_ind, 0, 255),
         )
+        return hw.serialize()
+
+    def _mon_rf(self, o: GnssObservation) -> bytes:
         rf = UBXMessage(
             "MON",
             "MON-RF",
@@ -215,10 +310,14 @@ class GpsReceiverEmulator:
             agcCnt_01=_u(o.agc_cnt, 0, 8191),
             jamInd_01=_u(o.jam_ind, 0, 255),
         )
-        return hw.serialize() + rf.serialize()
+        return rf.serialize()
 
     # -- NMEA --------------------------------------------------------------------------
-    def _nmea_epoch(self, o: GnssObservation) -> bytes:
+    def _nmea_epoch(self, o: GnssObservation, k: int) -> bytes:
+        """The NMEA sentences due at the ``k``-th solution."""
+        due = {name: self._sends(msg, k) for name, msg in _NMEA_MSGS.items()}
+        if not any(due.values()):
+            return b""
         utc = o.utc
         tm = utc.time().replace(tzinfo=None)
         has_fix = o.fix_type >= 2
@@ -336,15 +435,31 @@ class GpsReceiverEmulator:
                         **kw,
                     )
                 )
-        return b"".join(m.serialize() for m in msgs)
+        return b"".join(m.serialize() for m in msgs if due[m.msgID])
 
     # -- what the FC sends ---------------------------------------------------------------
     def on_bytes(self, data: bytes) -> None:
         """Take bytes the FC wrote to the GPS port; queue the replies. Never raises."""
         self._rx += data
         buf = self._rx
-        while True:
+        while buf:
             i = buf.find(_SYNC)
+            j = buf.find(b"$", 0, i if i >= 0 else len(buf))
+            if j >= 0:  # an NMEA line starts before any UBX frame
+                del buf[:j]
+                end = _NOT_NMEA.search(buf, 1)
+                if end is None:
+                    if len(buf) > _MAX_NMEA_LINE:
+                        del buf[:1]
+                        continue
+                    return
+                if buf[end.start()] != 0x0A:  # not a line after all
+                    del buf[:1]
+                    continue
+                line = bytes(buf[: end.start()]).rstrip(b"\r").decode("ascii")
+                del buf[: end.start() + 1]
+                self._apply(self.config.handle_nmea(line), None)
+                continue
             if i < 0:
                 # Keep a trailing 0xB5: it may be the start of the next frame.
                 del buf[: len(buf) - 1 if buf.endswith(b"\xb5") else len(buf)]
@@ -359,77 +474,21 @@ class GpsReceiverEmulator:
                 continue
             if len(buf) < 8 + length:
                 return
-            frame = bytes(buf[: 8 + length])
-            if ubx_checksum(frame[2:-2]) != frame[-2:]:
+            raw = bytes(buf[: 8 + length])
+            if ubx_checksum(raw[2:-2]) != raw[-2:]:
                 del buf[:2]
                 continue
             del buf[: 8 + length]
+            cls, mid = raw[2], raw[3]
             try:
-                self._handle(frame)
+                reply = self.config.handle(cls, mid, raw[6:-2])
             except Exception:  # noqa: BLE001  a receiver never dies of its input
-                self._nak(frame[2], frame[3])
+                reply = Reply((frame(0x05, 0x00, bytes((cls, mid))),), False)
+            self._apply(reply, (cls, mid))
 
-    def _handle(self, frame: bytes) -> None:
-        cls, mid = frame[2], frame[3]
-        payload = frame[6:-2]
-        name = UBX_MSGIDS.get(bytes((cls, mid)), "")
-        if cls == 0x0A and mid == 0x04 and not payload:  # MON-VER poll
-            self._replies.append(
-                UBXMessage(
-                    "MON",
-                    "MON-VER",
-                    GET,
-                    swVersion=b"ROM SPG 5.10 (hil)".ljust(30, b"\0"),
-                    hwVersion=b"000A0000".ljust(10, b"\0"),
-                    extension_01=b"PROTVER=34.10".ljust(30, b"\0"),
-                    extension_02=b"MOD=HIL-EMU".ljust(30, b"\0"),
-                ).serialize()
-            )
-            return
-        if not name.startswith("CFG-"):
-            self._nak(cls, mid)
-            return
-        msg = None
-        for mode in (POLL, SET):
-            try:
-                msg = UBXReader.parse(frame, msgmode=mode, validate=1)
-                break
-            except Exception:  # noqa: BLE001, S112
-                continue
-        if msg is None:
-            self._nak(cls, mid)
-            return
-        if name == "CFG-RATE":
-            if not payload:
-                self._replies.append(
-                    UBXMessage(
-                        "CFG",
-                        "CFG-RATE",
-                        GET,
-                        measRate=_u(1000.0 / self.rate_hz, 1, 65535),
-                        navRate=1,
-                        timeRef=1,
-                    ).serialize()
-                )
-            elif len(payload) >= 2:
-                meas = payload[0] | (payload[1] << 8)
-                if meas < 25:
-                    self._nak(cls, mid)
-                    return
-                self.rate_hz = 1000.0 / meas
-        elif name == "CFG-VALSET":
-            meas = getattr(msg, _CFG_RATE_MEAS, None)
-            if meas is not None:
-                if int(meas) < 25:
-                    self._nak(cls, mid)
-                    return
-                self.rate_hz = 1000.0 / int(meas)
-        self._ack(cls, mid)
-
-    def _ack(self, cls: int, mid: int) -> None:
-        self.acked.append((cls, mid))
-        self._replies.append(UBXMessage("ACK", "ACK-ACK", GET, clsID=cls, msgID=mid).serialize())
-
-    def _nak(self, cls: int, mid: int) -> None:
-        self.naked.append((cls, mid))
-        self._replies.append(UBXMessage("ACK", "ACK-NAK", GET, clsID=cls, msgID=mid).serialize())
+    def _apply(self, reply: Reply, msg: tuple[int, int] | None) -> None:
+        self._replies.extend(reply.frames)
+        if msg is not None and reply.ack is not None:
+            (self.acked if reply.ack else self.naked).append(msg)
+        if reply.baud is not None and reply.baud != self._baud:
+            self._pending_baud, self._pending_sent = reply.baud, False
