@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -461,7 +462,7 @@ def scenario_toml(scenario: Scenario | Mapping[str, Any]) -> str:
 
 def _table(lines: list[str], name: str, table: Any) -> None:
     if not isinstance(table, Mapping):
-        lines.append(f"{_key(name)} = {_value(table)}")
+        lines.append(f"{_key(name)} = {toml_value(table)}")
         return
     lines.append("")
     lines.append(f"[{name}]")
@@ -478,7 +479,7 @@ def _pairs(lines: list[str], table: Mapping[str, Any], order: Sequence[str] = ()
         if key in seen:
             continue
         seen.add(key)
-        lines.append(f"{_key(key)} = {_value(table[key])}")
+        lines.append(f"{_key(key)} = {toml_value(table[key])}")
 
 
 def _key(key: Any) -> str:
@@ -504,7 +505,8 @@ def _string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """One value in TOML's inline syntax, read back by tomllib as the same value."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -517,11 +519,13 @@ def _value(value: Any) -> str:
         return repr(value)  # shortest text that reads back to the same float
     if isinstance(value, str):
         return _string(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
     if isinstance(value, BoardTime):
         return _string(str(value))  # read back by the loader as the same expression
     if isinstance(value, Mapping):
-        inner = ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items())
+        inner = ", ".join(f"{_key(k)} = {toml_value(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")

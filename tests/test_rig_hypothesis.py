@@ -5,8 +5,6 @@ raises ConfigError. Never TypeError, ValueError, KeyError or a file written else
 
 from __future__ import annotations
 
-import datetime
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from hypothesis import strategies as st
 
 from hil.errors import ConfigError, HilError
 from hil.rig import BOARD_TYPES, SAFE_NAME, Rig, VirtualBoard
+from hil.strategies import toml_value
 
 #: Every key some board type knows, plus a few it does not.
 KNOWN_KEYS = sorted({key for factory in BOARD_TYPES.values() for key in getattr(factory, "KEYS", ())})
@@ -39,40 +38,6 @@ VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=6,
 )
-
-
-def toml_string(text: str) -> str:
-    """A TOML basic string."""
-    out = []
-    for c in text:
-        if c in '"\\':
-            out.append("\\" + c)
-        elif ord(c) < 32 or ord(c) == 127:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(c)
-    return '"' + "".join(out) + '"'
-
-
-def toml_value(value: Any) -> str:
-    """One value in TOML's inline syntax."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return "{" + ", ".join(f"{toml_string(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
 
 
 #: A board a user might write, per type: the starting point that a few keys are changed from.
@@ -107,10 +72,10 @@ def document(rig: dict[str, Any] | None, boards: list[dict[str, Any]]) -> str:
     lines = []
     if rig is not None:
         lines.append("[rig]")
-        lines += [f"{toml_string(k)} = {toml_value(v)}" for k, v in rig.items()]
+        lines += [f"{toml_value(k)} = {toml_value(v)}" for k, v in rig.items()]
     for board in boards:
         lines.append("[[board]]")
-        lines += [f"{toml_string(k)} = {toml_value(v)}" for k, v in board.items()]
+        lines += [f"{toml_value(k)} = {toml_value(v)}" for k, v in board.items()]
     return "\n".join(lines) + "\n"
 
 
