@@ -25,10 +25,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from hil.errors import EXIT_USAGE
 from hil.firmware.app_image import APP_MAGIC, CONFIG_MAX, HEADER_SIZE, AppImageError, parse_app
 from hil.firmware.arm_image import check_vector_table, find_app_descriptor
 from hil.firmware.image import FirmwareImage, ImageError
-from hil.errors import EXIT_USAGE
 from hil.flash.base import FlashError
 from hil.mavlink.dialect import VFC_BOARD_ID
 
