@@ -59,3 +59,41 @@ def test_compass_interference_adds_a_body_field():
 def test_every_scenario_kind_can_act_on_the_loop():
     missing = sorted(set(injection_kinds()) - set(APPLIERS))
     assert not missing, f"injection kinds with no effect on the closed loop: {missing}"
+
+
+def _rc(loop: ClosedLoop) -> tuple[float, bool]:
+    link = loop.rc_link
+    return link.loss, link.total
+
+
+def test_an_injection_that_takes_the_link_over_at_the_instant_another_stops_stays_in_effect():
+    # combined-ew's RC link: degraded jamming until 10 s, dead from 10 s on.
+    loop = _loop()
+    loop.schedule("rc_jamming", 6.0, 10.0, {"loss": 0.4, "burst_ms": 150.0}, ident="rc")
+    loop.schedule("rc_jamming", 10.0, None, {"loss": 1.0}, ident="rcdead")
+    _at(loop, 6.0)
+    assert _rc(loop) == (0.4, False)
+    _at(loop, 10.0)
+    assert _rc(loop)[1] is True
+
+
+def test_when_the_injection_on_top_stops_the_one_under_it_takes_effect_again():
+    loop = _loop()
+    loop.schedule("rc_jamming", 1.0, 9.0, {"loss": 0.3, "burst_ms": 50.0}, ident="jam")
+    loop.schedule("rc_loss", 3.0, 5.0, {}, ident="gone")
+    _at(loop, 3.0)
+    assert _rc(loop)[1] is True
+    _at(loop, 5.0)
+    assert _rc(loop) == (0.3, False)
+    _at(loop, 9.0)
+    assert _rc(loop) == (0.0, False)
+
+
+def test_a_stop_of_an_injection_under_another_changes_nothing():
+    loop = _loop()
+    loop.schedule("rc_jamming", 1.0, 4.0, {"loss": 0.3, "burst_ms": 50.0}, ident="jam")
+    loop.schedule("rc_loss", 2.0, 6.0, {}, ident="gone")
+    _at(loop, 4.0)
+    assert _rc(loop)[1] is True  # still gone: jam's end does not bring the link back
+    _at(loop, 6.0)
+    assert _rc(loop) == (0.0, False)

@@ -2,6 +2,11 @@
 
 A kind registers a start and a stop action where it is defined; the scenario layer
 validates parameters, this module makes them happen at an exact simulation time.
+
+Kinds that act on the same thing (rc_loss and rc_jamming both set the RC link) name one
+target, and injections on a target stack: the latest started is in effect, and when it
+stops the one under it takes effect again. A stop of one that is not on top changes
+nothing, so one injection's end never clears another's threat.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ Action = Callable[["ClosedLoop", Mapping[str, Any]], None]
 class Applier:
     start: Action
     stop: Action
+    target: str
 
 
 APPLIERS: dict[str, Applier] = {}
@@ -54,6 +60,8 @@ class InjectionSchedule:
         self.event_hooks: list[Callable[[float, str, str], None]] = []
         self._schedule: list[_Scheduled] = []
         self._sched_lock = threading.Lock()
+        #: Started and not stopped, per target, oldest first: the last is in effect.
+        self._active: dict[str, list[_Scheduled]] = {}
 
     @property
     def time(self) -> float:
@@ -86,9 +94,30 @@ class InjectionSchedule:
         with self._sched_lock:
             while self._schedule and self._schedule[0].t_us <= self.t_us:
                 item = self._schedule.pop(0)
-                applier = APPLIERS[item.kind]
-                (applier.start if item.start else applier.stop)(self, item.params)  # type: ignore[arg-type]
+                self._apply(item)
                 self._event("injection_start" if item.start else "injection_stop", item.ident)
+
+    def _apply(self, item: _Scheduled) -> None:
+        applier = APPLIERS[item.kind]
+        stack = self._active.setdefault(applier.target, [])
+        if item.start:
+            stack.append(item)
+            applier.start(self, item.params)  # type: ignore[arg-type]
+            return
+        on_top = bool(stack) and stack[-1].ident == item.ident and stack[-1].kind == item.kind
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i].ident == item.ident and stack[i].kind == item.kind:
+                del stack[i]
+                break
+        if not on_top:
+            return  # another injection on the same target is in effect: it stays
+        applier.stop(self, item.params)  # type: ignore[arg-type]
+        for kind, other in APPLIERS.items():  # undo whatever an injection under it left set
+            if other.target == applier.target and kind != item.kind:
+                other.stop(self, {})  # type: ignore[arg-type]
+        if stack:  # the one underneath takes effect again
+            under = stack[-1]
+            APPLIERS[under.kind].start(self, under.params)  # type: ignore[arg-type]
 
     def _event(self, kind: str, text: str) -> None:
         entry = (self.time, kind, text)
@@ -102,9 +131,12 @@ def _order(item: _Scheduled) -> tuple[int, bool]:
     return (item.t_us, not item.start)
 
 
-def register_applier(kind: str, start: Action, stop: Action) -> None:
-    """Make injection `kind` act on the loop: `start(loop, params)`, `stop(loop, params)`."""
-    APPLIERS[kind] = Applier(start, stop)
+def register_applier(kind: str, start: Action, stop: Action, target: str | None = None) -> None:
+    """Make injection `kind` act on the loop: `start(loop, params)`, `stop(loop, params)`.
+
+    `target` names what it sets (default: the kind); kinds sharing a target stack.
+    """
+    APPLIERS[kind] = Applier(start, stop, target or kind)
 
 
 def _set(attr: str, value: Any) -> Action:
@@ -154,7 +186,8 @@ def _battery_sag_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
 
 def _wind_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
     wind = loop.wind
-    loop._saved_wind = (wind.speed, wind.direction_deg, wind.gust_std)
+    if getattr(loop, "_saved_wind", None) is None:  # a wind over a wind keeps the first weather
+        loop._saved_wind = (wind.speed, wind.direction_deg, wind.gust_std)
     wind.speed = float(params.get("speed", 0.0))
     wind.direction_deg = float(params.get("direction", 0.0))
     wind.gust_std = float(params.get("gust", 0.0))
@@ -164,6 +197,7 @@ def _wind_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
     saved = getattr(loop, "_saved_wind", None)
     if saved is not None:
         loop.wind.speed, loop.wind.direction_deg, loop.wind.gust_std = saved
+        loop._saved_wind = None  # the next wind saves the weather it replaces again
 
 
 def _rc_loss(gone: bool) -> Action:
@@ -190,8 +224,8 @@ def _rc_jamming_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
     loop.rc_link.configure(loss=0.0, total=False)
 
 
-register_applier("rc_loss", _rc_loss(True), _rc_loss(False))
-register_applier("rc_jamming", _rc_jamming_start, _rc_jamming_stop)
+register_applier("rc_loss", _rc_loss(True), _rc_loss(False), target="rc_link")
+register_applier("rc_jamming", _rc_jamming_start, _rc_jamming_stop, target="rc_link")
 register_applier("gcs_loss", _set("gcs_enabled", False), _set("gcs_enabled", True))
 register_applier("gps_loss", _gps_blocked(True), _gps_blocked(False))
 register_applier("gps_jamming", _gps_jamming_start, _gps_jamming_stop)
@@ -200,8 +234,9 @@ register_applier("battery_sag", _battery_sag_start, _battery_sag_stop)
 register_applier("wind", _wind_start, _wind_stop)
 
 
-def _attr(target: str, attr: str, param: str | None, off: Any) -> Applier:
-    """An injection that sets `loop.<target>.<attr>` from a parameter and puts `off` back."""
+def _attr(target: str, attr: str, param: str | None, off: Any) -> tuple[Action, Action]:
+    """Start and stop of an injection that sets `loop.<target>.<attr>` from a parameter
+    and puts `off` back."""
 
     def start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
         setattr(getattr(loop, target), attr, params[param] if param else True)
@@ -209,7 +244,7 @@ def _attr(target: str, attr: str, param: str | None, off: Any) -> Applier:
     def stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
         setattr(getattr(loop, target), attr, off)
 
-    return Applier(start, stop)
+    return start, stop
 
 
 def _compass_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
@@ -245,6 +280,6 @@ for _kind, _applier in {
     "imu_clip": _attr("imu", "clip", "limit", 16 * 9.80665),
     "baro_drift": _attr("baro", "drift_m_per_s", "rate", 0.0),
 }.items():
-    APPLIERS[_kind] = _applier
+    register_applier(_kind, *_applier)
 register_applier("compass_interference", _compass_start, _compass_stop)
 register_applier("telemetry_jamming", _telemetry_start, _telemetry_stop)
