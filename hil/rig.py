@@ -7,15 +7,20 @@ A rig file is TOML:
 
     [[board]]
     name = "copter1"
-    type = "virtual"          # a board type registered below: virtual, mavlink
+    type = "virtual"          # a board type: virtual, mavlink, betaflight-sitl, or a plugin's
     usb_serial = "HILVFC0001"
 
-Board types differ by data and by the class registered for them, never by branches
-spread through the harness. Each type declares its keys (`KEYS`, key -> `RigKey`), so a
-value of the wrong type is refused when the file is loaded, naming the file, the key and
-what is allowed, not later by a crash when the board starts. Board names and USB serial
-numbers become directory names under the rig's state directory: they are restricted to
-`SAFE_NAME` (no path separators, no leading dot).
+Board types register by entry point, in the `hil.boards` group, so a firmware can be added
+from another package: `[project.entry-points."hil.boards"] my-board = "pkg.mod:MyBoard"`.
+The built-in types are listed there too, and found from a source tree without package
+metadata. Each type names its firmware profile (`profile_name`, see hil.profiles), where
+its mode names, failsafe facts and arming procedure live. Board types differ by data and
+by the class registered for them, never by branches spread through the harness. Each
+type declares its keys (`KEYS`, key -> `RigKey`), so a value of the wrong type is refused
+when the file is loaded, naming the file, the key and what is allowed, not later by a
+crash when the board starts. Board names and USB serial numbers become directory names
+under the rig's state directory: they are restricted to `SAFE_NAME` (no path separators,
+no leading dot).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import tempfile
 import time
 import tomllib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,7 @@ from hil.errors import ConfigError, HilError, PortNotFound
 from hil.links import registry
 from hil.links.ports import find_port
 from hil.mavlink.dialect import VFC_BOARD_ID
+from hil.profiles import DEFAULT_PROFILE, FirmwareProfile, profile, profile_names
 
 DEFAULT_RIG = Path(__file__).resolve().parent / "data" / "virtual.toml"
 
@@ -137,11 +144,19 @@ class Board(ABC):
 
     type_name: str = ""
     board_class: str = "mavlink"
+    #: The firmware profile (hil.profiles) of the firmware this board type runs; every
+    #: board type names one.
+    profile_name: str = ""
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         self.name = name
         self.spec = spec
         self.rig = rig
+
+    @property
+    def profile(self) -> FirmwareProfile:
+        """What the firmware on this board is: modes, failsafe facts, arming, reboots."""
+        return profile(self.profile_name)
 
     @property
     def lockstep(self) -> bool:
@@ -217,11 +232,83 @@ class Board(ABC):
         return {}
 
 
-BOARD_TYPES: dict[str, Callable[[str, Mapping[str, Any], Rig], Board]] = {}
+BoardFactory = Callable[[str, Mapping[str, Any], "Rig"], Board]
+
+#: The entry-point group board types register in.
+BOARD_GROUP = "hil.boards"
+#: The built-in board types, as pyproject.toml lists them in BOARD_GROUP: used for any of
+#: them the package metadata does not list (a source tree that was never installed).
+BUILTIN_BOARD_TYPES: Mapping[str, str] = {
+    "virtual": "hil.rig:VirtualBoard",
+    "mavlink": "hil.rig:MavlinkBoard",
+    "betaflight-sitl": "hil.sitl.board:BetaflightSitlBoard",
+}
 
 
-def register_board_type(name: str, factory: Callable[[str, Mapping[str, Any], Rig], Board]) -> None:
-    BOARD_TYPES[name] = factory
+class BoardTypes(Mapping[str, BoardFactory]):
+    """Board types by name: those registered in code first, then the `hil.boards` entry
+    points, then the built-ins. Listing names loads nothing; a type is imported when it is
+    looked up, so a plugin that fails to load breaks only the rigs that use it."""
+
+    def __init__(self) -> None:
+        self._registered: dict[str, BoardFactory] = {}
+
+    def register(self, name: str, factory: BoardFactory) -> None:
+        self._registered[name] = factory
+
+    def entry_points(self) -> dict[str, EntryPoint]:
+        """The entry point of every type not registered in code, by name."""
+        found: dict[str, EntryPoint] = {}
+        for ep in entry_points(group=BOARD_GROUP):
+            found.setdefault(ep.name, ep)
+        for name, value in BUILTIN_BOARD_TYPES.items():
+            found.setdefault(name, EntryPoint(name=name, value=value, group=BOARD_GROUP))
+        return found
+
+    def load(self, name: str) -> BoardFactory:
+        """The factory of board type `name`; ConfigError if it is unknown or will not load."""
+        if name in self._registered:
+            return self._registered[name]
+        ep = self.entry_points().get(name)
+        if ep is None:
+            raise ConfigError(f"board type {name!r} is not one of: {', '.join(self)}")
+        try:
+            factory = ep.load()
+        except Exception as exc:  # whatever the plugin's import raised
+            package = f" (package {ep.dist.name})" if getattr(ep, "dist", None) else ""
+            raise ConfigError(
+                f"board type {name!r} comes from entry point {ep.value!r} in group "
+                f"{BOARD_GROUP}{package}, which failed to load: {type(exc).__name__}: {exc}; "
+                "is the package that provides it installed and importable?"
+            ) from None
+        if not callable(factory):
+            raise ConfigError(
+                f"board type {name!r}: entry point {ep.value!r} in group {BOARD_GROUP} is "
+                f"{type(factory).__name__}, not a board class"
+            )
+        return factory
+
+    def __getitem__(self, name: str) -> BoardFactory:
+        if name not in self._registered and name not in self.entry_points():
+            raise KeyError(name)
+        return self.load(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({*self._registered, *self.entry_points()}))
+
+    def __len__(self) -> int:
+        return len({*self._registered, *self.entry_points()})
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self._registered or name in self.entry_points())
+
+
+BOARD_TYPES = BoardTypes()
+
+
+def register_board_type(name: str, factory: BoardFactory) -> None:
+    """Register a board type in code (it takes precedence over an entry point of that name)."""
+    BOARD_TYPES.register(name, factory)
 
 
 class VirtualBoard(Board):
@@ -233,6 +320,7 @@ class VirtualBoard(Board):
     """
 
     type_name = "virtual"
+    profile_name = "arducopter"  # the virtual board behaves as ArduCopter
     #: How the harness feeds a virtual board: GPS over HIL_GPS or a receiver UART, RC over
     #: RC_CHANNELS_OVERRIDE or a receiver UART.
     GPS_INPUTS = ("hil", "uart:ubx", "uart:nmea")
@@ -398,10 +486,12 @@ class MavlinkBoard(Board):
     """A board the user points at: real hardware by USB serial, or a SITL by URL."""
 
     type_name = "mavlink"
+    profile_name = DEFAULT_PROFILE  # the rig key `profile` names another (px4)
     KEYS: Mapping[str, RigKey] = {
         "name": RigKey("name"),
         "type": RigKey("text"),
         "usb_serial": RigKey("name"),
+        "profile": RigKey("text"),
         "url": RigKey("text"),
         "baud": RigKey("integer", 50, 20_000_000, unit="bits per second"),
         "lockstep": RigKey("boolean"),
@@ -415,6 +505,14 @@ class MavlinkBoard(Board):
                 f"{rig.path}: board {name!r}: give either url (e.g. \"socket://127.0.0.1:5760\", "
                 f"\"/dev/ttyACM0\") or usb_serial"
             )
+        chosen = spec.get("profile", DEFAULT_PROFILE)
+        allowed = profile_names("mavlink")
+        if str(chosen).lower() not in allowed:
+            raise ConfigError(
+                f"{rig.path}: board {name!r}: profile = {_show(chosen)} is not a MAVLink "
+                f"firmware profile; one of: {', '.join(allowed)}"
+            )
+        self.profile_name = str(chosen).lower()
 
     @property
     def lockstep(self) -> bool:
@@ -455,10 +553,6 @@ def _normalise_url(url: str) -> str:
     if url.startswith("tcp:"):
         return "socket://" + url[4:]
     return url
-
-
-register_board_type("virtual", VirtualBoard)
-register_board_type("mavlink", MavlinkBoard)
 
 
 class Rig:
@@ -551,9 +645,12 @@ def _make_board(path: Path, index: int, spec: Any, rig: Rig) -> Board:
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: must be a table")
     kind = spec.get("type", "virtual")
-    factory = BOARD_TYPES.get(kind) if isinstance(kind, str) else None
-    if factory is None:
-        raise ConfigError(f"{where}.type: {_show(kind)} is not one of: {', '.join(sorted(BOARD_TYPES))}")
+    if not isinstance(kind, str) or kind not in BOARD_TYPES:
+        raise ConfigError(f"{where}.type: {_show(kind)} is not one of: {', '.join(BOARD_TYPES)}")
+    try:
+        factory = BOARD_TYPES.load(kind)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.type: {exc}") from None
     allowed = getattr(factory, "KEYS", None)
     if allowed is not None:
         unknown = set(spec) - set(allowed)
@@ -563,7 +660,19 @@ def _make_board(path: Path, index: int, spec: Any, rig: Rig) -> Board:
     for key, rule in rules.items():
         if key in spec and not rule.accepts(spec[key]):
             raise ConfigError(f"{where}.{key} = {_show(spec[key])}: {rule.allowed()}")
-    return factory(spec.get("name", f"board{index}"), spec, rig)
+    board = factory(spec.get("name", f"board{index}"), spec, rig)
+    if not isinstance(board, Board):
+        raise ConfigError(f"{where}.type: board type {kind!r} made a {type(board).__name__}, not a Board")
+    if not board.profile_name:
+        raise ConfigError(
+            f"{where}.type: board type {kind!r} names no firmware profile (its profile_name); "
+            f"known profiles: {', '.join(profile_names())}"
+        )
+    try:
+        board.profile  # noqa: B018 - a type naming no known profile is refused here
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.type: board type {kind!r}: {exc}") from None
+    return board
 
 
 #: Keys every board type shares; their values name directories and lock files.
@@ -598,10 +707,10 @@ def _remove_later(path: Path) -> None:
             time.sleep(0.1)
 
 
-# Board types that live in their own packages register themselves on import.
-import hil.sitl.board  # noqa: E402,F401
-
 __all__ = [
+    "BOARD_GROUP",
+    "BOARD_TYPES",
+    "BUILTIN_BOARD_TYPES",
     "SAFE_NAME",
     "Board",
     "BoardStatus",

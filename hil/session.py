@@ -39,7 +39,7 @@ class BoardSession:
         url = self.board.url(timeout=self.connect_timeout)
         link = open_link(url, self.board.baud)
         conn = MavConnection(link)
-        autopilot = MavlinkAutopilot(conn)
+        autopilot = MavlinkAutopilot(conn, profile=self.board.profile)
         conn.idle_callbacks.append(conn.gcs_heartbeat)
         conn.start_reader()
         try:

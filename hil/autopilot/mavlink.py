@@ -1,9 +1,12 @@
-"""The harness's view of a MAVLink flight controller (ArduPilot semantics).
+"""The harness's view of a MAVLink flight controller (ArduPilot or PX4, by firmware profile).
 
 Every message the board sends is kept in a bounded history with a sequence number, so a
 wait that starts at a mark sees every message after it: nothing is dropped while a test
 waits. Waits are measured in vehicle time (the board's own `time_boot_ms`), with a
 wall-clock safety bound, and fail with what was awaited, what came instead, and when.
+
+What differs between MAVLink firmwares (mode names and numbers, the force-arm value)
+comes from the board's firmware profile (hil.profiles); ArduCopter's is the default.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from hil.errors import (
     WaitTimeout,
 )
 from hil.mavlink.connection import MavConnection
-from hil.mavlink.dialect import COPTER_MODES, mavlink, mode_name
+from hil.mavlink.dialect import mavlink
 from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS
+from hil.profiles import DEFAULT_PROFILE, FirmwareProfile, ProfileLacks, profile
 
 _ACTUATORS = HIL_ACTUATOR_CONTROLS.light  # the closed loop's answers, 400 per simulated second
 
@@ -38,7 +42,7 @@ class Stepper(Protocol):
 
     def run_until(self, done: Callable[[], bool], wall_timeout: float) -> bool: ...
 
-_FORCE_MAGIC = 21196.0
+
 _RESULT_NAMES = {
     value: name.removeprefix("MAV_RESULT_")
     for name, value in vars(mavlink).items()
@@ -93,7 +97,9 @@ class MavlinkAutopilot:
         target_component: int = 1,
         wall_factor: float = 1.0,
         wall_margin: float = 15.0,
+        profile: FirmwareProfile | str = DEFAULT_PROFILE,
     ) -> None:
+        self.profile = _mavlink_profile(profile)
         self.conn = conn
         self.target_system = target_system
         self.target_component = target_component
@@ -169,7 +175,7 @@ class MavlinkAutopilot:
 
     def _on_heartbeat(self, msg, t_ns: int) -> None:
         self.heartbeat_ns = t_ns
-        mode = mode_name(msg.custom_mode)
+        mode = self.profile.mode_name(msg.custom_mode)
         armed = bool(msg.base_mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED)
         if mode != self.mode:
             self.events.append(Event(self.vehicle_time, "mode", mode))
@@ -329,14 +335,12 @@ class MavlinkAutopilot:
         )
 
     def wait_mode(self, mode: str, *, within: float, since: int | None = None) -> float:
-        """Wait until the board reports `mode`; return the vehicle time it was first seen."""
-        mode = mode.upper()
+        """Wait until the board reports `mode` (a scenario word or one of the firmware's mode
+        names); return the vehicle time it was first seen."""
+        number, mode = self._mode(mode)
         with self._cond:
             if since is None and self.mode == mode:
                 return self.vehicle_time
-        number = COPTER_MODES.get(mode)
-        if number is None:
-            raise HilError(f"unknown mode {mode!r}; known: {', '.join(COPTER_MODES)}")
         msg = self.wait_for(
             f"mode {mode}",
             lambda m: m.get_type() == "HEARTBEAT"
@@ -473,25 +477,40 @@ class MavlinkAutopilot:
             texts = [r.msg.text for r in self._records_after(since) if r.msg.get_type() == "STATUSTEXT"]
         return "; ".join(texts)
 
+    def _mode(self, word: str) -> tuple[int, str]:
+        """(custom_mode, firmware mode name) for a scenario word or a mode name."""
+        try:
+            number = self.profile.mode_number(word)
+        except ProfileLacks as exc:
+            raise HilError(f"unknown mode {word!r} for {self.profile.family}: {exc}") from None
+        return number, self.profile.mode_name(number)
+
+    def _force_value(self, which: str) -> float:
+        value = getattr(self.profile.arming, which)
+        if value is None:
+            raise HilError(f"{self.profile.family} ({self.profile.name}) has no forced {which[6:]}")
+        return float(value)
+
     def arm(self, *, force: bool = False) -> None:
-        self.command(mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 1, _FORCE_MAGIC if force else 0)
+        """Arm; `force` skips the pre-arm checks with the firmware's own magic value."""
+        self.command(mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 1, self._force_value("force_arm") if force else 0)
         with self._cond:
             if self.armed is not True:
                 self.events.append(Event(self.vehicle_time, "armed", ""))
             self.armed = True
 
     def disarm(self, *, force: bool = False) -> None:
-        self.command(mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 0, _FORCE_MAGIC if force else 0)
+        self.command(
+            mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 0, self._force_value("force_disarm") if force else 0
+        )
         with self._cond:
             if self.armed is not False:
                 self.events.append(Event(self.vehicle_time, "disarmed", ""))
             self.armed = False
 
     def set_mode(self, mode: str) -> None:
-        mode = mode.upper()
-        number = COPTER_MODES.get(mode)
-        if number is None:
-            raise HilError(f"unknown mode {mode!r}; known: {', '.join(COPTER_MODES)}")
+        """Switch to `mode`: a scenario word (RTL, HOLD, ...) or one of the firmware's names."""
+        number, _ = self._mode(mode)
         self.command(
             mavlink.MAV_CMD_DO_SET_MODE, mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, number
         )
@@ -521,7 +540,8 @@ class MavlinkAutopilot:
         self.command(mavlink.MAV_CMD_SET_MESSAGE_INTERVAL, message_id, interval)
 
     def reboot(self) -> None:
-        self.command(mavlink.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, 1)
+        reboot = self.profile.reboot
+        self.command(int(reboot.code), *reboot.params)
 
     def ping(self, timeout: float = 3.0) -> float:
         """TIMESYNC round trip; returns the wall seconds it took. Raises when the board is silent."""
@@ -656,3 +676,13 @@ class MavlinkAutopilot:
 
     def close(self) -> None:
         self.conn.remove_listener(self._on_message)
+
+
+def _mavlink_profile(name: FirmwareProfile | str) -> FirmwareProfile:
+    found = profile(name)
+    if found.protocol != "mavlink":
+        raise HilError(
+            f"firmware profile {found.name!r} speaks {found.protocol}, not MAVLink; "
+            "a MAVLink adapter needs an ArduPilot or PX4 profile"
+        )
+    return found

@@ -1,4 +1,4 @@
-"""The MAVLink dialect the harness speaks (MAVLink 2, ardupilotmega), and copter modes."""
+"""The MAVLink dialect the harness speaks (MAVLink 2, ardupilotmega), and ArduCopter's modes."""
 
 from __future__ import annotations
 
@@ -8,28 +8,12 @@ os.environ.setdefault("MAVLINK20", "1")
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink  # noqa: E402
 
-#: ArduCopter's custom_mode numbers.
-COPTER_MODES: dict[str, int] = {
-    "STABILIZE": 0,
-    "ACRO": 1,
-    "ALT_HOLD": 2,
-    "AUTO": 3,
-    "GUIDED": 4,
-    "LOITER": 5,
-    "RTL": 6,
-    "CIRCLE": 7,
-    "LAND": 9,
-    "DRIFT": 11,
-    "SPORT": 13,
-    "FLIP": 14,
-    "AUTOTUNE": 15,
-    "POSHOLD": 16,
-    "BRAKE": 17,
-    "THROW": 18,
-    "AVOID_ADSB": 19,
-    "GUIDED_NOGPS": 20,
-    "SMART_RTL": 21,
-}
+from hil.profiles.ardupilot import ARDUCOPTER  # noqa: E402
+from hil.profiles.ardupilot import COPTER_MODES as ARDUCOPTER_MODES  # noqa: E402
+
+#: ArduCopter's custom_mode numbers, from its firmware profile (hil.profiles.ardupilot),
+#: kept here for the callers that import them from the dialect.
+COPTER_MODES: dict[str, int] = ARDUCOPTER_MODES
 COPTER_MODE_NAMES: dict[int, str] = {number: name for name, number in COPTER_MODES.items()}
 
 #: Identity of the harness on the wire.
@@ -47,7 +31,7 @@ VFC_BOARD_ID = 7701
 
 def mode_name(custom_mode: int) -> str:
     """Name of an ArduCopter mode number, or `MODE(n)` when unknown."""
-    return COPTER_MODE_NAMES.get(custom_mode, f"MODE({custom_mode})")
+    return ARDUCOPTER.mode_name(custom_mode)
 
 
 def new_codec(system_id: int, component_id: int) -> mavlink.MAVLink:

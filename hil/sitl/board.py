@@ -1,4 +1,5 @@
-"""Betaflight SITL as a rig board (type ``betaflight-sitl``, board class ``msp``).
+"""Betaflight SITL as a rig board (type ``betaflight-sitl``, board class ``msp``, firmware
+profile ``betaflight``), registered in the ``hil.boards`` entry-point group.
 
 Rig file keys (all optional but ``name`` and ``type``):
 
@@ -32,7 +33,7 @@ from typing import Any
 
 from hil.errors import ConfigError, HilError
 from hil.locks import BoardLock
-from hil.rig import Board, Rig, RigKey, register_board_type
+from hil.rig import Board, Rig, RigKey
 from hil.sitl.betaflight import BetaflightSitl, find_executable
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ TEMPLATE = "harness-eeprom.bin"
 class BetaflightSitlBoard(Board):
     type_name = "betaflight-sitl"
     board_class = "msp"
+    profile_name = "betaflight"
     KEYS: Mapping[str, RigKey] = {
         "name": RigKey("name"),
         "type": RigKey("text"),
@@ -192,5 +194,3 @@ class BetaflightSitlBoard(Board):
     def log_path(self) -> Path | None:
         return self.sitl.log_path if self.sitl is not None else None
 
-
-register_board_type("betaflight-sitl", BetaflightSitlBoard)

@@ -59,7 +59,11 @@ from hil.vfc.pty import Pty
 from hil.vfc.telemetry import TelemetryBuilders
 
 M = mavlink
-FORCE_MAGIC = 21196  # COMPONENT_ARM_DISARM param2 that skips checks (ArduPilot/PX4)
+#: COMPONENT_ARM_DISARM param2 values, as ArduPilot's GCS_Common.cpp reads them: 2989 arms
+#: without the pre-arm checks, 21196 disarms even in flight. 21196 on an arm request is an
+#: ordinary, checked arm (PX4 forces both ways with 21196; this board is ArduPilot).
+FORCE_ARM_MAGIC = 2989
+FORCE_DISARM_MAGIC = 21196
 REBOOT_DELAY_S = 0.1
 BOOTLOADER_DELAY_S = 0.2  # ArduPilot: ACK, then into the bootloader ~200 ms later
 IDLE_AFTER_S = 1.0
@@ -639,11 +643,11 @@ class VfcServer(TelemetryBuilders):
         return M.MAV_RESULT_FAILED, reason or default_reason
 
     def _cmd_arm_disarm(self, p: list[float]) -> tuple[int, str]:
-        force = int(round(p[1])) == FORCE_MAGIC
+        magic = int(round(p[1]))
         if p[0] == 1:
-            return self._verdict(self.copter.arm(force=force), "Arm: refused")
+            return self._verdict(self.copter.arm(force=magic == FORCE_ARM_MAGIC), "Arm: refused")
         if p[0] == 0:
-            return self._verdict(self.copter.disarm(force=force), "Disarm: refused")
+            return self._verdict(self.copter.disarm(force=magic == FORCE_DISARM_MAGIC), "Disarm: refused")
         return M.MAV_RESULT_DENIED, f"Arm: param1 {p[0]:g} is not 0 or 1"
 
     def _cmd_takeoff(self, p: list[float]) -> tuple[int, str]:
