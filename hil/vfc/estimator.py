@@ -11,6 +11,12 @@
 - Height: a third-order complementary filter (height, climb rate, accel bias) on the
   barometer, or on GPS altitude when no baro is reported.
 
+The GPS tilt reference compares the IMU's integrated specific force with the GPS
+velocity change over about a second. While the vehicle manoeuvres that comparison also
+shows a heading error (a turn about the vertical, which is not a tilt): it is taken out
+before the tilt is measured, and counts in the compass test ratio, since a compass bent
+by the airframe drags the heading with it and its own innovation stays small.
+
 GPS measurements are gated on their normalised innovation (5 sigma, as ArduPilot's
 EK3_POS_I_GATE / EK3_VEL_I_GATE default); a rejected position is a "glitch", accepted
 again after ``GLITCH_RESET_S`` by resetting to GPS. The published test ratios follow
@@ -47,6 +53,14 @@ GPS_SETTLE_FIXES = 10
 """Good fixes fused after the origin is set before the position counts as usable."""
 GPS_TIMEOUT_S = 0.5
 """No fused GPS for this long: the filter is dead-reckoning."""
+GPS_WINDOW_S = 1.0
+"""Span of GPS fixes over which the IMU's integrated specific force is compared with the
+GPS velocity change (the tilt reference): 5 fixes at 5 Hz, 10 at 10 Hz."""
+YAW_OBS_SHARE = 0.1
+"""Horizontal velocity change, as a share of g x window, that makes the heading
+observable from GPS (1 m/s in 1 s)."""
+GPS_YAW_FRESH_S = 2.0
+"""A GPS heading observation counts in the compass test this long."""
 HEIGHT_TC = 2.0
 """Time constant of the height complementary filter, s."""
 BARO_INNOV_SIGMA = 0.5
@@ -113,7 +127,10 @@ class Estimator:
         self.events: list[str] = []
         # GPS-aided tilt reference: IMU-predicted against GPS velocity change.
         self._int_n = self._int_e = self._int_d = 0.0
-        self._vel_hist: deque[tuple[float, ...]] = deque(maxlen=6)
+        self._vel_hist: deque[tuple[float, ...]] = deque(maxlen=12)
+        #: Heading error seen by GPS (rad, estimate to truth) while manoeuvring, and when.
+        self.gps_yaw_error = 0.0
+        self._gps_yaw_t = -1e9
         self._gps_tilt = (0.0, 0.0)
         self._gps_tilt_t = -1e9
         # Vertical.
@@ -258,7 +275,13 @@ class Estimator:
             if mn * mn + me * me > 1e-6:
                 err = _wrap_pi(self.declination - math.atan2(me, mn))
                 self.yaw_error = err
-                self.mag_ratio += 0.1 * (min(abs(err) / MAG_GATE_RAD, 5.0) - self.mag_ratio)
+                # The compass is also judged against GPS's view of the heading while the
+                # vehicle manoeuvres: a compass bent by the airframe pulls the estimate
+                # along with it, so its own innovation stays small.
+                seen = abs(err)
+                if self.time_s - self._gps_yaw_t < GPS_YAW_FRESH_S:
+                    seen = max(seen, abs(self.gps_yaw_error))
+                self.mag_ratio += 0.1 * (min(seen / MAG_GATE_RAD, 5.0) - self.mag_ratio)
                 if abs(err) > 0.3 and not init:
                     err = 0.3 if err > 0.0 else -0.3
                 k = _KP_MAG_INIT if init else _KP_MAG
@@ -418,15 +441,32 @@ class Estimator:
         """
         h = self._vel_hist
         h.append((t_s, vn, ve, vd, self._int_n, self._int_e, self._int_d))
-        if len(h) < h.maxlen:
+        # The oldest fix at most GPS_WINDOW_S back (at 5 Hz, 1 s: five fixes apart).
+        start = None
+        for entry in h:
+            if t_s - entry[0] <= GPS_WINDOW_S + 1e-3:
+                start = entry
+                break
+        if start is None:
             return
-        t0, vn0, ve0, vd0, in0, ie0, id0 = h[0]
+        t0, vn0, ve0, vd0, in0, ie0, id0 = start
         T = t_s - t0
-        if not 0.3 < T < 1.0:
+        if T < 0.3:
             return
         gT = GRAVITY * T
         un, ue, ud = self._int_n - in0, self._int_e - ie0, self._int_d - id0 - gT
         gn, ge, gd = vn - vn0, ve - ve0, vd - vd0 - gT
+        # A heading error turns the IMU's horizontal vector about the vertical; it is not
+        # a tilt. Where the horizontal velocity change is large enough to show it, take
+        # that turn out first (and keep it: it is GPS's view of the heading error).
+        hu = math.hypot(un, ue)
+        hg = math.hypot(gn, ge)
+        if hu > YAW_OBS_SHARE * gT and hg > YAW_OBS_SHARE * gT:
+            yaw = math.atan2(un * ge - ue * gn, un * gn + ue * ge)
+            self.gps_yaw_error = yaw
+            self._gps_yaw_t = self.time_s
+            c, s_ = math.cos(yaw), math.sin(yaw)
+            un, ue = c * un - s_ * ue, s_ * un + c * ue
         nu = math.sqrt(un * un + ue * ue + ud * ud)
         ng = math.sqrt(gn * gn + ge * ge + gd * gd)
         if nu < 0.5 * gT or ng < 0.5 * gT:
