@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hil.gate import add_command as add_gate
 
     add_gate(sub)
+    from hil.doctor import add_command as add_doctor
+
+    add_doctor(sub)
     return parser
 
 

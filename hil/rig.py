@@ -43,6 +43,7 @@ from hil.links import registry
 from hil.links.ports import find_port
 from hil.mavlink.dialect import VFC_BOARD_ID
 from hil.profiles import DEFAULT_PROFILE, FirmwareProfile, profile, profile_names
+from hil.receivers import Receiver, parse_receivers, receiver_device, virtual_receiver
 
 DEFAULT_RIG = Path(__file__).resolve().parent / "data" / "virtual.toml"
 
@@ -58,7 +59,8 @@ class RigKey:
     """What one key of a `[[board]]` table accepts.
 
     `kind` is one of: name (SAFE_NAME), version, text, path (a file path, relative to the
-    rig file), integer, number, boolean, choice.
+    rig file), integer, number, boolean, choice, tables (an array of tables, each checked
+    by its own parser: `[[board.receiver]]`, hil.receivers).
     """
 
     kind: str
@@ -82,6 +84,8 @@ class RigKey:
             return "must be true or false (a TOML boolean, without quotes)"
         if self.kind == "choice":
             return "must be one of: " + ", ".join(self.choices)
+        if self.kind == "tables":
+            return "must be an array of tables ([[board.receiver]] under its [[board]])"
         noun = "a whole number" if self.kind == "integer" else "a number"
         return f"must be {noun} from {_num(self.min)} to {_num(self.max)}{unit}"
 
@@ -89,6 +93,8 @@ class RigKey:
         kind = self.kind
         if kind == "boolean":
             return isinstance(value, bool)
+        if kind == "tables":
+            return isinstance(value, list) and all(isinstance(item, dict) for item in value)
         if kind in ("integer", "number"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return False
@@ -204,13 +210,27 @@ class Board(ABC):
         return None
 
     @property
+    def receivers(self) -> tuple[Receiver, ...]:
+        """The receivers (GPS, RC) wired to this board's UARTs: its `[[board.receiver]]`
+        tables, checked when the rig is loaded (hil.receivers)."""
+        cached = self.__dict__.get("_receivers")
+        if cached is None:
+            cached = self._receivers_from_spec()
+            self.__dict__["_receivers"] = cached
+        return cached
+
+    def _receivers_from_spec(self) -> tuple[Receiver, ...]:
+        return parse_receivers(f"{self.rig.path}: board {self.name!r}", self.spec.get("receiver"), virtual=False)
+
+    @property
     def uart_protocols(self) -> dict[str, str]:
-        """Receiver UARTs (GPS, RC) the harness drives for this board, name -> protocol."""
-        return {}
+        """Receiver UARTs (GPS, RC) the harness drives for this board, role -> protocol."""
+        return {r.role: r.protocol for r in self.receivers}
 
     def uart_paths(self) -> dict[str, str]:
-        """Where the harness opens each receiver UART."""
-        return {}
+        """Where the harness opens each receiver UART now, role -> device (an adapter
+        named by USB serial is looked up; PortNotFound when it is absent or no adapter)."""
+        return {r.role: receiver_device(r) for r in self.receivers}
 
     def flasher(self, method: str, progress=None):
         """A flasher for this board over `method` ("serial" or "dfu")."""
@@ -335,6 +355,7 @@ class VirtualBoard(Board):
         "sector_erase_s": RigKey("number", 0.0, 10.0, unit="seconds"),
         "gps": RigKey("choice", choices=GPS_INPUTS),
         "rc": RigKey("choice", choices=RC_INPUTS),
+        "receiver": RigKey("tables"),
     }
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
@@ -357,15 +378,23 @@ class VirtualBoard(Board):
         erase = self.spec.get("sector_erase_s")
         return float(erase) if erase is not None else None
 
-    @property
-    def uart_protocols(self) -> dict[str, str]:
-        """Receiver UARTs this board is wired with, name -> protocol."""
-        out = {}
-        for key in ("gps", "rc"):
-            value = str(self.spec.get(key, ""))
-            if value.startswith("uart:"):
-                out[key] = value.removeprefix("uart:")
-        return out
+    def _receivers_from_spec(self) -> tuple[Receiver, ...]:
+        """`gps = "uart:ubx"` and `rc = "uart:crsf"` are receivers on the board's own ptys,
+        as a `[[board.receiver]]` table without a device is."""
+        where = f"{self.rig.path}: board {self.name!r}"
+        tables = parse_receivers(where, self.spec.get("receiver"), virtual=True)
+        keyed = []
+        for role in ("gps", "rc"):
+            value = str(self.spec.get(role, ""))
+            if not value.startswith("uart:"):
+                continue
+            if any(r.role == role for r in tables):
+                raise ConfigError(
+                    f"{where}: {role} = {value!r} and a [[board.receiver]] with role {role!r} both wire "
+                    f"the {role} UART; keep one"
+                )
+            keyed.append(virtual_receiver(role, value.removeprefix("uart:")))
+        return (*keyed, *tables)
 
     def uart_paths(self) -> dict[str, str]:
         """Where the harness opens each receiver UART (the board announces them)."""
@@ -496,6 +525,7 @@ class MavlinkBoard(Board):
         "baud": RigKey("integer", 50, 20_000_000, unit="bits per second"),
         "lockstep": RigKey("boolean"),
         "simulate": RigKey("boolean"),
+        "receiver": RigKey("tables"),
     }
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
@@ -672,6 +702,7 @@ def _make_board(path: Path, index: int, spec: Any, rig: Rig) -> Board:
         board.profile  # noqa: B018 - a type naming no known profile is refused here
     except ConfigError as exc:
         raise ConfigError(f"{where}.type: board type {kind!r}: {exc}") from None
+    board.receivers  # noqa: B018 - receiver tables are checked at load, not when a run opens them
     return board
 
 

@@ -109,18 +109,22 @@ class BoardSession:
         return self.sim
 
     def _open_uarts(self) -> None:
-        """The harness's ends of the board's receiver UARTs (GPS, RC)."""
+        """The harness's ends of the board's receiver UARTs (GPS, RC), each framed as its
+        receiver says (baud, parity, stop bits; inversion is the wiring's, see hil.receivers)."""
         if self.uart_links:
             return
+        receivers = {r.role: r for r in self.board.receivers}
         paths = self.board.uart_paths()
-        missing = sorted(set(self.board.uart_protocols) - set(paths))
+        missing = sorted(set(receivers) - set(paths))
         if missing:
             raise HilError(
                 f"board {self.board.name} announces no UART for {', '.join(missing)}; "
-                "is it wired (rig keys gps/rc) and running?"
+                "is it wired (rig keys gps/rc or [[board.receiver]]) and running?"
             )
-        for name, path in paths.items():
-            self.uart_links[name] = open_link(path)
+        for role, receiver in receivers.items():
+            link = open_link(paths[role], receiver.baud, parity=receiver.parity, stop_bits=receiver.stop_bits)
+            self.uart_links[role] = link
+            log.info("%s receiver of %s on %s at %s", role, self.board.name, paths[role], receiver.framing)
 
     # -- leaving -------------------------------------------------------------------------
     def __exit__(self, *exc: object) -> None:

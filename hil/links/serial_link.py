@@ -41,12 +41,16 @@ class SerialLink:
         url: str,
         baudrate: int = 115200,
         *,
+        parity: str = "N",
+        stop_bits: int = 1,
         write_timeout: float = 1.0,
         max_chunk: int = 65536,
         raw_log=None,
     ) -> None:
         self.url = url
         self.baudrate = baudrate
+        self.parity = parity  # "N", "E" or "O" (pyserial's PARITY_* letters); 8 data bits
+        self.stop_bits = stop_bits
         self.write_timeout = write_timeout
         self.max_chunk = max_chunk
         self.raw_log = raw_log
@@ -61,6 +65,8 @@ class SerialLink:
             port = serial.serial_for_url(
                 self.url,
                 baudrate=self.baudrate,
+                parity=self.parity,
+                stopbits=self.stop_bits,
                 timeout=0,
                 write_timeout=self.write_timeout,
                 do_not_open=True,

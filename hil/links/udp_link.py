@@ -115,8 +115,9 @@ class UdpLink:
         return f"UdpLink({self.url!r})"
 
 
-def open_link(url: str, baudrate: int = 115200):
-    """Open the link a URL names: UDP (`udpin:`/`udpout:`), else any pyserial URL."""
+def open_link(url: str, baudrate: int = 115200, *, parity: str = "N", stop_bits: int = 1):
+    """Open the link a URL names: UDP (`udpin:`/`udpout:`), else any pyserial URL, framed
+    8 data bits, `parity` ("N", "E", "O") and `stop_bits` (ignored by UDP, sockets, USB CDC)."""
     if url.startswith(("udpin:", "udpout:")):
         return UdpLink(url).open()
-    return SerialLink(url, baudrate).open()
+    return SerialLink(url, baudrate, parity=parity, stop_bits=stop_bits).open()
