@@ -309,8 +309,13 @@ def run_gate(
     board = rig.select(board_name)
     applicable = [s for s in scenarios if board.board_class in s.applies_to]
     skipped = [s.name for s in scenarios if board.board_class not in s.applies_to]
+    lacked = {s.name: why for s in applicable if (why := s.lacked_by(board.profile)) is not None}
+    applicable = [s for s in applicable if s.name not in lacked]
     if not applicable:
-        raise ConfigError(f"none of the scenarios applies to board {board.name} ({board.board_class})")
+        why = "".join(f"; {name}: {reason}" for name, reason in lacked.items())
+        raise ConfigError(
+            f"none of the scenarios applies to board {board.name} ({board.board_class}){why}"
+        )
     images: dict[str, dict[str, Any]] = {}
     runs: dict[str, list[RunRecord]] = {}
     for role, path in (("baseline", baseline), ("candidate", candidate)):
@@ -321,6 +326,7 @@ def run_gate(
 
     reasons: list[str] = []
     notes = [f"skipped (not for {board.board_class} boards): {', '.join(skipped)}"] if skipped else []
+    notes.extend(f"skipped {name}: {reason}" for name, reason in lacked.items())
     comparisons: list[Comparison] = []
     for scenario in applicable:
         b = [r for r in runs["baseline"] if r.scenario == scenario.name]

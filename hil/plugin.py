@@ -381,6 +381,9 @@ class ScenarioItem(pytest.Item):
                 f"scenario applies to {', '.join(self.scenario.applies_to)} boards; "
                 f"{board.name} is a {board.board_class} board"
             )
+        lacks = self.scenario.lacked_by(board.profile)
+        if lacks is not None:
+            pytest.skip(f"board {board.name}: {lacks}")
         session = session_for(board)
         try:
             session.__enter__()

@@ -45,6 +45,17 @@ def test_a_scenario_for_another_board_class_is_skipped_with_the_reason(pytester)
     assert "applies to msp boards" in result.stdout.str()
 
 
+def test_a_scenario_needing_a_mode_the_board_s_firmware_lacks_is_skipped_with_the_reason(pytester):
+    path = pytester.makefile(
+        ".toml",
+        horizon="[scenario]\nduration = 5\n[setup]\nmode = 'LOITER'\naltitude = 5\n"
+        "[[expect]]\nkind = 'mode'\nmode = 'HORIZON'\nwithin = 2\n",
+    )
+    result = _run(pytester, str(path), "-rs")
+    result.assert_outcomes(skipped=1)
+    assert "board copter1: ArduPilot (arducopter) has no HORIZON mode" in result.stdout.str()
+
+
 def test_a_test_that_leaves_the_vehicle_armed_fails(pytester):
     pytester.makepyfile(
         textwrap.dedent(

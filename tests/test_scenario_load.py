@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hil.errors import ScenarioError
+from hil.profiles import MODE_WORDS
 from hil.scenario import (
+    SETUP_MODES,
     BatteryConfig,
     ExpectAltitude,
     ExpectArmedThroughout,
@@ -264,7 +266,16 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("expect unknown key", edit(base(), "expect.0.whithin", 2),
      ['[[expect]][1]: unknown key "whithin"; allowed keys: after, kind, mode, not_before, within']),
     ("expect mode name", edit(base(), "expect.0.mode", "RLT"),
-     ['[[expect]][1].mode: "RLT" is not one of: ACRO, ALT_HOLD']),
+     ['[[expect]][1].mode: "RLT" is not one of: ACRO, ALT_HOLD',
+      "nor a mode name of a known firmware (arducopter, betaflight, inav, px4)"]),
+    ("expect mode in lower case", edit(base(), "expect.0.mode", "rtl"),
+     ['[[expect]][1].mode: "rtl" is not one of: ACRO, ALT_HOLD, ANGLE, AUTO, FAILSAFE, GUIDED,'
+      " HOLD, HORIZON, LAND, LOITER, OFFBOARD, POSHOLD, RTL, STABILIZE, TAKEOFF; nor"]),
+    ("never_mode name", edit(base(), "expect.0", {"kind": "never_mode", "mode": "LOITRE"}),
+     ['[[expect]][1].mode: "LOITRE" is not one of: ACRO,']),
+    ("setup mode a firmware's own name", edit(base(), "setup.mode", "AUTO_LOITER"),
+     ['[setup].mode: "AUTO_LOITER" is not one of: STABILIZE, ALT_HOLD, LOITER, GUIDED, RTL,'
+      " LAND, ANGLE, HOLD"]),
     ("expect within missing", edit(base(), "expect.0.within", delete=True),
      ["[[expect]][1].within: missing; must be a number > 0"]),
     ("expect within zero", edit(base(), "expect.0.within", 0),
@@ -322,6 +333,24 @@ def test_mistake_names_file_key_and_allowed(data: dict[str, Any], needles: list[
 
 def test_the_base_scenario_is_valid() -> None:
     parse_scenario(base(), FILE)  # the mistakes above are each one edit away from this
+
+
+@pytest.mark.parametrize("word", sorted(MODE_WORDS))
+def test_an_expectation_may_name_every_scenario_mode_word(word: str) -> None:
+    sc = parse_scenario(edit(base(), "expect.0.mode", word), FILE)
+    assert sc.expectations[0].mode == word
+
+
+@pytest.mark.parametrize("name", ["SMART_RTL", "AUTO_LOITER", "GPS RESCUE", "NAV RTH"])
+def test_an_expectation_may_name_one_firmware_s_own_mode(name: str) -> None:
+    sc = parse_scenario(edit(base(), "expect.0", {"kind": "never_mode", "mode": name}), FILE)
+    assert sc.expectations[0].mode == name
+
+
+def test_every_setup_mode_is_a_scenario_word() -> None:
+    assert set(SETUP_MODES) <= set(MODE_WORDS)
+    sc = parse_scenario(edit(base(), "setup.mode", "HOLD"), FILE)
+    assert sc.setup.mode == "HOLD"
 
 
 def test_no_path_needs_a_name() -> None:

@@ -53,20 +53,26 @@ from hil.codecs.msp import (
 from hil.errors import (
     BoardNotAnswering,
     CommandRefused,
+    ConfigError,
     HilError,
     LinkError,
     ParamError,
     WaitTimeout,
 )
 from hil.links.serial_link import SerialLink
+from hil.profiles import BETAFLIGHT, Command, FirmwareProfile
+from hil.profiles import profile as firmware_profile
 from hil.timeout import Deadline
 
 log = logging.getLogger(__name__)
 
-#: Permanent box ids (MSP_BOXIDS) of the modes the harness cares about.
-BOX_ARM = 0
-BOX_ANGLE = 1
-BOX_FAILSAFE = 27
+#: Betaflight's permanent box ids (MSP_BOXIDS) of the modes the harness cares about, from
+#: its profile; an adapter reads them from its own profile (`MspAutopilot.profile`).
+BOX_ARM = BETAFLIGHT.modes["ARM"]
+BOX_ANGLE = BETAFLIGHT.modes["ANGLE"]
+BOX_FAILSAFE = BETAFLIGHT.modes["FAILSAFE"]
+#: Boxes the adapter switches or reads, which its profile must number.
+_BOXES_USED = ("ARM", "ANGLE", "FAILSAFE")
 
 #: Arming-disable flags that stay until RC is sent (and the arm switch is flipped).
 RC_PENDING_FLAGS = frozenset({"ARM_SWITCH", "THROTTLE", "RXLOSS"})
@@ -304,6 +310,9 @@ class MspAutopilot:
     the same URL again. All I/O holds one lock: a closed-loop thread and a test thread
     may share an adapter.
 
+    `profile` (hil.profiles, Betaflight by default) numbers the ARM, ANGLE and FAILSAFE
+    boxes and says how MSP_REBOOT reboots the firmware and into its bootloaders.
+
     Given a URL, the constructor opens it and waits (`connect_timeout`) until the board
     answers MSP (`probe=False` skips that). Given `sitl` (the launcher, with `restart()`),
     a boot that hangs (no MSP answer, or a scheduler that never runs: cycle time stuck
@@ -327,7 +336,9 @@ class MspAutopilot:
         probe: bool = True,
         respawn_attempts: int = 5,
         running_timeout: float = 1.5,
+        profile: FirmwareProfile | str = BETAFLIGHT,
     ) -> None:
+        self.profile = _msp_profile(profile)
         self.timeout = timeout
         self.reboot_timeout = reboot_timeout
         self.pipeline_bytes = pipeline_bytes
@@ -582,7 +593,8 @@ class MspAutopilot:
         boxes = self._boxes or []
         active = [boxes[i] for i in range(len(boxes)) if raw.flight_modes >> i & 1]
         if boxes:
-            failsafe = any(pid == BOX_FAILSAFE for pid, _ in active)
+            box = self.profile.modes["FAILSAFE"]
+            failsafe = any(pid == box for pid, _ in active)
         else:
             failsafe = raw.failsafe_mode
         return FcStatus(
@@ -695,12 +707,34 @@ class MspAutopilot:
         """MSP_REBOOT; for a firmware reboot, wait for the board to come back and reopen."""
         with self._lock:
             gen = self._generation()
+            code, payload = self._reboot_request(mode)
             try:
-                self.request(MspCommand.REBOOT, msp.encode_reboot_request(mode))
+                self.request(code, payload)
             except (LinkError, MspNoReply):
                 pass  # the board may go before its reply reaches us
             if mode == RebootMode.FIRMWARE:
                 self._await_reboot(gen, timeout)
+
+    def _reboot_request(self, mode: RebootMode) -> tuple[int, bytes]:
+        """The MSP request that reboots in `mode`, as the profile gives it.
+
+        The firmware reboot is the profile's `reboot`; a bootloader mode must be one of its
+        MSP `bootloader` commands (CommandRefused otherwise); the mass-storage modes,
+        which profiles do not describe, are MSP_REBOOT with their mode byte.
+        """
+        prof = self.profile
+        if mode == RebootMode.FIRMWARE:
+            return _msp_request(prof.reboot)
+        if mode in (RebootMode.BOOTLOADER_ROM, RebootMode.BOOTLOADER_FLASH):
+            for command in prof.bootloader:
+                if command.kind == "msp" and command.payload == bytes([mode]):
+                    return _msp_request(command)
+            others = ", ".join(f"{c.kind} {c.code!r}" for c in prof.bootloader) or "none"
+            raise CommandRefused(
+                f"{prof.family} ({prof.name}) has no MSP reboot into {mode.name}; "
+                f"its bootloader commands: {others}"
+            )
+        return MspCommand.REBOOT, msp.encode_reboot_request(mode)
 
     # -- waits ---------------------------------------------------------------------------
 
@@ -1252,9 +1286,9 @@ class MspAutopilot:
                     raise CommandRefused(f"`{new_line}` was sent but the board reports {check!r} ({out!r})")
                 changed[f"serial {port}"] = (line, new_line)
 
-            slots = [(arm_slot, BOX_ARM, arm_range_us)]
+            slots = [(arm_slot, self.profile.modes["ARM"], arm_range_us)]
             if angle_range_us is not None:
-                slots.append((angle_slot, BOX_ANGLE, angle_range_us))
+                slots.append((angle_slot, self.profile.modes["ANGLE"], angle_range_us))
             ranges = self.mode_ranges()
             for index, box, (lo, hi) in slots:
                 want = ModeRange(index, box, arm_aux_channel, msp.us_to_step(lo), msp.us_to_step(hi))
@@ -1268,6 +1302,24 @@ class MspAutopilot:
             if changed:
                 self.save(reboot=True)
         return changed
+
+
+def _msp_profile(name: FirmwareProfile | str) -> FirmwareProfile:
+    """The profile for an MSP adapter: an MSP firmware numbering the boxes the adapter uses."""
+    found = firmware_profile(name)
+    missing = [box for box in _BOXES_USED if box not in found.modes]
+    if found.protocol != "msp" or found.reboot.kind != "msp" or missing:
+        raise ConfigError(
+            f"firmware profile {found.name!r} does not suit an MSP adapter: it needs an MSP "
+            f"firmware with an MSP reboot and the boxes {', '.join(_BOXES_USED)}"
+            + (f" (missing: {', '.join(missing)})" if missing else "")
+        )
+    return found
+
+
+def _msp_request(command: Command) -> tuple[int, bytes]:
+    """A profile's MSP command as (request id, payload)."""
+    return int(command.code), command.payload
 
 
 def _aux_text(r: ModeRange) -> str:

@@ -24,7 +24,13 @@ from hil.profiles.model import (
     UnknownProfile,
 )
 from hil.profiles.px4 import PX4_MULTICOPTER
-from hil.profiles.registry import DEFAULT_PROFILE, profile, profile_names, register_profile
+from hil.profiles.registry import (
+    DEFAULT_PROFILE,
+    firmware_mode_names,
+    profile,
+    profile_names,
+    register_profile,
+)
 from hil.profiles.vocabulary import ACTION_WORDS, FAILSAFE_KINDS, MODE_WORDS
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "FirmwareProfile",
     "ProfileLacks",
     "UnknownProfile",
+    "firmware_mode_names",
     "profile",
     "profile_names",
     "register_profile",

@@ -145,7 +145,12 @@ BETAFLIGHT = FirmwareProfile(
             "ARM_SWITCH and does not arm)",
         ),
     ),
-    reboot=Command("msp", MSP_REBOOT),
+    reboot=Command(
+        "msp",
+        MSP_REBOOT,
+        payload=bytes([REBOOT_FIRMWARE]),
+        note="the mode byte 0 or none: the same",
+    ),
     bootloader=(
         Command(
             "msp", MSP_REBOOT, payload=bytes([REBOOT_BOOTLOADER_ROM]), note="ROM (DFU) bootloader"

@@ -39,3 +39,14 @@ def profile(name: str | FirmwareProfile) -> FirmwareProfile:
 def profile_names(protocol: str | None = None) -> list[str]:
     """Names of the registered profiles, sorted (only those speaking `protocol` if given)."""
     return sorted(n for n, p in _PROFILES.items() if protocol is None or p.protocol == protocol)
+
+
+def firmware_mode_names() -> frozenset[str]:
+    """Every registered firmware's own mode names (idle modes too): the names a scenario may
+    use besides the scenario words, when it means one firmware's mode precisely."""
+    names: set[str] = set()
+    for found in _PROFILES.values():
+        names.update(found.modes)
+        if found.idle_mode is not None:
+            names.add(found.idle_mode)
+    return frozenset(names)

@@ -2,6 +2,8 @@
 
 Every mistake raises `ScenarioError` naming the file, the key path (`[setup].altitude`,
 `[[expect]][2].kind`, with 1-based indices) and what is allowed. Nothing is evaluated.
+A mode is a scenario word (hil.profiles.vocabulary) or one firmware's own mode name;
+whether a board's firmware has it is decided at run time (`Scenario.needs`), not here.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from types import MappingProxyType
 from typing import Any
 
 from hil.errors import ScenarioError
+from hil.profiles import firmware_mode_names, profile_names
+from hil.profiles.vocabulary import MODE_WORDS
 from hil.scenario.model import (
     BATTERY_PARAMS,
     BOARD_CLASSES,
-    COPTER_MODES,
     EXPECTATION_CLASSES,
     INJECTION_FIXED_KEYS,
     LIMIT_NAMES,
@@ -57,9 +60,11 @@ _POSITIVE = ParamSpec(float, min=0.0, min_exclusive=True)
 #: The longest scenario: an hour of vehicle time. A longer one is a typo (1e9) or a soak
 #: test, which belongs in `hil bench --soak`; either way the run must end.
 MAX_DURATION_S = 3600.0
+#: A mode an expectation names: a scenario word, or a firmware's own name (checked apart).
+_MODE = ParamSpec(str)
 _EXPECT_KEYS: dict[str, dict[str, tuple[str, ParamSpec]]] = {
     "mode": {
-        "mode": ("mode", ParamSpec(str, choices=COPTER_MODES)),
+        "mode": ("mode", _MODE),
         "within": ("within", _POSITIVE),
         "not_before": ("not_before", _TIME),
     },
@@ -81,7 +86,7 @@ _EXPECT_KEYS: dict[str, dict[str, tuple[str, ParamSpec]]] = {
         "for": ("duration", _POSITIVE),
     },
     "never_mode": {
-        "mode": ("mode", ParamSpec(str, choices=COPTER_MODES)),
+        "mode": ("mode", _MODE),
         "for": ("duration", _POSITIVE),
     },
     "armed_throughout": {"for": ("duration", _POSITIVE)},
@@ -321,6 +326,16 @@ class _Parser:
             raise self.error(where, "lists a board class twice")
         return tuple(value)
 
+    def mode_word(self, mode: str, where: str) -> None:
+        """A mode must be a scenario word, or one firmware's own name for a mode of its own."""
+        if mode in MODE_WORDS or mode in firmware_mode_names():
+            return
+        raise self.error(
+            where,
+            f"{_show(mode)} is not one of: {_sorted_keys(MODE_WORDS)}; nor a mode name of a"
+            f" known firmware ({', '.join(profile_names())})",
+        )
+
     def setup(self, raw: Any) -> Setup:
         where = "[setup]"
         tbl = self.table(raw, where, _SETUP_KEYS)
@@ -464,6 +479,8 @@ class _Parser:
                 fields[fname] = self.board_time(tbl[key], f"{where}.{key}")
                 continue
             fields[fname] = self.value(tbl, key, where, spec)
+            if spec is _MODE:
+                self.mode_word(fields[fname], f"{where}.{key}")
         timed = any(isinstance(v, BoardTime) for v in fields.values())
 
         anchor_t = 0.0

@@ -11,19 +11,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from hil.profiles import FirmwareProfile
 
 # Board classes a scenario can apply to.
 BOARD_CLASSES: tuple[str, ...] = ("mavlink", "msp")
 
-# Flight modes a scenario's setup can put the vehicle in. ANGLE is an MSP board's
-# self-levelling mode, flown by the harness's pilot model on the throttle.
-SETUP_MODES: tuple[str, ...] = ("STABILIZE", "ALT_HOLD", "LOITER", "GUIDED", "RTL", "LAND", "ANGLE")
+# Flight modes a scenario's setup can put the vehicle in (scenario words, see
+# hil.profiles.vocabulary). ANGLE is an MSP board's self-levelling mode, flown by the
+# harness's pilot model on the throttle; HOLD is LOITER in any firmware's terms.
+SETUP_MODES: tuple[str, ...] = (
+    "STABILIZE", "ALT_HOLD", "LOITER", "GUIDED", "RTL", "LAND", "ANGLE", "HOLD",
+)
 
 # Modes an MSP board (Betaflight) reports, from its mode bits; FAILSAFE is its stage 2.
 MSP_MODES: tuple[str, ...] = ("ACRO", "ANGLE", "HORIZON", "FAILSAFE")
 
-# Flight modes an expectation can name (ArduCopter's mode names).
+# ArduCopter's mode names and the MSP ones: what an expectation could name before the
+# scenario vocabulary. The loader now takes the words of MODE_WORDS and any registered
+# firmware's own mode names (hil.profiles.firmware_mode_names); kept for older callers.
 COPTER_MODES: tuple[str, ...] = tuple(
     sorted(
         {
@@ -546,6 +554,24 @@ class ExpectLimit(Expectation):
 
 
 @dataclass(frozen=True)
+class Needs:
+    """What a scenario needs of a board, derived from its file.
+
+    `modes`: the mode words the run starts in (the setup's) or must reach (`mode`
+    expectations), in the order the file names them. A `never_mode` word is not a need:
+    a firmware without that mode honours "never in it" by having none. `injections`:
+    the injection kinds on its timeline, in order, each once.
+    """
+
+    modes: tuple[str, ...]
+    injections: tuple[str, ...]
+
+    def lacking(self, profile: FirmwareProfile) -> list[str]:
+        """Why the firmware of `profile` cannot fly the scenario: one reason per word it lacks."""
+        return [reason for word in self.modes if (reason := profile.lacks(word)) is not None]
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A validated scenario: setup, injections on a timeline, expectations."""
 
@@ -566,6 +592,35 @@ class Scenario:
             if inj.id == injection_id:
                 return inj
         raise KeyError(injection_id)
+
+    def needs(self) -> Needs:
+        """The mode words and injection kinds this scenario needs (see `Needs`)."""
+        modes = [self.setup.mode]
+        modes.extend(exp.mode for exp in self.expectations if isinstance(exp, ExpectMode))
+        kinds = [inj.kind for inj in self.injections]
+        return Needs(tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(kinds)))
+
+    def lacked_by(self, profile: FirmwareProfile) -> str | None:
+        """Why a board whose firmware is `profile` must skip this scenario (None: it need not)."""
+        reasons = self.needs().lacking(profile)
+        return "; ".join(reasons) if reasons else None
+
+    def for_firmware(self, profile: FirmwareProfile) -> Scenario:
+        """This scenario with its expectations' mode words in the firmware's own mode names,
+        the names a board reports (RTL -> AUTO_RTL on PX4, GPS RESCUE on Betaflight).
+
+        A `never_mode` word the firmware lacks stays as written: the board never reports
+        it. Raises `hil.profiles.ProfileLacks` for a `mode` expectation it lacks (a
+        scenario `lacked_by` the profile is skipped before it runs).
+        """
+        out = []
+        for exp in self.expectations:
+            if isinstance(exp, ExpectMode):
+                exp = replace(exp, mode=profile.resolve(exp.mode))
+            elif isinstance(exp, ExpectNeverMode) and profile.supports(exp.mode):
+                exp = replace(exp, mode=profile.resolve(exp.mode))
+            out.append(exp)
+        return replace(self, expectations=tuple(out))
 
     def board_names(self) -> set[str]:
         """Board settings the expectations refer to (see `BoardTime`)."""

@@ -34,8 +34,12 @@ if TYPE_CHECKING:
 POLL_HZ = 25.0
 #: Rows of the firmware's task table worth a line in the report.
 _TASKS_SHOWN = {"GYRO", "FILTER", "PID", "RX", "SERIAL", "ACC", "ATTITUDE"}
-#: Setup modes that mean "hover": on an MSP board the pilot model hovers in ANGLE.
-HOVER_MODES = ("ANGLE", "STABILIZE", "ALT_HOLD", "LOITER", "GUIDED")
+#: Firmware modes (the board profile's names) a setup may map to: each means "hover",
+#: which on an MSP board the pilot model flies in ANGLE, holding the altitude itself.
+HOVER_MODES = ("ANGLE", "ALTHOLD", "POS HOLD")
+#: Scenario words for the modes the recorder reports, first match first (the FAILSAFE
+#: box is on over whatever flight mode is also on); none on: the profile's idle mode.
+_REPORTED_WORDS = ("FAILSAFE", "RTL", "HOLD", "ALT_HOLD", "ANGLE", "HORIZON")
 
 
 class _MspRecorder(RecorderBase):
@@ -45,6 +49,11 @@ class _MspRecorder(RecorderBase):
         super().__init__()
         self.ap = session.autopilot
         self.loop = loop
+        prof = session.board.profile
+        self.reported = tuple(
+            dict.fromkeys(prof.resolve(w) for w in _REPORTED_WORDS if prof.supports(w))
+        )
+        self.idle_mode = prof.idle_mode or "ACRO"
         self.flags: frozenset[str] = frozenset()
         self.cycle_times: list[int] = []
         self.error: BaseException | None = None
@@ -81,7 +90,7 @@ class _MspRecorder(RecorderBase):
         t = loop.time
         modes = set(status.mode_names)
         armed = bool(status.armed)
-        mode = "FAILSAFE" if "FAILSAFE" in modes else ("ANGLE" if "ANGLE" in modes else "HORIZON" if "HORIZON" in modes else "ACRO")
+        mode = next((m for m in self.reported if m in modes), self.idle_mode)
         flags = frozenset(status.arming_disable_names)
         self.cycle_times.append(status.cycle_time_us)
         with self._changed:
@@ -150,9 +159,15 @@ def run_msp_scenario(
             "CLI (autopilot.set) in a Python test"
         )
         return result
-    if scenario.setup.mode not in HOVER_MODES:
+    prof = session.board.profile
+    lacks = scenario.lacked_by(prof)
+    if lacks is not None:
+        result.error = f"{session.board.name}: {lacks}"
+        return result
+    if prof.resolve(scenario.setup.mode) not in HOVER_MODES:
         result.error = f"setup mode {scenario.setup.mode} has no meaning on an MSP board; use ANGLE"
         return result
+    scenario = scenario.for_firmware(prof)
     try:
         facts = session.board_facts()
         scenario = scenario.with_board_times(facts)

@@ -250,6 +250,11 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
         except KeyError as exc:
             result.error = f"cannot read the board's settings the scenario refers to: {exc}"
             return result
+    lacks = scenario.lacked_by(ap.profile)
+    if lacks is not None:
+        result.error = f"board {session.board.name}: {lacks}"
+        return result
+    scenario = scenario.for_firmware(ap.profile)  # expected modes in the names the board reports
     recorder = _Recorder(ap)
     ap.add_hook(recorder.on_message)
     watchdog = _Watchdog(ap, recorder, session.board.name, lockstep=session.board.lockstep)

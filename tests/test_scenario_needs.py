@@ -1,0 +1,149 @@
+"""What a scenario needs of a board, and who skips it: `Scenario.needs()`, `lacked_by`,
+`for_firmware`, and `hil gate` leaving out what a board's firmware cannot fly."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from hil.errors import ConfigError
+from hil.gate import run_gate
+from hil.profiles import ARDUCOPTER, BETAFLIGHT, INAV, PX4_MULTICOPTER, ProfileLacks, profile
+from hil.scenario import load_scenario, parse_scenario
+from hil.scenario.model import Needs
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
+
+
+def scenario(**edits: Any):
+    """A small valid scenario, with top-level sections replaced by `edits`."""
+    data: dict[str, Any] = {
+        "scenario": {"name": "needs", "duration": 60.0, "applies_to": ["mavlink", "msp"]},
+        "setup": {"mode": "LOITER", "altitude": 10.0},
+        "injection": [
+            {"kind": "rc_loss", "id": "rc", "start": 10.0, "duration": 20.0},
+            {"kind": "gps_jamming", "start": 5.0, "js_db": 40.0},
+            {"kind": "rc_loss", "id": "rc2", "start": 40.0, "duration": 5.0},
+        ],
+        "expect": [
+            {"kind": "mode", "mode": "RTL", "after": "rc.start", "within": 1.5},
+            {"kind": "never_mode", "mode": "LAND"},
+            {"kind": "mode", "mode": "LOITER", "after": "rc.stop", "within": 5.0},
+        ],
+    }
+    data.update(copy.deepcopy(edits))
+    return parse_scenario(data, "scenarios/needs.toml")
+
+
+# -- needs() -----------------------------------------------------------------------------
+def test_needs_are_the_setup_mode_then_the_modes_to_reach_each_once():
+    assert scenario().needs().modes == ("LOITER", "RTL")
+
+
+def test_a_never_mode_word_is_not_a_need():
+    needs = scenario(expect=[{"kind": "never_mode", "mode": "FAILSAFE"}]).needs()
+    assert needs.modes == ("LOITER",)
+
+
+def test_needs_list_the_injection_kinds_in_timeline_order_each_once():
+    assert scenario().needs().injections == ("rc_loss", "gps_jamming")
+
+
+def test_a_scenario_without_injections_needs_none():
+    needs = scenario(injection=[], expect=[{"kind": "armed_throughout"}]).needs()
+    assert needs == Needs(modes=("LOITER",), injections=())
+
+
+def test_a_ground_scenario_needs_its_default_mode():
+    sc = scenario(
+        setup={"armed": False}, injection=[], expect=[{"kind": "disarmed", "within": 1.0}]
+    )
+    assert sc.needs().modes == ("STABILIZE",)
+
+
+# -- lacked_by ------------------------------------------------------------------------------
+@pytest.mark.parametrize("prof", [ARDUCOPTER, PX4_MULTICOPTER, BETAFLIGHT, INAV], ids=lambda p: p.name)
+def test_a_firmware_with_every_needed_mode_does_not_skip(prof):
+    assert scenario().lacked_by(prof) is None
+
+
+def test_the_reason_is_the_profile_s_own_words():
+    sc = scenario(expect=[{"kind": "mode", "mode": "LAND", "after": "rc.start", "within": 2.0}])
+    assert sc.lacked_by(BETAFLIGHT) == BETAFLIGHT.lacks("LAND")
+    assert "Betaflight (betaflight) has no LAND mode" in sc.lacked_by(BETAFLIGHT)
+
+
+def test_every_lacked_word_is_named():
+    sc = scenario(
+        setup={"mode": "GUIDED", "altitude": 10.0},
+        expect=[{"kind": "mode", "mode": "LAND", "after": "rc.start", "within": 2.0}],
+    )
+    reason = sc.lacked_by(BETAFLIGHT)
+    assert "no GUIDED mode" in reason and "no LAND mode" in reason
+
+
+def test_a_firmware_s_own_mode_name_is_lacked_by_the_others():
+    sc = scenario(expect=[{"kind": "mode", "mode": "SMART_RTL", "after": "rc.start", "within": 2}])
+    assert sc.lacked_by(ARDUCOPTER) is None
+    assert "'SMART_RTL' is not a scenario mode word nor a PX4 mode" in sc.lacked_by(PX4_MULTICOPTER)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_every_shipped_scenario_still_runs_where_it_applies_on_the_default_firmware(path):
+    sc = load_scenario(path)
+    if "mavlink" in sc.applies_to:
+        assert sc.lacked_by(ARDUCOPTER) is None
+    if "msp" in sc.applies_to:
+        assert sc.lacked_by(BETAFLIGHT) is None
+
+
+# -- for_firmware -------------------------------------------------------------------------
+def test_for_firmware_puts_expected_modes_in_the_names_the_board_reports():
+    assert [e.mode for e in scenario().for_firmware(PX4_MULTICOPTER).expectations] == [
+        "AUTO_RTL",
+        "AUTO_LAND",
+        "AUTO_LOITER",
+    ]
+    assert [e.mode for e in scenario().for_firmware(BETAFLIGHT).expectations] == [
+        "GPS RESCUE",
+        "LAND",  # Betaflight has no LAND: never in it, as written
+        "POS HOLD",
+    ]
+
+
+def test_for_firmware_leaves_the_setup_word_to_the_adapter():
+    assert scenario().for_firmware(PX4_MULTICOPTER).setup.mode == "LOITER"
+
+
+def test_for_firmware_refuses_a_mode_to_reach_that_the_firmware_lacks():
+    sc = scenario(expect=[{"kind": "mode", "mode": "LAND", "after": "rc.start", "within": 2.0}])
+    with pytest.raises(ProfileLacks, match="no LAND mode"):
+        sc.for_firmware(BETAFLIGHT)
+
+
+# -- hil gate ---------------------------------------------------------------------------------
+class _OneBoardRig:
+    def __init__(self, board):
+        self.board = board
+
+    def select(self, name):
+        return self.board
+
+
+def test_gate_names_why_no_scenario_can_fly_on_the_board(tmp_path):
+    images = [tmp_path / "a.bin", tmp_path / "b.bin"]
+    for image in images:
+        image.write_bytes(b"\0")
+    board = SimpleNamespace(name="bf1", board_class="msp", profile=profile("betaflight"))
+    sc = scenario(expect=[{"kind": "mode", "mode": "LAND", "after": "rc.start", "within": 2.0}])
+    with pytest.raises(ConfigError) as info:
+        run_gate(_OneBoardRig(board), None, images[0], images[1], [sc])
+    message = str(info.value)
+    assert "none of the scenarios applies to board bf1 (msp)" in message
+    assert "needs: Betaflight (betaflight) has no LAND mode" in message
+    assert "\n" not in message
