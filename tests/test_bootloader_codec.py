@@ -222,3 +222,86 @@ def test_crc_matches_bitwise_reference(image: bytes, spare: int) -> None:
 def test_image_larger_than_flash_is_a_codec_error() -> None:
     with pytest.raises(BootloaderCodecError, match="does not fit"):
         flash_crc(b"\x00" * 5, 4)
+
+
+# ------------------------------------------------------------- external flash (EXTF_*)
+
+
+def test_extf_requests_carry_their_size_word() -> None:
+    assert bl.encode_extf_erase(0x1234) == bytes([0x34, 0x34, 0x12, 0, 0, 0x20])
+    assert bl.encode_extf_get_crc(8) == bytes([0x37, 8, 0, 0, 0, 0x20])
+    assert bl.Opcode.EXTF_READ_MULTI == 0x36  # defined upstream, used by no uploader
+    with pytest.raises(ValueError):
+        bl.encode_extf_erase(1 << 32)
+
+
+@given(image=st.binary(max_size=2000), size=st.sampled_from([4, 64, 252]))
+def test_extf_prog_multi_requests_are_prog_multi_with_the_extf_opcode(
+    image: bytes, size: int
+) -> None:
+    requests = list(bl.extf_prog_multi_requests(image, size))
+    assert all(r[0] == bl.Opcode.EXTF_PROG_MULTI and r[-1] == bl.EOC for r in requests)
+    assert all(r[1] == len(r) - 3 for r in requests)
+    assert b"".join(r[2:-1] for r in requests) == image + b"\xff" * (-len(image) % 4)
+
+
+@_PROPS
+@given(image=st.binary(max_size=600).map(lambda b: b + b"\xff" * (-len(b) % 4)))
+def test_extf_crc_is_the_flash_crc_rule_without_padding(image: bytes) -> None:
+    assert bl.extf_crc(image, len(image)) == flash_crc(image, len(image))
+    assert bl.extf_crc(image + b"\x00" * 8, len(image)) == _reference_crc(image)
+
+
+def test_extf_crc_of_more_than_the_image_is_a_codec_error() -> None:
+    with pytest.raises(BootloaderCodecError, match="CRC of 9 bytes"):
+        bl.extf_crc(b"\x00" * 8, 9)
+
+
+_ERASE_PERCENTS = st.lists(st.integers(0, 100), max_size=40).map(lambda p: sorted(p) + [100])
+
+
+@_PROPS
+@given(
+    percents=_ERASE_PERCENTS,
+    status=st.sampled_from(list(Status)),
+    cuts=st.lists(st.integers(0, 60), max_size=6),
+)
+def test_extf_erase_reply_round_trips_however_it_is_split(
+    percents: list[int], status: Status, cuts: list[int]
+) -> None:
+    wire = bl.encode_extf_erase_reply(percents, status)
+    buf, fed, percent, seen = bytearray(), 0, 0, None
+    for end in [*sorted(c for c in cuts if c < len(wire)), len(wire)]:
+        buf += wire[fed:end]
+        fed = max(fed, end)
+        state = bl.parse_extf_erase(buf, percent)
+        del buf[: state.consumed]
+        percent, seen = state.percent, state.done
+        if seen is not None:
+            break
+    assert (percent, seen) == (100, status)
+
+
+def test_extf_erase_percent_18_is_not_taken_for_insync() -> None:
+    state = bl.parse_extf_erase(bytes([0, 18, 16, 50, 100, 0x12, 0x10]))
+    assert (state.percent, state.done, state.consumed) == (100, Status.OK, 7)
+
+
+def test_extf_erase_without_its_closing_sync_needs_more_bytes() -> None:
+    state = bl.parse_extf_erase(bytes([0, 50, 95, 0x12]))
+    assert (state.percent, state.done, state.consumed) == (95, None, 3)
+
+
+@_PROPS
+@given(buf=st.binary(max_size=80), percent=st.integers(0, 100))
+def test_extf_erase_garbage_raises_only_codec_errors(buf: bytes, percent: int) -> None:
+    try:
+        state = bl.parse_extf_erase(buf, percent)
+    except BootloaderCodecError:
+        return
+    assert 0 <= state.consumed <= len(buf) and 0 <= state.percent <= 100
+
+
+def test_extf_erase_reply_refuses_percents_over_100() -> None:
+    with pytest.raises(ValueError, match="101"):
+        bl.encode_extf_erase_reply([50, 101])

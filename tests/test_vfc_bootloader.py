@@ -18,7 +18,7 @@ from hil.firmware.app_image import AppImageError, parse_app
 from hil.firmware.build import release_image_path
 from hil.firmware.image import load_image
 from hil.vfc.bootloader import BL_REV, CHIP_FAMILY, SerialBootloader
-from hil.vfc.flash import APP_BASE, APP_SIZE, Flash
+from hil.vfc.flash import APP_BASE, APP_SIZE, EXTF_TOTAL, Flash
 
 Info = bl.DeviceInfo
 PAYLOAD = load_image(release_image_path()).contiguous()
@@ -114,7 +114,7 @@ def test_get_sync_then_get_device_answers_every_field(board: Board) -> None:
     assert h.word(bl.encode_get_device(Info.BOARD_ID)) == 7701
     assert h.word(bl.encode_get_device(Info.BOARD_REV)) == 0
     assert h.word(bl.encode_get_device(Info.FLASH_SIZE)) == APP_SIZE
-    assert h.word(bl.encode_get_device(Info.EXTF_SIZE)) == 0
+    assert h.word(bl.encode_get_device(Info.EXTF_SIZE)) == EXTF_TOTAL  # extflash.bin
     vec = h.ask(bl.encode_get_device(Info.VEC_AREA), 16)
     assert vec.ok and len(vec.data) == 16
     assert h.status(bl.encode_get_device(9)) is bl.Status.INVALID
@@ -304,3 +304,43 @@ def test_garbage_never_crashes_it(board: Board, garbage: bytes) -> None:
     else:
         pytest.fail("bootloader never came back in sync after garbage")
     assert board.thread.is_alive()
+
+
+# ------------------------------------------------------------- external flash
+
+
+def test_extf_opcodes_are_refused_until_the_host_asked_get_device(board: Board) -> None:
+    h = board.host
+    assert h.status(bl.encode_get_sync()) is bl.Status.OK
+    assert h.status(bl.encode_extf_erase(4096)) is bl.Status.INVALID
+    assert board.loader.ext_flash is not None and board.loader.ext_flash.read(0, 4) == b"\xff" * 4
+
+
+def test_extf_erase_program_and_crc_as_the_uploader_reads_them(board: Board) -> None:
+    h = board.host
+    h.handshake()
+    data = bytes(range(200)) * 3
+    assert h.status(bl.encode_extf_erase(len(data))) is bl.Status.OK
+    end = time.monotonic() + 3.0
+    state = bl.parse_extf_erase(b"")
+    while state.done is None and time.monotonic() < end:
+        if select.select([h.fd], [], [], 0.1)[0]:
+            h.rx += os.read(h.fd, 4096)
+        state = bl.parse_extf_erase(h.rx)
+    assert (state.percent, state.done) == (100, bl.Status.OK)
+    del h.rx[: state.consumed]
+    for request in bl.extf_prog_multi_requests(data):
+        assert h.status(request) is bl.Status.OK
+    assert h.word(bl.encode_extf_get_crc(len(data))) == bl.extf_crc(data, len(data))
+    too_big = EXTF_TOTAL + 4
+    assert h.status(bl.encode_extf_erase(too_big)) is bl.Status.INVALID
+
+
+def test_a_bootloader_without_external_flash_answers_invalid(tmp_path: Path) -> None:
+    b = Board(tmp_path / "flash.bin", extf_size=0)
+    try:
+        b.host.handshake()
+        assert b.host.status(bl.encode_get_device(Info.EXTF_SIZE)) is bl.Status.INVALID
+        assert b.host.status(bl.encode_get_sync()) is bl.Status.OK
+    finally:
+        b.close()

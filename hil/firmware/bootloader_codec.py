@@ -51,6 +51,12 @@ class Opcode(IntEnum):
     GET_CHIP_DES = 0x2E
     REBOOT = 0x30
     SET_BAUD = 0x33
+    # ArduPilot external flash (AP_Bootloader bl_protocol.cpp; uploader.py defines all four
+    # and uses 0x34, 0x35 and 0x37; 0x36 is reserved in PX4-Bootloader bl.c).
+    EXTF_ERASE = 0x34
+    EXTF_PROG_MULTI = 0x35
+    EXTF_READ_MULTI = 0x36
+    EXTF_GET_CRC = 0x37
 
 
 class Status(IntEnum):
@@ -183,6 +189,27 @@ def encode_reboot() -> bytes:
     return bytes([Opcode.REBOOT, EOC])
 
 
+def encode_extf_erase(size: int) -> bytes:
+    """EXTF_ERASE: erase the external flash sectors holding `size` bytes.
+
+    Answered INSYNC OK at once, then one percent byte per sector step, then INSYNC OK
+    when done (`parse_extf_erase`).
+    """
+    return bytes([Opcode.EXTF_ERASE]) + _u32(size) + bytes([EOC])
+
+
+def extf_prog_multi_requests(image: bytes, chunk_size: int = PROG_MULTI_MAX) -> Iterator[bytes]:
+    """EXTF_PROG_MULTI requests for `image` (padded with 0xFF to a multiple of 4), written
+    at the external flash pointer, which EXTF_ERASE resets to 0."""
+    for request in prog_multi_requests(image, chunk_size):
+        yield bytes([Opcode.EXTF_PROG_MULTI]) + request[1:]
+
+
+def encode_extf_get_crc(size: int) -> bytes:
+    """EXTF_GET_CRC: the CRC of the first `size` bytes of external flash (see `extf_crc`)."""
+    return bytes([Opcode.EXTF_GET_CRC]) + _u32(size) + bytes([EOC])
+
+
 # ----------------------------------------------------------------------------- replies
 
 
@@ -303,6 +330,56 @@ def parse_chip_des_reply(buf: bytes, *, at_end: bool = False) -> ChipDescription
     return ChipDescription(family, revision, reply.consumed)
 
 
+EXTF_ERASE_LAST_PERCENT = 90
+"""uploader.py reads percent bytes until one reaches 90, then waits for INSYNC OK."""
+
+
+@dataclass(frozen=True)
+class ExtfEraseProgress:
+    """How far an EXTF_ERASE reply has come: the last percent seen, and the final status
+    once the closing INSYNC arrived (None before)."""
+
+    percent: int
+    done: Status | None
+    consumed: int
+
+
+def encode_extf_erase_reply(percents: Sequence[int], status: Status | int = Status.OK) -> bytes:
+    """The bytes an EXTF_ERASE answer takes after its first INSYNC OK: the percent bytes
+    (each 0..100), then INSYNC and `status` (for virtual bootloaders and tests)."""
+    for percent in percents:
+        if not 0 <= percent <= 100:
+            raise ValueError(f"percent {percent} is not within 0..100")
+    return bytes(percents) + bytes([INSYNC, Status(status)])
+
+
+def parse_extf_erase(buf: bytes, percent: int = 0) -> ExtfEraseProgress:
+    """Parse what follows EXTF_ERASE's first INSYNC OK, given the last `percent` seen.
+
+    As uploader.py reads it: bytes are percents until one reaches 90 (a percent of 18 is
+    0x12, so INSYNC only counts after that); then bytes up to INSYNC are further
+    percents and the byte after INSYNC is the final status. A byte over 100 where a
+    percent belongs is garbage: BootloaderCodecError.
+    """
+    buf = bytes(buf)
+    at = 0
+    while at < len(buf):
+        byte = buf[at]
+        if percent >= EXTF_ERASE_LAST_PERCENT and byte == INSYNC:
+            if at + 1 >= len(buf):
+                break
+            status = _status(buf[at + 1], "closing EXTF_ERASE", buf)
+            return ExtfEraseProgress(percent, status, at + 2)
+        if byte > 100:
+            raise BootloaderCodecError(
+                f"EXTF_ERASE progress byte 0x{byte:02X} is not a percent; received "
+                f"{buf[:16].hex(' ')}: not in sync"
+            )
+        percent = byte
+        at += 1
+    return ExtfEraseProgress(percent, None, at)
+
+
 def format_serial_number(words: Sequence[int]) -> str:
     """The chip serial as uploaders print it: each GET_SN word byte-reversed, in hex."""
     return "".join(f"{w & 0xFFFFFFFF:08x}" for w in words)
@@ -330,3 +407,13 @@ def flash_crc(image: bytes, flash_size: int) -> int:
         crc = zlib.crc32(_FF_CHUNK[:step], crc)
         remaining -= step
     return crc ^ 0xFFFFFFFF
+
+
+def extf_crc(image: bytes, size: int) -> int:
+    """The CRC EXTF_GET_CRC answers for `size` bytes after `image` was programmed: the same
+    CRC-32 (init 0, no final xor) over the first `size` bytes, no padding to the flash
+    size (uploader.py `firmware.extf_crc`; bl_protocol.cpp also sums a tail of 1..3 bytes).
+    """
+    if not 0 <= size <= len(image):
+        raise BootloaderCodecError(f"CRC of {size} bytes asked of an image of {len(image)}")
+    return zlib.crc32(bytes(image[:size]), 0xFFFFFFFF) ^ 0xFFFFFFFF

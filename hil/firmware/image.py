@@ -164,6 +164,12 @@ class FirmwareImage:
         """True when some segment writes the byte at `address`."""
         return any(seg.address <= address < seg.end for seg in self.segments)
 
+    @property
+    def extf_image(self) -> bytes | None:
+        """An `.apj`'s external-flash image, inflated at load (None when it carries none)."""
+        data = self.metadata.get("extf_image")
+        return bytes(data) if data else None
+
     def moved(self, base_address: int) -> FirmwareImage:
         """The same image with its lowest byte at `base_address` (segments keep their gaps)."""
         shift = base_address - self.base_address

@@ -2,13 +2,21 @@
 
 The steps, each bounded in time and named in any error: check the image alone and
 against what the registry says of the board (`hil.flash.preflight`); find the board by
-USB serial; if it runs its application, check over MAVLink that it is disarmed and send
-MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN 3; find the bootloader's port again by USB serial;
-GET_SYNC; GET_DEVICE (BL_REV, BOARD_ID, FLASH_SIZE) and check the image against them
-BEFORE erasing; skip when GET_CRC already equals the image's CRC; CHIP_ERASE; PROG_MULTI in
-252-byte chunks; GET_CRC verify; REBOOT; find the application's port again and confirm
-the new version from AUTOPILOT_VERSION. A refused image leaves the old firmware booting;
-a failure after CHIP_ERASE is a `FlashInterrupted` and leaves the board in its bootloader.
+USB serial (a USB-UART adapter is refused); if it runs its application, check over
+MAVLink that it is disarmed and ask it into its bootloader, trying uploader.py's
+variants in turn (`REBOOT_VARIANTS`); find the bootloader's port again (`find_port_again`:
+by serial, or by USB location where the serial says nothing); GET_SYNC; GET_DEVICE
+(BL_REV, BOARD_ID, FLASH_SIZE, and EXTF_SIZE for an image with external flash) and check
+the image against them BEFORE erasing; skip when GET_CRC (and EXTF_GET_CRC) already
+match; CHIP_ERASE; PROG_MULTI in 252-byte chunks; GET_CRC verify; the external flash
+(EXTF_ERASE, EXTF_PROG_MULTI, EXTF_GET_CRC verify); REBOOT; find the application's port
+again and confirm the new version from AUTOPILOT_VERSION. A refused image leaves the old
+firmware booting; a failure after CHIP_ERASE is a `FlashInterrupted` and leaves the
+board in its bootloader (the first word is held back until REBOOT).
+
+Where one VID:PID serves both the application and the bootloader and the product string
+does not say which (ArduPilot's 1209:5741), a GET_SYNC probe bounded by `probe_timeout`
+tells them apart.
 """
 
 from __future__ import annotations
@@ -16,11 +24,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hil.errors import HilError, LinkError, PortNotFound
+from hil.errors import CommandRefused, HilError, LinkError, PortNotFound
 from hil.firmware import bootloader_codec as bl
 from hil.firmware.app_image import flight_sw_version
 from hil.firmware.image import DEFAULT_FLASH_BASE, FirmwareImage
@@ -28,12 +36,35 @@ from hil.flash import preflight
 from hil.flash.base import Flasher, FlashError, FlashInterrupted, FlashResult, Progress
 from hil.flash.preflight import FlashArea, FlashTarget
 from hil.links import registry
-from hil.links.ports import find_port
+from hil.links.ports import PortInfo, find_port, find_port_again
 from hil.links.serial_link import SerialLink
 from hil.timeout import Deadline
+from hil.usb import discovery
 
 APP_BASE = 0x08004000
 """Where the virtual board's (and most F4 ArduPilot boards') application starts."""
+
+SHARED_APP_BOOTLOADER_IDS = frozenset({(0x1209, 0x5741)})
+"""VID:PIDs an application and its bootloader both use (ArduPilot ChibiOS single CDC,
+PROTOCOLS.md section 13): only the product string or a GET_SYNC probe tells them apart."""
+
+EXTF_CRC_TIMEOUT = 10.0
+"""uploader.py gives EXTF_GET_CRC 10 s ("crc can be slow")."""
+
+NSH_INIT = b"\r\r\r"
+NSH_REBOOT_BL = b"reboot -b\n"
+NSH_REBOOT = b"reboot\n"
+"""What uploader.py types into a PX4 NSH console after its MAVLink reboot messages."""
+
+REBOOT_VARIANTS = (
+    "COMMAND_LONG MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN param1=3 to the board's system id",
+    "the same COMMAND_LONG to system 0 (broadcast)",
+    "NSH `reboot -b`",
+    "NSH `reboot` (the bootloader's boot delay catches it)",
+)
+"""uploader.py `send_reboot`'s order: MAVLink to system 1, then to system 0, then the NSH
+`reboot -b` and `reboot` lines. Only the first is acknowledged; after each the flasher
+waits a bounded time for the bootloader's port before trying the next."""
 
 
 def in_app_area(image: FirmwareImage, app_base: int = APP_BASE) -> FirmwareImage:
@@ -75,6 +106,7 @@ class DeviceFacts:
     board_id: int
     board_rev: int
     flash_size: int
+    extf_size: int | None = None  # None: not asked, or the bootloader has no EXTF (INVALID)
 
 
 def _name(what: str | Callable[[], str]) -> str:
@@ -180,14 +212,56 @@ class BootloaderLink:
         assert last is not None
         raise last
 
-    def device(self) -> DeviceFacts:
+    def device(self, *, extf: bool = False) -> DeviceFacts:
+        """GET_DEVICE; with `extf`, EXTF_SIZE too (None when the bootloader says INVALID)."""
         info = bl.DeviceInfo
+        # uploader.py's identify() order: BL_REV, EXTF_SIZE, BOARD_ID, BOARD_REV, FLASH_SIZE.
+        bl_rev = self.word("GET_DEVICE BL_REV", bl.encode_get_device(info.BL_REV))
+        extf_size = None
+        if extf:
+            what = "GET_DEVICE EXTF_SIZE"
+            reply = self.request(what, bl.encode_get_device(info.EXTF_SIZE), 4)
+            if reply.status is not bl.Status.INVALID:
+                extf_size = int.from_bytes(self.require_ok(what, reply), "little")
         return DeviceFacts(
-            bl_rev=self.word("GET_DEVICE BL_REV", bl.encode_get_device(info.BL_REV)),
+            bl_rev=bl_rev,
             board_id=self.word("GET_DEVICE BOARD_ID", bl.encode_get_device(info.BOARD_ID)),
             board_rev=self.word("GET_DEVICE BOARD_REV", bl.encode_get_device(info.BOARD_REV)),
             flash_size=self.word("GET_DEVICE FLASH_SIZE", bl.encode_get_device(info.FLASH_SIZE)),
+            extf_size=extf_size,
         )
+
+    def extf_erase(self, size: int, timeout: float, progress: Progress) -> None:
+        """EXTF_ERASE: INSYNC OK at once, percent bytes, then INSYNC OK, within `timeout`."""
+        what = f"EXTF_ERASE of {size} bytes"
+        self.ok(what, bl.encode_extf_erase(size))
+        deadline = Deadline(timeout)
+        percent = 0
+        while True:
+            try:
+                state = bl.parse_extf_erase(self._rx, percent)
+            except bl.BootloaderCodecError as exc:
+                self._rx.clear()
+                raise FlashError(f"bootloader on {self.url}: {what}: {exc}") from None
+            del self._rx[: state.consumed]
+            if state.percent != percent:
+                percent = state.percent
+                progress(percent, 100, "erase")
+            if state.done is not None:
+                if state.done is not bl.Status.OK:
+                    raise FlashError(
+                        f"bootloader on {self.url}: {what} refused ({state.done.name}) after "
+                        f"{percent} %"
+                    )
+                return
+            if deadline.expired:
+                raise FlashError(
+                    f"bootloader on {self.url}: {what}: not done within {timeout:.1f} s "
+                    f"(at {percent} %)"
+                )
+            chunk = self.link.read(max(0.0, deadline.remaining))
+            if chunk is not None:
+                self._rx += chunk.data
 
 
 class SerialFlasher(Flasher):
@@ -205,12 +279,19 @@ class SerialFlasher(Flasher):
         reply_timeout: float = 2.0,
         erase_timeout: float = 30.0,
         mavlink_timeout: float = 10.0,
+        reboot_wait: float = 3.0,
+        probe_timeout: float = 0.5,
     ) -> None:
         super().__init__(usb_serial, registry_dir=registry_dir, progress=progress)
         self.port_timeout = port_timeout
         self.reply_timeout = reply_timeout
         self.erase_timeout = erase_timeout
         self.mavlink_timeout = mavlink_timeout
+        self.reboot_wait = reboot_wait
+        """Seconds to wait for the bootloader after each unacknowledged reboot variant."""
+        self.probe_timeout = probe_timeout
+        self.reboot_attempts: list[str] = []
+        """Each reboot variant tried on the last flash, and what came of it."""
 
     # -- the whole job ----------------------------------------------------------------
     def flash(self, image: FirmwareImage, *, force: bool = False) -> FlashResult:
@@ -220,18 +301,26 @@ class SerialFlasher(Flasher):
         checked = preflight.check_image(image, self._target_before_reboot())
         expected = self._expected_version(image, checked)
         port = self._find(None, "its port")
+        state = self._state(port)
         old_version = None
-        if port.state == "app":
-            old_version = self._enter_bootloader(port.device)
-        elif port.state != "bootloader":
+        if state in (discovery.APP, discovery.UNKNOWN):  # an unknown VID:PID counts as an app
+            old_version, loader_port = self._enter_bootloader(port)
+        elif state == "bootloader":
+            loader_port = port
+        elif state == discovery.USB_UART:
+            raise FlashError(
+                f"USB serial {self.usb_serial} on {port.device} is a USB-UART adapter "
+                f"({port.description or port.usb}), not a flight controller's USB port: check "
+                "the board's usb_serial in the rig file"
+            )
+        else:
             raise FlashError(
                 f"board {self.usb_serial} is in state {port.state!r} on {port.device}: the serial "
                 "bootloader path needs it in its application or bootloader"
             )
-        loader_port = self._find("bootloader", "its bootloader port after the reboot")
         with BootloaderLink(loader_port.device, reply_timeout=self.reply_timeout) as link:
             outcome = self._program(link, image, None, force)
-        new_version = self._confirm(expected)
+        new_version = self._confirm(expected, loader_port)
         skipped, written, seconds, write_seconds = outcome
         return FlashResult(
             usb_serial=self.usb_serial,
@@ -281,6 +370,61 @@ class SerialFlasher(Flasher):
                 f"board {self.usb_serial}: waited {self.port_timeout:.1f} s for {what}: {exc}"
             ) from None
 
+    def _ambiguous(self, port: PortInfo) -> bool:
+        """A real port whose VID:PID both the application and the bootloader use, and whose
+        product string did not say which (it would have classified as bootloader)."""
+        return (
+            port.source == "usb"
+            and (port.vid, port.pid) in SHARED_APP_BOOTLOADER_IDS
+            and port.state in (discovery.APP, discovery.UNKNOWN)
+        )
+
+    def _state(self, port: PortInfo) -> str:
+        """The port's state, a GET_SYNC probe settling an ambiguous one."""
+        if not self._ambiguous(port):
+            return port.state
+        return "bootloader" if self._answers_get_sync(port.device) else "app"
+
+    def _answers_get_sync(self, url: str) -> bool:
+        """True when a bootloader answers GET_SYNC on `url` within `probe_timeout`
+        (uploader.py tells its bootloader from the application the same way)."""
+        try:
+            with BootloaderLink(url, reply_timeout=self.probe_timeout) as link:
+                link.drain(0.02)
+                return link.request("GET_SYNC probe", bl.encode_get_sync()).ok
+        except (HilError, OSError):
+            return False
+
+    def _find_again(
+        self, previous: PortInfo, state: str, what: str, timeout: float | None = None
+    ) -> PortInfo:
+        """The board's port in `state` after a reboot: by serial where it identifies the
+        board, else by USB location; an ambiguous port is probed until `timeout`."""
+        limit = self.port_timeout if timeout is None else timeout
+        deadline = Deadline(limit)
+        while True:
+            try:
+                port = find_port_again(
+                    previous,
+                    self.registry_dir,
+                    timeout=max(0.0, deadline.remaining),
+                    state=None if previous.usb is not None else state,
+                )
+            except PortNotFound as exc:
+                raise FlashError(
+                    f"board {self.usb_serial}: waited {limit:.1f} s for {what}: {exc}"
+                ) from None
+            if self._state(port) == state or (
+                state == discovery.APP and port.state == discovery.UNKNOWN
+            ):
+                return port
+            if deadline.expired:
+                raise FlashError(
+                    f"board {self.usb_serial}: waited {limit:.1f} s for {what}: its port "
+                    f"{port.device} stayed in state {self._state(port)!r}"
+                )
+            time.sleep(0.05)
+
     # -- application side -------------------------------------------------------------
     def _mavlink(self, url: str):
         from hil.autopilot.mavlink import MavlinkAutopilot
@@ -304,9 +448,11 @@ class SerialFlasher(Flasher):
         autopilot.conn.close()
         autopilot.close()
 
-    def _enter_bootloader(self, url: str) -> str | None:
-        from hil.mavlink.dialect import mavlink
-
+    def _enter_bootloader(self, port: PortInfo) -> tuple[str | None, PortInfo]:
+        """Check the application is disarmed, then ask it into its bootloader with each of
+        `REBOOT_VARIANTS` in turn until the bootloader's port appears; each attempt is
+        bounded and named in the final error."""
+        url = port.device
         try:
             autopilot = self._mavlink(url)
         except HilError as exc:
@@ -314,32 +460,74 @@ class SerialFlasher(Flasher):
                 f"board {self.usb_serial}: its application on {url} did not answer MAVLink "
                 f"within {self.mavlink_timeout:.1f} s ({exc}); power-cycle it into its bootloader"
             ) from None
+        self.reboot_attempts = []
         try:
             version = self._version_text(autopilot)
             if autopilot.armed:
                 raise FlashError(
                     f"board {self.usb_serial} on {url} is armed: disarm it before flashing"
                 )
-            try:
-                autopilot.command(
-                    mavlink.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, 3, timeout=self.mavlink_timeout
-                )
-            except HilError as exc:
-                raise FlashError(
-                    f"board {self.usb_serial} on {url} refused to reboot into its bootloader: {exc}"
-                ) from None
+            for name, send in zip(REBOOT_VARIANTS, self._reboot_senders(autopilot), strict=True):
+                try:
+                    wait = send()
+                except CommandRefused as exc:
+                    raise FlashError(
+                        f"board {self.usb_serial} on {url} refused to reboot into its "
+                        f"bootloader: {exc}"
+                    ) from None
+                except HilError as exc:
+                    self.reboot_attempts.append(f"{name}: {exc}")
+                    continue
+                try:
+                    loader = self._find_again(port, "bootloader", "its bootloader port", wait)
+                except FlashError:
+                    self.reboot_attempts.append(f"{name}: no bootloader port within {wait:.1f} s")
+                    continue
+                self.reboot_attempts.append(f"{name}: bootloader on {loader.device}")
+                return version, loader
         finally:
             self._close(autopilot)
-        return version
+        tried = "; ".join(f"{n}) {a}" for n, a in enumerate(self.reboot_attempts, 1))
+        raise FlashError(
+            f"board {self.usb_serial} on {url} did not reboot into its bootloader: {tried}; "
+            "power-cycle it into its bootloader"
+        )
+
+    def _reboot_senders(self, autopilot) -> list[Callable[[], float]]:
+        """One sender per `REBOOT_VARIANTS` entry; each returns how long to wait for the
+        bootloader's port afterwards."""
+        from hil.mavlink.dialect import mavlink
+
+        reboot = mavlink.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN
+        ack_timeout = min(self.mavlink_timeout, 2.0)
+
+        def to_board() -> float:
+            autopilot.command(reboot, 3, timeout=ack_timeout, retries=0)
+            return self.port_timeout
+
+        def broadcast() -> float:
+            autopilot.conn.send(
+                mavlink.MAVLink_command_long_message(0, 0, reboot, 0, 3, 0, 0, 0, 0, 0, 0)
+            )
+            return self.reboot_wait
+
+        def nsh(line: bytes) -> Callable[[], float]:
+            def send() -> float:
+                autopilot.conn.send_bytes(NSH_INIT + line)
+                return self.reboot_wait
+
+            return send
+
+        return [to_board, broadcast, nsh(NSH_REBOOT_BL), nsh(NSH_REBOOT)]
 
     @staticmethod
     def _version_text(autopilot) -> str | None:
         ident = autopilot.identity
         return ident.firmware_version if ident is not None else None
 
-    def _confirm(self, expected: tuple[str | None, int | None]) -> str | None:
+    def _confirm(self, expected: tuple[str | None, int | None], loader: PortInfo) -> str | None:
         """Find the application again and check AUTOPILOT_VERSION says the new version."""
-        port = self._find("app", "its application port after REBOOT")
+        port = self._find_again(loader, "app", "its application port after REBOOT")
         try:
             autopilot = self._mavlink(port.device)
         except HilError as exc:
@@ -369,17 +557,25 @@ class SerialFlasher(Flasher):
         """Check, erase, write, verify, reboot; `payload` defaults to `app_payload(image)`."""
         image = in_app_area(image)
         url = link.url
+        extf = image.extf_image
         link.sync()
-        facts = link.device()
+        facts = link.device(extf=extf is not None)
         try:
             self._check_fits(url, image, facts)
+            if extf is not None:
+                self._check_extf(url, image, extf, facts)
         except FlashError:
             self._reboot(link)  # the old firmware keeps running
             raise
         if payload is None:
             payload = app_payload(image)  # bounded: the image fits FLASH_SIZE
         image_crc = bl.flash_crc(payload, facts.flash_size)
-        if not force and link.word("GET_CRC", bl.encode_get_crc()) == image_crc:
+        extf_crc = bl.extf_crc(extf, len(extf)) if extf is not None else None
+        if (
+            not force
+            and link.word("GET_CRC", bl.encode_get_crc()) == image_crc
+            and (extf is None or self._extf_crc_on_board(link, len(extf)) == extf_crc)
+        ):
             self._reboot(link)
             return True, 0, 0.0, 0.0
         started = time.monotonic()
@@ -391,7 +587,7 @@ class SerialFlasher(Flasher):
             self.progress(1, 1, "erase")
             write_started = time.monotonic()
             self.progress(0, total, "write")
-            self._write(link, payload, total)
+            self._write(link, bl.prog_multi_requests(payload), total)
             write_seconds = time.monotonic() - write_started
             self.progress(0, 1, "verify")
             board_crc = link.word("GET_CRC", bl.encode_get_crc())
@@ -401,21 +597,70 @@ class SerialFlasher(Flasher):
                     f"0x{image_crc:08X}"
                 )
             self.progress(1, 1, "verify")
+            if extf is not None and extf_crc is not None:
+                extf_total, extf_seconds = self._program_extf(link, extf, extf_crc)
+                total += extf_total
+                write_seconds += extf_seconds
         except Exception as exc:  # noqa: BLE001 - whatever stopped it, the board waits in its bootloader
             raise FlashInterrupted(self.usb_serial, self.method, _reason(exc)) from exc
         seconds = time.monotonic() - started
         self._reboot(link)
         return False, total, seconds, write_seconds
 
-    def _write(self, link: BootloaderLink, payload: bytes, total: int) -> None:
-        """PROG_MULTI the payload, one request in flight at a time (a real bootloader's
-        receive buffer holds one).
+    def _check_extf(self, url: str, image: FirmwareImage, extf: bytes, facts: DeviceFacts) -> None:
+        """An image for external flash needs a bootloader with EXTF and room for it."""
+        if facts.extf_size is None:
+            raise preflight.refuse(
+                image,
+                f"it carries {len(extf)} bytes for external flash, but the bootloader on {url} "
+                "has no external flash support (GET_DEVICE EXTF_SIZE answered INVALID); update "
+                "the bootloader or use a build without extf_image",
+            )
+        if len(extf) > facts.extf_size:
+            raise preflight.refuse(
+                image,
+                f"its {len(extf)} bytes for external flash do not fit the {facts.extf_size} "
+                f"bytes the bootloader on {url} offers",
+            )
+
+    def _extf_crc_on_board(self, link: BootloaderLink, size: int) -> int:
+        what = f"EXTF_GET_CRC of {size} bytes"
+        data = link.ok(what, bl.encode_extf_get_crc(size), 4, timeout=EXTF_CRC_TIMEOUT)
+        return int.from_bytes(data, "little")
+
+    def _program_extf(self, link: BootloaderLink, extf: bytes, expected: int) -> tuple[int, float]:
+        """EXTF_ERASE, EXTF_PROG_MULTI, EXTF_GET_CRC as uploader.py; (bytes, write seconds)."""
+        size = len(extf)
+        link.extf_erase(size, self.erase_timeout, self.progress)
+        total = size + (-size % 4)
+        started = time.monotonic()
+        self.progress(0, total, "write")
+        self._write(link, bl.extf_prog_multi_requests(extf), total, "EXTF_PROG_MULTI")
+        seconds = time.monotonic() - started
+        self.progress(0, 1, "verify")
+        board = self._extf_crc_on_board(link, size)
+        if board != expected:
+            raise FlashError(
+                f"bootloader on {link.url}: external flash CRC after programming is "
+                f"0x{board:08X}, expected 0x{expected:08X}"
+            )
+        self.progress(1, 1, "verify")
+        return total, seconds
+
+    def _write(
+        self,
+        link: BootloaderLink,
+        requests: Iterator[bytes],
+        total: int,
+        label: str = "PROG_MULTI",
+    ) -> None:
+        """Send PROG_MULTI (or EXTF_PROG_MULTI) `requests`, one in flight at a time (a real
+        bootloader's receive buffer holds one).
 
         While the bootloader works on one request, the host builds the next, and it
         reports progress for the acknowledged bytes only after sending the next request:
         the host's own work overlaps the board's instead of adding to each round trip.
         """
-        requests = bl.prog_multi_requests(payload)
         request = next(requests, None)
         if request is None:
             return
@@ -423,7 +668,7 @@ class SerialFlasher(Flasher):
         upcoming = next(requests, None)
         done = 0
         while True:
-            what = lambda at=done: f"PROG_MULTI at +0x{at:X}"  # noqa: E731 - built on error only
+            what = lambda at=done: f"{label} at +0x{at:X}"  # noqa: E731 - built on error only
             link.require_ok(what, link.receive(what))
             done += len(request) - 3
             request = upcoming

@@ -8,6 +8,12 @@ half way leaves an application that does not boot (its magic is missing); GET_CR
 counts the held word as written, as the real bootloader does. Unknown opcodes and
 garbage get INVALID and never stop the loop.
 
+The board's external flash (`extflash.bin` beside `flash.bin`) answers ArduPilot's EXTF
+opcodes as AP_Bootloader's bl_protocol.cpp does: EXTF_ERASE <size> (INSYNC OK, a percent
+byte per step, INSYNC OK), EXTF_PROG_MULTI at a pointer the erase resets, EXTF_GET_CRC
+<size>. With `extf_size=0` the bootloader has none: GET_DEVICE EXTF_SIZE and the EXTF
+opcodes get INVALID, as a bootloader built without EXT_FLASH_SIZE_MB does.
+
 With a valid application the bootloader waits `boot_delay_s` (5 s) for a host, then
 boots it; once a host has synced, or with no valid application, it waits for REBOOT.
 """
@@ -27,16 +33,26 @@ from hil.firmware.bootloader_codec import (
     Opcode,
     Status,
     encode_chip_des_reply,
+    encode_extf_erase_reply,
     encode_reply,
+    extf_crc,
     flash_crc,
 )
 from hil.mavlink.dialect import VFC_BOARD_ID
-from hil.vfc.flash import APP_BASE, APP_SIZE, SECTORS, Flash, FlashError
+from hil.vfc.flash import (
+    APP_BASE,
+    APP_SIZE,
+    EXTF_SECTOR,
+    EXTF_TOTAL,
+    SECTORS,
+    ExternalFlash,
+    Flash,
+    FlashError,
+)
 from hil.vfc.pty import Pty
 
 BL_REV = 5
 BOARD_REV = 0
-EXTF_SIZE = 0
 #: The STM32F4 vector table's first 16 bytes as the F4 bootloader reports them (fixed).
 VEC_AREA = bytes(16)
 CHIP_ID = 0x10016413  # revision 0x1001, device id 0x413: STM32F405/407
@@ -65,6 +81,8 @@ _FIXED_LENGTHS: dict[int, int] = {
     Opcode.REBOOT: 2,
     Opcode.SET_BAUD: 6,
 }
+_EXTF_FIXED_LENGTHS: dict[int, int] = {Opcode.EXTF_ERASE: 6, Opcode.EXTF_GET_CRC: 6}
+_MULTI = frozenset({Opcode.PROG_MULTI, Opcode.EXTF_PROG_MULTI})
 _REQUIRED_INFO = frozenset({DeviceInfo.BL_REV, DeviceInfo.BOARD_ID, DeviceInfo.FLASH_SIZE})
 
 
@@ -84,6 +102,7 @@ class SerialBootloader:
         app_valid: bool = False,
         boot_delay_s: float = BOOT_DELAY_S,
         sector_erase_s: float = SECTOR_ERASE_S,
+        extf_size: int = EXTF_TOTAL,
         on_port: Callable[[str], None] | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -93,6 +112,11 @@ class SerialBootloader:
         self.app_valid = app_valid
         self.sector_erase_s = max(0.0, sector_erase_s)
         self.log = log or (lambda text: print(f"bootloader {usb_serial}: {text}", file=sys.stderr))
+        self.ext_flash = ExternalFlash.beside(flash, extf_size) if extf_size > 0 else None
+        self._extf_offset = 0  # next EXTF_PROG_MULTI offset
+        self._fixed = dict(_FIXED_LENGTHS)
+        if self.ext_flash is not None:
+            self._fixed.update(_EXTF_FIXED_LENGTHS)
         self._rx = bytearray()
         self._rx_at = 0.0
         self._out = bytearray()
@@ -172,7 +196,8 @@ class SerialBootloader:
         rx = self._rx
         while rx and self._reboot_at is None:
             op = rx[0]
-            if op == Opcode.PROG_MULTI:
+            fixed = self._fixed
+            if op in _MULTI and (op == Opcode.PROG_MULTI or self.ext_flash is not None):
                 if len(rx) < 2:
                     need = None
                 elif rx[1] == 0 or rx[1] % 4 or rx[1] > PROG_MULTI_MAX:
@@ -183,8 +208,8 @@ class SerialBootloader:
                     continue
                 else:
                     need = rx[1] + 3
-            elif op in _FIXED_LENGTHS:
-                need = _FIXED_LENGTHS[op]
+            elif op in fixed:
+                need = fixed[op]
             else:
                 del rx[:1]
                 self._reply(Status.INVALID)
@@ -240,6 +265,12 @@ class SerialBootloader:
             self._reply()  # a pty has no baud; the boot delay lives in the board's options
         elif op == Opcode.REBOOT:
             self._reboot()
+        elif op == Opcode.EXTF_ERASE:
+            self._extf_erase(int.from_bytes(args, "little"))
+        elif op == Opcode.EXTF_PROG_MULTI:
+            self._extf_prog_multi(args[1:])
+        elif op == Opcode.EXTF_GET_CRC:
+            self._extf_get_crc(int.from_bytes(args, "little"))
 
     def _get_device(self, arg: int) -> None:
         values = {
@@ -248,8 +279,9 @@ class SerialBootloader:
             DeviceInfo.BOARD_REV: _u32(BOARD_REV),
             DeviceInfo.FLASH_SIZE: _u32(APP_SIZE),
             DeviceInfo.VEC_AREA: VEC_AREA,
-            DeviceInfo.EXTF_SIZE: _u32(EXTF_SIZE),
         }
+        if self.ext_flash is not None:
+            values[DeviceInfo.EXTF_SIZE] = _u32(self.ext_flash.size)
         value = values.get(arg)
         if value is None:
             self._reply(Status.INVALID)
@@ -306,6 +338,42 @@ class SerialBootloader:
         self._prog_offset = offset + len(data)
         self._reply()
 
+    def _extf_erase(self, size: int) -> None:
+        ext = self.ext_flash
+        if ext is None or not self.host_ready or size > ext.size:
+            self._reply(Status.INVALID)
+            return
+        self.log(f"erasing {size} bytes of external flash")
+        self._reply()  # at once, before the erase, as bl_protocol.cpp
+        sectors = ext.erase(size)
+        percents = [0] + [done * 100 // sectors for done in range(1, sectors)] + [100]
+        self._extf_offset = 0
+        if not self._sleep(self.sector_erase_s * sectors * EXTF_SECTOR / (128 * 1024)):
+            return
+        ext.flush()
+        self._out += encode_extf_erase_reply(percents)
+
+    def _extf_prog_multi(self, data: bytes) -> None:
+        ext = self.ext_flash
+        if ext is None or not self.host_ready or self._extf_offset + len(data) > ext.size:
+            self._reply(Status.INVALID)
+            return
+        ext.write(self._extf_offset, data)
+        if ext.read(self._extf_offset, len(data)) != data:
+            self.log(f"external flash verify failed at +0x{self._extf_offset:X} (not erased?)")
+            self._reply(Status.FAILED)
+            return
+        self._extf_offset += len(data)
+        self._reply()
+
+    def _extf_get_crc(self, size: int) -> None:
+        ext = self.ext_flash
+        if ext is None or size > ext.size:
+            self._reply(Status.INVALID)
+            return
+        ext.flush()
+        self._reply(Status.OK, _u32(extf_crc(ext.read(0, size), size)))
+
     def _read_multi(self, length: int) -> None:
         offset = self._read_offset
         if length == 0 or length % 4 or length > PROG_MULTI_MAX or offset + length > APP_SIZE:
@@ -334,6 +402,8 @@ class SerialBootloader:
             self.flash.write(APP_BASE, self._first_word)
             self._first_word = None
         self.flash.flush()
+        if self.ext_flash is not None:
+            self.ext_flash.flush()
         self._reply()
         self._reboot_at = time.monotonic() + REBOOT_AFTER_S
         self.log("REBOOT: starting the application")

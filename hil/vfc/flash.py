@@ -142,3 +142,58 @@ class Flash:
         """Write the mapping back to the file and to the disk."""
         self._memory().flush()
         os.fsync(self._fd)
+
+
+EXTF_TOTAL = 256 * 1024
+"""The virtual board's external flash: small, as a test fixture needs it, not a real part."""
+EXTF_SECTOR = 4 * 1024
+"""Erase granularity, as the 4 KiB sectors of the QSPI NOR parts ArduPilot boards carry."""
+EXTF_FILE = "extflash.bin"
+
+
+class ExternalFlash:
+    """The board's external (QSPI) flash: a file beside `flash.bin`, NOR semantics, erased
+    in `EXTF_SECTOR` steps. Small enough to read and write whole on every access."""
+
+    def __init__(self, path: Path | str, size: int = EXTF_TOTAL) -> None:
+        self.path = Path(path)
+        self.size = size
+        if not self.path.exists() or self.path.stat().st_size != size:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_bytes(b"\xff" * size)
+        self._data = bytearray(self.path.read_bytes())
+
+    @classmethod
+    def beside(cls, flash: Flash, size: int = EXTF_TOTAL) -> ExternalFlash:
+        """The external flash file next to `flash`'s file."""
+        return cls(flash.path.with_name(EXTF_FILE), size)
+
+    def _check(self, offset: int, length: int) -> None:
+        if length < 0 or offset < 0 or offset + length > self.size:
+            raise FlashError(
+                f"external flash access +0x{offset:X}+{length} is outside its {self.size} bytes"
+            )
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check(offset, length)
+        return bytes(self._data[offset : offset + length])
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Program `data` at `offset`: bits can only go from 1 to 0."""
+        self._check(offset, len(data))
+        for i, byte in enumerate(data):
+            self._data[offset + i] &= byte
+
+    def erase(self, length: int) -> int:
+        """Erase the sectors holding the first `length` bytes; returns how many sectors."""
+        self._check(0, length)
+        sectors = -(-length // EXTF_SECTOR)
+        end = min(self.size, sectors * EXTF_SECTOR)
+        self._data[:end] = b"\xff" * end
+        return sectors
+
+    def flush(self) -> None:
+        with open(self.path, "r+b") as handle:
+            handle.write(self._data)
+            handle.flush()
+            os.fsync(handle.fileno())
