@@ -275,7 +275,18 @@ class MavlinkAutopilot:
             t0 = self.vehicle_time
         state: dict[str, Any] = {"cursor": cursor}
 
+        late_at = t0 + within if vehicle_time else math.inf
+        history = self._history
+
         def done() -> bool:
+            # Called after every step of the loop, in its thread (the one that appends to
+            # the history): most steps bring no new record, and cost only this check.
+            if (
+                self._failure is None
+                and (not history or history[-1].seq <= state["cursor"])
+                and self.vehicle_time <= late_at
+            ):
+                return False
             with self._cond:
                 if self._failure is not None:
                     return True
@@ -289,7 +300,7 @@ class MavlinkAutopilot:
                     if hit:
                         state["found"] = record.msg
                         return True
-                if vehicle_time and self.vehicle_time > t0 + within:
+                if self.vehicle_time > late_at:
                     state["late"] = True
                     return True
             return False

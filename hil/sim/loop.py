@@ -158,6 +158,7 @@ class ClosedLoop(InjectionSchedule):
         self._gate = threading.Condition()
         self._gated = False
         self._released = False
+        self._stepping = False  # the loop thread is between a release and its pause
         self._until: Callable[[], bool] | None = None
         #: time_usec of every HIL_ACTUATOR_CONTROLS taken: the board's own per-loop stamps
         #: (its sample times in plain lockstep, its loop clock with a loop-time model).
@@ -296,15 +297,15 @@ class ClosedLoop(InjectionSchedule):
                 self._stepping = False
                 gate.notify_all()
 
-    _stepping = False
-
     def _run(self) -> None:
         wall0 = time.monotonic()
         last = wall0
         try:
             if self._gated:
-                self._run_gated()
-                last = time.monotonic()
+                try:
+                    self._run_gated()
+                finally:
+                    last = time.monotonic()  # _run_gated counts its own stepping time
                 self._drain()
             elif self.config.lockstep:
                 while not self._stop.is_set():
