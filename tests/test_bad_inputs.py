@@ -206,16 +206,20 @@ def test_hil_boards_names_the_firmware_of_an_msp_board(tmp_path):
 def test_a_missing_board_is_an_error_found_once_and_never_a_firmware_failure(tmp_path):
     for name in ("one", "two", "three"):
         (tmp_path / f"{name}.toml").write_text(QUICK.format(name=name, duration=1.0))
-    start = time.monotonic()
     result = _run(tmp_path, *(str(tmp_path / f"{n}.toml") for n in ("one", "two", "three")),
                   "--rig", str(_missing_rig(tmp_path)))
-    elapsed = time.monotonic() - start
     assert result.returncode == EXIT_BOARD, result.stdout + result.stderr
     out = result.stdout
     assert "3 errors" in out and "failed" not in out and "passed" not in out
     reason = "BoardUnavailable: board fc1: no port with USB serial 'NOSUCHBOARD' after 10.0 s"
     assert out.count(reason) == 3 and "Traceback" not in out
-    assert elapsed < 10.0 + 15.0  # the board's own 10 s once; the others fail at once
+    # Looked for once, within the board's own 10 s: JUnit's per-item times show the first
+    # scenario waited and the others did not wait at all (whatever the host's load).
+    import xml.etree.ElementTree as ET
+
+    times = [float(case.get("time", "0")) for case in ET.parse(tmp_path / "report" / "junit.xml").iter("testcase")]
+    assert len(times) == 3 and times[0] >= 10.0, times
+    assert max(times[1:]) < times[0] / 2, times
 
 
 def _children(pid: int) -> list[int]:
