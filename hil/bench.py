@@ -138,9 +138,9 @@ class _Meter:
 
 def step_cost(steps: int = 20_000, repeats: int = 3) -> tuple[Figure, Figure]:
     """Harness work per lockstep step, without the board: median and p99 in microseconds."""
+    from hil import geo
     from hil.mavlink.dialect import new_codec
     from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, FrameReader
-    from hil.sim import geo
     from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
     from hil.sim.vehicle import Quadrotor
 
@@ -295,11 +295,11 @@ def timing_error(periods: int = 4000, runs: int = 3, rig_path=None, log: Log = _
     and p99 jitter from them. The figure per run is the larger of the two relative errors
     against the model's expected rate and p99 jitter.
     """
+    from hil.boards.virtual import loop_time_truth
     from hil.rig import DEFAULT_RIG, Rig
     from hil.session import BoardSession
     from hil.sim.loop import ClosedLoop, SimConfig
     from hil.timing import loop_stats
-    from hil.vfc.looptime import LoopTimeModel
 
     errors: list[float] = []
     rows: list[dict[str, float]] = []
@@ -336,8 +336,7 @@ def timing_error(periods: int = 4000, runs: int = 3, rig_path=None, log: Log = _
                 # The first answers after the reconfiguration carry the old clock on: skip them.
                 received = np.asarray(stamps[3:wanted], dtype=np.int64)
                 stats = loop_stats(received, nominal_hz=rate)
-                model = LoopTimeModel(rate, jitter, overrun, seed)
-                truth_rate, truth_p99 = model.expected_rate_hz, model.expected_jitter_us()
+                truth_rate, truth_p99 = loop_time_truth(rate, jitter, overrun, seed)
                 rate_err = abs(stats.rate.value - truth_rate) / truth_rate * 100
                 p99_err = abs(stats.jitter_p99.value - truth_p99) / truth_p99 * 100
                 errors.append(max(rate_err, p99_err))
@@ -665,8 +664,8 @@ def _bench_image(size: int, version: str = "9.9.9") -> Any:
     """A bootable virtual application of `size` bytes: header and config, then filler."""
     from hil.firmware.app_image import build_app
     from hil.firmware.image import FirmwareImage, Segment
+    from hil.firmware.layout import APP_BASE
     from hil.mavlink.dialect import VFC_BOARD_ID
-    from hil.vfc.flash import APP_BASE
 
     head = build_app(board_id=VFC_BOARD_ID, name="HILBench", version=version, loop_rate=400)
     rng = np.random.default_rng(7)
@@ -682,17 +681,9 @@ def _bench_image(size: int, version: str = "9.9.9") -> Any:
 
 def _board(work: Path, *, boot0: bool) -> Any:
     """A virtual board process: with an erased flash it waits in its serial bootloader."""
-    from hil.vfc.process import VirtualBoardProcess
+    from hil.boards.virtual import bare_process
 
-    return VirtualBoardProcess(
-        _FLASH_SERIAL,
-        work / "storage.bin",
-        work / "registry",
-        flash_path=work / "flash.bin",
-        log_path=work / "board.log",
-        boot0=boot0,
-        sector_erase_s=0.0,
-    )
+    return bare_process(work, _FLASH_SERIAL, boot0=boot0)
 
 
 def _serial_noop(work: Path, rounds: int) -> _Span:
@@ -739,10 +730,10 @@ def _dfu_noop(work: Path, rounds: int, poll_s: float) -> tuple[_Span, Any]:
     """
     import usb.util
 
+    from hil.boards.virtual_usb import VirtualBackend
     from hil.firmware.dfuse_codec import REQUEST_TYPE_IN, DfuRequest
     from hil.flash.dfu_flasher import DfuFlasher
     from hil.flash.wait import DeadlineWaiter
-    from hil.usb import VirtualBackend
 
     board = _board(work, boot0=True)
     board.start()
@@ -785,21 +776,21 @@ def flash_throughput(method: str, runs: int = 3, size_kib: int = 512, log: Log =
     mean. Wall, host-thread CPU and board-process CPU per request, for the no-ops and for
     the write phase, show where a gap comes from.
     """
+    from hil.boards.virtual import DFU_BLOCK_PROGRAM_S, DFU_TRANSFER_SIZE
+    from hil.boards.virtual_usb import VirtualBackend
     from hil.flash.dfu_flasher import DfuFlasher
     from hil.flash.serial_flasher import SerialFlasher
     from hil.mavlink.dialect import VFC_BOARD_ID
-    from hil.usb import VirtualBackend
-    from hil.vfc.dfu_device import TRANSFER_SIZE, DfuTiming
 
     if method not in ("serial", "dfu"):
         raise HilError(f"bench: flashing method {method!r} is not serial or dfu")
     size = size_kib * 1024
     image = _bench_image(size)
-    poll_s = DfuTiming().program_ms / 1000.0  # what the board process's DFU device asks for
+    poll_s = DFU_BLOCK_PROGRAM_S  # what the board process's DFU device asks for
     # Requests per write: one PROG_MULTI per 252 bytes; per DFU block DNLOAD + 2 GETSTATUS
     # (the address pointer is set once per contiguous region, DfuSe block numbers place
     # the blocks after it).
-    chunk = 252 if method == "serial" else TRANSFER_SIZE
+    chunk = 252 if method == "serial" else DFU_TRANSFER_SIZE
     chunks = -(-size // chunk)
     # As many no-ops as the write makes (DFU: block-shaped cycles): both span a similar
     # time, so load from other processes weighs on the limit as it weighs on the flash.
@@ -881,7 +872,7 @@ def flash_throughput(method: str, runs: int = 3, size_kib: int = 512, log: Log =
     else:
         name = "flash via DFU, % of limit"
         how = (
-            f"limit = {TRANSFER_SIZE} B per block-shaped no-op cycle in dfuIDLE: 2 GETSTATUS "
+            f"limit = {DFU_TRANSFER_SIZE} B per block-shaped no-op cycle in dfuIDLE: 2 GETSTATUS "
             f"back to back, the {poll_s * 1e3:.0f} ms pollTimeout the device asks, 1 GETSTATUS "
             "(a block is DNLOAD, GETSTATUS, the wait, GETSTATUS); the flasher sets the address "
             "once per contiguous region, DfuSe block numbers place the blocks after it; the "

@@ -14,9 +14,10 @@ def _state_dir(args: argparse.Namespace) -> Path:
     """Where the rig's virtual boards keep their flash and parameters between commands."""
     if args.state_dir:
         return Path(args.state_dir)
-    from hil.plugin import _resolve_rig_path
+    from hil.pytest_plugin.options import resolve_rig_path
+    from hil.rig import state_dir
 
-    return Path(".hil") / "rigs" / _resolve_rig_path(args.rig).stem
+    return state_dir(resolve_rig_path(args.rig))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -60,13 +61,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _check_run_inputs(args: argparse.Namespace, targets: list[str]) -> None:
     """Refuse a broken rig file, an unknown --board or a broken scenario file before
     pytest starts: one line and exit code 4, not a traceback per scenario."""
-    from hil.plugin import _resolve_rig_path, scenario_paths
+    from hil.pytest_plugin.items import scenario_paths
+    from hil.pytest_plugin.options import resolve_rig_path
     from hil.rig import Rig
     from hil.scenario.load import load_scenario, parse_seeds
 
     if args.seeds:
         parse_seeds(args.seeds)
-    rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
+    rig = Rig.load(resolve_rig_path(args.rig), work_dir=_state_dir(args))
     try:
         rig.select(args.board)
     finally:
@@ -76,13 +78,13 @@ def _check_run_inputs(args: argparse.Namespace, targets: list[str]) -> None:
 
 
 def _cmd_boards(args: argparse.Namespace) -> int:
-    from hil.plugin import _resolve_rig_path
+    from hil.pytest_plugin.options import resolve_rig_path
     from hil.rig import Rig
     from hil.session import session_for
 
     if not args.timeout > 0:
         raise ConfigError(f"--timeout {args.timeout}: give a positive number of seconds")
-    rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
+    rig = Rig.load(resolve_rig_path(args.rig), work_dir=_state_dir(args))
     unreachable: list[str] = []
     try:
         def identify(board) -> str:
@@ -103,7 +105,7 @@ def _cmd_boards(args: argparse.Namespace) -> int:
         print(f"{row.name:12} {row.type:8} {row.state:9} {row.usb_serial:14} {row.port:22} {row.firmware}")
     from hil.usb.discovery import list_usb_boards
 
-    seen = list_usb_boards(real=True, virtual=False)
+    seen = list_usb_boards(real=True)
     print(f"\nflight controllers and bootloaders on USB: {len(seen) or 'none'}")
     for dev in seen:
         where = f"bus {dev.bus} addr {dev.address}" if dev.bus is not None else ""
@@ -120,7 +122,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     from hil.firmware.image import load_image
     from hil.flash.base import FlashInterrupted
     from hil.locks import BoardLock
-    from hil.plugin import _resolve_rig_path
+    from hil.pytest_plugin.options import resolve_rig_path
     from hil.rig import Rig
 
     def again() -> str:
@@ -134,7 +136,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
 
     base = int(args.base_address, 0) if args.base_address else None
     image = load_image(args.image, base_address=base)
-    rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
+    rig = Rig.load(resolve_rig_path(args.rig), work_dir=_state_dir(args))
     try:
         board = rig.select(args.board)
         with BoardLock(board.usb_serial or board.name, board.lock_dir, wait=args.lock_wait):

@@ -384,9 +384,9 @@ def exit_status(checks: Sequence[Check]) -> int:
 
 
 def _cmd_doctor(args: Any) -> int:
-    from hil.plugin import _resolve_rig_path
+    from hil.pytest_plugin.options import resolve_rig_path
 
-    path = _resolve_rig_path(args.rig)
+    path = resolve_rig_path(args.rig)
     rig = Rig.load(path)  # a scratch state directory: nothing of another run's is touched
     try:
         print(f"rig {rig.name} ({path})")

@@ -263,10 +263,11 @@ def fly(
 
 def load_onto(board, image_path: Path, method: str = "serial") -> dict[str, Any]:
     """Put the image on the board (flash it, or for a SITL board run that executable)."""
-    if board.board_class == "msp" and hasattr(board, "use_executable"):
+    use_executable = getattr(board, "use_executable", None)  # a SITL board runs the image
+    if use_executable is not None:
         import hashlib
 
-        board.use_executable(image_path)
+        use_executable(image_path)
         digest = hashlib.sha256(image_path.read_bytes()).hexdigest()
         return {"path": str(image_path), "sha256": digest, "version": "?", "how": "executable"}
     from hil.firmware.image import ImageError, load_image
@@ -309,7 +310,7 @@ def run_gate(
     board = rig.select(board_name)
     applicable = [s for s in scenarios if board.board_class in s.applies_to]
     skipped = [s.name for s in scenarios if board.board_class not in s.applies_to]
-    lacked = {s.name: why for s in applicable if (why := s.lacked_by(board.profile)) is not None}
+    lacked = {s.name: why for s in applicable if (why := s.lacked_by(board.profile, board.capabilities)) is not None}
     applicable = [s for s in applicable if s.name not in lacked]
     if not applicable:
         why = "".join(f"; {name}: {reason}" for name, reason in lacked.items())
@@ -421,9 +422,8 @@ def _scenario_files(targets: Sequence[str]) -> list[Path]:
 def _cmd_gate(args) -> int:
     import sys
 
-    from hil.cli import _state_dir
-    from hil.plugin import _resolve_rig_path
-    from hil.rig import Rig
+    from hil.pytest_plugin.options import resolve_rig_path
+    from hil.rig import Rig, state_dir
     from hil.scenario.load import load_scenario
 
     targets = list(args.scenarios) or ["scenarios"]
@@ -435,7 +435,8 @@ def _cmd_gate(args) -> int:
     if not 0.0 < args.alpha < 1.0:
         raise ConfigError(f"--alpha {args.alpha}: give a level between 0 and 1")
     report = Path(args.report or f"hil-runs/gate-{time.strftime('%Y%m%d-%H%M%S')}")
-    rig = Rig.load(_resolve_rig_path(args.rig), work_dir=_state_dir(args))
+    rig_path = resolve_rig_path(args.rig)
+    rig = Rig.load(rig_path, work_dir=state_dir(rig_path, args.state_dir))
     try:
         result = run_gate(
             rig, args.board, Path(args.baseline), Path(args.candidate), scenarios,

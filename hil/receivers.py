@@ -16,11 +16,13 @@ cannot) told to expect upright SBUS.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from hil.errors import ConfigError, PortNotFound
+from hil.names import SAFE_NAME, SAFE_NAME_RULE
 
 ROLES = ("gps", "rc")
 PROTOCOLS: Mapping[str, tuple[str, ...]] = {"gps": ("ubx", "nmea"), "rc": ("crsf", "sbus")}
@@ -62,7 +64,14 @@ FRAMING: Mapping[str, Framing] = {
                     "an NMEA GPS UART runs 8N1 at a CFG-PRT rate (PROTOCOLS.md sections 6, 14)"),
 }  # fmt: skip
 
-_KEYS = ("role", "protocol", "device", "usb_serial", "baud", "parity", "stop_bits", "inverted", "inverter")
+_FC_PORT = re.compile(r"[A-Za-z]{2,8}[0-9]{1,2}")
+_URL = re.compile(r"(socket|rfc2217)://[A-Za-z0-9.\-]+:[0-9]{1,5}(\?[A-Za-z0-9_=&.]*)?")
+_KEYS = (
+    "role", "protocol", "device", "usb_serial", "baud", "parity", "stop_bits", "inverted", "inverter", "fc_port",
+)
+#: pyserial URL schemes a receiver `device` may be (a network serial server, or a SITL's
+#: TCP UART standing in for a board); the host's framing settings do not reach the far end.
+URL_SCHEMES = ("socket://", "rfc2217://")
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ class Receiver:
     stop_bits: int = 1
     inverted: bool = False
     inverter: str = "none"
+    #: The flight controller's port it is wired to ("UART2", "SERIAL4"); "" if unsaid.
+    fc_port: str = ""
 
     @property
     def virtual(self) -> bool:
@@ -163,7 +174,12 @@ def _parse_one(where: str, table: Any, *, virtual: bool) -> Receiver:
     if inverter not in INVERTERS:
         raise ConfigError(f"{where}.inverter = {_show(inverter)}: must be one of: {', '.join(INVERTERS)}")
     _check_inversion(where, protocol, inverted, inverter, virtual=virtual)
-    return Receiver(role, protocol, device, usb_serial, baud, parity, stop_bits, inverted, inverter)
+    fc_port = table.get("fc_port", "")
+    if not isinstance(fc_port, str) or (fc_port and not _FC_PORT.fullmatch(fc_port)):
+        raise ConfigError(
+            f"{where}.fc_port = {_show(fc_port)}: must name the flight controller's port, e.g. \"UART2\" or \"SERIAL4\""
+        )
+    return Receiver(role, protocol, device, usb_serial, baud, parity, stop_bits, inverted, inverter, fc_port.upper())
 
 
 def _wiring(where: str, table: Mapping[str, Any], *, virtual: bool) -> tuple[str, str]:
@@ -180,10 +196,11 @@ def _wiring(where: str, table: Mapping[str, Any], *, virtual: bool) -> tuple[str
             "(the USB serial number of a USB-UART adapter; `hil doctor` lists them)"
         )
     if device is not None and not _is_device_path(device):
-        raise ConfigError(f"{where}.device = {_show(device)}: must be an absolute device path such as \"/dev/ttyUSB0\"")
+        raise ConfigError(
+            f"{where}.device = {_show(device)}: must be an absolute device path such as \"/dev/ttyUSB0\", "
+            "or a network serial URL (socket://host:port, rfc2217://host:port)"
+        )
     if usb_serial is not None:
-        from hil.rig import SAFE_NAME, SAFE_NAME_RULE
-
         if not isinstance(usb_serial, str) or SAFE_NAME.fullmatch(usb_serial) is None:
             raise ConfigError(f"{where}.usb_serial = {_show(usb_serial)}: must be a string of {SAFE_NAME_RULE}")
     return str(device or ""), str(usb_serial or "")
@@ -192,7 +209,7 @@ def _wiring(where: str, table: Mapping[str, Any], *, virtual: bool) -> tuple[str
 def _is_device_path(value: Any) -> bool:
     return (
         isinstance(value, str)
-        and value.startswith("/")
+        and (value.startswith("/") or _URL.fullmatch(value) is not None)
         and len(value) < 4096
         and not any(ord(c) < 32 or ord(c) == 127 for c in value)
     )

@@ -12,8 +12,10 @@ A rig file is TOML:
 
 Board types register by entry point, in the `hil.boards` group, so a firmware can be added
 from another package: `[project.entry-points."hil.boards"] my-board = "pkg.mod:MyBoard"`.
-The built-in types are listed there too, and found from a source tree without package
-metadata. Each type names its firmware profile (`profile_name`, see hil.profiles), where
+The built-in types (hil.boards: `virtual`, `mavlink`, `betaflight`; hil.sitl:
+`betaflight-sitl`) are listed there too, and found from a source tree without package
+metadata. This module holds what every type shares (`Board`, `RigKey`, the registry of
+types) and imports none of them. Each type names its firmware profile (`profile_name`, see hil.profiles), where
 its mode names, failsafe facts and arming procedure live. Board types differ by data and
 by the class registered for them, never by branches spread through the harness. Each
 type declares its keys (`KEYS`, key -> `RigKey`), so a value of the wrong type is refused
@@ -39,17 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from hil.errors import ConfigError, HilError, PortNotFound
-from hil.links import registry
-from hil.links.ports import find_port
-from hil.mavlink.dialect import VFC_BOARD_ID
-from hil.profiles import DEFAULT_PROFILE, FirmwareProfile, profile, profile_names
-from hil.receivers import Receiver, parse_receivers, receiver_device, virtual_receiver
+from hil.names import SAFE_NAME, SAFE_NAME_RULE
+from hil.profiles import FirmwareProfile, profile, profile_names
+from hil.receivers import Receiver, parse_receivers, receiver_device
 
 DEFAULT_RIG = Path(__file__).resolve().parent / "data" / "virtual.toml"
 
-#: Board names and USB serial numbers: they name files and directories of the board.
-SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
-SAFE_NAME_RULE = "1 to 64 characters from A-Z a-z 0-9 . _ -, not starting with a dot"
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}")
 _MAX_TEXT = 4096
 
@@ -60,7 +57,8 @@ class RigKey:
 
     `kind` is one of: name (SAFE_NAME), version, text, path (a file path, relative to the
     rig file), integer, number, boolean, choice, tables (an array of tables, each checked
-    by its own parser: `[[board.receiver]]`, hil.receivers).
+    by its own parser: `[[board.receiver]]`, hil.receivers), table (one table, checked by
+    the board type: `[board.stand_in]`).
     """
 
     kind: str
@@ -86,6 +84,8 @@ class RigKey:
             return "must be one of: " + ", ".join(self.choices)
         if self.kind == "tables":
             return "must be an array of tables ([[board.receiver]] under its [[board]])"
+        if self.kind == "table":
+            return "must be a table ([board.stand_in] under its [[board]], or { key = value, ... })"
         noun = "a whole number" if self.kind == "integer" else "a number"
         return f"must be {noun} from {_num(self.min)} to {_num(self.max)}{unit}"
 
@@ -95,6 +95,8 @@ class RigKey:
             return isinstance(value, bool)
         if kind == "tables":
             return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+        if kind == "table":
+            return isinstance(value, dict)
         if kind in ("integer", "number"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return False
@@ -127,7 +129,7 @@ def _num(x: float | None) -> str:
     return "any" if x is None else f"{x:g}"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value as the file spelled it, on one line and not too long."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -164,10 +166,32 @@ class Board(ABC):
         """What the firmware on this board is: modes, failsafe facts, arming, reboots."""
         return profile(self.profile_name)
 
+    #: The session (`hil.session`) a test opens on this board, as "module:Class": how it
+    #: connects, gets ready and flies a scenario. MAVLink boards by default.
+    session_type: str = "hil.session:BoardSession"
+    #: What the board can do beyond the firmware profile's words, for scenarios that need
+    #: it (hil.scenario.model.Needs): "physics" (the harness flies the vehicle),
+    #: "arm_switch" (armed by an RC switch the harness holds), "rc_receiver" (RC through
+    #: a receiver UART), "link_statistics" (the receiver reports RSSI/LQ to the firmware).
+    capabilities: frozenset[str] = frozenset({"physics"})
+
     @property
     def lockstep(self) -> bool:
         """True when the board follows the simulator's clock."""
         return False
+
+    def reset_configuration(self) -> bool:
+        """Put the board's configuration back to what tests start from; True if it changed
+        (the board may have rebooted). Board types that can do so override this."""
+        return False
+
+    def power_cycle(self) -> None:
+        """Cut and restore the board's power (or restart its process)."""
+        raise HilError(f"board {self.name} cannot be power-cycled by the harness (no power switch in the rig)")
+
+    def runtime(self) -> dict[str, str]:
+        """How the firmware runs on this board (scheduler, host), for measurements."""
+        return {}
 
     @property
     def simulated(self) -> bool:
@@ -259,9 +283,10 @@ BOARD_GROUP = "hil.boards"
 #: The built-in board types, as pyproject.toml lists them in BOARD_GROUP: used for any of
 #: them the package metadata does not list (a source tree that was never installed).
 BUILTIN_BOARD_TYPES: Mapping[str, str] = {
-    "virtual": "hil.rig:VirtualBoard",
-    "mavlink": "hil.rig:MavlinkBoard",
+    "virtual": "hil.boards.virtual:VirtualBoard",
+    "mavlink": "hil.boards.mavlink:MavlinkBoard",
     "betaflight-sitl": "hil.sitl.board:BetaflightSitlBoard",
+    "betaflight": "hil.boards.betaflight:BetaflightBoard",
 }
 
 
@@ -331,260 +356,6 @@ def register_board_type(name: str, factory: BoardFactory) -> None:
     BOARD_TYPES.register(name, factory)
 
 
-class VirtualBoard(Board):
-    """The built-in virtual flight controller: a process with a pty, in lockstep.
-
-    Its flash file (`flash.bin` in its work directory) keeps what was flashed across
-    power cycles. A board whose flash file does not exist yet comes "factory
-    programmed" with `firmware` (default: the release image in `firmware_images/`).
-    """
-
-    type_name = "virtual"
-    profile_name = "arducopter"  # the virtual board behaves as ArduCopter
-    #: How the harness feeds a virtual board: GPS over HIL_GPS or a receiver UART, RC over
-    #: RC_CHANNELS_OVERRIDE or a receiver UART.
-    GPS_INPUTS = ("hil", "uart:ubx", "uart:nmea")
-    RC_INPUTS = ("mavlink", "uart:crsf", "uart:sbus")
-    KEYS: Mapping[str, RigKey] = {
-        "name": RigKey("name"),
-        "type": RigKey("text"),
-        "usb_serial": RigKey("name"),
-        "board_id": RigKey("integer", 0, 2**32 - 1),
-        "firmware_version": RigKey("version"),
-        "firmware": RigKey("path"),
-        "sector_erase_s": RigKey("number", 0.0, 10.0, unit="seconds"),
-        "gps": RigKey("choice", choices=GPS_INPUTS),
-        "rc": RigKey("choice", choices=RC_INPUTS),
-        "receiver": RigKey("tables"),
-    }
-
-    def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
-        super().__init__(name, spec, rig)
-        if not self.usb_serial:
-            raise ConfigError(f"{rig.path}: board {name!r}: a virtual board needs a usb_serial")
-        self._process = None
-
-    @property
-    def board_id(self) -> int:
-        """The board id its bootloader reports (images for another id are refused)."""
-        return int(self.spec.get("board_id", VFC_BOARD_ID))
-
-    @property
-    def firmware_version(self) -> str:
-        return str(self.spec.get("firmware_version", "1.0.0"))
-
-    @property
-    def sector_erase_s(self) -> float | None:
-        erase = self.spec.get("sector_erase_s")
-        return float(erase) if erase is not None else None
-
-    def _receivers_from_spec(self) -> tuple[Receiver, ...]:
-        """`gps = "uart:ubx"` and `rc = "uart:crsf"` are receivers on the board's own ptys,
-        as a `[[board.receiver]]` table without a device is."""
-        where = f"{self.rig.path}: board {self.name!r}"
-        tables = parse_receivers(where, self.spec.get("receiver"), virtual=True)
-        keyed = []
-        for role in ("gps", "rc"):
-            value = str(self.spec.get(role, ""))
-            if not value.startswith("uart:"):
-                continue
-            if any(r.role == role for r in tables):
-                raise ConfigError(
-                    f"{where}: {role} = {value!r} and a [[board.receiver]] with role {role!r} both wire "
-                    f"the {role} UART; keep one"
-                )
-            keyed.append(virtual_receiver(role, value.removeprefix("uart:")))
-        return (*keyed, *tables)
-
-    def uart_paths(self) -> dict[str, str]:
-        """Where the harness opens each receiver UART (the board announces them)."""
-        from hil.links import registry
-
-        entry = registry.find_entry(self.rig.registry_dir, self.usb_serial) or {}
-        return dict(entry.get("uarts") or {})
-
-    @property
-    def lockstep(self) -> bool:
-        return True
-
-    @property
-    def state(self) -> str:
-        if self._process is None:
-            return "off"
-        return "running" if self._process.alive else "stopped"
-
-    def start(self, boot0: bool = False) -> None:
-        from hil.vfc.process import VirtualBoardProcess
-
-        if self._process is not None and self._process.alive:
-            return
-        work = self.rig.work_dir / self.usb_serial
-        work.mkdir(parents=True, exist_ok=True)
-        if not self.flash_path.exists():
-            self.factory_program()
-        self._process = VirtualBoardProcess(
-            self.usb_serial,
-            work / "storage.bin",
-            self.rig.registry_dir,
-            board_id=self.board_id,
-            firmware_version=self.firmware_version,
-            log_path=work / "board.log",
-            flash_path=self.flash_path,
-            sector_erase_s=self.sector_erase_s,
-            boot0=boot0,
-            uarts=self.uart_protocols,
-        )
-        self._process.start()
-
-    @property
-    def flash_path(self) -> Path:
-        """The board's flash file."""
-        return self.rig.work_dir / self.usb_serial / "flash.bin"
-
-    @property
-    def factory_image(self) -> Path:
-        """The image a new board is programmed with (rig key `firmware`, else the release)."""
-        from hil.firmware.build import release_image_path
-
-        firmware = self.spec.get("firmware")
-        if not firmware:
-            return release_image_path()
-        return self.rig_path(str(firmware))
-
-    def factory_program(self) -> None:
-        """Write the factory image into a fresh (erased) flash file, as the factory does."""
-        from hil.firmware.image import ImageError, load_image
-        from hil.vfc.flash import APP_BASE, Flash, FlashError
-
-        source = self.factory_image
-        try:
-            image = load_image(source, base_address=APP_BASE)
-            with Flash(self.flash_path) as flash:
-                for segment in image.segments:
-                    flash.write(segment.address, segment.data)
-                flash.flush()
-        except (ImageError, FlashError) as exc:
-            self.flash_path.unlink(missing_ok=True)
-            raise ConfigError(
-                f"{self.rig.path}: board {self.name!r}: cannot factory-program {source}: {exc}"
-            ) from None
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-
-    def url(self, timeout: float = 10.0) -> str:
-        if self._process is None or not self._process.alive:
-            raise HilError(f"virtual board {self.name} ({self.usb_serial}) is not running")
-        return find_port(self.usb_serial, self.rig.registry_dir, timeout=timeout, state="app").device
-
-    @property
-    def process(self) -> Any:
-        """The running VirtualBoardProcess (None before start)."""
-        return self._process
-
-    @property
-    def lock_dir(self) -> Path | None:
-        # A virtual board exists only inside its rig's work directory.
-        return self.rig.work_dir / "locks"
-
-    def enter_dfu(self) -> None:
-        """Power-cycle the board with BOOT0 held: it comes up as the ROM DFU device."""
-        self.stop()
-        self.start(boot0=True)
-
-    def _flash_registry(self) -> Path | None:
-        return self.rig.registry_dir
-
-    def _dfu_options(self) -> dict[str, Any]:
-        from hil.usb.virtual_backend import VirtualBackend
-
-        return {
-            "registry_dir": self.rig.registry_dir,
-            "backend": VirtualBackend(self.rig.registry_dir),
-            "enter_dfu": self.enter_dfu,
-            "board_id": self.board_id,
-        }
-
-    @property
-    def log_path(self) -> Path | None:
-        return self.rig.work_dir / self.usb_serial / "board.log"
-
-
-class MavlinkBoard(Board):
-    """A board the user points at: real hardware by USB serial, or a SITL by URL."""
-
-    type_name = "mavlink"
-    profile_name = DEFAULT_PROFILE  # the rig key `profile` names another (px4)
-    KEYS: Mapping[str, RigKey] = {
-        "name": RigKey("name"),
-        "type": RigKey("text"),
-        "usb_serial": RigKey("name"),
-        "profile": RigKey("text"),
-        "url": RigKey("text"),
-        "baud": RigKey("integer", 50, 20_000_000, unit="bits per second"),
-        "lockstep": RigKey("boolean"),
-        "simulate": RigKey("boolean"),
-        "receiver": RigKey("tables"),
-    }
-
-    def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
-        super().__init__(name, spec, rig)
-        if not spec.get("url") and not self.usb_serial:
-            raise ConfigError(
-                f"{rig.path}: board {name!r}: give either url (e.g. \"socket://127.0.0.1:5760\", "
-                f"\"/dev/ttyACM0\") or usb_serial"
-            )
-        chosen = spec.get("profile", DEFAULT_PROFILE)
-        allowed = profile_names("mavlink")
-        if str(chosen).lower() not in allowed:
-            raise ConfigError(
-                f"{rig.path}: board {name!r}: profile = {_show(chosen)} is not a MAVLink "
-                f"firmware profile; one of: {', '.join(allowed)}"
-            )
-        self.profile_name = str(chosen).lower()
-
-    @property
-    def lockstep(self) -> bool:
-        return self.spec.get("lockstep", False) is True
-
-    @property
-    def simulated(self) -> bool:
-        return self.spec.get("simulate", False) is True
-
-    @property
-    def baud(self) -> int:
-        return int(self.spec.get("baud", 115200))
-
-    def start(self) -> None:
-        """Nothing to power: the board is the user's. Connecting finds its port within
-        the connection's own timeout (a missing board is reported once, there)."""
-
-    def stop(self) -> None:
-        pass
-
-    @property
-    def state(self) -> str:
-        try:
-            self.url(timeout=0.0)
-        except (PortNotFound, HilError):
-            return "absent"
-        return "present"
-
-    def url(self, timeout: float = 10.0) -> str:
-        url = self.spec.get("url")
-        if url:
-            return _normalise_url(str(url))
-        return find_port(self.usb_serial, self.rig.registry_dir, timeout=timeout).device
-
-
-def _normalise_url(url: str) -> str:
-    """Accept MAVProxy-style `tcp:host:port` as well as pyserial URLs."""
-    if url.startswith("tcp:"):
-        return "socket://" + url[4:]
-    return url
-
-
 class Rig:
     """A loaded rig file: its boards and a runtime directory for them."""
 
@@ -630,7 +401,7 @@ class Rig:
             raise ConfigError(f"{path}: [rig] takes only name and description")
         for key in ("name", "description"):
             if key in rig and not isinstance(rig[key], str):
-                raise ConfigError(f"{path}: [rig].{key} = {_show(rig[key])}: must be a string")
+                raise ConfigError(f"{path}: [rig].{key} = {show_value(rig[key])}: must be a string")
         boards = data.get("board")
         if not isinstance(boards, list) or not boards:
             raise ConfigError(f"{path}: a rig needs at least one [[board]] table")
@@ -670,13 +441,21 @@ class Rig:
         return out
 
 
+def state_dir(rig_path: Path | str, given: Path | str | None = None) -> Path:
+    """Where a rig's virtual boards keep their flash and parameters between commands:
+    `given` (a command's --state-dir), else .hil/rigs/<the rig file's name>."""
+    if given:
+        return Path(given)
+    return Path(".hil") / "rigs" / Path(rig_path).stem
+
+
 def _make_board(path: Path, index: int, spec: Any, rig: Rig) -> Board:
     where = f"{path}: [[board]][{index}]"
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: must be a table")
     kind = spec.get("type", "virtual")
     if not isinstance(kind, str) or kind not in BOARD_TYPES:
-        raise ConfigError(f"{where}.type: {_show(kind)} is not one of: {', '.join(BOARD_TYPES)}")
+        raise ConfigError(f"{where}.type: {show_value(kind)} is not one of: {', '.join(BOARD_TYPES)}")
     try:
         factory = BOARD_TYPES.load(kind)
     except ConfigError as exc:
@@ -689,7 +468,7 @@ def _make_board(path: Path, index: int, spec: Any, rig: Rig) -> Board:
     rules = {**(allowed if isinstance(allowed, Mapping) else {}), **_COMMON_KEYS}
     for key, rule in rules.items():
         if key in spec and not rule.accepts(spec[key]):
-            raise ConfigError(f"{where}.{key} = {_show(spec[key])}: {rule.allowed()}")
+            raise ConfigError(f"{where}.{key} = {show_value(spec[key])}: {rule.allowed()}")
     board = factory(spec.get("name", f"board{index}"), spec, rig)
     if not isinstance(board, Board):
         raise ConfigError(f"{where}.type: board type {kind!r} made a {type(board).__name__}, not a Board")
@@ -745,10 +524,9 @@ __all__ = [
     "SAFE_NAME",
     "Board",
     "BoardStatus",
-    "MavlinkBoard",
     "Rig",
     "RigKey",
-    "VirtualBoard",
     "register_board_type",
-    "registry",
+    "show_value",
+    "state_dir",
 ]

@@ -6,12 +6,13 @@ it is disarmed), the board must still answer, and parameters are put back.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from dataclasses import replace
 
 from hil.autopilot.mavlink import MavlinkAutopilot
-from hil.errors import BoardNotAnswering, HilError, LinkError, WaitTimeout
+from hil.errors import BoardNotAnswering, ConfigError, HilError, LinkError, WaitTimeout
 from hil.links.udp_link import open_link
 from hil.mavlink.connection import MavConnection
 from hil.mavlink.dialect import mavlink
@@ -127,6 +128,20 @@ class BoardSession:
             log.info("%s receiver of %s on %s at %s", role, self.board.name, paths[role], receiver.framing)
 
     # -- leaving -------------------------------------------------------------------------
+    def links(self) -> dict[str, object]:
+        """The open links whose bytes a report records, name -> link."""
+        out: dict[str, object] = {}
+        if self.autopilot is not None:
+            out["mavlink"] = self.autopilot.conn.link
+        out.update(self.uart_links)
+        return out
+
+    def fly(self, scenario, result, *, capture=None):
+        """Fly a scenario on this MAVLink board (`hil.scenario.runner.fly_mavlink`)."""
+        from hil.scenario.runner import fly_mavlink
+
+        return fly_mavlink(scenario, self, result, capture=capture)
+
     def __exit__(self, *exc: object) -> None:
         self.problems = self.cleanup()
 
@@ -199,17 +214,17 @@ class MspBoardSession:
         return self
 
     def connect(self):
-        from hil.autopilot.msp import MspAutopilot
-
-        sitl = getattr(self.board, "sitl", None)
-        url = self.board.url(timeout=self.connect_timeout)
         deadline = Deadline(self.connect_timeout)
         last: Exception | None = None
+        url = "its port"
         while True:
             # A firmware that has just (re)started may take its first request late.
             try:
-                self.autopilot = MspAutopilot(url, sitl=sitl)
+                url = self.board.url(timeout=max(0.1, deadline.remaining))
+                self.autopilot = self.board.open_autopilot(max(1.0, deadline.remaining))
                 self.autopilot.identify()
+                if "link_statistics" in self.board.capabilities:
+                    self.autopilot.debug_mode()  # link_quality() needs it; the CLI is mute once armed
                 return self.autopilot
             except HilError as exc:
                 last = exc
@@ -245,15 +260,10 @@ class MspBoardSession:
         }
 
     def make_sim(self, config=None):
-        from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
-
-        sitl = self.board.sitl
-        config = config or BetaflightLoopConfig(rate_hz=self.board.state_rate_hz)
+        """The board's simulator link (its physics loop, or the bench link), not started."""
         if self.sim is not None:
             self.sim.close()
-        self.sim = BetaflightLoop(
-            sitl.fc_ip, sitl.host_ip, self.board.rc_url, config, clock_offset_s=sitl.uptime
-        )
+        self.sim = self.board.simulator_link(config)
         return self.sim
 
     def start_loop(self, config=None, within: float = 12.0):
@@ -274,6 +284,7 @@ class MspBoardSession:
                 status = self.autopilot.status()
                 cycles += status.cycle_time_us > 0
                 if not set(status.arming_disable_names) - {"ARM_SWITCH"}:
+                    self.autopilot.attach_arm_switch(loop.arm_switch)  # arm()/disarm() by the switch
                     return loop
                 if loop.error is not None:
                     raise HilError(f"the closed loop stopped: {loop.error}")
@@ -290,7 +301,7 @@ class MspBoardSession:
                     f"flying the loop, twice ({what}); see {self.board.log_path()}"
                 )
             self.notes.append(f"the firmware did not become armable ({what}); it was restarted")
-            self.board.sitl.restart()
+            self.board.power_cycle()
             self.autopilot.reopen()
         raise AssertionError("unreachable")
 
@@ -337,6 +348,17 @@ class MspBoardSession:
         if flips:
             self.notes.append(f"arming needed the switch flipped off and on {flips} time(s)")
 
+    def links(self) -> dict[str, object]:
+        """The open links whose bytes a report records, name -> link."""
+        link = self.autopilot.link if self.autopilot is not None else None
+        return {"msp": link} if link is not None else {}
+
+    def fly(self, scenario, result, *, capture=None):
+        """Fly a scenario on this MSP board in real time (`hil.scenario.msp_runner`)."""
+        from hil.scenario.msp_runner import run_msp_scenario
+
+        return run_msp_scenario(scenario, self, result, capture=capture)
+
     def __exit__(self, *exc: object) -> None:
         self.problems = self.cleanup()
 
@@ -375,7 +397,13 @@ class MspBoardSession:
 
 
 def session_for(board: Board, **kwargs):
-    """The session class that fits the board's class (MAVLink or MSP)."""
-    if board.board_class == "msp":
-        return MspBoardSession(board, **kwargs)
-    return BoardSession(board, **kwargs)
+    """A session of the kind the board's type names (`Board.session_type`)."""
+    module, _, name = board.session_type.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"board {board.name} ({board.type_name}) names session type {board.session_type!r}, "
+            f"which does not load: {exc}"
+        ) from None
+    return factory(board, **kwargs)

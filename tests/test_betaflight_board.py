@@ -74,7 +74,7 @@ def test_hover_in_angle_mode_and_fly_stick_inputs(bf_session):
     ap = bf_session.autopilot
     loop = bf_session.start_loop()  # armable but for the switch
     bf_session.arm(loop, within=10.0)
-    ap.wait_armed(timeout=5.0)
+    ap.wait_armed(within=5.0)
     loop.hold_altitude(3.0)
     _wait("climb to 2.5 m", lambda: loop.altitude > 2.5, 15.0)
     assert "ANGLE" in ap.status().mode_names
@@ -88,7 +88,7 @@ def test_hover_in_angle_mode_and_fly_stick_inputs(bf_session):
     _wait("touchdown", lambda: loop.altitude < 0.05, 20.0)
     loop.hold_altitude(None)
     loop.arm_switch(False)
-    ap.wait_disarmed(timeout=5.0)
+    ap.wait_disarmed(within=5.0)
     timing = loop.timing(since_s=1.0)
     assert timing.sent > 0 and timing.motor_packets > 0
     assert timing.scheduler.startswith("SCHED_")
@@ -108,7 +108,7 @@ def test_arming_flips_a_latched_switch_off_and_on_like_a_pilot(bf_session):
     assert ap.status().armed
     assert any("flipped off and on" in n for n in bf_session.notes)
     loop.arm_switch(False)
-    ap.wait_disarmed(timeout=5.0)
+    ap.wait_disarmed(within=5.0)
 
 
 @settings(max_examples=200, deadline=None)

@@ -16,13 +16,13 @@ import usb.core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hil.boards.virtual_usb import VirtualBackend
 from hil.firmware.dfuse_codec import DfuRequest, DfuState, parse_memory_layout, parse_status
 from hil.firmware.image import FirmwareImage, Segment
 from hil.flash import dfu_flasher
 from hil.flash.base import FlashError
 from hil.flash.dfu_flasher import DfuFlasher, DfuSession, parse_app_header
 from hil.links import registry
-from hil.usb import VirtualBackend
 from hil.vfc import dfu_device
 from hil.vfc.dfu_device import DfuDevice, DfuTiming, serve_dfu
 from hil.vfc.flash import APP_BASE, FLASH_BASE, Flash

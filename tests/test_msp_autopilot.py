@@ -456,7 +456,7 @@ def _latest_datagram(sock: socket.socket) -> bytes:
 def _arm(ap: MspAutopilot, rc: RcStream) -> None:
     ap.wait_armable(15.0, allow={"ARM_SWITCH"})
     rc.set_channel(4, 1800)
-    ap.wait_armed(3.0)
+    ap.wait_armed(within=3.0)
 
 
 # ------------------------------------------------------------------------ SITL tests
@@ -580,7 +580,7 @@ def test_arming_needs_state_packets_then_arms_on_aux1(ap, sitl, configured):
             assert len(packet) == 16  # four floats, (us - 1000) / 1000
             assert all(0.0 < v < 0.2 for v in struct.unpack("<4f", packet)), packet
             rc.set_channel(4, 1000)
-            ap.wait_disarmed(3.0)
+            ap.wait_disarmed(within=3.0)
 
 
 @needs_sitl

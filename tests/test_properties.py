@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hil.properties import (
+from hil.scenario.load import parse_scenario
+from hil.scenario.timeline import Timeline
+from hil.search.properties import (
     Violation,
     check_all,
     check_bounds,
@@ -13,8 +15,6 @@ from hil.properties import (
     failsafe_engagements,
     rc_loss_intervals,
 )
-from hil.scenario.load import parse_scenario
-from hil.scenario.timeline import Timeline
 
 
 def make_timeline(

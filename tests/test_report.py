@@ -256,7 +256,15 @@ def test_a_capture_taps_links_and_lets_go_of_them(tmp_path):
             self.hooks.remove(hook)
 
     ap = Autopilot()
-    session = type("Session", (), {"autopilot": ap, "uart_links": {"gps": Link()}})()
+    uart_links = {"gps": Link()}
+
+    class Session:
+        autopilot = ap
+
+        def links(self):
+            return {"mavlink": ap.conn.link, **uart_links}
+
+    session = Session()
     capture = ScenarioCapture(tmp_path / "s")
     capture.attach(session)
     capture.attach(session)  # again, as after the loop opened the UARTs: nothing doubles
@@ -264,7 +272,7 @@ def test_a_capture_taps_links_and_lets_go_of_them(tmp_path):
     ap.conn.link.raw_log.record(5, "rx", b"\x01")
     files = capture.write()
     assert ap.hooks == [] and ap.conn.link.raw_log is None
-    assert session.uart_links["gps"].raw_log is None
+    assert uart_links["gps"].raw_log is None
     assert set(files) == {"link mavlink", "link gps"}
     taken: set[str] = set()
     assert scenario_dir(tmp_path, "a/b c", taken).name == "a_b_c"

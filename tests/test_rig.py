@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from hil.boards.mavlink import MavlinkBoard
+from hil.boards.virtual import VirtualBoard
 from hil.errors import ConfigError
-from hil.rig import DEFAULT_RIG, MavlinkBoard, Rig, VirtualBoard
+from hil.rig import DEFAULT_RIG, Rig
 
 
 def _write(tmp_path, text: str):
@@ -39,7 +41,7 @@ def test_sitl_board_by_url(tmp_path):
     ("text", "message"),
     [
         ("", "at least one [[board]]"),
-        ("[[board]]\ntype = 'warp'\nusb_serial = 'X'\n", "'warp' is not one of: betaflight-sitl, mavlink, virtual"),
+        ("[[board]]\ntype = 'warp'\nusb_serial = 'X'\n", "'warp' is not one of: betaflight, betaflight-sitl, mavlink, virtual"),
         ("[[board]]\ntype = 'virtual'\n", "needs a usb_serial"),
         ("[[board]]\ntype = 'virtual'\nusb_serial = 'X'\nspeed = 3\n", "unknown keys ['speed']"),
         ("[[board]]\ntype = 'mavlink'\n", "give either url"),
@@ -68,3 +70,12 @@ def test_unknown_board_lists_the_boards():
             rig.select("copter9")
     finally:
         rig.stop()
+
+
+def test_the_state_directory_is_the_one_given_or_one_per_rig_file(tmp_path):
+    from pathlib import Path
+
+    from hil.rig import state_dir
+
+    assert state_dir(tmp_path / "bench.toml") == Path(".hil") / "rigs" / "bench"
+    assert state_dir(tmp_path / "bench.toml", tmp_path / "mine") == tmp_path / "mine"

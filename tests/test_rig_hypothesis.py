@@ -12,9 +12,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hil.boards.virtual import VirtualBoard
 from hil.errors import ConfigError, HilError
-from hil.rig import BOARD_TYPES, SAFE_NAME, Rig, VirtualBoard
-from hil.strategies import toml_value
+from hil.rig import BOARD_TYPES, SAFE_NAME, Rig
+from hil.search.strategies import toml_value
 
 #: Every key some board type knows, plus a few it does not.
 KNOWN_KEYS = sorted({key for factory in BOARD_TYPES.values() for key in getattr(factory, "KEYS", ())})

@@ -82,3 +82,23 @@ def test_a_limit_that_cannot_be_measured_fails_and_says_so():
     judge(sc, result, None)
     assert not result.verdicts[-1].passed
     assert "could not measure" in result.verdicts[-1].message
+
+
+def test_loop_stamps_come_from_the_loops_public_timing():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from hil.scenario.limits import loop_stamps_us
+
+    config = SimpleNamespace(rate_hz=400.0)
+    # A MAVLink closed loop: the board's own stamps, in us.
+    mavlink = SimpleNamespace(config=config, actuator_time_us=[0, 2500, 5000, 7500])
+    stamps, rate, resolution = loop_stamps_us(mavlink)
+    assert list(stamps) == [0, 2500, 5000, 7500] and rate == 400.0 and resolution == 1.0
+    # A real-time loop without them (Betaflight SITL): its motor packets' arrival, in ns.
+    arrivals = np.array([1_000_000, 3_500_000, 6_000_000], dtype=np.int64)
+    realtime = SimpleNamespace(config=config, motor_times_ns=lambda: arrivals)
+    stamps, rate, resolution = loop_stamps_us(realtime)
+    assert list(stamps) == [1000.0, 3500.0, 6000.0] and resolution == 0.001
+    assert loop_stamps_us(SimpleNamespace(config=config, motor_times_ns=lambda: arrivals[:2])) is None

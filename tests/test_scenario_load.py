@@ -152,8 +152,8 @@ def test_objects_are_immutable() -> None:
 # --- mistakes ------------------------------------------------------------------------------
 
 EXPECT_KINDS = (
-    "altitude, armed_throughout, disarmed, hold_position, landed_near_home, mode,"
-    " never_mode, statustext"
+    "altitude, armed, armed_throughout, disarmed, disarmed_throughout, hold_position,"
+    " landed_near_home, link_quality, mode, never_mode, statustext"
 )
 
 MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
@@ -189,13 +189,13 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("setup mode missing", edit(base(), "setup.mode", delete=True),
      ["[setup].mode: missing; must be one of: STABILIZE"]),
     ("altitude a word", edit(base(), "setup.altitude", "ten"),
-     ['[setup].altitude: must be a number between 1 and 100, got "ten"']),
+     ['[setup].altitude: must be a number between 0 and 100, got "ten"']),
     ("altitude too high", edit(base(), "setup.altitude", 100.5),
-     ["[setup].altitude: must be a number between 1 and 100, got 100.5"]),
+     ["[setup].altitude: must be a number between 0 and 100, got 100.5"]),
     ("altitude a bool", edit(base(), "setup.altitude", True),
-     ["[setup].altitude: must be a number between 1 and 100, got true"]),
+     ["[setup].altitude: must be a number between 0 and 100, got true"]),
     ("altitude nan", edit(base(), "setup.altitude", float("nan")),
-     ["[setup].altitude: must be a number between 1 and 100, got nan"]),
+     ["[setup].altitude: must be a number between 0 and 100, got nan"]),
     ("armed a string", edit(base(), "setup.armed", "yes"),
      ['[setup].armed: must be true or false, got "yes"']),
     ("altitude while disarmed", edit(base(), "setup.armed", False),
@@ -231,7 +231,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("injection kind", edit(base(), "injection.0.kind", "rc_lost"),
      ['[[injection]][1].kind: "rc_lost" is not one of: ', "gcs_loss, gps_jamming, gps_loss"]),
     ("injection kind missing", edit(base(), "injection.0.kind", delete=True),
-     ["[[injection]][1].kind: missing; must be one of: baro_drift, battery_sag"]),
+     ["[[injection]][1].kind: missing; must be one of: arm_switch, baro_drift, battery_sag"]),
     ("injection start missing", edit(base(), "injection.0.start", delete=True),
      ["[[injection]][1].start: missing; must be a number >= 0 and < 60"]),
     ("injection start negative", edit(base(), "injection.0.start", -1),
@@ -407,7 +407,7 @@ def test_semantic_error_from_a_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as info:
         load_scenario(f)
     assert str(info.value) == (
-        f'{f}: [setup].altitude: must be a number between 1 and 100, got "ten"'
+        f'{f}: [setup].altitude: must be a number between 0 and 100, got "ten"'
     )
 
 

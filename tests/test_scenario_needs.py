@@ -56,7 +56,7 @@ def test_needs_list_the_injection_kinds_in_timeline_order_each_once():
 
 def test_a_scenario_without_injections_needs_none():
     needs = scenario(injection=[], expect=[{"kind": "armed_throughout"}]).needs()
-    assert needs == Needs(modes=("LOITER",), injections=())
+    assert needs == Needs(modes=("LOITER",), injections=(), capabilities=("physics",))
 
 
 def test_a_ground_scenario_needs_its_default_mode():
@@ -139,7 +139,7 @@ def test_gate_names_why_no_scenario_can_fly_on_the_board(tmp_path):
     images = [tmp_path / "a.bin", tmp_path / "b.bin"]
     for image in images:
         image.write_bytes(b"\0")
-    board = SimpleNamespace(name="bf1", board_class="msp", profile=profile("betaflight"))
+    board = SimpleNamespace(name="bf1", board_class="msp", profile=profile("betaflight"), capabilities=frozenset({"physics"}))
     sc = scenario(expect=[{"kind": "mode", "mode": "LAND", "after": "rc.start", "within": 2.0}])
     with pytest.raises(ConfigError) as info:
         run_gate(_OneBoardRig(board), None, images[0], images[1], [sc])

@@ -1,4 +1,4 @@
-"""Specification of geodesy (hil.sim.geo) and the sensor models (hil.sim.sensors)."""
+"""Specification of geodesy (hil.geo) and the sensor models (hil.sim.sensors)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hil.sim.geo import (
+from hil.geo import (
     EARTH_FIELD_NED,
     GRAVITY,
     HOME,

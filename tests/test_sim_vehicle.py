@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hil.sim.geo import GRAVITY
+from hil.geo import GRAVITY
 from hil.sim.vehicle import QuadParams, Quadrotor
 
 DT = 0.0025

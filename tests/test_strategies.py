@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hil.scenario.load import load_scenario, parse_scenario
 from hil.scenario.model import injection_kinds
-from hil.strategies import (
+from hil.search.strategies import (
     injection_timelines,
     rc_loss_patterns,
     scenario_from_timeline,

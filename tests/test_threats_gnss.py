@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from hil.sim.geo import lla_to_ned
+from hil.geo import lla_to_ned
 from hil.threats.gnss import (
     FIX_2D,
     FIX_3D,

@@ -15,9 +15,9 @@ import pytest
 import usb.core
 import usb.util
 
+from hil.boards.virtual_usb import VirtualBackend
 from hil.firmware.dfuse_codec import DfuState, parse_functional_descriptor, parse_status
 from hil.links import registry
-from hil.usb import VirtualBackend
 from hil.usb.discovery import list_usb_boards
 from hil.vfc.dfu_device import LAYOUT_TEXT, DfuTiming, serve_dfu
 from hil.vfc.flash import Flash
@@ -98,7 +98,7 @@ def test_lists_only_dfu_entries_and_several_devices(tmp_path, reg):
         backend = VirtualBackend(reg)
         found = sorted(d.serial_number for d in usb.core.find(find_all=True, backend=backend))
         assert found == ["VDFU1", "VDFU2"]
-        boards = [b for b in list_usb_boards(reg, real=False) if b.source == "virtual"]
+        boards = [b for b in list_usb_boards(real=False, virtual_backend=VirtualBackend(reg)) if b.source == "virtual"]
         assert sorted(b.usb_serial for b in boards) == ["VDFU1", "VDFU2"]
         assert all(b.kind == "dfu" and (b.vid, b.pid) == (0x0483, 0xDF11) for b in boards)
     finally:
@@ -183,10 +183,10 @@ class _BrokenBackend(VirtualBackend):
 
 
 def test_discovery_never_fails_on_real_usb_trouble(device, reg):
-    boards = list_usb_boards(reg, backend=_BrokenBackend(reg))
+    boards = list_usb_boards(backend=_BrokenBackend(reg), virtual_backend=VirtualBackend(reg))
     assert [(b.usb_serial, b.source, b.usb_id) for b in boards] == [("VDFU1", "virtual", "0483:df11")]
     # The bundled libusb on this machine: whatever it sees, it answers with a list.
-    assert isinstance(list_usb_boards(reg, virtual=False), list)
+    assert isinstance(list_usb_boards(), list)
     from hil.usb.discovery import identify
 
     assert identify(0x2DAE, 0x1016)[0] == "serial" and identify(0x1234, 0x5678) is None

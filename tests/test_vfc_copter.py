@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vfc_sim import Params, VfcSim
 
+from hil.firmware.paramdefs import PARAM_DEFS
 from hil.sim.vehicle import Quadrotor
 from hil.vfc.control import mix
 from hil.vfc.copter import Copter
 from hil.vfc.modes import ALT_HOLD, GUIDED, LAND, LOITER, RTL, STABILIZE
-from hil.vfc.paramdefs import PARAM_DEFS
 
 REQUIRED = {
     "FS_THR_ENABLE": 1, "FS_THR_VALUE": 975, "RC_FS_TIMEOUT": 1.0, "FS_GCS_ENABLE": 0,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hil.errors import ParamError
-from hil.vfc.paramdefs import PARAM_DEFS, ParamDef
+from hil.firmware.paramdefs import PARAM_DEFS, ParamDef
 from hil.vfc.params import ParamStore
 
 DEFS = (

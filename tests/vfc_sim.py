@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hil.sim.geo import HOME
+from hil.firmware.paramdefs import DEFAULTS
+from hil.geo import HOME
 from hil.sim.sensors import Baro, Battery, Gps, Imu, Mag, Wind
 from hil.sim.vehicle import Quadrotor
 from hil.vfc.copter import Copter
-from hil.vfc.paramdefs import DEFAULTS
 
 RATE_HZ = 400
 DT = 1.0 / RATE_HZ

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hil.autopilot.controller import ControllerIdentity, ControllerState
 from hil.errors import (
     BoardNotAnswering,
     CommandRefused,
@@ -29,7 +30,7 @@ from hil.errors import (
 )
 from hil.mavlink.connection import MavConnection
 from hil.mavlink.dialect import mavlink
-from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS
+from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, arrival_ns, stamp_vehicle_time, vehicle_time
 from hil.profiles import DEFAULT_PROFILE, FirmwareProfile, ProfileLacks, profile
 
 _ACTUATORS = HIL_ACTUATOR_CONTROLS.light  # the closed loop's answers, 400 per simulated second
@@ -130,7 +131,7 @@ class MavlinkAutopilot:
     # -- receiving ---------------------------------------------------------------------
     def _on_message(self, msg, t_ns: int) -> None:
         if msg.__class__ is _ACTUATORS:  # the hot path: no history, no lock
-            if msg._src[0] != self.target_system:
+            if msg.get_srcSystem() != self.target_system:
                 return
             t = msg.time_usec * 1e-6
             if t + 1.0 < self.vehicle_time:
@@ -159,7 +160,7 @@ class MavlinkAutopilot:
             elif mtype == "PARAM_VALUE":
                 self._params[msg.param_id] = float(msg.param_value)
                 self._param_count = msg.param_count
-            msg._t_vehicle = self.vehicle_time
+            stamp_vehicle_time(msg, self.vehicle_time)
             self.last[mtype] = msg
             self._seq += 1
             self._history.append(_Record(self._seq, self.vehicle_time, msg))
@@ -360,7 +361,7 @@ class MavlinkAutopilot:
             within=within,
             since=since,
         )
-        return msg._t_vehicle
+        return vehicle_time(msg)
 
     def wait_statustext(self, contains: str, *, within: float, since: int | None = None) -> str:
         """Wait for a STATUSTEXT containing `contains` (case-insensitive); return its text."""
@@ -386,7 +387,7 @@ class MavlinkAutopilot:
             within=within,
             since=since,
         )
-        return msg._t_vehicle
+        return vehicle_time(msg)
 
     def wait_and_maintain(
         self,
@@ -413,7 +414,7 @@ class MavlinkAutopilot:
             if v is None:
                 return False
             last_value = v
-            t = msg._t_vehicle
+            t = vehicle_time(msg)
             if condition(v):
                 if held_since is None:
                     if t > start_t + within:
@@ -467,7 +468,7 @@ class MavlinkAutopilot:
                     since=since,
                     vehicle_time=False,
                 )
-                read_ns = getattr(ack, "_t_ns", 0) or time.monotonic_ns()
+                read_ns = arrival_ns(ack, 0) or time.monotonic_ns()
                 self.command_log.append((command, sent_ns, max(read_ns, sent_ns), int(ack.result)))
                 break
             except WaitTimeout:
@@ -670,8 +671,30 @@ class MavlinkAutopilot:
                 self.wait_for("missing parameters", collect, within=timeout, vehicle_time=False)
         return dict(sorted(seen.values()))
 
-    def snapshot_params(self) -> dict[str, float]:
-        return self.fetch_params()
+    def snapshot_params(self, names: Iterable[str] | None = None) -> dict[str, float]:
+        """Every parameter's value (or those in `names`), to `restore_params` later."""
+        values = self.fetch_params()
+        if names is None:
+            return values
+        wanted = list(names)
+        missing = [n for n in wanted if n not in values]
+        if missing:
+            raise CommandRefused(f"the board has no parameter(s) {', '.join(missing)}")
+        return {n: values[n] for n in wanted}
+
+    # -- the FlightController verbs that differ in name from the MAVLink ones -----------------
+
+    def describe(self) -> ControllerIdentity:
+        """`identify()` in the words every FlightController uses."""
+        ident = self.identify()
+        board = "" if ident.board_id is None else str(ident.board_id)
+        return ControllerIdentity(ident.autopilot, ident.firmware_version, board)
+
+    def state(self) -> ControllerState:
+        """Armed and mode from the last HEARTBEAT (waiting for one if none came yet)."""
+        if self.mode is None or self.armed is None:
+            self.wait_heartbeat()
+        return ControllerState(bool(self.armed), str(self.mode))
 
     def restore_params(self, snapshot: dict[str, float]) -> list[str]:
         """Put back every parameter that differs from `snapshot`; return their names."""

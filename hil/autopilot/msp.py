@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hil.autopilot.controller import ControllerIdentity, ControllerState
 from hil.codecs import msp
 from hil.codecs.msp import (
     ApiVersion,
@@ -60,7 +61,7 @@ from hil.errors import (
     WaitTimeout,
 )
 from hil.links.serial_link import SerialLink
-from hil.profiles import BETAFLIGHT, Command, FirmwareProfile
+from hil.profiles import BETAFLIGHT, Command, FirmwareProfile, ProfileLacks
 from hil.profiles import profile as firmware_profile
 from hil.timeout import Deadline
 
@@ -90,6 +91,11 @@ _MAX_RC_CHANNELS = 18
 _NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 #: CLI commands that only print, even with arguments (a bare command only prints too).
 _READ_ONLY_CLI = frozenset({"get", "help", "dump", "diff", "version", "status", "tasks"})
+
+
+#: Serial port function bits (Betaflight `io/serial.h`): MSP and a serial receiver.
+SERIAL_FUNCTION_MSP = 1
+SERIAL_FUNCTION_RX_SERIAL = 64
 
 
 class MspCommandError(CommandRefused):
@@ -351,6 +357,8 @@ class MspAutopilot:
         self._boxes: list[tuple[int, str]] | None = None
         self._in_cli = False
         self._resync = False
+        self._debug_mode: str | None = None
+        self._arm_switch: Callable[[bool], None] | None = None
         #: Frames that arrived but answered nothing asked for (stale or fire-and-forget).
         self.unmatched = 0
         #: Error replies to fire-and-forget requests, and the last of them.
@@ -383,6 +391,11 @@ class MspAutopilot:
                 self.ensure_running()
 
     # -- link ----------------------------------------------------------------------------
+
+    @property
+    def link(self) -> Any:
+        """The open link to the board (None while closed or reopening after a reboot)."""
+        return self._link
 
     def _open_url(self, url: str) -> Any:
         return SerialLink(url, self.baudrate).open()
@@ -636,6 +649,28 @@ class MspAutopilot:
     def failsafe_config(self) -> FailsafeConfig:
         return FailsafeConfig.decode(self.request(MspCommand.FAILSAFE_CONFIG))
 
+    def analog(self) -> msp.Analog:
+        """MSP_ANALOG: battery and the firmware's RSSI (0..1023)."""
+        return msp.Analog.decode(self.request(MspCommand.ANALOG))
+
+    def link_quality(self) -> tuple[float, float | None]:
+        """(RSSI %, LQ %) as the firmware sees its receiver. LQ is read from debug[2],
+        which holds it only with ``debug_mode = CRSF_LINK_STATISTICS_UPLINK`` (the bench
+        configuration of a CRSF board sets it); None when another debug mode is set or
+        the mode was not read (`debug_mode()`) while the board was disarmed: the CLI,
+        which tells it, does not answer an armed board."""
+        rssi = self.analog().rssi_percent
+        lq: float | None = None
+        if self._debug_mode == "CRSF_LINK_STATISTICS_UPLINK":
+            lq = float(self.debug()[2])
+        return rssi, lq
+
+    def debug_mode(self) -> str:
+        """The board's debug_mode, read through the CLI once per link (disarmed only)."""
+        if self._debug_mode is None:
+            self._debug_mode = self.get("debug_mode").upper()
+        return self._debug_mode
+
     def debug(self) -> tuple[int, ...]:
         """MSP_DEBUG (254): the firmware's debug[] values (see `debug_mode`)."""
         return msp.decode_debug(self.request(MspCommand.DEBUG))
@@ -782,11 +817,13 @@ class MspAutopilot:
             describe=remaining,
         )
 
-    def wait_armed(self, timeout: float = 5.0) -> FcStatus:
-        return self.wait_status("armed", lambda st: st.armed, timeout=timeout)
+    def wait_armed(self, armed: bool = True, *, within: float = 5.0) -> FcStatus:
+        """Wait until the board is armed (or, `armed=False`, disarmed)."""
+        what = "armed" if armed else "disarmed"
+        return self.wait_status(what, lambda st: st.armed is armed, timeout=within)
 
-    def wait_disarmed(self, timeout: float = 5.0) -> FcStatus:
-        return self.wait_status("disarmed", lambda st: not st.armed, timeout=timeout)
+    def wait_disarmed(self, *, within: float = 5.0) -> FcStatus:
+        return self.wait_armed(False, within=within)
 
     def wait_flag(self, name: str, present: bool = True, timeout: float = 5.0) -> FcStatus:
         """Wait until arming-disable flag `name` (RXLOSS, FAILSAFE, ...) is set (or cleared)."""
@@ -796,14 +833,114 @@ class MspAutopilot:
             what, lambda st: bool(st.arming_disable_flags & bit) is present, timeout=timeout
         )
 
-    def wait_mode(self, name: str, active: bool = True, timeout: float = 5.0) -> FcStatus:
-        """Wait until the box called `name` (ARM, ANGLE, FAILSAFE, ...) is on (or off)."""
-        known = [n for _, n in self.boxes()]
-        key = name.upper()
-        if key not in known:
-            raise ValueError(f"the board has no box named {name!r}; active boxes: {', '.join(known)}")
+    def wait_mode(self, mode: str, *, within: float = 5.0, active: bool = True) -> FcStatus:
+        """Wait until the box for `mode` (a scenario word such as FAILSAFE, or a box name:
+        ARM, ANGLE, ...) is on (or, `active=False`, off)."""
+        key = self._box_name(mode)
         what = f"mode {key} {'on' if active else 'off'}"
-        return self.wait_status(what, lambda st: (key in st.modes) is active, timeout=timeout)
+        return self.wait_status(what, lambda st: (key in st.modes) is active, timeout=within)
+
+    def _box_name(self, mode: str) -> str:
+        word = mode.upper()
+        key = self.profile.resolve(word) if self.profile.supports(word) else word
+        known = [n for _, n in self.boxes()]
+        if key not in known:
+            raise ProfileLacks(
+                self.profile.name, mode, f"the board has no box for {mode!r}; its boxes: {', '.join(known)}"
+            )
+        return key
+
+    # -- the FlightController verbs (hil.autopilot.controller) ---------------------------
+
+    def describe(self) -> ControllerIdentity:
+        ident = self.identify()
+        return ControllerIdentity(ident.variant, ident.firmware, ident.target or ident.board)
+
+    def state(self) -> ControllerState:
+        """Armed, and the flight mode: the first of the reported boxes that is one."""
+        st = self.status()
+        modes = [m for m in st.mode_names if m != "ARM"]
+        shown = next((m for m in ("FAILSAFE", "GPS RESCUE", "ANGLE", "HORIZON") if m in modes), None)
+        return ControllerState(bool(st.armed), shown or self.profile.idle_mode or "ACRO")
+
+    def get_param(self, name: str) -> float | str:
+        """A CLI setting: a number when it is one, else its text (an enum's name)."""
+        text = self.get(name)
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    def set_param(self, name: str, value: Any) -> str:
+        """Set a CLI setting (RAM until `save`); returns the old value. The adapter is
+        marked dirty, so a session puts the bench configuration back afterwards."""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return self.set(name, value)
+
+    def snapshot_params(self, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """The values of the CLI settings in `names` (a Betaflight has about 600; name
+        the ones a test changes)."""
+        if names is None:
+            raise CommandRefused(
+                "an MSP board's settings are read one by one through the CLI: name the ones to snapshot"
+            )
+        return {name: self.get_param(name) for name in names}
+
+    def restore_params(self, snapshot: Mapping[str, Any]) -> list[str]:
+        """Put back every setting that differs from `snapshot`; return their names."""
+        changed = [name for name, value in snapshot.items() if self.get_param(name) != value]
+        for name in changed:
+            self.set_param(name, snapshot[name])
+        return changed
+
+    def attach_arm_switch(self, switch: Callable[[bool], None] | None) -> None:
+        """Betaflight arms only from its receiver: give the adapter the hand on the arm
+        switch (the simulator link's `arm_switch`) so that `arm`/`disarm` work."""
+        self._arm_switch = switch
+
+    def arm(self, *, force: bool = False, within: float = 5.0) -> None:
+        """Arm by the switch; a switch the firmware latched (ARM_SWITCH, NOT_DISARMED:
+        it was on while arming was blocked) is flipped off and on once, as a pilot would."""
+        switch = self._require_switch("arm")
+        if force:
+            raise ProfileLacks(
+                self.profile.name, "force", f"{self.profile.name} has no forced arming: it arms only when nothing blocks it"
+            )
+        switch(True)
+        try:
+            self.wait_armed(within=within / 2)
+            return
+        except WaitTimeout:
+            flags = set(self.status().arming_disable_names)
+            if not flags or flags - {"ARM_SWITCH", "NOT_DISARMED"}:
+                raise CommandRefused(f"the board did not arm; arming blocked by {' '.join(sorted(flags))}") from None
+        switch(False)
+        self.wait_status("the arm-switch latch released", lambda st: not st.has_flag("ARM_SWITCH"), timeout=2.0)
+        switch(True)
+        self.wait_armed(within=within / 2)
+
+    def disarm(self, *, force: bool = False, within: float = 5.0) -> None:
+        self._require_switch("disarm")(False)
+        self.wait_armed(False, within=within)
+
+    def _require_switch(self, verb: str) -> Callable[[bool], None]:
+        if self._arm_switch is None:
+            raise CommandRefused(
+                f"cannot {verb} {self.profile.name} over MSP: it arms by its RC switch; start the "
+                "simulator link and attach its arm switch (attach_arm_switch)"
+            )
+        return self._arm_switch
+
+    def set_mode(self, mode: str) -> None:
+        """Betaflight's flight modes follow the mode switches (AUX ranges): this checks that
+        `mode` is on, and refuses with the reason when the switches say otherwise."""
+        key = self._box_name(mode)
+        if key not in self.status().modes:
+            raise CommandRefused(
+                f"{self.profile.name} changes mode by its AUX switches, not by command; {key} is off "
+                "(set a mode range with set_mode_range and move the switch)"
+            )
 
     # -- reboots -------------------------------------------------------------------------
 
@@ -903,6 +1040,7 @@ class MspAutopilot:
                 self._link = link
                 self._reset_stream()
                 self._boxes = None
+                self._debug_mode = None
                 self.request(MspCommand.API_VERSION, timeout=min(0.5, max(0.05, deadline.remaining)))
                 self.reconnects += count
                 return
@@ -1178,6 +1316,8 @@ class MspAutopilot:
         If the board echoes a different value, the old one is put back and ParamError
         raised. RAM only until `save`.
         """
+        if name.lower() == "debug_mode":
+            self._debug_mode = None
         with self._lock:
             info = self._describe(name)
             text = self._normalise(info, value)
@@ -1228,7 +1368,8 @@ class MspAutopilot:
         self,
         *,
         serial_update_rate_hz: int = 1000,
-        rc_uart: int = 4,
+        rc_uart: int | None = 4,
+        serial_rx: tuple[str, str] | None = None,
         arm_aux_channel: int = 0,
         arm_range_us: tuple[int, int] = (1700, 2100),
         arm_slot: int = 0,
@@ -1239,9 +1380,12 @@ class MspAutopilot:
     ) -> dict[str, tuple[str, str]]:
         """Apply the bench configuration; return {what: (before, after)} for what changed.
 
-        - receiver from MSP (feature RX_MSP: the SITL's default, no CLI name on 4.6);
+        - receiver from MSP (feature RX_MSP: the SITL's default, no CLI name on 4.6), or
+          with `serial_rx = (port, provider)`, e.g. ("UART2", "CRSF"), a serial receiver:
+          feature RX_SERIAL, `serialrx_provider`, and that port's function RX_SERIAL only;
         - `serial_update_rate_hz` (MSP answers up to that often, pipelined);
-        - UART`rc_uart` an MSP port, so RC can stream over MSP_SET_RAW_RC on a second link;
+        - UART`rc_uart` an MSP port, so RC can stream over MSP_SET_RAW_RC on a second link
+          (None: no such port, as on a bench board with a receiver);
         - arm switch: box ARM on AUX`arm_aux_channel + 1` within `arm_range_us`;
         - ANGLE (self-level) on the same AUX over `angle_range_us` (None: leave alone);
         - `debug_mode` (FAILSAFE puts the failsafe phase into MSP_DEBUG), extra `settings`.
@@ -1254,12 +1398,15 @@ class MspAutopilot:
             if self._in_cli:
                 raise CliSessionOpen("configure_for_harness needs the interactive CLI closed")
             mask = self.feature_mask()
-            want_mask = (mask & ~int(msp.RX_FEATURES)) | int(Feature.RX_MSP)
+            rx_feature = Feature.RX_SERIAL if serial_rx is not None else Feature.RX_MSP
+            want_mask = (mask & ~int(msp.RX_FEATURES)) | int(rx_feature)
             if want_mask != mask:
                 self.set_feature_mask(want_mask)
-                changed["feature RX_MSP"] = (f"0x{mask:08x}", f"0x{want_mask:08x}")
+                changed[f"feature {rx_feature.name}"] = (f"0x{mask:08x}", f"0x{want_mask:08x}")
 
             wanted: dict[str, object] = {"serial_update_rate_hz": serial_update_rate_hz}
+            if serial_rx is not None:
+                wanted["serialrx_provider"] = serial_rx[1].upper()
             if debug_mode is not None:
                 wanted["debug_mode"] = debug_mode
             wanted.update(settings or {})
@@ -1270,21 +1417,10 @@ class MspAutopilot:
                     old = self.set(name, text)
                     changed[name] = (old, text)
 
-            port = f"UART{rc_uart}"
-            lines = self.cli("serial").splitlines()
-            line = next((ln for ln in lines if ln.split()[1:2] == [port]), None)
-            if line is None:
-                raise CommandRefused(f"the board has no serial port {port}: {lines}")
-            fields = line.split()
-            function = int(fields[2])
-            if not function & 1 or fields[3] != "115200":
-                fields[2], fields[3] = str(function | 1), "115200"
-                new_line = " ".join(fields)
-                out = self.cli(new_line)
-                check = next((ln for ln in self.cli("serial").splitlines() if ln.split()[1:2] == [port]), "")
-                if check.split() != fields:
-                    raise CommandRefused(f"`{new_line}` was sent but the board reports {check!r} ({out!r})")
-                changed[f"serial {port}"] = (line, new_line)
+            if rc_uart is not None:
+                self._set_port_function(f"UART{rc_uart}", changed, add=SERIAL_FUNCTION_MSP, msp_baud="115200")
+            if serial_rx is not None:
+                self._set_port_function(serial_rx[0].upper(), changed, exact=SERIAL_FUNCTION_RX_SERIAL)
 
             slots = [(arm_slot, self.profile.modes["ARM"], arm_range_us)]
             if angle_range_us is not None:
@@ -1303,6 +1439,39 @@ class MspAutopilot:
                 self.save(reboot=True)
         return changed
 
+
+
+    def _set_port_function(
+        self,
+        port: str,
+        changed: dict[str, tuple[str, str]],
+        *,
+        add: int = 0,
+        exact: int | None = None,
+        msp_baud: str | None = None,
+    ) -> None:
+        """Give serial `port` a function (`add` it to what it has, or make it `exact`ly
+        that), checked by reading the port table back."""
+        lines = self.cli("serial").splitlines()
+        line = next((ln for ln in lines if ln.split()[1:2] == [port]), None)
+        if line is None:
+            known = ", ".join(ln.split()[1] for ln in lines if len(ln.split()) > 1) or "none"
+            raise CommandRefused(f"the board has no serial port {port} (it has: {known})")
+        fields = line.split()
+        function = int(fields[2])
+        want = exact if exact is not None else function | add
+        want_fields = list(fields)
+        want_fields[2] = str(want)
+        if msp_baud is not None:
+            want_fields[3] = msp_baud
+        if want_fields == fields:
+            return
+        new_line = " ".join(want_fields)
+        out = self.cli(new_line)
+        check = next((ln for ln in self.cli("serial").splitlines() if ln.split()[1:2] == [port]), "")
+        if check.split() != want_fields:
+            raise CommandRefused(f"`{new_line}` was sent but the board reports {check!r} ({out!r})")
+        changed[f"serial {port}"] = (line, new_line)
 
 def _msp_profile(name: FirmwareProfile | str) -> FirmwareProfile:
     """The profile for an MSP adapter: an MSP firmware numbering the boxes the adapter uses."""

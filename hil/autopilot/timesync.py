@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from hil.errors import BoardNotAnswering, HilError, WaitTimeout
 from hil.mavlink.dialect import mavlink
+from hil.mavlink.framing import arrival_ns
 from hil.timing import MAX_RTT_NS, ClockAlignment
 
 
@@ -89,7 +90,7 @@ def exchange(
         raise BoardNotAnswering(
             f"board on {_url(peer)} did not answer TIMESYNC within {timeout:.2f} s"
         ) from None
-    received = getattr(reply, "_t_ns", None)
+    received = arrival_ns(reply)
     if not isinstance(received, int) or received < sent:
         received = clock()
     return TimesyncSample(sent, received, int(reply.tc1))

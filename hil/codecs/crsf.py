@@ -217,7 +217,8 @@ class CrsfParser:
     was noise, so it is dropped instead of holding the stream back. Likewise a CRC-valid
     frame with a valid frame starting inside it that runs past its end (or that is
     followed by a non-address byte) is taken as a CRC-8 collision in noise (1 in 256)
-    and skipped, as is a CRC-valid frame
+    and skipped, unless it goes on as the longer stream of back-to-back frames (then the
+    inner one is the collision, inside a real frame's payload), as is a CRC-valid frame
     of a known type with the wrong payload size (real ones always have their fixed size).
     """
 
@@ -231,6 +232,18 @@ class CrsfParser:
             if self._buf[i] in ADDRESSES and isinstance(_check_frame(self._buf, i), CrsfFrame):
                 return i
         return None
+
+    def _chain(self, start: int, most: int = 4) -> int:
+        """How many valid frames follow one another from `start` (at most `most`): of two
+        readings that overlap, the one that goes on as a stream of frames is the real one."""
+        count, pos, buf = 0, start, self._buf
+        while count < most and pos < len(buf) and buf[pos] in ADDRESSES:
+            frame = _check_frame(buf, pos)
+            if not isinstance(frame, CrsfFrame) or _wrong_size(frame):
+                break
+            count += 1
+            pos += 2 + buf[pos + 1]
+        return count
 
     def feed(self, data: bytes) -> list[CrsfMessage]:
         self._buf += data
@@ -260,7 +273,7 @@ class CrsfParser:
             inner = self._complete_frame_after(pos + 1, end)
             if inner is not None and (
                 inner + 2 + buf[inner + 1] > end or (end < len(buf) and buf[end] not in ADDRESSES)
-            ):
+            ) and self._chain(inner) >= self._chain(pos):
                 # Two valid frames that overlap, or one followed by noise: the outer one is a
                 # CRC collision in noise swallowing a real frame.
                 self.discarded += inner - pos

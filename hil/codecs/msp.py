@@ -60,6 +60,7 @@ class MspCommand(IntEnum):
     MOTOR = 104
     RC = 105
     ATTITUDE = 108
+    ANALOG = 110
     BOXNAMES = 116
     BOXIDS = 119
     STATUS_EX = 150
@@ -874,6 +875,39 @@ def decode_debug(payload: bytes) -> tuple[int, ...]:
     if len(payload) % 2:
         raise MspError(f"DEBUG payload must be whole i16 values, got {len(payload)} bytes")
     return struct.unpack(f"<{len(payload) // 2}h", payload)
+
+
+#: Full scale of MSP_ANALOG's rssi field (Betaflight `rx.h` RSSI_MAX_VALUE).
+RSSI_MAX = 1023
+_ANALOG = struct.Struct("<BHHhH")
+
+
+@dataclass(frozen=True)
+class Analog:
+    """MSP_ANALOG (110) reply (Betaflight `msp.c`): u8 legacy voltage (0.1 V), u16 mAh
+    drawn, u16 rssi (0..1023), i16 current (0.01 A), u16 voltage (0.01 V)."""
+
+    legacy_voltage: int
+    mah_drawn: int
+    rssi: int
+    amperage: int
+    voltage: int
+
+    @property
+    def rssi_percent(self) -> float:
+        return 100.0 * self.rssi / RSSI_MAX
+
+    def encode(self) -> bytes:
+        return _ANALOG.pack(self.legacy_voltage, self.mah_drawn, self.rssi, self.amperage, self.voltage)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Analog:
+        """Decode a reply; older firmware sends the first 7 bytes only (voltage 0 then)."""
+        if len(payload) == _ANALOG.size - 2:
+            payload = payload + b"\x00\x00"
+        if len(payload) < _ANALOG.size:
+            raise MspError(f"ANALOG payload must be at least {_ANALOG.size - 2} bytes, got {len(payload)}")
+        return cls(*_ANALOG.unpack_from(payload))
 
 
 class FailsafeProcedure(IntEnum):

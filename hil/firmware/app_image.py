@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from hil.errors import HilError
+from hil.firmware.paramdefs import PARAM_DEFS
 
 APP_MAGIC = b"HILAPP\x00\x01"
 HEADER = struct.Struct("<8sIIII")
@@ -145,8 +146,6 @@ def validate_config(board_id: int, config: Any) -> AppConfig:
 
 
 def _validate_params(params: Any) -> dict[str, float]:
-    from hil.vfc.paramdefs import PARAM_DEFS
-
     if not isinstance(params, dict):
         raise AppImageError(f"params must be an object, found {type(params).__name__}")
     defs = {d.name: d for d in PARAM_DEFS}

@@ -22,7 +22,7 @@ from typing import Any
 from hil.errors import HilError
 from hil.firmware.app_image import AppImageError, build_app
 from hil.firmware.image import FirmwareImage, Segment, write_apj, write_dfu, write_hex
-from hil.vfc.flash import APP_BASE, APP_SIZE
+from hil.firmware.layout import APP_BASE, APP_SIZE
 
 REPO_IMAGES = Path(__file__).resolve().parent.parent.parent / "firmware_images"
 """`firmware_images/` of the source tree (the committed, built images)."""

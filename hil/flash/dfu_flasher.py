@@ -1,7 +1,7 @@
 """Flash a board through the STM32 ROM DFU bootloader (USB DFU 1.1 + DfuSe), over pyusb.
 
 The same code drives real boards (libusb, via `libusb-package`) and virtual ones
-(`hil.usb.virtual_backend.VirtualBackend`): find the DFU device by USB serial, read its
+(`hil.boards.virtual_usb.VirtualBackend`): find the DFU device by USB serial, read its
 memory layout and DFU functional descriptor, refuse an image that does not fit the
 writable sectors, is for another board or is not an application at all
 (`hil.flash.preflight`, before anything is erased), clear any error
@@ -604,9 +604,7 @@ class DfuFlasher(Flasher):
         return True
 
     def _link_limit(self, dev: Any) -> float | None:
-        from hil.usb.virtual_backend import VirtualBackend
-
-        if isinstance(self.backend, VirtualBackend):
+        if getattr(self.backend, "has_bus", True) is False:  # the virtual rig's socket backend
             return None
         return HIGH_SPEED_CONTROL_BPS if getattr(dev, "speed", None) == 3 else FULL_SPEED_CONTROL_BPS
 

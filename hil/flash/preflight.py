@@ -29,6 +29,7 @@ from hil.errors import EXIT_USAGE
 from hil.firmware.app_image import APP_MAGIC, CONFIG_MAX, HEADER_SIZE, AppImageError, parse_app
 from hil.firmware.arm_image import check_vector_table, find_app_descriptor
 from hil.firmware.image import FirmwareImage, ImageError
+from hil.firmware.layout import APP_BASE, APP_SIZE
 from hil.flash.base import FlashError
 from hil.mavlink.dialect import VFC_BOARD_ID
 
@@ -66,7 +67,7 @@ class BoardFacts:
 
 #: Board types known by board id. The virtual board boots only our application header.
 KNOWN_BOARDS: Mapping[int, BoardFacts] = MappingProxyType(
-    {VFC_BOARD_ID: BoardFacts("HIL virtual FC", 0x08004000, 0xFC000, app_header=True)}
+    {VFC_BOARD_ID: BoardFacts("HIL virtual FC", APP_BASE, APP_SIZE, app_header=True)}
 )
 
 

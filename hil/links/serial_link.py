@@ -93,10 +93,9 @@ class SerialLink:
         if port is None:
             return None
         try:
-            return port.fileno()
-        except Exception:
-            sock = getattr(port, "_socket", None)
-            return sock.fileno() if sock is not None else None
+            return port.fileno()  # a tty's, or a socket:// port's socket (pyserial >= 3.5)
+        except Exception:  # closed, or a port with no handle of its own (loop://, rfc2217://)
+            return None
 
 
     def read(self, timeout: float) -> Chunk | None:
@@ -155,8 +154,10 @@ class SerialLink:
         fd = getattr(port, "fd", None)
         if isinstance(fd, int):
             return fd
-        sock = getattr(port, "_socket", None)
-        return sock.fileno() if sock is not None else None
+        try:
+            return port.fileno()  # a socket:// port's socket (pyserial >= 3.5)
+        except Exception:  # loop://, rfc2217:// (its own thread reads the socket): none
+            return None
 
     def _stamp(self, data: bytes) -> Chunk:
         t_ns = time.monotonic_ns()

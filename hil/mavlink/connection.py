@@ -20,7 +20,7 @@ from hil.mavlink.dialect import (
     mavlink,
     new_codec,
 )
-from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, FrameReader
+from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, FrameReader, arrival_ns, stamp_arrival
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class MavConnection:
         if msgs:
             listeners = self._listeners
             for msg in msgs:
-                t_ns = msg._t_ns
+                t_ns = arrival_ns(msg)
                 for listener in listeners:
                     listener(msg, t_ns)
             self.messages_in += len(msgs)
@@ -78,19 +78,18 @@ class MavConnection:
     def read_messages(self, timeout: float) -> list:
         """Read once (waiting up to `timeout` s) and decode, without dispatching: for a
         caller that hands messages to the listeners one by one with `dispatch`. Each
-        message carries its chunk's arrival stamp as `_t_ns`."""
+        message carries its chunk's arrival stamp (hil.mavlink.framing.arrival_ns)."""
         chunk = self.link.read(timeout)
         if chunk is None:
             return []
         t_ns = chunk.t_ns
         msgs = self._frames.feed(chunk.data, t_ns * 1e-9)
-        for msg in msgs:
-            msg._t_ns = t_ns
+        stamp_arrival(msgs, t_ns)
         return msgs
 
     def dispatch(self, msg) -> None:
         """Hand one message read by `read_messages` to every listener."""
-        t_ns = msg._t_ns
+        t_ns = arrival_ns(msg)
         for listener in self._listeners:
             listener(msg, t_ns)
         self.messages_in += 1

@@ -142,6 +142,28 @@ def _light_class(msg_class: type) -> type:
     return Light
 
 
+def arrival_ns(msg: Any, default: int | None = None) -> int | None:
+    """When the bytes of `msg` arrived, host monotonic ns, as `stamp_arrival` stamped it
+    (a MavConnection stamps every message it reads); `default` for one never stamped."""
+    return getattr(msg, "_t_ns", default)
+
+
+def vehicle_time(msg: Any, default: float | None = None) -> float | None:
+    """The board's own clock (s) when `msg` was read, as `stamp_vehicle_time` stamped it."""
+    return getattr(msg, "_t_vehicle", default)
+
+
+def stamp_vehicle_time(msg: Any, t: float) -> None:
+    """Stamp a message with the board's clock at reading (`vehicle_time`)."""
+    msg._t_vehicle = t
+
+
+def stamp_arrival(msgs: Iterable[Any], t_ns: int) -> None:
+    """Stamp decoded messages with when the bytes they came in arrived (`arrival_ns`)."""
+    for msg in msgs:
+        msg._t_ns = t_ns
+
+
 def has_nonfinite(msg: Any) -> bool:
     """True when any float field (or float in an array field) is NaN or infinite.
 

@@ -9,7 +9,7 @@ Sources (ArduPilot/ardupilot):
 - GCS_Common.cpp (handle_preflight_reboot): MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN param1 1
   reboots, 3 reboots into the bootloader; both are refused while armed.
 - ArduCopter/Parameters.cpp, events.cpp, ekf_check.cpp and AP_BattMonitor: the
-  failsafe parameters and their values (the virtual board's hil/vfc/paramdefs.py
+  failsafe parameters and their values (the virtual board's hil/firmware/paramdefs.py
   implements the same).
 """
 

@@ -47,16 +47,10 @@ class ScenarioCapture:
     def attach(self, session: Any) -> None:
         """Start recording what the session's links carry; links already tapped are kept."""
         ap = getattr(session, "autopilot", None)
-        conn = getattr(ap, "conn", None)
-        if conn is not None:
-            if self._hooked is None:
-                ap.add_hook(self.on_message)
-                self._hooked = ap
-            self.tap("mavlink", conn.link)
-        msp_link = getattr(ap, "_link", None) if conn is None else None
-        if msp_link is not None:
-            self.tap("msp", msp_link)
-        for name, link in dict(getattr(session, "uart_links", None) or {}).items():
+        if getattr(ap, "conn", None) is not None and self._hooked is None:
+            ap.add_hook(self.on_message)  # a MAVLink adapter: its messages go to the tlog
+            self._hooked = ap
+        for name, link in session.links().items():
             self.tap(str(name), link)
 
     def tap(self, name: str, link: Any) -> RawLog | None:

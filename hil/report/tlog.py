@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from hil.mavlink.framing import arrival_ns
+
 _STAMP = struct.Struct(">Q")
 
 
@@ -100,7 +102,7 @@ def write_tlog(path: str | Path, messages: Iterable[Any], clock: ClockMap) -> in
     """
     with TlogWriter(path) as out:
         for msg in messages:
-            t_ns = getattr(msg, "_t_ns", None)
+            t_ns = arrival_ns(msg)
             if t_ns is None:
                 continue
             frame = frame_bytes(msg)

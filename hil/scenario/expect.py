@@ -15,11 +15,14 @@ import numpy as np
 
 from hil.scenario.model import (
     ExpectAltitude,
+    ExpectArmed,
     ExpectArmedThroughout,
     Expectation,
     ExpectDisarmed,
+    ExpectDisarmedThroughout,
     ExpectHoldPosition,
     ExpectLandedNearHome,
+    ExpectLinkQuality,
     ExpectMode,
     ExpectNeverMode,
     ExpectStatustext,
@@ -298,6 +301,76 @@ class _Context:
                 self.excerpt(rearmed, t_d),
             )
         return Verdict(exp, True, f"{when} (limit {_dur(exp.within)})", t_d)
+
+    def check_armed(self, exp: ExpectArmed) -> Verdict:
+        a = self.anchors[exp.after]
+        expected = f"expected the vehicle to arm within {_dur(exp.within)} after {self.at(exp.after)}"
+        if _value_at(self.armed, a) is True:
+            t_a: float | None = a
+            when = f"already armed at {exp.after}"
+        else:
+            t_a = _first_after(self.armed, a, bool)
+            when = "" if t_a is None else f"armed at {_t(t_a)}, {_dur(t_a - a)} after {self.at(exp.after)}"
+        if t_a is None or t_a - a > exp.within + EPS:
+            what = f"{when}, too late" if t_a is not None else f"it was still disarmed at the end ({_t(self.end)}), {self.state_at(self.end)}"
+            return self.fail(exp, f"{expected}; {what}", t_a if t_a is not None else self.end, self.excerpt(t_a if t_a is not None else self.end, a))
+        if exp.not_before is not None and t_a - a < exp.not_before - EPS:
+            return self.fail(
+                exp,
+                f"expected the vehicle to arm no sooner than {_dur(exp.not_before)} after {self.at(exp.after)}; {when}, too early",
+                t_a,
+                self.excerpt(t_a, a),
+            )
+        t_d = _first_after(self.armed, t_a, lambda v: not v)
+        if t_d is not None and t_d <= min(self.end, a + exp.within) + EPS:
+            return self.fail(exp, f"{expected} and to stay armed; {when} but disarmed at {_t(t_d)}", t_d, self.excerpt(t_d, t_a))
+        return Verdict(exp, True, f"{when} (limit {_dur(exp.within)})", t_a)
+
+    def check_disarmed_throughout(self, exp: ExpectDisarmedThroughout) -> Verdict:
+        a, w1, until = self.open_window(exp.after, exp.duration)
+        expected = f"expected the vehicle to stay disarmed from {self.at(exp.after)} to {until}"
+        short = self.recording_too_short(exp, expected, exp.duration, w1)
+        if short is not None:
+            return short
+        if _value_at(self.armed, a) is not False:
+            return self.fail(exp, f"{expected}; it was not disarmed at {exp.after}, {self.state_at(a)}", a)
+        t_a = _first_after(self.armed, a, bool)
+        if t_a is not None and t_a <= w1 + EPS:
+            return self.fail(exp, f"{expected}; it armed at {_t(t_a)}, {self.state_at(t_a)}", t_a, self.excerpt(t_a, t_a - 5.0))
+        gap = self.unrecorded(exp, expected, a, w1)
+        if gap is not None:
+            return gap
+        return Verdict(exp, True, f"disarmed from {_t(a)} to {_t(w1)}", None)
+
+    def check_link_quality(self, exp: ExpectLinkQuality) -> Verdict:
+        w0 = self.anchors[exp.after] + exp.delay
+        w1 = w0 + exp.duration
+        name = exp.measure.upper()
+        span = f"from {_t(w0)} to {_t(w1)} ({exp.after} + {_dur(exp.delay)}, for {_dur(exp.duration)})"
+        expected = f"expected the firmware's {name} between {exp.min:g} and {exp.max:g} % {span}"
+        ts, values = self.tl.samples(exp.measure)
+        sel = (ts >= w0 - EPS) & (ts <= w1 + EPS)
+        if not sel.any():
+            seen = f"it was recorded from {_t(float(ts[0]))} to {_t(float(ts[-1]))}" if ts.size else "the board never reported it"
+            return self.fail(exp, f"{expected}; cannot check: no {name} sample in the window ({seen})", w0)
+        # Samples must cover the window: no gap longer than a second, none at its ends.
+        inside = ts[sel]
+        edges = np.concatenate([[w0], inside, [w1]])
+        worst = float(np.max(np.diff(edges)))
+        if worst > 1.0 + EPS:
+            return self.fail(exp, f"{expected}; cannot check: {name} went unrecorded for {worst:.2f} s of the window", w0)
+        vals = values[sel]
+        bad = (vals < exp.min - EPS) | (vals > exp.max + EPS)
+        if bad.any():
+            i = int(np.argmax(bad))
+            return self.fail(
+                exp,
+                f"{expected}; at {_t(float(inside[i]))} it read {vals[i]:g} %; {int(bad.sum())} of {len(vals)} "
+                f"samples out of range (seen {vals.min():g} to {vals.max():g} %)",
+                float(inside[i]),
+                self.excerpt(float(inside[i]), w0),
+            )
+        return Verdict(exp, True, f"{name} stayed between {exp.min:g} and {exp.max:g} % {span} (seen {vals.min():g} to {vals.max():g} %, {len(vals)} samples)", w1)
 
     def check_landed_near_home(self, exp: ExpectLandedNearHome) -> Verdict:
         st = self.st

@@ -32,9 +32,11 @@ def loop_stamps_us(loop) -> tuple[np.ndarray, float, float] | None:
         if len(stamps) < 3:
             return None
         return np.asarray(stamps, dtype=np.float64), float(loop.config.rate_hz), 1.0
-    ring = getattr(loop, "_motor_ns", None)
-    if ring is not None and len(ring) >= 3:
-        return ring.values().astype(np.float64) / 1000.0, float(loop.config.rate_hz), 0.001
+    motor_times_ns = getattr(loop, "motor_times_ns", None)
+    if motor_times_ns is not None:
+        motor = motor_times_ns()
+        if len(motor) >= 3:
+            return np.asarray(motor, dtype=np.float64) / 1000.0, float(loop.config.rate_hz), 0.001
     return None
 
 

@@ -25,6 +25,7 @@ from hil.scenario.model import (
     EXPECTATION_CLASSES,
     INJECTION_FIXED_KEYS,
     LIMIT_NAMES,
+    LINK_MEASURES,
     REQUIRED,
     SETUP_MODES,
     WIND_PARAMS,
@@ -90,9 +91,18 @@ _EXPECT_KEYS: dict[str, dict[str, tuple[str, ParamSpec]]] = {
         "for": ("duration", _POSITIVE),
     },
     "armed_throughout": {"for": ("duration", _POSITIVE)},
+    "armed": {"within": ("within", _POSITIVE), "not_before": ("not_before", _TIME)},
+    "disarmed_throughout": {"for": ("duration", _POSITIVE)},
+    "link_quality": {
+        "min": ("min", ParamSpec(float, default=0.0, min=0.0, max=100.0)),
+        "max": ("max", ParamSpec(float, default=100.0, min=0.0, max=100.0)),
+        "measure": ("measure", ParamSpec(str, default="lq", choices=LINK_MEASURES)),
+        "delay": ("delay", ParamSpec(float, default=0.0, min=0.0)),
+        "for": ("duration", _POSITIVE),
+    },
 }
 # Kinds whose `for` may be left out (the window then runs to the end of the recording).
-_OPTIONAL_FOR = {"never_mode", "armed_throughout"}
+_OPTIONAL_FOR = {"never_mode", "armed_throughout", "disarmed_throughout"}
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -344,7 +354,14 @@ class _Parser:
         mode_default = REQUIRED if armed else "STABILIZE"
         mode = self.value(tbl, "mode", where, ParamSpec(str, choices=SETUP_MODES, default=mode_default))
         if armed:
-            altitude = self.value(tbl, "altitude", where, ParamSpec(float, min=1.0, max=100.0))
+            # 0: armed on the ground, motors idle (a board on a bench); else a hover height.
+            altitude = self.value(tbl, "altitude", where, ParamSpec(float, min=0.0, max=100.0))
+            if 0.0 < altitude < 1.0:
+                raise self.error(
+                    f"{where}.altitude", f"must be 0 (armed on the ground) or from 1 to 100 m, got {altitude:g}"
+                )
+            if altitude == 0.0 and "fly_to" in tbl:
+                raise self.error(f"{where}.fly_to", "needs a hover altitude (altitude = 0 stays on the ground)")
         else:
             for key in ("altitude", "fly_to"):
                 if key in tbl:
@@ -497,7 +514,7 @@ class _Parser:
             fields["after"] = after
             anchor_t = anchors[after]
 
-        if kind == "altitude" and fields["min"] > fields["max"]:
+        if kind in ("altitude", "link_quality") and fields["min"] > fields["max"]:
             raise self.error(
                 f"{where}.min", f"must be <= max ({fields['max']:g}), got {fields['min']:g}"
             )
@@ -508,7 +525,7 @@ class _Parser:
             )
 
         # The window the expectation looks at must end within the scenario's duration.
-        span_key = {"mode": "within", "statustext": "within", "disarmed": "within"}.get(kind, "for")
+        span_key = {"mode": "within", "statustext": "within", "disarmed": "within", "armed": "within"}.get(kind, "for")
         span_field = keys[span_key][0] if span_key in keys else None
         if span_field is not None and span_field in fields and not timed:
             end = anchor_t + fields.get("delay", 0.0) + fields[span_field]

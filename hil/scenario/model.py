@@ -232,6 +232,9 @@ register_injection_kind(
     "the battery voltage drops by `volts`",
 )
 register_injection_kind("wind", WIND_PARAMS, "wind (on top of the setup's wind)")
+register_injection_kind(
+    "arm_switch", {}, "the pilot holds the arm switch on (from start to stop; off before and after)"
+)
 
 # Threats modelled physically (they act through the receivers' serial links when the
 # board is wired that way, or through the HIL path otherwise).
@@ -418,6 +421,60 @@ class ExpectDisarmed(Expectation):
 
 
 @dataclass(frozen=True)
+class ExpectArmed(Expectation):
+    """Armed within `within` s after `after` (not before `not_before`), and stays armed."""
+
+    kind: ClassVar[str] = "armed"
+    within: float
+    after: str = "start"
+    not_before: float | None = None
+
+    def describe(self) -> str:
+        text = f"armed within {_s(self.within)} after {self.after}"
+        if self.not_before is not None:
+            text += f", not before {_s(self.not_before)}"
+        return text
+
+
+@dataclass(frozen=True)
+class ExpectDisarmedThroughout(Expectation):
+    """The vehicle stays disarmed in [after, after + duration] (None: to the end): an
+    arming refused."""
+
+    kind: ClassVar[str] = "disarmed_throughout"
+    after: str = "start"
+    duration: float | None = None
+
+    def describe(self) -> str:
+        span = "to the end" if self.duration is None else f"for {_s(self.duration)}"
+        return f"disarmed from {self.after} {span}"
+
+
+#: What a `link_quality` expectation reads: the firmware's own view of the RC link, in %.
+LINK_MEASURES: tuple[str, ...] = ("lq", "rssi")
+
+
+@dataclass(frozen=True)
+class ExpectLinkQuality(Expectation):
+    """The RC link quality (or RSSI) the firmware reports stays in [min, max] % for
+    `duration` s (TOML `for`) from `after` + `delay`."""
+
+    kind: ClassVar[str] = "link_quality"
+    min: float
+    max: float
+    duration: float
+    measure: str = "lq"
+    after: str = "start"
+    delay: float = 0.0
+
+    def describe(self) -> str:
+        return (
+            f"firmware {self.measure.upper()} between {self.min:g} and {self.max:g} % for {_s(self.duration)}"
+            f" from {self.after} + {_s(self.delay)}"
+        )
+
+
+@dataclass(frozen=True)
 class ExpectLandedNearHome(Expectation):
     """When it disarms after having flown, it is within `radius` m of home."""
 
@@ -496,6 +553,9 @@ EXPECTATION_CLASSES: Mapping[str, type[Expectation]] = MappingProxyType(
         for cls in (
             ExpectAltitude,
             ExpectArmedThroughout,
+            ExpectArmed,
+            ExpectDisarmedThroughout,
+            ExpectLinkQuality,
             ExpectDisarmed,
             ExpectHoldPosition,
             ExpectLandedNearHome,
@@ -565,10 +625,29 @@ class Needs:
 
     modes: tuple[str, ...]
     injections: tuple[str, ...]
+    #: What the board must be able to do (see `hil.rig.Board.capabilities`): "physics"
+    #: when the vehicle flies or the plant is acted on, "arm_switch", "link_statistics".
+    capabilities: tuple[str, ...] = ()
 
-    def lacking(self, profile: FirmwareProfile) -> list[str]:
-        """Why the firmware of `profile` cannot fly the scenario: one reason per word it lacks."""
-        return [reason for word in self.modes if (reason := profile.lacks(word)) is not None]
+    def lacking(self, profile: FirmwareProfile, capabilities: frozenset[str] | None = None) -> list[str]:
+        """Why the firmware of `profile` (on a board that can do `capabilities`; None: do
+        not ask) cannot run the scenario: one reason per word or capability it lacks."""
+        reasons = [reason for word in self.modes if (reason := profile.lacks(word)) is not None]
+        if capabilities is not None:
+            reasons += [CAPABILITY_REASONS[c] for c in self.capabilities if c not in capabilities]
+        return reasons
+
+
+#: Injection kinds that act on the radio link or the pilot's hands, not on the plant: a
+#: board without physics (on a bench) can take them.
+LINK_ONLY_KINDS: frozenset[str] = frozenset({"rc_loss", "rc_jamming", "arm_switch", "gcs_loss", "telemetry_jamming"})
+CAPABILITY_REASONS: Mapping[str, str] = MappingProxyType(
+    {
+        "physics": "the scenario flies or acts on the vehicle, and this board has no physics (it sits on a bench)",
+        "arm_switch": "the scenario flips the arm switch, and this board is not armed by an RC switch the harness holds",
+        "link_statistics": "the scenario reads the RC link quality, and no receiver on this board reports it",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -598,11 +677,19 @@ class Scenario:
         modes = [self.setup.mode]
         modes.extend(exp.mode for exp in self.expectations if isinstance(exp, ExpectMode))
         kinds = [inj.kind for inj in self.injections]
-        return Needs(tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(kinds)))
+        caps = []
+        if (self.setup.armed and self.setup.altitude > 0) or any(k not in LINK_ONLY_KINDS for k in kinds):
+            caps.append("physics")
+        if "arm_switch" in kinds:
+            caps.append("arm_switch")
+        if any(isinstance(exp, ExpectLinkQuality) for exp in self.expectations):
+            caps.append("link_statistics")
+        return Needs(tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(kinds)), tuple(caps))
 
-    def lacked_by(self, profile: FirmwareProfile) -> str | None:
-        """Why a board whose firmware is `profile` must skip this scenario (None: it need not)."""
-        reasons = self.needs().lacking(profile)
+    def lacked_by(self, profile: FirmwareProfile, capabilities: frozenset[str] | None = None) -> str | None:
+        """Why a board whose firmware is `profile` (and that can do `capabilities`, see
+        `hil.rig.Board.capabilities`; None: not asked) must skip this scenario (None: it need not)."""
+        reasons = self.needs().lacking(profile, capabilities)
         return "; ".join(reasons) if reasons else None
 
     def for_firmware(self, profile: FirmwareProfile) -> Scenario:

@@ -14,22 +14,18 @@ loop started (the firmware follows it).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 from hil.errors import HilError, WaitTimeout
 from hil.scenario.expect import evaluate
 from hil.scenario.limits import judge
 from hil.scenario.model import Scenario
+from hil.scenario.result import ScenarioResult
 from hil.scenario.timeline import RecorderBase, Timeline
 from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
 from hil.timeout import Deadline
-
-if TYPE_CHECKING:
-    from hil.scenario.runner import ScenarioResult
-    from hil.session import MspBoardSession
 
 POLL_HZ = 25.0
 #: Rows of the firmware's task table worth a line in the report.
@@ -45,7 +41,7 @@ _REPORTED_WORDS = ("FAILSAFE", "RTL", "HOLD", "ALT_HOLD", "ANGLE", "HORIZON")
 class _MspRecorder(RecorderBase):
     """Polls the board's status and builds the timeline, in loop time."""
 
-    def __init__(self, session: MspBoardSession, loop: BetaflightLoop) -> None:
+    def __init__(self, session: Any, loop: BetaflightLoop) -> None:
         super().__init__()
         self.ap = session.autopilot
         self.loop = loop
@@ -56,6 +52,8 @@ class _MspRecorder(RecorderBase):
         self.idle_mode = prof.idle_mode or "ACRO"
         self.flags: frozenset[str] = frozenset()
         self.cycle_times: list[int] = []
+        #: Read the firmware's view of its receiver link (RSSI, LQ) as well.
+        self.link_stats = "link_statistics" in session.board.capabilities
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="msp-recorder", daemon=True)
@@ -83,7 +81,20 @@ class _MspRecorder(RecorderBase):
                     return
                 continue
             self.record(status)
+            if self.link_stats:
+                self._record_link()
             self._stop.wait(max(0.0, t_next - time.monotonic()))
+
+    def _record_link(self) -> None:
+        try:
+            rssi, lq = self.ap.link_quality()
+        except HilError:
+            return  # a missed sample shows as a gap, which link_quality expectations check
+        t = self.loop.time
+        with self._changed:
+            self.samples.append((t, "rssi", rssi))
+            if lq is not None:
+                self.samples.append((t, "lq", lq))
 
     def record(self, status) -> None:
         loop = self.loop
@@ -100,12 +111,8 @@ class _MspRecorder(RecorderBase):
             for name in sorted(self.flags - flags):
                 self.events.append((t, "statustext", f"{name} cleared"))
             self.flags = flags
-            v = loop.vehicle
-            pn, pe, pd = v.pos
-            roll, pitch, _ = v.euler()
-            self.states.append(
-                (t, armed, mode, -pd, pn, pe, math.hypot(v.vel[0], v.vel[1]), roll, pitch)
-            )
+            alt, pn, pe, speed, roll, pitch = loop.pose()
+            self.states.append((t, armed, mode, alt, pn, pe, speed, roll, pitch))
             self._changed.notify_all()
 
     def on_sim_event(self, t: float, kind: str, text: str) -> None:
@@ -134,9 +141,11 @@ class _MspRecorder(RecorderBase):
             return super().timeline(t0)
 
 
-def loop_config_for(scenario: Scenario, rate_hz: float) -> BetaflightLoopConfig:
+def loop_config_for(scenario: Scenario) -> BetaflightLoopConfig:
+    """The scenario's side of the simulator link's settings (seed, weather); the board
+    adds its own (the state rate) when it builds the link."""
     setup = scenario.setup
-    config = BetaflightLoopConfig(rate_hz=rate_hz, seed=scenario.seed)
+    config = BetaflightLoopConfig(seed=scenario.seed)
     if setup.wind is not None:
         config.wind_speed = setup.wind.speed
         config.wind_direction = setup.wind.direction
@@ -145,7 +154,7 @@ def loop_config_for(scenario: Scenario, rate_hz: float) -> BetaflightLoopConfig:
 
 
 def run_msp_scenario(
-    scenario: Scenario, session: MspBoardSession, result: ScenarioResult, *, capture=None
+    scenario: Scenario, session: Any, result: ScenarioResult, *, capture=None
 ) -> ScenarioResult:
     """Run ``scenario`` on an MSP board; fills and returns ``result``; never raises for the vehicle.
 
@@ -160,11 +169,11 @@ def run_msp_scenario(
         )
         return result
     prof = session.board.profile
-    lacks = scenario.lacked_by(prof)
+    lacks = scenario.lacked_by(prof, session.board.capabilities)
     if lacks is not None:
         result.error = f"{session.board.name}: {lacks}"
         return result
-    if prof.resolve(scenario.setup.mode) not in HOVER_MODES:
+    if scenario.setup.altitude > 0 and prof.resolve(scenario.setup.mode) not in HOVER_MODES:
         result.error = f"setup mode {scenario.setup.mode} has no meaning on an MSP board; use ANGLE"
         return result
     scenario = scenario.for_firmware(prof)
@@ -184,12 +193,15 @@ def run_msp_scenario(
         capture.attach(session)
     t0 = 0.0
     try:
+        # The timeline must know the board's state at its start: wait for a first report.
+        recorder.wait("the board's first status report", lambda: recorder.armed is not None, within=3.0)
         if scenario.setup.armed:
             session.arm(loop, within=10.0)
             recorder.wait("the board armed by the AUX1 switch", lambda: bool(recorder.armed), within=5.0)
             target = scenario.setup.altitude
-            loop.hold_altitude(target)
-            _wait_altitude(recorder, loop, target - 0.5, within=target / 1.0 + 15.0)
+            if target > 0:
+                loop.hold_altitude(target)
+                _wait_altitude(recorder, loop, target - 0.5, within=target / 1.0 + 15.0)
         t0 = loop.time
         recorder.on_sim_event(t0, "note", "timeline start")
         for inj in scenario.injections:
@@ -223,16 +235,9 @@ def run_msp_scenario(
     _finish(loop, recorder, result)
     recorder.stop()
     try:
-        timing = loop.timing(since_s=1.0)
-        result.notes.extend(timing.lines())
-        result.measurements = {
-            "state_rate_hz": timing.sent / timing.seconds,
-            "state_jitter_p99_us": timing.send_jitter_p99_us,
-            "motor_rate_hz": timing.motor_rate_hz,
-            "motor_period_p99_us": timing.motor_period_p99_us,
-            "sitl_scheduler": session.board.sitl.scheduler if session.board.sitl else "?",
-            "loop_scheduler": timing.scheduler,
-        }
+        lines, measurements = loop.report(since_s=1.0)
+        result.notes.extend(lines)
+        result.measurements = {**measurements, **session.board.runtime()}
         try:
             rows = session.autopilot.tasks()
         except HilError as exc:
@@ -252,8 +257,8 @@ def run_msp_scenario(
         if recorder.cycle_times:
             ct = sorted(recorder.cycle_times)
             result.notes.append(
-                f"firmware cycle time {ct[len(ct) // 2]} us median over {len(ct)} status polls "
-                f"(SITL threads {result.measurements['sitl_scheduler']})"
+                f"firmware cycle time {ct[len(ct) // 2]} us median over {len(ct)} status polls"
+                + (f" (SITL threads {sched})" if (sched := result.measurements.get("sitl_scheduler")) else "")
             )
     except HilError:
         pass
@@ -264,19 +269,17 @@ def run_msp_scenario(
         capture.detach()
     from hil.report.loops import realtime_timing
 
+    send_ns, motor_ns, rate_hz, started_ns = loop.timing_series()
     result.loop_periods_us, result.timing = realtime_timing(
-        getattr(loop, "_send_ns", ()),
-        getattr(loop, "_motor_ns", ()),
-        loop.config.rate_hz,
-        since_ns=getattr(loop, "_started_ns", 0) + 1_000_000_000,  # as loop.timing(since_s=1.0)
+        send_ns, motor_ns, rate_hz, since_ns=started_ns + 1_000_000_000  # as loop.report(since_s=1.0)
     )
     result.timing = [*result.timing, *result.limit_timing]
     return result
 
 
-def _bring_up(session: MspBoardSession, scenario: Scenario) -> tuple[BetaflightLoop, _MspRecorder]:
+def _bring_up(session: Any, scenario: Scenario) -> tuple[BetaflightLoop, _MspRecorder]:
     """The loop running and the board armable but for its switch, and the recorder on."""
-    loop = session.start_loop(loop_config_for(scenario, session.board.state_rate_hz))
+    loop = session.start_loop(loop_config_for(scenario))
     recorder = _MspRecorder(session, loop)
     loop.event_hooks.append(recorder.on_sim_event)
     recorder.start()

@@ -11,87 +11,20 @@ import math
 import threading
 import time
 from array import array
-from dataclasses import dataclass, field
 from typing import Any
 
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, CommandRefused, HilError, LinkError, WaitTimeout
 from hil.mavlink.dialect import mavlink, mode_name
-from hil.scenario.expect import Verdict, evaluate
+from hil.mavlink.framing import arrival_ns
+from hil.scenario.expect import evaluate
 from hil.scenario.host_timing import HostTiming, heartbeat_rate_for, request_heartbeat_rate
 from hil.scenario.limits import judge
 from hil.scenario.model import Scenario
-from hil.scenario.timeline import RecorderBase, Timeline
-from hil.session import BoardSession
+from hil.scenario.result import ScenarioResult
+from hil.scenario.timeline import RecorderBase
 from hil.sim import geo
 from hil.sim.loop import ClosedLoop, SimConfig
-
-
-@dataclass
-class ScenarioResult:
-    """What one scenario run produced."""
-
-    scenario: Scenario
-    board: str
-    verdicts: list[Verdict] = field(default_factory=list)
-    error: str | None = None
-    timeline: Timeline | None = None
-    sim_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    loop_speed: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    #: Figures measured during the run (loop rate, jitter, scheduler), name -> value.
-    measurements: dict[str, object] = field(default_factory=dict)
-    #: The scenario's [limits] figures, judged (hil.scenario.limits), also in `timing`.
-    limit_timing: list[Any] = field(default_factory=list)
-    #: Loop periods recorded during the run (us), per loop: the report's histogram.
-    loop_periods_us: dict[str, Any] = field(default_factory=dict)
-    #: Timing figures with unit and uncertainty (`hil.timing.Measurement`) from those loops.
-    timing: list[Any] = field(default_factory=list)
-    #: Files the run left in the report directory, what -> path.
-    artifacts: dict[str, Any] = field(default_factory=dict)
-    #: (timeline time of a mode or arming change, gap to the report before it), s.
-    change_gaps: list[tuple[float, float]] = field(default_factory=list)
-    #: Set when the board stopped answering during the run: an error of the bench, with
-    #: no verdict on the firmware (`error` holds the same text).
-    board_error: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and all(v.passed for v in self.verdicts)
-
-    @property
-    def outcome(self) -> str:
-        """PASS, FAIL (a verdict on the firmware) or ERROR (the board stopped answering)."""
-        if self.board_error is not None:
-            return "ERROR"
-        return "PASS" if self.passed else "FAIL"
-
-    @property
-    def speed(self) -> float:
-        """Simulated seconds per wall second over the whole run."""
-        return self.sim_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-    def failure_text(self) -> str:
-        if self.board_error is not None:
-            return f"scenario {self.scenario.name} on {self.board}: ERROR: {self.board_error}"
-        lines = [f"scenario {self.scenario.name} on {self.board}: FAILED"]
-        if self.error:
-            lines.append(f"  error: {self.error}")
-        for verdict in self.verdicts:
-            if not verdict.passed:
-                lines.append(f"  - {verdict.message}")
-                if verdict.excerpt:
-                    lines.extend("      " + row for row in verdict.excerpt.splitlines())
-        if self.error and self.timeline is not None and not any(not v.passed for v in self.verdicts):
-            lines.extend("      " + row for row in self.timeline.excerpt(self.timeline_end, 10.0, 1.0).splitlines())
-        return "\n".join(lines)
-
-    @property
-    def timeline_end(self) -> float:
-        states = self.timeline.states() if self.timeline is not None else {}
-        t = states.get("t")
-        return float(t[-1]) if t is not None and len(t) else 0.0
 
 
 class _Recorder(RecorderBase):
@@ -116,7 +49,7 @@ class _Recorder(RecorderBase):
         mtype = msg.get_type()
         if mtype == "HIL_ACTUATOR_CONTROLS":
             self.loop_usec.append(msg.time_usec)
-            self.loop_ns.append(getattr(msg, "_t_ns", 0))
+            self.loop_ns.append(arrival_ns(msg, 0))
             return
         t = self.ap.vehicle_time
         if mtype == "GLOBAL_POSITION_INT":
@@ -231,17 +164,20 @@ def sim_config_for(scenario: Scenario) -> SimConfig:
     return config
 
 
-def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> ScenarioResult:
+def run_scenario(scenario: Scenario, session: Any, *, capture=None) -> ScenarioResult:
     """Run `scenario` on the session's board; never raises for a failing vehicle.
 
-    `capture` (a `hil.report.capture.ScenarioCapture`) records the run's MAVLink frames
-    and link bytes for the report directory.
+    The session (`hil.session`, of the kind the board type names) flies it the way its
+    board is flown: `session.fly` hands it to this module's `fly_mavlink` or to
+    `hil.scenario.msp_runner`. `capture` (a `hil.report.capture.ScenarioCapture`)
+    records the run's frames and link bytes for the report directory.
     """
     result = ScenarioResult(scenario, session.board.name)
-    if session.board.board_class == "msp":
-        from hil.scenario.msp_runner import run_msp_scenario
+    return session.fly(scenario, result, capture=capture)
 
-        return run_msp_scenario(scenario, session, result, capture=capture)  # type: ignore[arg-type]
+
+def fly_mavlink(scenario: Scenario, session: Any, result: ScenarioResult, *, capture=None) -> ScenarioResult:
+    """Fly `scenario` on a MAVLink board (`hil.session.BoardSession`); fills `result`."""
     ap = session.autopilot
     assert ap is not None
     if scenario.board_names():
@@ -250,7 +186,7 @@ def run_scenario(scenario: Scenario, session: BoardSession, *, capture=None) -> 
         except KeyError as exc:
             result.error = f"cannot read the board's settings the scenario refers to: {exc}"
             return result
-    lacks = scenario.lacked_by(ap.profile)
+    lacks = scenario.lacked_by(ap.profile, session.board.capabilities)
     if lacks is not None:
         result.error = f"board {session.board.name}: {lacks}"
         return result

@@ -48,6 +48,8 @@ class Timeline:
         self._mode_codes: dict[str, int] = {}
         self._events: list[Event] = []
         self._event_times: list[float] = []
+        #: Named numeric series the board reports besides its state ("lq", "rssi"): t, value.
+        self._samples: dict[str, list[tuple[float, float]]] = {}
 
     # --- recording ---------------------------------------------------------------------
 
@@ -103,6 +105,24 @@ class Timeline:
         i = bisect.bisect_right(self._event_times, t)
         self._event_times.insert(i, t)
         self._events.insert(i, Event(float(t), kind, str(text)))
+
+    def add_sample(self, name: str, t: float, value: float) -> None:
+        """Record one value of series `name` (e.g. "lq", the firmware's link quality in %)."""
+        if not math.isfinite(t) or not math.isfinite(value):
+            raise ValueError(f"sample {name} at {t!r} must be finite, got {value!r}")
+        self._samples.setdefault(name, []).append((float(t), float(value)))
+
+    def samples(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(times, values) of series `name` in time order; empty arrays when never recorded."""
+        rows = sorted(self._samples.get(name, ()))
+        if not rows:
+            return np.empty(0), np.empty(0)
+        arr = np.asarray(rows, dtype=np.float64)
+        return arr[:, 0], arr[:, 1]
+
+    @property
+    def sample_names(self) -> list[str]:
+        return sorted(self._samples)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -205,6 +225,8 @@ class RecorderBase:
     def __init__(self) -> None:
         self.states: list[tuple] = []
         self.events: list[tuple[float, str, str]] = []
+        #: (absolute time, series name, value): what the board reports besides its state.
+        self.samples: list[tuple[float, str, float]] = []
         self.mode: str | None = None
         self.armed: bool | None = None
         self.ever_armed = False
@@ -236,4 +258,6 @@ class RecorderBase:
             timeline.add_state(row[0] - t0, *row[1:])
         for t, kind, text in sorted(self.events, key=lambda e: e[0]):
             timeline.add_event(t - t0, kind, text)
+        for t, name, value in self.samples:
+            timeline.add_sample(name, t - t0, value)
         return timeline

@@ -173,8 +173,14 @@ class _Ring:
 class BetaflightLoop(InjectionSchedule):
     """Flies the simulated quad with Betaflight SITL's motor outputs, in real time."""
 
+    #: The harness flies the vehicle (the `bench` link does not).
+    physics = True
+
     supported_injections = frozenset(
-        {"rc_loss", "rc_jamming", "imu_noise", "imu_stuck", "imu_clip", "baro_drift", "wind", "battery_sag"}
+        {
+            "rc_loss", "rc_jamming", "arm_switch", "imu_noise", "imu_stuck", "imu_clip", "baro_drift", "wind",
+            "battery_sag",
+        }
     )
 
     def __init__(
@@ -472,6 +478,10 @@ class BetaflightLoop(InjectionSchedule):
 
     # -- what it achieved --------------------------------------------------------------
 
+    def motor_times_ns(self) -> np.ndarray:
+        """Arrival stamps of the motor packets (host monotonic ns), oldest first (a copy)."""
+        return self._motor_ns.values()
+
     def timing(self, since_s: float = 0.0) -> LoopTiming:
         """Send-period and motor-packet statistics (wall clock), from ``since_s`` of the run."""
         send = self._send_ns.values()
@@ -507,6 +517,29 @@ class BetaflightLoop(InjectionSchedule):
     @property
     def altitude(self) -> float:
         return -self.vehicle.pos[2]
+
+    def pose(self) -> tuple[float, float, float, float, float, float]:
+        """(altitude, north, east, ground speed, roll, pitch) of the simulated vehicle now."""
+        v = self.vehicle
+        pn, pe, pd = v.pos
+        roll, pitch, _ = v.euler()
+        return (-pd, pn, pe, float(np.hypot(v.vel[0], v.vel[1])), roll, pitch)
+
+    def timing_series(self) -> tuple[np.ndarray, np.ndarray, float, int]:
+        """(state send stamps, motor arrival stamps, target rate Hz, start stamp), host
+        monotonic ns, oldest first: what the report's loop-period figures are made from."""
+        return self._send_ns.values(), self._motor_ns.values(), self.config.rate_hz, self._started_ns
+
+    def report(self, since_s: float = 1.0) -> tuple[list[str], dict[str, object]]:
+        """Lines for a scenario's notes and its measurements, from ``since_s`` of the run."""
+        timing = self.timing(since_s=since_s)
+        return timing.lines(), {
+            "state_rate_hz": timing.sent / timing.seconds,
+            "state_jitter_p99_us": timing.send_jitter_p99_us,
+            "motor_rate_hz": timing.motor_rate_hz,
+            "motor_period_p99_us": timing.motor_period_p99_us,
+            "loop_scheduler": timing.scheduler,
+        }
 
     def __enter__(self) -> BetaflightLoop:
         self.start()

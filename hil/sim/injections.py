@@ -18,11 +18,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hil.errors import HilError
+from hil.threats.gnss import Spoof
 
 if TYPE_CHECKING:
-    from hil.sim.loop import ClosedLoop
+    from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
+    from hil.threats.gnss import GnssEnvironment
+    from hil.threats.rc_link import RcLinkModel
+    from hil.threats.telemetry import TelemetryLinkModel
 
-Action = Callable[["ClosedLoop", Mapping[str, Any]], None]
+#: What an injection does to the loop it acts on (a ClosedLoop, a BetaflightLoop: any
+#: InjectionSchedule), given its parameters.
+Action = Callable[["InjectionSchedule", Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -49,11 +55,30 @@ class InjectionSchedule:
 
     The loop calls ``_init_schedule()`` in its constructor and ``_apply_due()`` after
     each step when ``_schedule`` is not empty; ``supported_injections`` (None: all)
-    names the kinds that can act on it.
+    names the kinds that can act on it. The kinds defined here act on the attributes
+    declared below; a loop has those of the kinds it supports.
     """
 
     t_us: int
     supported_injections: frozenset[str] | None = None
+    #: What injections put back when they stop, by target: the wind an injected wind
+    #: blew over, say. Set by `_init_schedule`.
+    replaced: dict[str, Any]
+
+    # What the kinds below act on.
+    rc_enabled: bool
+    gcs_enabled: bool
+    gps_blocked: bool
+    jamming: tuple[float, float, float] | None
+    rc_link: RcLinkModel
+    telemetry_link: TelemetryLinkModel
+    gnss: GnssEnvironment
+    battery: Battery
+    wind: Wind
+    imu: Imu
+    baro: Baro
+    mag: Mag
+    arm_switch: Callable[[bool], None]  # the pilot's arm switch (a loop that sends RC)
 
     def _init_schedule(self) -> None:
         self.events: list[tuple[float, str, str]] = []
@@ -62,6 +87,7 @@ class InjectionSchedule:
         self._sched_lock = threading.Lock()
         #: Started and not stopped, per target, oldest first: the last is in effect.
         self._active: dict[str, list[_Scheduled]] = {}
+        self.replaced = {}
 
     @property
     def time(self) -> float:
@@ -140,30 +166,28 @@ def register_applier(kind: str, start: Action, stop: Action, target: str | None 
 
 
 def _set(attr: str, value: Any) -> Action:
-    def action(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    def action(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
         setattr(loop, attr, value)
 
     return action
 
 
 def _gps_blocked(value: bool) -> Action:
-    def action(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    def action(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
         loop.gps_blocked = value
 
     return action
 
 
-def _gps_jamming_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _gps_jamming_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loop.jamming = (loop.time, float(params.get("ramp", 0.0)), float(params["js_db"]))
 
 
-def _gps_jamming_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _gps_jamming_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loop.jamming = None
 
 
-def _gps_spoofing_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
-    from hil.threats.gnss import Spoof
-
+def _gps_spoofing_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loop.gnss.spoof = Spoof(
         start_s=loop.time,
         rate_mps=float(params.get("rate", 0.0)),
@@ -172,43 +196,42 @@ def _gps_spoofing_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
     )
 
 
-def _gps_spoofing_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _gps_spoofing_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loop.gnss.spoof = None
 
 
-def _battery_sag_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _battery_sag_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loop.battery.sag_v = float(params.get("volts", 0.0))
 
 
-def _battery_sag_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _battery_sag_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loop.battery.sag_v = 0.0
 
 
-def _wind_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _wind_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     wind = loop.wind
-    if getattr(loop, "_saved_wind", None) is None:  # a wind over a wind keeps the first weather
-        loop._saved_wind = (wind.speed, wind.direction_deg, wind.gust_std)
+    if "wind" not in loop.replaced:  # a wind over a wind keeps the first weather
+        loop.replaced["wind"] = (wind.speed, wind.direction_deg, wind.gust_std)
     wind.speed = float(params.get("speed", 0.0))
     wind.direction_deg = float(params.get("direction", 0.0))
     wind.gust_std = float(params.get("gust", 0.0))
 
 
-def _wind_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
-    saved = getattr(loop, "_saved_wind", None)
+def _wind_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
+    saved = loop.replaced.pop("wind", None)  # the next wind saves the weather it replaces again
     if saved is not None:
         loop.wind.speed, loop.wind.direction_deg, loop.wind.gust_std = saved
-        loop._saved_wind = None  # the next wind saves the weather it replaces again
 
 
 def _rc_loss(gone: bool) -> Action:
-    def action(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    def action(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
         loop.rc_enabled = not gone
         loop.rc_link.configure(total=gone)
 
     return action
 
 
-def _rc_jamming_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _rc_jamming_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loss = float(params.get("loss", 0.0))
     if loss >= 1.0:
         loop.rc_link.configure(total=True)
@@ -220,7 +243,7 @@ def _rc_jamming_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
             raise HilError(f"rc_jamming with loss = {loss} and burst_ms = {burst}: {exc}") from None
 
 
-def _rc_jamming_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _rc_jamming_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loop.rc_link.configure(loss=0.0, total=False)
 
 
@@ -238,16 +261,16 @@ def _attr(target: str, attr: str, param: str | None, off: Any) -> tuple[Action, 
     """Start and stop of an injection that sets `loop.<target>.<attr>` from a parameter
     and puts `off` back."""
 
-    def start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    def start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
         setattr(getattr(loop, target), attr, params[param] if param else True)
 
-    def stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+    def stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
         setattr(getattr(loop, target), attr, off)
 
     return start, stop
 
 
-def _compass_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _compass_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     import math
 
     gauss = float(params.get("gauss", 0.0))
@@ -255,14 +278,14 @@ def _compass_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
     loop.mag.interference = (gauss * math.cos(bearing), gauss * math.sin(bearing), 0.0)
 
 
-def _compass_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _compass_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loop.mag.interference = (0.0, 0.0, 0.0)
 
 
 _TELEMETRY_PARAMS = ("loss", "burst_ms", "delay_ms", "jitter_ms")
 
 
-def _telemetry_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _telemetry_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     values = {name: params.get(name, 0.0) for name in _TELEMETRY_PARAMS}
     try:
         loop.telemetry_link.configure(**values)
@@ -270,7 +293,7 @@ def _telemetry_start(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
         raise HilError(f"telemetry_jamming: {exc}") from None
 
 
-def _telemetry_stop(loop: ClosedLoop, params: Mapping[str, Any]) -> None:
+def _telemetry_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     loop.telemetry_link.configure(**dict.fromkeys(_TELEMETRY_PARAMS, 0.0))
 
 
@@ -283,3 +306,13 @@ for _kind, _applier in {
     register_applier(_kind, *_applier)
 register_applier("compass_interference", _compass_start, _compass_stop)
 register_applier("telemetry_jamming", _telemetry_start, _telemetry_stop)
+
+
+def _arm_switch(on: bool) -> Action:
+    def action(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
+        loop.arm_switch(on)
+
+    return action
+
+
+register_applier("arm_switch", _arm_switch(True), _arm_switch(False))

@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from hil import geo
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, HilError, LinkError
 from hil.mavlink.dialect import UINT16_MAX, mavlink
-from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, HotCodec
+from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, HotCodec, arrival_ns
 from hil.mavlink.uart_marker import pack_marker
-from hil.sim import geo
 from hil.sim.injections import InjectionSchedule
 from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
 from hil.sim.vehicle import Quadrotor
@@ -170,6 +170,12 @@ class ClosedLoop(InjectionSchedule):
         self._sent_ns: dict[int, int] = {}
 
     # -- clock -------------------------------------------------------------------------
+    def motor_times_ns(self) -> np.ndarray:
+        """When each answer to a sample (the board's motor outputs) was read, host
+        monotonic ns, oldest first (a copy). The board's own loop stamps are
+        `actuator_time_us`."""
+        return np.array(self.answer_read_ns, dtype=np.int64)
+
     @property
     def time(self) -> float:
         """Simulation time in seconds."""
@@ -441,7 +447,7 @@ class ClosedLoop(InjectionSchedule):
                 sent = self._sent_ns.pop(sample_us, 0)
                 if sent:
                     self.sample_sent_ns.append(sent)
-                    self.answer_read_ns.append(getattr(msg, "_t_ns", 0) or _monotonic_ns())
+                    self.answer_read_ns.append(arrival_ns(msg, 0) or _monotonic_ns())
         if msg.mode & _ARMED:
             c = msg.controls
             self.motors = (c[0], c[1], c[2], c[3])

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hil.sim.geo import (
+from hil.geo import (
     EARTH_FIELD_NED,
     GRAVITY,
     HOME,

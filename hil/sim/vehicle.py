@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hil.sim.geo import GRAVITY
+from hil.geo import GRAVITY
 
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]

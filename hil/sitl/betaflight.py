@@ -50,6 +50,8 @@ RC_PORT = 9004
 MOTOR_PORT = 9002
 MOTOR_RAW_PORT = 9001
 FIFO_PRIORITY = 50
+#: Held by a loopback instance while it runs: its ports are the host's, one instance per host.
+HOST_PORTS_LOCK = "betaflight-sitl-host-ports"
 
 
 #: Instances started by this process, stopped at exit if a caller forgot.

@@ -28,18 +28,17 @@ import filecmp
 import logging
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hil.errors import ConfigError, HilError
 from hil.locks import BoardLock
 from hil.rig import Board, Rig, RigKey
-from hil.sitl.betaflight import BetaflightSitl, find_executable
+from hil.sitl.betaflight import HOST_PORTS_LOCK, BetaflightSitl, find_executable
 
 log = logging.getLogger(__name__)
 
-#: Held by a loopback instance: its ports are the host's.
-HOST_PORTS_LOCK = "betaflight-sitl-host-ports"
 TEMPLATE = "harness-eeprom.bin"
 
 
@@ -47,6 +46,9 @@ class BetaflightSitlBoard(Board):
     type_name = "betaflight-sitl"
     board_class = "msp"
     profile_name = "betaflight"
+    session_type = "hil.session:MspBoardSession"
+    #: The harness flies it, and arms it by the AUX1 switch on the RC it sends over MSP.
+    capabilities = frozenset({"physics", "arm_switch"})
     KEYS: Mapping[str, RigKey] = {
         "name": RigKey("name"),
         "type": RigKey("text"),
@@ -184,6 +186,31 @@ class BetaflightSitlBoard(Board):
         if self.sitl is None or not self.sitl.alive:
             raise HilError(f"Betaflight SITL board {self.name} is not running")
         return self.sitl.msp_url
+
+    def open_autopilot(self, connect_timeout: float = 10.0):
+        """An MSP adapter on UART1 that restarts a hung boot and reopens after reboots."""
+        from hil.autopilot.msp import MspAutopilot
+
+        return MspAutopilot(self.url(timeout=connect_timeout), sitl=self.sitl, connect_timeout=connect_timeout)
+
+    def simulator_link(self, config=None):
+        """The physics loop over the firmware's UDP ports, RC as MSP on UART4."""
+        from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
+
+        sitl = self.sitl
+        if sitl is None:
+            raise HilError(f"Betaflight SITL board {self.name} is not running")
+        config = replace(config, rate_hz=self.state_rate_hz) if config is not None else BetaflightLoopConfig(rate_hz=self.state_rate_hz)
+        return BetaflightLoop(sitl.fc_ip, sitl.host_ip, self.rc_url, config, clock_offset_s=sitl.uptime)
+
+    def power_cycle(self) -> None:
+        if self.sitl is None:
+            raise HilError(f"Betaflight SITL board {self.name} is not running")
+        self.sitl.restart()
+
+    def runtime(self) -> dict[str, str]:
+        """How the firmware process runs, for a scenario's measurements."""
+        return {"sitl_scheduler": self.sitl.scheduler if self.sitl is not None else "not running"}
 
     @property
     def rc_url(self) -> str:

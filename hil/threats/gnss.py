@@ -72,7 +72,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hil.sim.geo import HOME, Home, ned_to_lla
+from hil.geo import HOME, Home, ned_to_lla
 
 Vec3 = tuple[float, float, float]
 

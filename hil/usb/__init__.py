@@ -1,10 +1,6 @@
-"""USB access for flashing: real devices through libusb, virtual boards through the registry.
+"""USB for flashing: what each port and device is, and how control transfers travel.
 
-`hil.usb.virtual_backend.VirtualBackend` is a pyusb backend over the virtual rig's DFU
-devices; `hil.usb.discovery.list_usb_boards` lists flight controllers and bootloaders
-seen on either.
+`hil.usb.discovery` classifies ports and lists flight controllers and bootloaders on
+USB; `hil.usb.control_socket` carries control transfers over a Unix socket to the
+virtual board's DFU device, whose pyusb backend is `hil.boards.virtual_usb`.
 """
-
-from hil.usb.virtual_backend import VirtualBackend
-
-__all__ = ["VirtualBackend"]

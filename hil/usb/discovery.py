@@ -11,8 +11,8 @@ USB location (bus and hub ports) where it does not, as with PX4's bootloader ser
 Everything here up to `list_usb_boards` is pure: descriptions in, answers out. Real
 devices come from pyusb with the libusb shipped by `libusb-package`; when libusb is
 missing or finds nothing the answer is an empty list, never an error (a machine with no
-boards, or no USB permissions, is normal). Virtual boards in DFU come from
-`hil.usb.virtual_backend.VirtualBackend`.
+boards, or no USB permissions, is normal). Virtual boards in DFU come from the backend
+a caller passes (`hil.boards.virtual_usb.VirtualBackend`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Final
 
 import usb.core
@@ -432,20 +431,19 @@ def real_backend() -> Any | None:
 
 
 def list_usb_boards(
-    registry_dir: Path | str | None = None,
     *,
     real: bool = True,
-    virtual: bool = True,
     backend: Any = None,
+    virtual_backend: Any = None,
 ) -> list[UsbBoard]:
-    """Flight controllers and bootloaders on real USB, then virtual DFU devices."""
+    """Flight controllers and bootloaders on real USB (`backend`, default libusb), then
+    the devices of `virtual_backend` when one is given (the virtual rig's DFU devices:
+    hil.boards.virtual_usb.VirtualBackend)."""
     found: list[UsbBoard] = []
     if real:
         chosen = backend if backend is not None else real_backend()
         if chosen is not None:
             found.extend(_boards(chosen, "usb"))
-    if virtual:
-        from hil.usb.virtual_backend import VirtualBackend
-
-        found.extend(_boards(VirtualBackend(registry_dir), "virtual"))
+    if virtual_backend is not None:
+        found.extend(_boards(virtual_backend, "virtual"))
     return found

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from hil.vfc.paramdefs import read_param
+from hil.firmware.paramdefs import read_param
 
 GRAVITY = 9.80665
 

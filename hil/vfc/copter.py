@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hil.firmware.paramdefs import read_param
 from hil.vfc import failsafe as fs
 from hil.vfc.control import (
     AttitudeRateController,
@@ -25,7 +26,7 @@ from hil.vfc.control import (
     euler_to_quat,
     mix,
 )
-from hil.vfc.estimator import EARTH_RADIUS_M, Estimator
+from hil.vfc.estimator import Estimator
 from hil.vfc.modes import (
     ALT_HOLD,
     GUIDED,
@@ -42,7 +43,6 @@ from hil.vfc.modes import (
     NavTargets,
     make_modes,
 )
-from hil.vfc.paramdefs import read_param
 
 __all__ = ["Copter", "STABILIZE", "ALT_HOLD", "GUIDED", "LOITER", "RTL", "LAND"]
 
@@ -501,10 +501,7 @@ class Copter:
         est = self.est
         if est.origin is not None and self.position_ok:
             self._home_ned = (est.pn, est.pe, est.pd)
-            lat0, lon0, alt0 = est.origin
-            self.home = (lat0 + math.degrees(est.pn / EARTH_RADIUS_M),
-                         lon0 + math.degrees(est.pe / (EARTH_RADIUS_M * est._cos_lat)),
-                         alt0 - est.pd)
+            self.home = est.position_lla()
         self._mode.enter(self)
         self._text(INFO, "Arming motors")
         return True, ""

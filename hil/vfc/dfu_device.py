@@ -4,16 +4,8 @@ A board powered with BOOT0 held (`python -m hil.vfc ... --boot0`) runs `serve_df
 instead of its flight software: the device 0483:df11 of PROTOCOLS.md section 2, acting
 on the board's `Flash`. It has no USB bus to sit on, so it listens on a Unix socket
 named in the registry entry (state `dfu`, `usb_socket`), and the harness's pyusb backend
-(`hil.usb.virtual_backend`) carries control transfers through it.
-
-Wire protocol on the socket (one request, one response, any number per connection)::
-
-    frame    = u32 LE length, then `length` bytes
-    request  = setup packet (8 bytes: u8 bmRequestType, u8 bRequest, u16 LE wValue,
-               u16 LE wIndex, u16 LE wLength), then for OUT requests the data stage
-               (exactly wLength bytes; nothing for IN requests)
-    response = u8 handshake (0 ACK, 1 STALL), then for an ACKed IN request the data
-               stage (at most wLength bytes)
+(`hil.boards.virtual_usb`) carries control transfers through it, framed as
+hil.usb.control_socket says.
 
 A device that "drops off the bus" (after DFU leave, a read-unprotect reset, or when the
 board stops) closes its connections; the backend turns that into `usb.core.USBError`.
@@ -85,43 +77,10 @@ from hil.firmware.dfuse_codec import (
     parse_command,
 )
 from hil.links import registry
+from hil.usb.control_socket import HANDSHAKE_ACK, HANDSHAKE_STALL, SETUP, recv_frame, send_frame
 from hil.vfc.flash import APP_BASE, SECTORS, Flash, FlashError
 
-# ------------------------------------------------------------------- wire protocol
-
-SETUP = struct.Struct("<BBHHH")
-FRAME_HEADER = struct.Struct("<I")
-HANDSHAKE_ACK = 0
-HANDSHAKE_STALL = 1
-MAX_FRAME = SETUP.size + 0xFFFF
 _FRAME_READ_TIMEOUT = 2.0
-
-
-def recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    """`n` bytes from `sock`, or None when the peer closed first."""
-    parts: list[bytes] = []
-    while n > 0:
-        chunk = sock.recv(n)
-        if not chunk:
-            return None
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
-def recv_frame(sock: socket.socket) -> bytes | None:
-    """One length-prefixed frame, or None at end of stream; garbage raises ValueError."""
-    head = recv_exact(sock, FRAME_HEADER.size)
-    if head is None:
-        return None
-    (length,) = FRAME_HEADER.unpack(head)
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes is larger than any control transfer")
-    return recv_exact(sock, length) if length else b""
-
-
-def send_frame(sock: socket.socket, payload: bytes) -> None:
-    sock.sendall(FRAME_HEADER.pack(len(payload)) + payload)
 
 
 # ---------------------------------------------------------------------- descriptors

@@ -502,6 +502,16 @@ class Estimator:
         self.vel_ratio = max(vi, self.vel_std / VEL_STD_LIMIT)
         self.pos_ratio = max(pi, self.pos_std / POS_STD_LIMIT)
 
+    def position_lla(self) -> tuple[float, float, float] | None:
+        """The estimated position as (latitude deg, longitude deg, altitude m), converted
+        from NED around the origin as GPS fixes are; None before the origin is set."""
+        if self.origin is None:
+            return None
+        lat0, lon0, alt0 = self.origin
+        return (lat0 + math.degrees(self.pn / EARTH_RADIUS_M),
+                lon0 + math.degrees(self.pe / (EARTH_RADIUS_M * self._cos_lat)),
+                alt0 - self.pd)
+
     def position_ok(self, t_s: float) -> bool:
         """A usable horizontal position: origin set, settled, uncertainty in bounds."""
         if self.origin is None or self._fused_fixes < GPS_SETTLE_FIXES:

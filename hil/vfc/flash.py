@@ -12,11 +12,7 @@ import os
 from pathlib import Path
 
 from hil.errors import HilError
-
-FLASH_BASE = 0x08000000
-FLASH_TOTAL = 0x100000
-APP_BASE = 0x08004000
-APP_SIZE = FLASH_BASE + FLASH_TOTAL - APP_BASE  # 0xFC000: the serial bootloader's FLASH_SIZE
+from hil.firmware.layout import APP_BASE, APP_SIZE, FLASH_BASE, FLASH_TOTAL
 
 
 def _sectors() -> tuple[tuple[int, int], ...]:

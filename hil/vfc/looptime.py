@@ -10,7 +10,7 @@ flight controller with a free-running scheduler instead:
 
 where P = 1e6 / SCHED_LOOP_RATE us, u[k] is uniform in +-SIM_LOOP_JIT us and a loop
 overruns with probability SIM_LOOP_OVR (it misses the next scheduler tick, so its period
-is one nominal period longer). The parameters (hil.vfc.paramdefs):
+is one nominal period longer). The parameters (hil.firmware.paramdefs):
 
     SIM_LOOP_JIT   period jitter, us: half-width of the uniform draw (at most 45 % of P,
                    so every period stays positive and an overrun, at least 1.55 P, is
@@ -84,7 +84,7 @@ class LoopTimeModel:
     @classmethod
     def from_params(cls, params: Any, *, not_before_us: int | None = None) -> LoopTimeModel | None:
         """The model the board's parameters ask for, or None when its stamps are off."""
-        from hil.vfc.paramdefs import read_param
+        from hil.firmware.paramdefs import read_param
 
         jitter = read_param(params, "SIM_LOOP_JIT")
         overrun = read_param(params, "SIM_LOOP_OVR")

@@ -3,19 +3,17 @@
 A mode's ``run(c, dt)`` fills ``c.nav`` (a ``NavTargets``) at the navigation rate
 (100 Hz): how the horizontal axes are flown (lean angles or a position target), how the
 vertical axis is flown (direct throttle, a height target or a climb rate) and the yaw
-rate. ``c`` is the Copter: modes read its sticks, estimate, home and parameters.
-Heights are metres above home, positions NED metres from home.
+rate. ``c`` is the Copter (hil.vfc.copter): modes read its sticks, estimate, home and
+parameters through `Vehicle`, what a mode may ask of it. Heights are metres above home,
+positions NED metres from home.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hil.vfc.control import sqrt_controller
-
-if TYPE_CHECKING:
-    from hil.vfc.copter import Copter
 
 STABILIZE, ALT_HOLD, GUIDED, LOITER, RTL, LAND = 0, 2, 4, 5, 6, 9
 
@@ -46,6 +44,38 @@ class NavTargets:
         self.idle = True
 
 
+class Vehicle(Protocol):
+    """What a mode reads and sets on the copter it flies (hil.vfc.copter.Copter)."""
+
+    #: The targets the mode fills for the controllers.
+    nav: NavTargets
+    landed: bool
+    #: A usable horizontal position estimate (no EKF failsafe).
+    position_ok: bool
+
+    def param(self, name: str) -> float: ...
+
+    def sticks(self) -> tuple[float, float, float, float]: ...
+
+    def pilot_climb_rate(self) -> float: ...
+
+    def pilot_yaw_rate(self) -> float: ...
+
+    def angle_max(self) -> float: ...
+
+    def hover_throttle(self) -> float: ...
+
+    def pos_ne(self) -> tuple[float, float]: ...
+
+    def vel_ne(self) -> tuple[float, float]: ...
+
+    def pos_d(self) -> float: ...
+
+    def yaw(self) -> float: ...
+
+    def time_s(self) -> float: ...
+
+
 class PathShaper:
     """A position target that moves toward a destination with speed and accel limits.
 
@@ -57,7 +87,7 @@ class PathShaper:
         self.n = self.e = 0.0
         self.vn = self.ve = 0.0
 
-    def reset_to_vehicle(self, c: Copter) -> None:
+    def reset_to_vehicle(self, c: Vehicle) -> None:
         """Start from where the vehicle is and how it is moving."""
         pn, pe = c.pos_ne()
         vn, ve = c.vel_ne()
@@ -121,18 +151,18 @@ class Mode:
     manual_throttle = False
     armable = True
 
-    def enter(self, c: Copter) -> None:
+    def enter(self, c: Vehicle) -> None:
         """Called on entering the mode (targets start where the vehicle is)."""
 
-    def run(self, c: Copter, dt: float) -> None:
+    def run(self, c: Vehicle, dt: float) -> None:
         """Fill ``c.nav``."""
 
-    def wants_takeoff(self, c: Copter) -> bool:
+    def wants_takeoff(self, c: Vehicle) -> bool:
         """While landed: should the motors spin up and the vehicle climb?"""
         return c.pilot_climb_rate() > 0.0
 
 
-def _sticks_lean(c: Copter) -> None:
+def _sticks_lean(c: Vehicle) -> None:
     nav = c.nav
     nav.xy = XY_LEAN
     amax = c.angle_max()
@@ -141,7 +171,7 @@ def _sticks_lean(c: Copter) -> None:
     nav.pitch = pitch * amax
 
 
-def _hold_height(c: Copter, climb_up: float, dt: float) -> None:
+def _hold_height(c: Vehicle, climb_up: float, dt: float) -> None:
     """Climb at ``climb_up`` m/s (pilot), else hold the height target."""
     nav = c.nav
     if nav.z != Z_ALT:
@@ -165,7 +195,7 @@ class Stabilize(Mode):
     name = "STABILIZE"
     manual_throttle = True
 
-    def run(self, c: Copter, dt: float) -> None:
+    def run(self, c: Vehicle, dt: float) -> None:
         _sticks_lean(c)
         nav = c.nav
         nav.z = Z_THR
@@ -175,7 +205,7 @@ class Stabilize(Mode):
         h = c.hover_throttle()
         nav.throttle = 2.0 * thr * h if thr < 0.5 else h + (thr - 0.5) * 2.0 * (1.0 - h)
 
-    def wants_takeoff(self, c: Copter) -> bool:
+    def wants_takeoff(self, c: Vehicle) -> bool:
         return c.sticks()[3] > 0.02
 
 
@@ -185,10 +215,10 @@ class AltHold(Mode):
     number = ALT_HOLD
     name = "ALT_HOLD"
 
-    def enter(self, c: Copter) -> None:
+    def enter(self, c: Vehicle) -> None:
         c.nav.z = Z_THR  # re-capture the height target on the first run
 
-    def run(self, c: Copter, dt: float) -> None:
+    def run(self, c: Vehicle, dt: float) -> None:
         _sticks_lean(c)
         c.nav.yaw_rate = c.sticks()[2] * c.pilot_yaw_rate()
         _hold_height(c, c.pilot_climb_rate(), dt)
@@ -204,11 +234,11 @@ class Loiter(Mode):
     def __init__(self) -> None:
         self.path = PathShaper()
 
-    def enter(self, c: Copter) -> None:
+    def enter(self, c: Vehicle) -> None:
         self.path.reset_to_vehicle(c)
         c.nav.z = Z_THR
 
-    def run(self, c: Copter, dt: float) -> None:
+    def run(self, c: Vehicle, dt: float) -> None:
         roll, pitch, yaw, _ = c.sticks()
         psi = c.yaw()
         speed = c.param("LOIT_SPEED") / 100.0
@@ -239,7 +269,7 @@ class Guided(Mode):
         self.dest_d = 0.0
         self.taking_off = False
 
-    def enter(self, c: Copter) -> None:
+    def enter(self, c: Vehicle) -> None:
         pn, pe = c.pos_ne()
         self.path.reset(pn, pe)
         self.dest = (pn, pe)
@@ -248,7 +278,7 @@ class Guided(Mode):
         c.nav.z = Z_ALT
         c.nav.td = self.dest_d
 
-    def takeoff(self, c: Copter, alt_m: float) -> None:
+    def takeoff(self, c: Vehicle, alt_m: float) -> None:
         """Climb to ``alt_m`` above home, holding the horizontal position."""
         pn, pe = c.pos_ne()
         self.path.reset(pn, pe)
@@ -257,16 +287,16 @@ class Guided(Mode):
         c.nav.td = c.pos_d()
         self.taking_off = True
 
-    def goto(self, c: Copter, north: float, east: float, down: float | None) -> None:
+    def goto(self, c: Vehicle, north: float, east: float, down: float | None) -> None:
         """Fly to (north, east[, down]) from home."""
         self.dest = (north, east)
         if down is not None:
             self.dest_d = down
 
-    def wants_takeoff(self, c: Copter) -> bool:
+    def wants_takeoff(self, c: Vehicle) -> bool:
         return self.taking_off
 
-    def run(self, c: Copter, dt: float) -> None:
+    def run(self, c: Vehicle, dt: float) -> None:
         speed = c.param("WPNAV_SPEED") / 100.0
         self.path.toward(self.dest[0], self.dest[1], speed, c.param("WPNAV_ACCEL") / 100.0, dt)
         pn, pe = c.pos_ne()
@@ -280,7 +310,7 @@ class Guided(Mode):
             self.taking_off = False
 
 
-def _fly_height(c: Copter, dest_d: float, dt: float) -> None:
+def _fly_height(c: Vehicle, dest_d: float, dt: float) -> None:
     """Move the height target toward ``dest_d`` at the WPNAV climb/descent speeds."""
     nav = c.nav
     if nav.z != Z_ALT:
@@ -297,7 +327,7 @@ def _fly_height(c: Copter, dest_d: float, dt: float) -> None:
         nav.td = pd - 3.0
 
 
-def _descend(c: Copter, dt: float) -> None:
+def _descend(c: Vehicle, dt: float) -> None:
     """Lower the height target at the landing rate: WPNAV_SPEED_DN high up, LAND_SPEED
     below LAND_ALT_LOW.
 
@@ -340,21 +370,21 @@ class Land(Mode):
         self.path = PathShaper()
         self.use_position = False
 
-    def enter(self, c: Copter) -> None:
+    def enter(self, c: Vehicle) -> None:
         self.path.reset_to_vehicle(c)
         self.use_position = c.position_ok
         c.nav.z = Z_THR  # the descent starts from where the vehicle is
 
-    def wants_takeoff(self, c: Copter) -> bool:
+    def wants_takeoff(self, c: Vehicle) -> bool:
         return False
 
-    def run(self, c: Copter, dt: float) -> None:
+    def run(self, c: Vehicle, dt: float) -> None:
         if not c.position_ok:
             self.use_position = False
         land_at(c, self.path, dt, self.use_position)
 
 
-def land_at(c: Copter, path: PathShaper, dt: float, use_position: bool) -> None:
+def land_at(c: Vehicle, path: PathShaper, dt: float, use_position: bool) -> None:
     """The landing behaviour shared by LAND and RTL's last stage."""
     nav = c.nav
     nav.yaw_rate = 0.0
@@ -385,16 +415,16 @@ class Rtl(Mode):
         self.target_d = 0.0
         self.loiter_start = 0.0
 
-    def enter(self, c: Copter) -> None:
+    def enter(self, c: Vehicle) -> None:
         self.path.reset_to_vehicle(c)
         self.target_d = min(c.pos_d(), -c.param("RTL_ALT") / 100.0)
         self.stage = self.FINAL if c.landed else self.CLIMB
         c.nav.z = Z_THR
 
-    def wants_takeoff(self, c: Copter) -> bool:
+    def wants_takeoff(self, c: Vehicle) -> bool:
         return False
 
-    def run(self, c: Copter, dt: float) -> None:
+    def run(self, c: Vehicle, dt: float) -> None:
         nav = c.nav
         nav.yaw_rate = 0.0
         if self.stage == self.FINAL:

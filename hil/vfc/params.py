@@ -29,7 +29,7 @@ _FLOAT32_SLACK = 1e-6
 
 
 class ParamDefLike(Protocol):
-    """What ParamStore needs from a definition (hil.vfc.paramdefs.ParamDef)."""
+    """What ParamStore needs from a definition (hil.firmware.paramdefs.ParamDef)."""
 
     name: str
     default: float
@@ -47,7 +47,7 @@ class ParamStore:
 
     def __init__(self, defs: Sequence[ParamDefLike] | None = None, path: Path | str | None = None):
         if defs is None:
-            from hil.vfc.paramdefs import PARAM_DEFS
+            from hil.firmware.paramdefs import PARAM_DEFS
 
             defs = PARAM_DEFS
         self.path = Path(path) if path is not None else None

@@ -33,6 +33,8 @@ from typing import Any
 
 from hil.errors import ParamError
 from hil.firmware.app_image import AppConfig
+from hil.firmware.paramdefs import read_param
+from hil.geo import Home, lla_to_ned
 from hil.mavlink.dialect import (
     SIM_COMPONENT_ID,
     UINT16_MAX,
@@ -50,10 +52,8 @@ from hil.mavlink.framing import (
     has_nonfinite,
 )
 from hil.mavlink.uart_marker import NAMED_VALUE_INT, parse_marker
-from hil.sim.geo import Home, lla_to_ned
 from hil.vfc.copter import Copter
 from hil.vfc.looptime import LOOP_MODEL_PARAMS, LoopTimeModel
-from hil.vfc.paramdefs import read_param
 from hil.vfc.params import ParamStore
 from hil.vfc.pty import Pty
 from hil.vfc.telemetry import TelemetryBuilders
@@ -258,7 +258,7 @@ class VfcServer(TelemetryBuilders):
 
     def _param_defs(self) -> Any:
         """Parameter definitions, with this build's defaults (loop rate, params) applied."""
-        from hil.vfc.paramdefs import PARAM_DEFS
+        from hil.firmware.paramdefs import PARAM_DEFS
 
         if self.app is None:
             return PARAM_DEFS
@@ -352,7 +352,7 @@ class VfcServer(TelemetryBuilders):
     def _dispatch(self, msg: Any, t_read: int) -> None:
         if msg.__class__ is _SENSOR:
             # The hot path, once per loop: `_on_hil_sensor` ends with `_after_firmware_ran`.
-            if msg._nonfinite:
+            if has_nonfinite(msg):  # decoded with the answer: one attribute read
                 return
             if not self._banner_sent:
                 self._banner_sent = True

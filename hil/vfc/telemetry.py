@@ -11,8 +11,8 @@ import math
 from typing import Any
 
 from hil.firmware.app_image import flight_sw_version
+from hil.geo import Home, ned_to_lla
 from hil.mavlink.dialect import COPTER_MODES, UINT16_MAX, VFC_USB_PID, VFC_USB_VID, mavlink
-from hil.sim.geo import Home, ned_to_lla
 
 M = mavlink
 

@@ -51,7 +51,7 @@ Window = tuple[float, float]
 
 DEFAULT_RC_FS_TIMEOUT = 1.0  # the board's default RC_FS_TIMEOUT, s
 DEFAULT_TOLERANCE = 0.5  # s
-DEFAULT_LATENCY = 0.1  # s: RC frame period and link (see hil.properties.check_rc_failsafe)
+DEFAULT_LATENCY = 0.1  # s: RC frame period and link (see hil.search.properties.check_rc_failsafe)
 
 
 def _units(seconds: float, grid: float) -> int:
@@ -275,7 +275,7 @@ def rc_failsafe_expectations(
     """`[[expect]]` tables stating the radio-failsafe property for these windows (ids
     `<id_prefix>1`...): a "Radio Failsafe" STATUSTEXT within `timeout + tolerance` of the
     first window at least `timeout + latency` long, and never `action_mode` before any
-    window has lasted `timeout - tolerance` (as `hil.properties.check_rc_failsafe`)."""
+    window has lasted `timeout - tolerance` (as `hil.search.properties.check_rc_failsafe`)."""
     out: list[dict[str, Any]] = []
     windows = sorted(windows)
     for i, (start, stop) in enumerate(windows, start=1):

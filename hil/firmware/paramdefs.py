@@ -4,6 +4,11 @@ Names and meanings follow ArduPilot Copter so that a scenario that sets a parame
 unchanged against either board. Controller gains keep ArduPilot's names but their
 defaults are tuned for the simulated airframe (hil.sim.vehicle), and the rate
 controller outputs are in mixer units (a fraction of full motor command).
+
+The table lives here, beside the application image format, because both sides use it:
+the virtual board reads its parameters by it (hil.vfc), and an image's parameter
+defaults are checked against it when the image is built or booted
+(hil.firmware.app_image).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A virtual board in state `dfu` (docs/flashing.md) announces a Unix socket in its registry
 entry; this backend lists those boards as USB devices and carries control transfers to
-them over the socket (protocol: `hil.vfc.dfu_device`). So the harness flashes virtual
+them over the socket (protocol: `hil.usb.control_socket`). So the harness flashes virtual
 boards with the very pyusb calls it uses on hardware::
 
     dev = usb.core.find(idVendor=0x0483, idProduct=0xdf11, backend=VirtualBackend(registry))
@@ -31,12 +31,7 @@ import usb.backend
 from usb.core import USBError, USBTimeoutError
 
 from hil.links import registry
-from hil.vfc.dfu_device import (
-    HANDSHAKE_ACK,
-    SETUP,
-    recv_frame,
-    send_frame,
-)
+from hil.usb.control_socket import HANDSHAKE_ACK, SETUP, recv_frame, send_frame
 
 # libusb error codes, so callers that look at backend_error_code see familiar values.
 LIBUSB_ERROR_IO = -1
@@ -238,6 +233,10 @@ def _configuration(raw: bytes) -> tuple[_Descriptor, list[list[_Interface]]]:
 
 class VirtualBackend(usb.backend.IBackend):
     """pyusb backend over the registry's `dfu` entries (see the module docstring)."""
+
+    #: Transfers go over a socket, not a USB bus: no bus speed limits them
+    #: (hil.flash.dfu_flasher reports no link limit for such a backend).
+    has_bus = False
 
     def __init__(self, registry_dir: Path | str | None = None, *, timeout_scale: float = 1.0) -> None:
         super().__init__()

@@ -1,8 +1,8 @@
 """Property-based search for RC-loss timelines that break a board's safety properties.
 
-Hypothesis draws RC-loss patterns (`hil.strategies.rc_loss_patterns`); each example is
+Hypothesis draws RC-loss patterns (`hil.search.strategies.rc_loss_patterns`); each example is
 flown as a short scenario on a fresh `BoardSession` (a virtual board reboots to a fresh
-vehicle per session) and judged by `hil.properties.check_all`. The first failing
+vehicle per session) and judged by `hil.search.properties.check_all`. The first failing
 pattern is shrunk to a minimal one, returned with the scenario file that replays it:
 
     from hil.search import search
@@ -28,11 +28,11 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, Verbosity, find, settings
 from hypothesis.errors import NoSuchExample
 
-from hil.properties import Violation, check_all
 from hil.scenario.model import Scenario
 from hil.scenario.runner import ScenarioResult, run_scenario
+from hil.search.properties import Violation, check_all
+from hil.search.strategies import Window, rc_loss_patterns, scenario_from_timeline, scenario_toml
 from hil.session import BoardSession
-from hil.strategies import Window, rc_loss_patterns, scenario_from_timeline, scenario_toml
 
 __all__ = ["DEFAULT_BASE", "Example", "SearchResult", "default_base", "run_example", "search"]
 
