@@ -1,6 +1,6 @@
 """Repository-level pytest configuration.
 
-The harness's plugin (`hil.plugin`) is loaded through its `pytest11` entry point once the
+The harness's plugin (`hil.pytest_plugin`) is loaded through its `pytest11` entry point once the
 package is installed (`pip install -e .`); it collects `scenarios/*.toml` as test items
 and uses `fixtures/virtual.toml` as the default rig.
 """

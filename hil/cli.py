@@ -121,6 +121,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
 
     from hil.firmware.image import load_image
     from hil.flash.base import FlashInterrupted
+    from hil.lifecycle import BoardState
     from hil.locks import BoardLock
     from hil.pytest_plugin.options import resolve_rig_path
     from hil.rig import Rig
@@ -140,7 +141,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     try:
         board = rig.select(args.board)
         with BoardLock(board.usb_serial or board.name, board.lock_dir, wait=args.lock_wait):
-            board.start()
+            board.lifecycle.reach(BoardState.APP, "to be flashed")
             flasher = board.flasher(args.method, progress=_progress_bar())
             try:
                 result = flasher.flash(image, force=args.force)

@@ -276,9 +276,7 @@ def load_onto(board, image_path: Path, method: str = "serial") -> dict[str, Any]
         image = load_image(image_path)
     except ImageError as exc:
         raise ConfigError(f"{image_path}: {exc}") from None
-    board.start()
-    result = board.flasher(method).flash(image)
-    board.start()
+    result = board.lifecycle.flash(lambda: board.flasher(method).flash(image))
     return {
         "path": str(image_path),
         "sha256": image.sha256,

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.errors import ConfigError, HilError, PortNotFound
+from hil.lifecycle import BoardState, Lifecycle
 from hil.names import SAFE_NAME, SAFE_NAME_RULE
 from hil.profiles import FirmwareProfile, profile, profile_names
 from hil.receivers import Receiver, parse_receivers, receiver_device
@@ -179,6 +180,15 @@ class Board(ABC):
     def lockstep(self) -> bool:
         """True when the board follows the simulator's clock."""
         return False
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """Where the board is (off, bootloader, app, armable, flying) and the way between:
+        callers go through it (`lifecycle.reach(BoardState.APP)`) rather than `start()`."""
+        found = self.__dict__.get("_lifecycle")
+        if found is None:
+            found = self.__dict__["_lifecycle"] = Lifecycle(self)
+        return found
 
     def reset_configuration(self) -> bool:
         """Put the board's configuration back to what tests start from; True if it changed
@@ -421,7 +431,7 @@ class Rig:
         errors = []
         for board in self.boards:
             try:
-                board.stop()
+                board.lifecycle.reach(BoardState.OFF, "the rig stopped")
             except Exception as exc:  # keep stopping the others
                 errors.append(f"{board.name}: {exc}")
         if self._own_work:

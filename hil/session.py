@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, ConfigError, HilError, LinkError, WaitTimeout
+from hil.lifecycle import BoardState
 from hil.links.udp_link import open_link
 from hil.mavlink.connection import MavConnection
 from hil.mavlink.dialect import mavlink
@@ -58,7 +59,7 @@ class BoardSession:
         """Start the board, ask who it is and let it go: "ArduPilot 1.0.0 (board 7701)".
         Raises BoardNotAnswering or LinkError when it cannot be reached within
         `connect_timeout`."""
-        self.board.start()
+        self.board.lifecycle.reach(BoardState.APP, "asked who it is")
         autopilot = self.connect()
         try:
             ident = autopilot.identify(self.connect_timeout)
@@ -83,10 +84,11 @@ class BoardSession:
                     f"port within {self.connect_timeout:.0f} s of its reboot (still {old_url})"
                 )
             time.sleep(0.02)
+        self.board.lifecycle.mark(BoardState.APP, "rebooted")
         return self.connect()
 
     def __enter__(self) -> BoardSession:
-        self.board.start()
+        self.board.lifecycle.reach(BoardState.APP, "a test session")
         autopilot = self.connect()
         if self.board.lockstep:
             # A fresh vehicle for every test: reboot (the board keeps its parameters).
@@ -154,6 +156,7 @@ class BoardSession:
                 self.sim.stop()
             except HilError as exc:
                 problems.append(str(exc))
+        _let_down(self.board)
         if ap is None:
             return problems
         ap.clear_failure()
@@ -208,8 +211,8 @@ class MspBoardSession:
         self.notes: list[str] = []
 
     def __enter__(self) -> MspBoardSession:
-        self.board.start()
-        self.board.reset_configuration()
+        self.board.lifecycle.reach(BoardState.APP, "a test session")
+        self.board.lifecycle.reset_configuration()
         self.connect()
         return self
 
@@ -240,7 +243,7 @@ class MspBoardSession:
 
     def describe_firmware(self) -> str:
         """Start the board, ask who it is and let it go: "BTFL 4.6.0 (board SITL)"."""
-        self.board.start()
+        self.board.lifecycle.reach(BoardState.APP, "asked who it is")
         autopilot = self.connect()
         try:
             ident = autopilot.identify()
@@ -285,6 +288,7 @@ class MspBoardSession:
                 cycles += status.cycle_time_us > 0
                 if not set(status.arming_disable_names) - {"ARM_SWITCH"}:
                     self.autopilot.attach_arm_switch(loop.arm_switch)  # arm()/disarm() by the switch
+                    self.board.lifecycle.mark(BoardState.ARMABLE, "loop running, only the arm switch blocks arming")
                     return loop
                 if loop.error is not None:
                     raise HilError(f"the closed loop stopped: {loop.error}")
@@ -301,7 +305,7 @@ class MspBoardSession:
                     f"flying the loop, twice ({what}); see {self.board.log_path()}"
                 )
             self.notes.append(f"the firmware did not become armable ({what}); it was restarted")
-            self.board.power_cycle()
+            self.board.lifecycle.power_cycle("did not become armable")
             self.autopilot.reopen()
         raise AssertionError("unreachable")
 
@@ -347,6 +351,7 @@ class MspBoardSession:
             status = ap.status()
         if flips:
             self.notes.append(f"arming needed the switch flipped off and on {flips} time(s)")
+        self.board.lifecycle.mark(BoardState.FLYING, "armed by the switch")
 
     def links(self) -> dict[str, object]:
         """The open links whose bytes a report records, name -> link."""
@@ -390,10 +395,17 @@ class MspBoardSession:
                 except HilError as exc:
                     problems.append(str(exc))
                 self.sim = None
+            _let_down(self.board)
             if ap is not None:
                 ap.close()
                 self.autopilot = None
         return problems
+
+
+def _let_down(board: Board) -> None:
+    """The session is over: a board it made armable or flying is back in app state."""
+    if board.lifecycle.state in (BoardState.ARMABLE, BoardState.FLYING):
+        board.lifecycle.mark(BoardState.APP, "the session ended")
 
 
 def session_for(board: Board, **kwargs):

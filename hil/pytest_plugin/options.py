@@ -19,6 +19,7 @@ from hil.errors import (
     HilError,
     LinkError,
 )
+from hil.lifecycle import BoardState
 from hil.locks import BoardBusy, BoardLock
 from hil.rig import DEFAULT_RIG, Board, Rig
 
@@ -93,7 +94,7 @@ class HilState:
                 lock = BoardLock(board.usb_serial or board.name, board.lock_dir, wait=self.lock_wait)
                 lock.acquire()
                 self._locks[board.name] = lock
-            board.start()
+            board.lifecycle.reach(BoardState.APP, "the test session")
         except (BoardNotAnswering, LinkError, BoardBusy) as exc:
             raise self.lost(board, str(exc)) from None
         except ConfigError as exc:  # e.g. Betaflight SITL not installed: input, not bench
@@ -120,9 +121,7 @@ class HilState:
             image = load_image(self.firmware)
         except ImageError as exc:
             raise pytest.UsageError(f"--firmware: {exc}") from None
-        result = board.flasher(self.flash_method).flash(image)
-        board.start()  # a DFU flash power-cycles the board; make sure it runs
-        return result
+        return board.lifecycle.flash(lambda: board.flasher(self.flash_method).flash(image))
 
     def firmware_info(self, board: Board, session) -> dict[str, str]:
         """The board's firmware for the report: the image flashed with --firmware (its

@@ -15,6 +15,7 @@ from typing import Any
 
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, CommandRefused, HilError, LinkError, WaitTimeout
+from hil.lifecycle import BoardState
 from hil.mavlink.dialect import mavlink, mode_name
 from hil.mavlink.framing import arrival_ns
 from hil.scenario.expect import evaluate
@@ -220,6 +221,8 @@ def fly_mavlink(scenario: Scenario, session: Any, result: ScenarioResult, *, cap
         watchdog.start()
         if scenario.setup.armed:
             _fly_setup(ap, scenario)
+            session.board.lifecycle.mark(BoardState.ARMABLE, "arming accepted")
+            session.board.lifecycle.mark(BoardState.FLYING, "took off to the setup altitude")
         if heartbeat_hz is not None:
             refused = request_heartbeat_rate(ap, heartbeat_hz)
             asked_heartbeat = refused is None
