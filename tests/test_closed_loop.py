@@ -45,14 +45,14 @@ def test_injection_starts_at_its_exact_simulation_time(autopilot, sim):
     stops = [(t, text) for t, kind, text in sim.events if kind == "injection_stop"]
     assert starts == [(0.5, "rc")]
     assert stops == [(0.8, "rc")]
-    assert sim.rc_enabled
+    assert sim.plant.rc_enabled
 
 
 def test_same_seed_gives_the_same_sensor_stream(board_session):
     a = board_session.make_sim(SimConfig(seed=7))
-    stream_a = [a.imu.sample(a.vehicle) for _ in range(5)]
+    stream_a = [a.plant.imu.sample(a.plant.vehicle) for _ in range(5)]
     b = board_session.make_sim(SimConfig(seed=7))
-    stream_b = [b.imu.sample(b.vehicle) for _ in range(5)]
+    stream_b = [b.plant.imu.sample(b.plant.vehicle) for _ in range(5)]
     assert stream_a == stream_b
 
 

@@ -25,14 +25,14 @@ def _at(loop: ClosedLoop, t: float) -> None:
 @pytest.mark.parametrize(
     ("kind", "params", "read", "during", "after"),
     [
-        ("imu_noise", {"scale": 5.0}, lambda lp: lp.imu.noise_scale, 5.0, 1.0),
-        ("imu_stuck", {"axis": 2}, lambda lp: lp.imu.stuck_axis, 2, None),
-        ("imu_clip", {"limit": 20.0}, lambda lp: lp.imu.clip, 20.0, 16 * 9.80665),
-        ("baro_drift", {"rate": 0.5}, lambda lp: lp.baro.drift_m_per_s, 0.5, 0.0),
-        ("telemetry_jamming", {"loss": 0.7}, lambda lp: lp.gcs_loss_probability, 0.7, 0.0),
-        ("rc_loss", {}, lambda lp: lp.rc_enabled, False, True),
-        ("gcs_loss", {}, lambda lp: lp.gcs_enabled, False, True),
-        ("battery_sag", {"volts": 1.5}, lambda lp: lp.battery.sag_v, 1.5, 0.0),
+        ("imu_noise", {"scale": 5.0}, lambda lp: lp.plant.imu.noise_scale, 5.0, 1.0),
+        ("imu_stuck", {"axis": 2}, lambda lp: lp.plant.imu.stuck_axis, 2, None),
+        ("imu_clip", {"limit": 20.0}, lambda lp: lp.plant.imu.clip, 20.0, 16 * 9.80665),
+        ("baro_drift", {"rate": 0.5}, lambda lp: lp.plant.baro.drift_m_per_s, 0.5, 0.0),
+        ("telemetry_jamming", {"loss": 0.7}, lambda lp: lp.plant.gcs_loss_probability, 0.7, 0.0),
+        ("rc_loss", {}, lambda lp: lp.plant.rc_enabled, False, True),
+        ("gcs_loss", {}, lambda lp: lp.plant.gcs_enabled, False, True),
+        ("battery_sag", {"volts": 1.5}, lambda lp: lp.plant.battery.sag_v, 1.5, 0.0),
     ],
 )
 def test_injection_starts_and_stops(kind, params, read, during, after):
@@ -51,7 +51,7 @@ def test_compass_interference_adds_a_body_field():
     loop = _loop()
     loop.schedule("compass_interference", 0.0, None, {"gauss": 0.3, "direction": 90.0})
     _at(loop, 0.0)
-    x, y, z = loop.mag.interference
+    x, y, z = loop.plant.mag.interference
     assert abs(x) < 1e-9 and y == pytest.approx(0.3) and z == 0.0
 
 
@@ -62,7 +62,7 @@ def test_every_scenario_kind_can_act_on_the_loop():
 
 
 def _rc(loop: ClosedLoop) -> tuple[float, bool]:
-    link = loop.rc_link
+    link = loop.plant.rc_link
     return link.loss, link.total
 
 

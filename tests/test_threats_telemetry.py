@@ -460,10 +460,10 @@ def test_heartbeat_loss_bursts_and_recovery_in_the_loop():
 
 def test_gcs_loss_probability_is_the_links_loss():
     loop = ClosedLoop(_Autopilot(), SimConfig())
-    loop.gcs_loss_probability = 0.3
-    assert loop.telemetry_link.loss == 0.3
+    loop.plant.gcs_loss_probability = 0.3
+    assert loop.plant.telemetry_link.loss == 0.3
     with pytest.raises(ValueError):
-        loop.gcs_loss_probability = 2.0
+        loop.plant.gcs_loss_probability = 2.0
 
 
 def test_bad_telemetry_jamming_from_python_is_a_hil_error():

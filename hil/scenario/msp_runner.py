@@ -307,9 +307,10 @@ def _finish(loop: BetaflightLoop, recorder: _MspRecorder, result: ScenarioResult
         loop.arm_switch(False)
         return
     try:
-        if loop.rc_link.total or not loop.rc_enabled:
-            loop.rc_link.configure(loss=0.0, total=False)
-            loop.rc_enabled = True
+        plant = loop.plant
+        if plant.rc_link.total or not plant.rc_enabled:
+            plant.rc_link.configure(loss=0.0, total=False)
+            plant.rc_enabled = True
         loop.hold_altitude(0.0)
         recorder.wait("touchdown after the scenario", lambda: loop.altitude < 0.05, within=30.0)
         loop.hold_altitude(None)

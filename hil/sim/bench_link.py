@@ -27,7 +27,7 @@ from hil.errors import HilError, LinkError
 from hil.injectors.rc import DEFAULT_RATE_HZ, RcReceiverEmulator
 from hil.receivers import Receiver
 from hil.sim.injections import InjectionSchedule
-from hil.threats.rc_link import RcLinkModel
+from hil.sim.plant import Plant
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ class BenchLink(InjectionSchedule):
         self.device = device
         rate = DEFAULT_RATE_HZ[receiver.protocol]
         self.emulator = RcReceiverEmulator(receiver.protocol, rate)  # type: ignore[arg-type]
-        self.rc_link = RcLinkModel(rate, seed=seed + 1)
-        self.rc_enabled = True
+        #: No physics: the RC link and the threats set on it.
+        self.plant = Plant.radio_only(rate, seed)
         self.rc_channels = list(RC_IDLE)
         self.t_us = 0
         self.error: BaseException | None = None
@@ -184,7 +184,7 @@ class BenchLink(InjectionSchedule):
                 if self._schedule and self._schedule[0].t_us <= self.t_us:
                     self._apply_due()
                 before = self.emulator.frames
-                data = self.emulator.produce(self.t_us, self.rc_channels, self.rc_link)
+                data = self.emulator.produce(self.t_us, self.rc_channels, self.plant.rc_link)
                 slots = self.emulator.frames - before
                 if slots:
                     state = self.emulator.last_state

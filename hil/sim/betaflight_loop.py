@@ -38,28 +38,13 @@ from hil.codecs import msp
 from hil.errors import HilError, LinkError
 from hil.sim import geo
 from hil.sim.injections import InjectionSchedule
-from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
-from hil.sim.vehicle import QuadParams, Quadrotor
-from hil.threats.gnss import GnssEnvironment
-from hil.threats.rc_link import RcLinkModel
+from hil.sim.plant import FIVE_INCH, Plant
+from hil.sim.vehicle import Quadrotor
 
 log = logging.getLogger(__name__)
 
 STATE = struct.Struct("<d3d3d4d3d3dd")
 MOTORS = struct.Struct("<4f")
-#: A 5-inch racing quad, the airframe Betaflight's default tuning is made for.
-FIVE_INCH = QuadParams(
-    mass=0.65,
-    arm_length=0.16,
-    inertia=(0.0022, 0.0022, 0.0040),
-    thrust_to_weight=4.0,
-    motor_time_constant=0.02,
-    yaw_torque_per_newton=0.012,
-    drag=(0.12, 0.12, 0.2),
-    angular_damping=(0.0002, 0.0002, 0.0002),
-    hover_current_a=14.0,
-    idle_current_a=0.5,
-)
 #: RC channels in AETR order (Betaflight's default map): roll, pitch, throttle, yaw, AUX1..
 RC_DISARMED = [1500, 1500, 1000, 1500, 1000, 1000, 1000, 1000]
 ARM_US = 1900
@@ -201,22 +186,9 @@ class BetaflightLoop(InjectionSchedule):
         if not 50.0 <= cfg.rate_hz <= 4000.0:
             raise HilError(f"state rate {cfg.rate_hz} Hz is outside 50..4000 Hz (the firmware needs > 50 Hz)")
         self._init_schedule()
-        rng = np.random.default_rng(cfg.seed)
-        self.vehicle = Quadrotor(FIVE_INCH)
-        self.vehicle.reset()
-        self.imu = Imu(rng, accel_noise=0.05, gyro_noise=0.002)
-        self.baro = Baro(rng)
-        self.mag = Mag(rng)
-        self.gnss = GnssEnvironment(np.random.default_rng(cfg.seed + 2))
-        self.battery = Battery(cells=cfg.battery_cells, capacity_mah=cfg.battery_capacity_mah)
-        self.wind = Wind(rng, speed=cfg.wind_speed, direction_deg=cfg.wind_direction, gust_std=cfg.wind_gust)
-        self.rc_link = RcLinkModel(cfg.rc_rate_hz, seed=cfg.seed + 1)
-        self.rc_enabled = True
-        # Attributes other injections expect on a loop; they have no path to this board.
-        self.gps_blocked = False
-        self.jamming = None
-        self.gcs_enabled = True
-        self.gcs_loss_probability = 0.0
+        #: The 5-inch quad, its sensors, weather, battery, the RC link and the threats
+        #: set on them (GNSS and GCS threats have no path to this board).
+        self.plant = Plant.for_betaflight(cfg)
         #: Stick positions in microseconds, AETR + AUX (what the pilot's radio sends).
         self.rc_channels = list(RC_DISARMED)
         self.pilot: AltitudePilot | None = None
@@ -395,11 +367,9 @@ class BetaflightLoop(InjectionSchedule):
                 self._motor_ns.append(arrived + self._mono_minus_real)
                 if self._send_real_ns:
                     self._latency_ns.append(arrived - self._send_real_ns)
-        dt = self.dt
-        v = self.vehicle
-        v.step(dt, self.motors, self.wind.step(dt))
-        self.baro.step(dt)
-        self.battery.step(dt, v.current_a())
+        plant = self.plant
+        plant.step(self.dt, self.motors)
+        v = plant.vehicle
         self.t_us += self.dt_us
         if self._schedule and self._schedule[0].t_us <= self.t_us:
             self._apply_due()
@@ -407,11 +377,11 @@ class BetaflightLoop(InjectionSchedule):
         if self.t_us >= self._next_rc:
             self._next_rc = self.t_us + self._rc_period_us
             self._send_rc(t)
-        ax, ay, az, gx, gy, gz = self.imu.sample(v)
+        ax, ay, az, gx, gy, gz = plant.imu.sample(v)
         pn, pe, pd = v.pos
         vn, ve, vd = v.vel
         lat, lon, alt = geo.ned_to_lla(pn, pe, pd)
-        pressure_hpa, _temp = self.baro.sample(geo.HOME.alt_m - pd)
+        pressure_hpa, _temp = plant.baro.sample(geo.HOME.alt_m - pd)
         qw, qx, qy, qz = v.quat
         packet = STATE.pack(
             self._stamp(now_ns), gx, gy, gz, ax, ay, az, qw, qx, qy, qz, ve, vn, -vd, lon, lat, alt, pressure_hpa * 100.0
@@ -443,9 +413,9 @@ class BetaflightLoop(InjectionSchedule):
 
     def _send_rc(self, t: float) -> None:
         if self.pilot is not None:
-            v = self.vehicle
+            v = self.plant.vehicle
             self.rc_channels[2] = self.pilot.throttle(-v.pos[2], -v.vel[2], self._rc_period_us * 1e-6)
-        delivered = self.rc_link.step().delivered
+        delivered = self.plant.rc_frame_delivered()
         rc_sock = self._rc_sock
         if rc_sock is None:
             return
@@ -454,7 +424,7 @@ class BetaflightLoop(InjectionSchedule):
                 rc_sock.recv(4096)  # the firmware acknowledges every frame; drop the acks
             except (BlockingIOError, InterruptedError):
                 pass
-            if self.rc_enabled and delivered:
+            if delivered:
                 rc_sock.send(msp.encode_request(msp.MspCommand.SET_RAW_RC, struct.pack("<8H", *self.rc_channels[:8])))
                 self.rc_frames_sent += 1
             else:
@@ -515,12 +485,17 @@ class BetaflightLoop(InjectionSchedule):
         )
 
     @property
+    def vehicle(self) -> Quadrotor:
+        """The simulated vehicle (``plant.vehicle``), for tests that read its truth."""
+        return self.plant.vehicle
+
+    @property
     def altitude(self) -> float:
-        return -self.vehicle.pos[2]
+        return -self.plant.vehicle.pos[2]
 
     def pose(self) -> tuple[float, float, float, float, float, float]:
         """(altitude, north, east, ground speed, roll, pitch) of the simulated vehicle now."""
-        v = self.vehicle
+        v = self.plant.vehicle
         pn, pe, pd = v.pos
         roll, pitch, _ = v.euler()
         return (-pd, pn, pe, float(np.hypot(v.vel[0], v.vel[1])), roll, pitch)

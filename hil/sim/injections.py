@@ -1,7 +1,11 @@
-"""How each scenario injection acts on the closed loop.
+"""How each scenario injection acts on the plant of the loop that runs.
 
 A kind registers a start and a stop action where it is defined; the scenario layer
-validates parameters, this module makes them happen at an exact simulation time.
+validates parameters, this module makes them happen at an exact simulation time. The
+loop (a ClosedLoop, a BetaflightLoop, a BenchLink: any InjectionSchedule) times them;
+what they change is the loop's plant (`hil.sim.plant.Plant`, ``loop.plant``): its
+sensors, weather, battery, GNSS sky, radio links and threat state. Only the pilot's arm
+switch is the loop's own.
 
 Kinds that act on the same thing (rc_loss and rc_jamming both set the RC link) name one
 target, and injections on a target stack: the latest started is in effect, and when it
@@ -21,13 +25,10 @@ from hil.errors import HilError
 from hil.threats.gnss import Spoof
 
 if TYPE_CHECKING:
-    from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
-    from hil.threats.gnss import GnssEnvironment
-    from hil.threats.rc_link import RcLinkModel
-    from hil.threats.telemetry import TelemetryLinkModel
+    from hil.sim.plant import Plant
 
-#: What an injection does to the loop it acts on (a ClosedLoop, a BetaflightLoop: any
-#: InjectionSchedule), given its parameters.
+#: What an injection does, given the loop that times it (a ClosedLoop, a BetaflightLoop,
+#: a BenchLink: any InjectionSchedule) and its parameters; it acts on ``loop.plant``.
 Action = Callable[["InjectionSchedule", Mapping[str, Any]], None]
 
 
@@ -55,29 +56,14 @@ class InjectionSchedule:
 
     The loop calls ``_init_schedule()`` in its constructor and ``_apply_due()`` after
     each step when ``_schedule`` is not empty; ``supported_injections`` (None: all)
-    names the kinds that can act on it. The kinds defined here act on the attributes
-    declared below; a loop has those of the kinds it supports.
+    names the kinds that can act on it. The kinds defined here act on ``plant``; a
+    loop's plant has the parts the kinds it supports act on.
     """
 
     t_us: int
     supported_injections: frozenset[str] | None = None
-    #: What injections put back when they stop, by target: the wind an injected wind
-    #: blew over, say. Set by `_init_schedule`.
-    replaced: dict[str, Any]
-
-    # What the kinds below act on.
-    rc_enabled: bool
-    gcs_enabled: bool
-    gps_blocked: bool
-    jamming: tuple[float, float, float] | None
-    rc_link: RcLinkModel
-    telemetry_link: TelemetryLinkModel
-    gnss: GnssEnvironment
-    battery: Battery
-    wind: Wind
-    imu: Imu
-    baro: Baro
-    mag: Mag
+    #: What the kinds below act on (built by the loop before it is scheduled).
+    plant: Plant
     arm_switch: Callable[[bool], None]  # the pilot's arm switch (a loop that sends RC)
 
     def _init_schedule(self) -> None:
@@ -87,7 +73,6 @@ class InjectionSchedule:
         self._sched_lock = threading.Lock()
         #: Started and not stopped, per target, oldest first: the last is in effect.
         self._active: dict[str, list[_Scheduled]] = {}
-        self.replaced = {}
 
     @property
     def time(self) -> float:
@@ -158,7 +143,8 @@ def _order(item: _Scheduled) -> tuple[int, bool]:
 
 
 def register_applier(kind: str, start: Action, stop: Action, target: str | None = None) -> None:
-    """Make injection `kind` act on the loop: `start(loop, params)`, `stop(loop, params)`.
+    """Make injection `kind` act on the loop's plant: `start(loop, params)`, `stop(loop,
+    params)`, each changing ``loop.plant`` (or calling the loop's own pilot controls).
 
     `target` names what it sets (default: the kind); kinds sharing a target stack.
     """
@@ -166,29 +152,24 @@ def register_applier(kind: str, start: Action, stop: Action, target: str | None 
 
 
 def _set(attr: str, value: Any) -> Action:
+    """An action that sets `loop.plant.<attr>` to `value`."""
+
     def action(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-        setattr(loop, attr, value)
-
-    return action
-
-
-def _gps_blocked(value: bool) -> Action:
-    def action(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-        loop.gps_blocked = value
+        setattr(loop.plant, attr, value)
 
     return action
 
 
 def _gps_jamming_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    loop.jamming = (loop.time, float(params.get("ramp", 0.0)), float(params["js_db"]))
+    loop.plant.jamming = (loop.time, float(params.get("ramp", 0.0)), float(params["js_db"]))
 
 
 def _gps_jamming_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    loop.jamming = None
+    loop.plant.jamming = None
 
 
 def _gps_spoofing_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    loop.gnss.spoof = Spoof(
+    loop.plant.gnss.spoof = Spoof(
         start_s=loop.time,
         rate_mps=float(params.get("rate", 0.0)),
         bearing_deg=float(params.get("bearing", 0.0)),
@@ -197,60 +178,64 @@ def _gps_spoofing_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> N
 
 
 def _gps_spoofing_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    loop.gnss.spoof = None
+    loop.plant.gnss.spoof = None
 
 
 def _battery_sag_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    loop.battery.sag_v = float(params.get("volts", 0.0))
+    loop.plant.battery.sag_v = float(params.get("volts", 0.0))
 
 
 def _battery_sag_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    loop.battery.sag_v = 0.0
+    loop.plant.battery.sag_v = 0.0
 
 
 def _wind_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    wind = loop.wind
-    if "wind" not in loop.replaced:  # a wind over a wind keeps the first weather
-        loop.replaced["wind"] = (wind.speed, wind.direction_deg, wind.gust_std)
+    plant = loop.plant
+    wind = plant.wind
+    if "wind" not in plant.replaced:  # a wind over a wind keeps the first weather
+        plant.replaced["wind"] = (wind.speed, wind.direction_deg, wind.gust_std)
     wind.speed = float(params.get("speed", 0.0))
     wind.direction_deg = float(params.get("direction", 0.0))
     wind.gust_std = float(params.get("gust", 0.0))
 
 
 def _wind_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    saved = loop.replaced.pop("wind", None)  # the next wind saves the weather it replaces again
+    plant = loop.plant
+    saved = plant.replaced.pop("wind", None)  # the next wind saves the weather it replaces again
     if saved is not None:
-        loop.wind.speed, loop.wind.direction_deg, loop.wind.gust_std = saved
+        plant.wind.speed, plant.wind.direction_deg, plant.wind.gust_std = saved
 
 
 def _rc_loss(gone: bool) -> Action:
     def action(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-        loop.rc_enabled = not gone
-        loop.rc_link.configure(total=gone)
+        plant = loop.plant
+        plant.rc_enabled = not gone
+        plant.rc_link.configure(total=gone)
 
     return action
 
 
 def _rc_jamming_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
+    link = loop.plant.rc_link
     loss = float(params.get("loss", 0.0))
     if loss >= 1.0:
-        loop.rc_link.configure(total=True)
+        link.configure(total=True)
     else:
         burst = float(params.get("burst_ms", 100.0))
         try:
-            loop.rc_link.configure(loss=loss, burst_ms=burst, total=False)
+            link.configure(loss=loss, burst_ms=burst, total=False)
         except ValueError as exc:
             raise HilError(f"rc_jamming with loss = {loss} and burst_ms = {burst}: {exc}") from None
 
 
 def _rc_jamming_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    loop.rc_link.configure(loss=0.0, total=False)
+    loop.plant.rc_link.configure(loss=0.0, total=False)
 
 
 register_applier("rc_loss", _rc_loss(True), _rc_loss(False), target="rc_link")
 register_applier("rc_jamming", _rc_jamming_start, _rc_jamming_stop, target="rc_link")
 register_applier("gcs_loss", _set("gcs_enabled", False), _set("gcs_enabled", True))
-register_applier("gps_loss", _gps_blocked(True), _gps_blocked(False))
+register_applier("gps_loss", _set("gps_blocked", True), _set("gps_blocked", False))
 register_applier("gps_jamming", _gps_jamming_start, _gps_jamming_stop)
 register_applier("gps_spoofing", _gps_spoofing_start, _gps_spoofing_stop)
 register_applier("battery_sag", _battery_sag_start, _battery_sag_stop)
@@ -258,14 +243,14 @@ register_applier("wind", _wind_start, _wind_stop)
 
 
 def _attr(target: str, attr: str, param: str | None, off: Any) -> tuple[Action, Action]:
-    """Start and stop of an injection that sets `loop.<target>.<attr>` from a parameter
-    and puts `off` back."""
+    """Start and stop of an injection that sets `loop.plant.<target>.<attr>` from a
+    parameter and puts `off` back."""
 
     def start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-        setattr(getattr(loop, target), attr, params[param] if param else True)
+        setattr(getattr(loop.plant, target), attr, params[param] if param else True)
 
     def stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-        setattr(getattr(loop, target), attr, off)
+        setattr(getattr(loop.plant, target), attr, off)
 
     return start, stop
 
@@ -275,11 +260,11 @@ def _compass_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
 
     gauss = float(params.get("gauss", 0.0))
     bearing = math.radians(float(params.get("direction", 90.0)))
-    loop.mag.interference = (gauss * math.cos(bearing), gauss * math.sin(bearing), 0.0)
+    loop.plant.mag.interference = (gauss * math.cos(bearing), gauss * math.sin(bearing), 0.0)
 
 
 def _compass_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    loop.mag.interference = (0.0, 0.0, 0.0)
+    loop.plant.mag.interference = (0.0, 0.0, 0.0)
 
 
 _TELEMETRY_PARAMS = ("loss", "burst_ms", "delay_ms", "jitter_ms")
@@ -288,13 +273,13 @@ _TELEMETRY_PARAMS = ("loss", "burst_ms", "delay_ms", "jitter_ms")
 def _telemetry_start(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
     values = {name: params.get(name, 0.0) for name in _TELEMETRY_PARAMS}
     try:
-        loop.telemetry_link.configure(**values)
+        loop.plant.telemetry_link.configure(**values)
     except ValueError as exc:
         raise HilError(f"telemetry_jamming: {exc}") from None
 
 
 def _telemetry_stop(loop: InjectionSchedule, params: Mapping[str, Any]) -> None:
-    loop.telemetry_link.configure(**dict.fromkeys(_TELEMETRY_PARAMS, 0.0))
+    loop.plant.telemetry_link.configure(**dict.fromkeys(_TELEMETRY_PARAMS, 0.0))
 
 
 for _kind, _applier in {

@@ -1,5 +1,9 @@
 """The closed loop: physics and sensor models on one side, a board on the other.
 
+The models (vehicle, sensors, GNSS sky, battery, wind, RC and telemetry links, and the
+threats injections set on them) are the loop's plant (`hil.sim.plant.Plant`); this
+module moves it in time and speaks to the board about it.
+
 The loop speaks PX4's simulator protocol over MAVLink: HIL_SENSOR and HIL_GPS to the
 board, HIL_ACTUATOR_CONTROLS back. RC reaches the board as RC_CHANNELS_OVERRIDE, the
 battery as BATTERY_STATUS from the simulator component, and the ground station's
@@ -31,9 +35,8 @@ from hil.mavlink.dialect import UINT16_MAX, mavlink
 from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, HotCodec, arrival_ns
 from hil.mavlink.uart_marker import pack_marker
 from hil.sim.injections import InjectionSchedule
-from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
+from hil.sim.plant import Plant
 from hil.sim.vehicle import Quadrotor
-from hil.threats.gnss import GnssEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -83,25 +86,11 @@ class ClosedLoop(InjectionSchedule):
         self.autopilot = autopilot
         self.conn = autopilot.conn
         self.config = cfg = config or SimConfig()
-        rng = np.random.default_rng(cfg.seed)
-        self.vehicle = Quadrotor()
-        self.vehicle.reset()
-        self.imu = Imu(rng)
-        self.baro = Baro(rng)
-        self.mag = Mag(rng)
-        #: The GNSS sky the receiver sees (jamming and spoofing act on it).
-        self.gnss = GnssEnvironment(np.random.default_rng(cfg.seed + 2))
-        self.gps_blocked = False  # gps_loss: the receiver gets no signal at all
-        self.jamming: tuple[float, float, float] | None = None  # (start s, ramp s, J/S dB)
         self.gps_emulator = None
         if cfg.gps_uart:
             from hil.injectors.gps import GpsReceiverEmulator
 
             self.gps_emulator = GpsReceiverEmulator(cfg.gps_uart, rate_hz=5.0)
-        self.battery = Battery(cells=cfg.battery_cells, capacity_mah=cfg.battery_capacity_mah)
-        self.wind = Wind(rng, speed=cfg.wind_speed, direction_deg=cfg.wind_direction, gust_std=cfg.wind_gust)
-        self.rc_enabled = True
-        self.gcs_enabled = True
         self.uart_links = dict(uart_links or {})
         self.rc_emulator = None
         rc_rate = cfg.rc_rate_hz
@@ -110,15 +99,9 @@ class ClosedLoop(InjectionSchedule):
 
             self.rc_emulator = RcReceiverEmulator(cfg.rc_uart)
             rc_rate = self.rc_emulator.rate_hz
-        from hil.threats.rc_link import RcLinkModel
-
-        #: The RC radio link: every RC frame, UART or MAVLink, is delivered or lost by it.
-        self.rc_link = RcLinkModel(rc_rate, seed=cfg.seed + 1)
-        from hil.threats.telemetry import TelemetryLinkModel
-
-        #: The telemetry link the GCS heartbeats cross, in simulation time (telemetry_jamming).
-        self.telemetry_link = TelemetryLinkModel(seed=cfg.seed + 3)
-        self._rng = rng
+        #: Vehicle, sensors, GNSS sky, battery, wind, the RC and telemetry links and the
+        #: threats set on them; every RC frame, UART or MAVLink, crosses its RC link.
+        self.plant = Plant.for_mavlink_hil(cfg, rc_rate_hz=rc_rate)
         self.rc_channels = list(_RC_CENTRE)
         self.t_us = 0
         self.dt_us = int(round(1e6 / cfg.rate_hz))
@@ -187,13 +170,9 @@ class ClosedLoop(InjectionSchedule):
         return self.time / self.wall_running if self.wall_running > 0 else 0.0
 
     @property
-    def gcs_loss_probability(self) -> float:
-        """Share of GCS heartbeats lost: the telemetry link's `loss`, under its older name."""
-        return self.telemetry_link.loss
-
-    @gcs_loss_probability.setter
-    def gcs_loss_probability(self, value: float) -> None:
-        self.telemetry_link.configure(loss=value)
+    def vehicle(self) -> Quadrotor:
+        """The simulated vehicle (``plant.vehicle``), for tests that read its truth."""
+        return self.plant.vehicle
 
     # -- running -----------------------------------------------------------------------
     @property
@@ -459,20 +438,21 @@ class ClosedLoop(InjectionSchedule):
         t_us = self.t_us
         conn = self.conn
         sim = conn.sim
+        plant = self.plant
         if (
             t_us >= self._next_aux
             or self.rc_emulator is not None
             or self.gps_emulator is not None
-            or self.telemetry_link.pending
+            or plant.telemetry_link.pending
         ):
             out = self._due_inputs(t_us)
         else:
             out = None
-        v = self.vehicle
-        ax, ay, az, gx, gy, gz = self.imu.sample(v)
-        mx, my, mz = self.mag.sample(v.quat)
+        v = plant.vehicle
+        ax, ay, az, gx, gy, gz = plant.imu.sample(v)
+        mx, my, mz = plant.mag.sample(v.quat)
         alt_amsl = geo.HOME.alt_m - v.pos[2]
-        pressure, temperature = self.baro.sample(alt_amsl)
+        pressure, temperature = plant.baro.sample(alt_amsl)
         seq = sim.seq
         frame = HIL_SENSOR.pack(
             seq, sim.srcSystem, sim.srcComponent,
@@ -495,18 +475,18 @@ class ClosedLoop(InjectionSchedule):
         UART receivers get their bytes here too."""
         conn = self.conn
         sim = conn.sim
+        plant = self.plant
         out: list[bytes] = []
         nxt = self._next
         written = self._uart_written
         if self.rc_emulator is not None:
-            data = self.rc_emulator.produce(t_us, self.rc_channels, self.rc_link)
+            data = self.rc_emulator.produce(t_us, self.rc_channels, plant.rc_link)
             if data:
                 self.uart_links["rc"].write(data)
                 written["rc"] = len(data)
         elif t_us >= nxt["rc"]:
             nxt["rc"] = t_us + self._periods["rc"]
-            delivered = self.rc_link.step().delivered
-            if self.rc_enabled and delivered:
+            if plant.rc_frame_delivered():
                 gcs = conn.gcs  # its seq as pymavlink's pack would use it (not advanced)
                 c1, c2, c3, c4, c5, c6, c7, c8 = self.rc_channels[:8]
                 out.append(
@@ -521,27 +501,28 @@ class ClosedLoop(InjectionSchedule):
         gps = self.gps_emulator
         if gps is not None:
             if gps.due(t):
-                data = gps.produce(t, self._gnss_observation(t))
+                data = gps.produce(t, plant.gnss_observation(t))
                 if data:
                     self.uart_links["gps"].write(data)
                     written["gps"] = written.get("gps", 0) + len(data)
         elif t_us >= nxt["gps"]:
             nxt["gps"] = t_us + self._periods["gps"]
-            out.append(self._hil_gps(t_us, self._gnss_observation(t)).pack(sim))
+            out.append(self._hil_gps(t_us, plant.gnss_observation(t)).pack(sim))
         if t_us >= nxt["battery"]:
             nxt["battery"] = t_us + self._periods["battery"]
             out.append(self._battery_message().pack(sim))
         if t_us >= nxt["gcs"]:
             nxt["gcs"] = t_us + self._periods["gcs"]
-            if self.gcs_enabled:
-                self.telemetry_link.offer(
+            if plant.gcs_enabled:
+                plant.telemetry_link.offer(
                     t,
                     mavlink.MAVLink_heartbeat_message(
                         mavlink.MAV_TYPE_GCS, mavlink.MAV_AUTOPILOT_INVALID, 0, 0, mavlink.MAV_STATE_ACTIVE, 3
                     ),
                 )
-        if self.telemetry_link.pending:  # heartbeats that reach the board now (after any delay)
-            out.extend(msg.pack(conn.gcs) for msg in self.telemetry_link.due(t))
+        telemetry = plant.telemetry_link
+        if telemetry.pending:  # heartbeats that reach the board now (after any delay)
+            out.extend(msg.pack(conn.gcs) for msg in telemetry.due(t))
         if written:
             if self.config.lockstep:
                 for uart, count in written.items():
@@ -552,33 +533,18 @@ class ClosedLoop(InjectionSchedule):
         return out
 
     def _integrate(self) -> None:
-        dt = self.dt_us * 1e-6
-        wind = self.wind.step(dt)
-        v = self.vehicle
-        v.step(dt, self.motors, wind)
-        self.baro.step(dt)
-        self.battery.step(dt, v.current_a())
+        plant = self.plant
+        plant.step(self.dt_us * 1e-6, self.motors)
         self.t_us += self.dt_us
         self.steps += 1
         if self._schedule and self._schedule[0].t_us <= self.t_us:
             self._apply_due()
         if self.t_us >= self._next["truth"]:
             self._next["truth"] = self.t_us + self._periods["truth"]
+            v = plant.vehicle
             p = v.pos
             roll, pitch, yaw = v.euler()
             self.truth.append((self.time, p[0], p[1], p[2], roll, pitch, yaw))
-
-    def _gnss_observation(self, t: float):
-        """What the receiver makes of the sky now, with the jammer at its current power."""
-        env = self.gnss
-        if self.gps_blocked:
-            env.jammer_js_db = _NO_SIGNAL_JS_DB
-        elif self.jamming is not None:
-            start, ramp, js = self.jamming
-            env.jammer_js_db = js if ramp <= 0 else js * min(1.0, max(0.0, (t - start) / ramp))
-        else:
-            env.jammer_js_db = None
-        return env.step(t, self.vehicle)
 
     def _hil_gps(self, t_us: int, obs):
         vn, ve, vd = obs.vel_ned
@@ -601,7 +567,7 @@ class ClosedLoop(InjectionSchedule):
         )
 
     def _battery_message(self):
-        b = self.battery
+        b = self.plant.battery
         cells = [UINT16_MAX] * 10
         cells[0] = _u16(b.voltage * 1000.0)
         return mavlink.MAVLink_battery_status_message(
@@ -618,7 +584,6 @@ class ClosedLoop(InjectionSchedule):
 
 
 _INT16_MAX = 32767
-_NO_SIGNAL_JS_DB = 90.0  # a receiver with no antenna signal: nothing tracked
 
 
 def _period_us(rate_hz: float) -> int:
