@@ -15,6 +15,7 @@ import contextlib
 import os
 import resource
 import shutil
+import socket
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -202,8 +203,9 @@ def host_checks(facts: HostFacts, *, hardware: bool) -> list[Check]:
 # ------------------------------------------------------------------ boards, receivers
 
 
-def check_board(board: Board, timeout: float) -> tuple[Check, str | None]:
-    """Start the board as a run does and find its port; (the check, the port or None)."""
+def check_board(board: Board, timeout: float, *, stop: bool = True) -> tuple[Check, str | None]:
+    """Start the board as a run does and find its port; (the check, the port or None).
+    With `stop=False` the caller stops it (after checking what hangs off it)."""
     who = f"{board.type_name or 'board'}" + (f", usb_serial {board.usb_serial!r}" if board.usb_serial else "")
     name = f"board {board.name} ({who})"
     try:
@@ -218,8 +220,9 @@ def check_board(board: Board, timeout: float) -> tuple[Check, str | None]:
         )
         return Check(name, False, f"not found: {_one_line(exc)}", fix, exit_code=EXIT_BOARD), None
     finally:
-        with contextlib.suppress(HilError):
-            board.stop()
+        if stop:
+            with contextlib.suppress(HilError):
+                board.stop()
     return Check(name, True, f"found on {port}"), port
 
 
@@ -247,6 +250,24 @@ def check_receiver(board: Board, receiver: Receiver, ports: Sequence[Any]) -> Ch
             )
         return Check(name, True, f"{what} on USB-UART adapter {device} (serial {receiver.usb_serial}){inversion}")
     device = receiver.device
+    if "://" in device:  # a network serial server (or a SITL's TCP UART standing in for the board)
+        host, _, port = device.split("://", 1)[1].split("?", 1)[0].rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=2.0).close()
+        except (OSError, ValueError) as exc:
+            note = board.wiring_note(receiver)
+            if note is not None:
+                return Check(name, True, f"{what} through {device}: {note}")
+            return Check(
+                name,
+                False,
+                f"nothing answers on {device}: {_one_line(exc)}",
+                "start the serial server that exports the adapter (ser2net, a labgrid exporter) or correct the URL",
+                exit_code=EXIT_BOARD,
+            )
+        return Check(
+            name, True, f"{what} through {device} (the framing is set at the far end){inversion}"
+        )
     if not Path(device).exists():
         return Check(
             name,
@@ -366,12 +387,16 @@ def diagnose(rig: Rig, facts: HostFacts, *, timeout: float = 5.0, ports: Iterabl
     checks: list[Check] = []
     hardware = False
     for board in rig.boards:
-        check, port = check_board(board, timeout)
-        checks.append(check)
-        hardware |= port is None or _is_hardware_port(port)
-        for receiver in board.receivers:
-            checks.append(check_receiver(board, receiver, listed))
-            hardware |= not receiver.virtual
+        try:
+            check, port = check_board(board, timeout, stop=False)
+            checks.append(check)
+            hardware |= port is None or _is_hardware_port(port)
+            for receiver in board.receivers:  # while the board runs: a stand-in serves its UARTs
+                checks.append(check_receiver(board, receiver, listed))
+                hardware |= not receiver.virtual
+        finally:
+            with contextlib.suppress(HilError):
+                board.stop()
     return checks + host_checks(facts, hardware=hardware)
 
 

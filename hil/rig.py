@@ -195,6 +195,11 @@ class Board(ABC):
         (the board may have rebooted). Board types that can do so override this."""
         return False
 
+    def wiring_note(self, receiver: Receiver) -> str | None:
+        """Why a receiver's device may rightly be unreachable before a run (a stand-in
+        opens a UART only once it is configured), for `hil doctor`; None: it must be."""
+        return None
+
     def power_cycle(self) -> None:
         """Cut and restore the board's power (or restart its process)."""
         raise HilError(f"board {self.name} cannot be power-cycled by the harness (no power switch in the rig)")

@@ -196,3 +196,24 @@ def test_a_receiver_device_path_classified(monkeypatch):
     assert check_receiver(_Board(), Receiver("gps", "ubx", device="/dev/ttyFAKE0"), [fc]).failed
     native = check_receiver(_Board(), Receiver("gps", "ubx", device="/dev/ttyFAKE2"), [uart])
     assert native.ok and "native UART" in native.text
+
+
+def test_a_receiver_behind_a_network_serial_url_is_checked_by_connecting():
+    import socket
+    from types import SimpleNamespace
+
+    from hil.doctor import check_receiver
+    from hil.receivers import Receiver
+
+    board = SimpleNamespace(name="bf", wiring_note=lambda r: None)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        url = f"socket://127.0.0.1:{server.getsockname()[1]}"
+        ok = check_receiver(board, Receiver("rc", "crsf", url, baud=420000), [])
+    assert not ok.failed and "far end" in ok.text
+    gone = check_receiver(board, Receiver("rc", "crsf", url, baud=420000), [])
+    assert gone.failed and "nothing answers" in gone.text
+    stand_in = SimpleNamespace(name="bf", wiring_note=lambda r: "opens once configured")
+    noted = check_receiver(stand_in, Receiver("rc", "crsf", url, baud=420000), [])
+    assert not noted.failed and "opens once configured" in noted.text

@@ -118,7 +118,7 @@ class BetaflightBoard(Board):
     @property
     def state(self) -> str:
         if self.stand_in is not None:
-            return "running (stand-in)" if self.stand_in.alive else "off"
+            return "running" if self.stand_in.alive else "off"
         try:
             self.url(timeout=0.0)
         except HilError:
@@ -152,6 +152,14 @@ class BetaflightBoard(Board):
         from hil.links.ports import find_port
 
         return find_port(self.usb_serial, None, timeout=timeout).device
+
+    def wiring_note(self, receiver: Receiver) -> str | None:
+        if self.stand_in is None:
+            return None
+        return (
+            "the stand-in SITL listens on a UART only once serial RX is configured on it, "
+            "which a run does first (`hil run`)"
+        )
 
     def log_path(self) -> Path | None:
         return self.stand_in.log_path if self.stand_in is not None else None
