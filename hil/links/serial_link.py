@@ -83,6 +83,18 @@ class SerialLink:
             self._poller.register(fd, select.POLLIN)
         return self
 
+    def set_baudrate(self, baudrate: int) -> None:
+        """Move the line to another rate, as a GPS receiver does when the flight controller
+        tells it to (a pty or a network port takes the setting and ignores it)."""
+        self.baudrate = baudrate
+        port = self._port
+        if port is None:
+            return  # taken at the next open
+        try:
+            port.baudrate = baudrate
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkError(f"{self.url}: cannot set {baudrate} baud: {exc}") from exc
+
     @property
     def is_open(self) -> bool:
         return self._port is not None and self._port.is_open

@@ -501,10 +501,16 @@ class ClosedLoop(InjectionSchedule):
         gps = self.gps_emulator
         if gps is not None:
             if gps.due(t):
+                link = self.uart_links["gps"]
+                self._gps_listen(gps, link)
                 data = gps.produce(t, plant.gnss_observation(t))
                 if data:
-                    self.uart_links["gps"].write(data)
+                    link.write(data)
                     written["gps"] = written.get("gps", 0) + len(data)
+                    baud = gps.switch_baud()  # its answer has left: now it moves, as a u-blox does
+                    if baud is not None:
+                        link.set_baudrate(baud)
+                        self._event("note", f"GPS receiver moved to {baud} baud")
         elif t_us >= nxt["gps"]:
             nxt["gps"] = t_us + self._periods["gps"]
             out.append(self._hil_gps(t_us, plant.gnss_observation(t)).pack(sim))
@@ -545,6 +551,17 @@ class ClosedLoop(InjectionSchedule):
             p = v.pos
             roll, pitch, yaw = v.euler()
             self.truth.append((self.time, p[0], p[1], p[2], roll, pitch, yaw))
+
+    @staticmethod
+    def _gps_listen(gps: Any, link: Any) -> None:
+        """Hand the GPS emulator what the board sent its receiver since the last fix (its
+        configuration: CFG-PRT, CFG-MSG, VALSET, ...), without waiting. The answers go out
+        with the next fix. A board that sends nothing (the virtual one) costs one poll."""
+        while True:
+            chunk = link.read(0.0)
+            if chunk is None:
+                return
+            gps.on_bytes(chunk.data)
 
     def _hil_gps(self, t_us: int, obs):
         vn, ve, vd = obs.vel_ned
