@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from hil.errors import EXIT_BOARD, HilError
@@ -127,3 +128,26 @@ def _read_holder(fd: int) -> str:
     except OSError:
         cmdline = ""
     return f"pid {pid}" + (f" ({cmdline[:80]})" if cmdline else "")
+
+
+def claim_first_free(
+    boards: Sequence[tuple[str, Path | str | None]], *, wait: float = 0.0, poll: float = 0.1
+) -> tuple[int, BoardLock]:
+    """Lock the first free board of `boards` ((lock key, lock dir) each, in the rig's
+    order): every one is tried at once, and while all are held they are tried again in
+    turn until `wait` s have passed. Returns (its index, the held lock); BoardBusy names
+    every holder when none came free. Several workers on one rig (`pytest -n`, two `hil
+    run` at once) so each get a board of their own, free ones first."""
+    if not boards:
+        raise ValueError("no boards to claim")
+    deadline = time.monotonic() + max(0.0, wait)
+    while True:
+        busy: list[str] = []
+        for index, (key, lock_dir) in enumerate(boards):
+            try:
+                return index, BoardLock(key, lock_dir, wait=0.0).acquire()
+            except BoardBusy as exc:
+                busy.append(str(exc))
+        if time.monotonic() >= deadline:
+            raise BoardBusy(f"every board of the rig is busy (waited {wait:.0f} s): " + "; ".join(busy))
+        time.sleep(poll)

@@ -75,3 +75,21 @@ def test_release_lets_the_next_owner_in(tmp_path):
     first.release()
     with BoardLock("SN3", tmp_path) as second:
         assert second.held
+
+
+def test_claim_first_free_takes_the_first_board_nobody_holds(tmp_path):
+    from hil.locks import BoardBusy, BoardLock, claim_first_free
+
+    boards = [("A", tmp_path), ("B", tmp_path), ("C", tmp_path)]
+    held = BoardLock("A", tmp_path).acquire()
+    try:
+        index, lock = claim_first_free(boards)
+        assert index == 1 and lock.held
+        index2, lock2 = claim_first_free(boards)  # another worker: the next free one
+        assert index2 == 2
+        with pytest.raises(BoardBusy, match="every board of the rig is busy"):
+            claim_first_free(boards, wait=0.2)
+        lock.release()
+        assert claim_first_free(boards, wait=1.0)[0] == 1  # freed: taken again
+    finally:
+        held.release()

@@ -20,7 +20,7 @@ from hil.errors import (
     LinkError,
 )
 from hil.lifecycle import BoardState
-from hil.locks import BoardBusy, BoardLock
+from hil.locks import BoardBusy, BoardLock, claim_first_free
 from hil.rig import DEFAULT_RIG, Board, Rig
 
 #: Where the session's HilState lives: `config.stash[STATE]`.
@@ -44,6 +44,8 @@ class HilState:
         self.lock_wait: float = config.getoption("hil_lock_wait")
         self._rig: Rig | None = None
         self._locks: dict[str, BoardLock] = {}
+        #: The board this session claimed among several (no --board given).
+        self._claimed: str | None = None
         self.flashed: dict[str, object] = {}
         self.results: list = []
         #: Per board name: whether it runs in lockstep with the simulator (Board.lockstep);
@@ -82,8 +84,20 @@ class HilState:
 
         A board that cannot be reached raises BoardUnavailable, here and from then on.
         """
+        rig = self.rig()
+        if not self.board_name and len(rig.boards) > 1 and self._claimed is None:
+            # No --board and several on the rig: this session (an xdist worker, or one of
+            # two runs at once) takes the first free one, never one another session holds.
+            try:
+                index, lock = claim_first_free(
+                    [(b.usb_serial or b.name, b.lock_dir) for b in rig.boards], wait=self.lock_wait
+                )
+            except BoardBusy as exc:
+                raise self.lost(rig.boards[0], str(exc)) from None
+            self._claimed = rig.boards[index].name
+            self._locks[self._claimed] = lock
         try:
-            board = self.rig().select(self.board_name)
+            board = rig.select(self._claimed or self.board_name)
         except ConfigError as exc:
             pytest.exit(str(exc), returncode=EXIT_USAGE)
         known = self.unavailable.get(board.name)
