@@ -421,6 +421,19 @@ def _thread_sched(name: str) -> tuple[int, int] | None:
     return None
 
 
+def host_steal_ms() -> float | None:
+    """CPU time the hypervisor took from this machine's vCPUs since boot, ms, summed over
+    CPUs (/proc/stat "steal"); None where the kernel does not count it. A VM whose vCPUs
+    the host stops runs no thread at all meanwhile: a real-time step missed then is the
+    host's, and no harness can make it up."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = handle.readline().split()
+        return int(fields[8]) * 1000.0 / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class _RealtimeRig:
     """Betaflight SITL in a scratch directory and the 1 kHz loop against it.
 
@@ -560,6 +573,7 @@ def realtime_loop(
     restarts = 0
     scheduler = isolated = ""
     warmup = 0.0
+    stolen_ms: list[float] = []
     for i in range(runs):
         log(f"real-time run {i + 1} of {runs}")
         with _RealtimeRig(rate_hz, log=log) as rig:
@@ -567,8 +581,12 @@ def realtime_loop(
             origin = rig.elapsed + 0.05
             warmup = origin
             before = _thread_sched(_LOOP_THREAD)
+            steal_before = host_steal_ms()
             time.sleep(seconds + 0.05)
             after = _thread_sched(_LOOP_THREAD)
+            steal_after = host_steal_ms()
+            if steal_before is not None and steal_after is not None:
+                stolen_ms.append(steal_after - steal_before)
             loads.append(os.getloadavg()[0])
             for key, count in realtime_neighbours({os.getpid(), rig.sitl.proc.pid}).items():
                 neighbours[key] = max(neighbours.get(key, 0), count)
@@ -604,6 +622,12 @@ def realtime_loop(
     if neighbours:
         listed = ", ".join(f"{k} x{v}" for k, v in sorted(neighbours.items()))
         common += f"; other real-time threads on the host (name/priority): {listed}"
+    if stolen_ms:
+        common += (
+            "; steal time the kernel counted (vCPU time the hypervisor took) "
+            + ", ".join(f"{ms:.0f}" for ms in stolen_ms)
+            + " ms per run (a host that pauses the VM may not count it: see docs/architecture.md)"
+        )
     extra = {
         "rate_hz": rate_hz,
         "run_s": seconds,
@@ -615,6 +639,7 @@ def realtime_loop(
         "scheduler": scheduler,
         "sitl_restarts": restarts,
         "realtime_neighbours": neighbours,
+        "host_steal_ms": stolen_ms,
     }
     total = seconds * runs
     missed_note = (

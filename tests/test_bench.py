@@ -132,3 +132,20 @@ def test_timing_error_compares_the_loop_analysis_with_the_boards_model():
         assert row["measured_p99_us"] == pytest.approx(row["truth_p99_us"], rel=0.02)
     assert figure.passed == (max(figure.runs) <= 1.0)
     assert "timing-measurement" in format_table([figure])
+
+
+def test_host_steal_is_read_from_proc_stat_in_ms(monkeypatch, tmp_path):
+    import builtins
+    import os
+
+    from hil import bench
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 1000 3 0 2 250 0 0\ncpu0 1 2 3\n")
+    real_open = builtins.open
+    monkeypatch.setattr(
+        builtins, "open", lambda path, *a, **k: real_open(stat if path == "/proc/stat" else path, *a, **k)
+    )
+    assert bench.host_steal_ms() == 250 * 1000.0 / os.sysconf("SC_CLK_TCK")
+    stat.write_text("cpu  1 2\n")  # a kernel that does not count steal
+    assert bench.host_steal_ms() is None
