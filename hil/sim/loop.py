@@ -74,6 +74,9 @@ class SimConfig:
     gps_uart: str | None = None  # "ubx" / "nmea": GPS through the board's GPS UART
 
 
+#: Chunks of the board's GPS-bound bytes read per fix at most (its configuration is a few).
+_GPS_READS = 16
+
 class ClosedLoop(InjectionSchedule):
     """Flies the simulated quadrotor with the board's motor outputs."""
 
@@ -556,8 +559,9 @@ class ClosedLoop(InjectionSchedule):
     def _gps_listen(gps: Any, link: Any) -> None:
         """Hand the GPS emulator what the board sent its receiver since the last fix (its
         configuration: CFG-PRT, CFG-MSG, VALSET, ...), without waiting. The answers go out
-        with the next fix. A board that sends nothing (the virtual one) costs one poll."""
-        while True:
+        with the next fix. A board that sends nothing (the virtual one) costs one poll; one
+        that never stops sending is read at most `_GPS_READS` chunks per fix."""
+        for _ in range(_GPS_READS):
             chunk = link.read(0.0)
             if chunk is None:
                 return

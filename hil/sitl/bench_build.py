@@ -38,6 +38,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +159,18 @@ def bench_executable(*, build: bool = True) -> Path:
         raise ConfigError("the Betaflight bench SITL is not built yet (run `python -m hil.sitl.bench_build`)")
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        deadline = time.monotonic() + BUILD_TIMEOUT_S
+        while True:  # another process may be building it: wait for that, bounded
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BenchBuildError(
+                        f"another process has been building the Betaflight bench SITL in {folder} for over "
+                        f"{BUILD_TIMEOUT_S:.0f} s; if none is running, delete {folder} and try again"
+                    ) from None
+                time.sleep(0.5)
         if done.is_file():  # another process built it while we waited
             return Path(done.read_text().strip())
         return _build(src, folder, done)
