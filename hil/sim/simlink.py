@@ -1,0 +1,69 @@
+"""Simulator links: how the plant's state reaches a firmware and its outputs come back.
+
+The closed loop owns the plant (vehicle, sensors, weather, battery, GNSS sky, radio and
+telemetry links, and the threats set on them) and moves it in time; a simulator link is
+the wire between that plant and one firmware's simulator interface. Each link is one
+small class, registered here by name:
+
+- ``mavlink_hil``: PX4's HIL_* messages over the board's MAVLink port (the virtual board);
+- ``betaflight_udp``: Betaflight SITL's FDM state packets and motor packets over UDP;
+- ``bench``: no physics at all, only the radio (a real board on a bench);
+- ``ardupilot_json``: ArduPilot SITL's JSON interface (servo packets in, a JSON state out);
+- ``px4_tcp``: PX4 SITL's ``simulator_mavlink`` connecting to us as a TCP client.
+
+A step of the loop is: ``send(t_us, plant)`` the state sampled at ``t_us``, then
+``outputs(t_us, timeout)`` for the firmware's answer, then integrate the plant with it.
+A lockstep link's ``outputs`` blocks until the answer to the sample stamped ``t_us``
+(raising `hil.errors.BoardNotAnswering` when ``timeout`` wall seconds pass without it); a
+real-time link's ``outputs`` is called with ``timeout=0`` and gives the newest answer or
+None. Motor outputs are four floats 0..1 in the vehicle's numbering (quad X in
+ArduPilot's order: front-right, rear-left, front-left, rear-right), all zero when the
+firmware is disarmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from hil.sim.plant import Plant
+
+Motors = tuple[float, float, float, float]
+
+
+@runtime_checkable
+class SimulatorLink(Protocol):
+    """One firmware's simulator interface, seen from the closed loop."""
+
+    #: The link's registered name (``mavlink_hil``, ``betaflight_udp``, ...).
+    name: ClassVar[str]
+    #: True when the link carries the vehicle's state to the firmware (False: ``bench``).
+    physics: ClassVar[bool]
+    #: True when the firmware steps on our samples; False when it keeps its own clock.
+    lockstep: bool
+    #: True when the loop may send the next sample before the answer to the last one
+    #: arrived (the firmware queues samples); False for request/answer interfaces.
+    pipeline: ClassVar[bool]
+
+    def open(self) -> None:
+        """Open sockets and ports; bounded, raising `hil.errors.LinkError` with what failed."""
+
+    def send(self, t_us: int, plant: Plant) -> None:
+        """Send the firmware the plant's state at simulation time ``t_us``."""
+
+    def outputs(self, t_us: int, timeout: float) -> Motors | None:
+        """The firmware's motor outputs answering the sample at ``t_us`` (see module doc)."""
+
+    def close(self) -> None:
+        """Close everything ``open`` opened; safe to call twice."""
+
+
+#: Link classes by name; a link module registers its class with `register`.
+LINKS: dict[str, Callable[..., SimulatorLink]] = {}
+
+
+def register(cls):
+    """Class decorator: make a link class known by its ``name``."""
+    LINKS[cls.name] = cls
+    return cls
