@@ -177,14 +177,25 @@ class InavMspSimulatorLink:
             )
 
     def close(self) -> None:
-        """Send the clean stop (HITL off, the board disarms) and close; safe twice."""
-        port, self._port = self._port, None
+        """Send the clean stop (HITL off, the board disarms), wait at most
+        `reply_timeout` for its answer, and close; safe twice.
+
+        The wait matters on the SITL: it writes replies with a plain send(), so a reply
+        to a peer that has already closed kills it with SIGPIPE
+        (src/main/drivers/serial_tcp.c)."""
+        port = self._port
         if port is None:
             return
         try:
             port.write(msp.encode_v2(MSP_SIMULATOR, stop_request(self.version).encode()))
+            deadline = Deadline(self.reply_timeout)
+            done = False
+            while not done and not deadline.expired:
+                done = any(f.cmd == MSP_SIMULATOR and f.direction != msp.Direction.REQUEST
+                           and not self._in_flight_reply(f) for f in self._read(deadline.remaining))
         except Exception as exc:  # noqa: BLE001 - a board that went away has stopped already
-            log.debug("HITL stop not sent to %s: %s", self._where(), exc)
+            log.debug("HITL stop not confirmed by %s: %s", self._where(), exc)
+        self._port = None
         try:
             port.close()
         except Exception:  # noqa: BLE001 - closing a dead port must not raise
@@ -196,6 +207,14 @@ class InavMspSimulatorLink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _in_flight_reply(self, frame: msp.MspFrame) -> bool:
+        """True for the answer to an exchange still in flight when the stop was sent
+        (it is taken as that exchange's, not as the stop's)."""
+        if frame.cmd in self._in_flight:
+            self._in_flight.discard(frame.cmd)
+            return True
+        return False
 
     def _where(self) -> str:
         return self.url or "the INAV MSP port"
