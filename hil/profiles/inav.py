@@ -104,7 +104,8 @@ BOXES: dict[str, int] = {
 #: The simulator link an INAV board takes its simulated vehicle through (HITL).
 HITL_LINK = "inav_msp_simulator"
 #: CLI lines that make a fresh INAV 9 board ready for HITL with the harness's plant:
-#: RC and GPS over the link, GPS on UART3, ARM on AUX1 high (1700..2100 us), and the
+#: RC and GPS over the link, GPS on UART3, ARM on AUX1 high and ANGLE on AUX2 high
+#: (1700..2100 us), and the
 #: Quad X motor mixer (motor 1 rear right, 2 front right, 3 rear left, 4 front left;
 #: the rows of INAV's Quad X preset). `save` then reboots the board.
 HITL_SETUP_CLI = (
@@ -112,6 +113,7 @@ HITL_SETUP_CLI = (
     "serial 2 2 115200 115200 0 115200",
     "set receiver_type = SIM (SITL)",
     "aux 0 0 0 1700 2100 0 0",
+    "aux 1 1 1 1700 2100 0 0",
     "mmix reset",
     "mmix 0 1.0 -1.0 1.0 -1.0",
     "mmix 1 1.0 -1.0 -1.0 1.0",
