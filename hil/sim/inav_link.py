@@ -68,7 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: INAV's QUAD X motor order (motor 1 rear right, 2 front right, 3 rear left, 4 front
-#: left: the Cleanflight layout INAV's configurator presets use) -> our order
+#: left: the Cleanflight layout of INAV's Quad X mixer rows; tests/test_inav_sitl.py
+#: flips the vehicle with any other mapping) -> our order
 #: (front-right, rear-left, front-left, rear-right): ours[i] = inav[INAV_TO_OURS[i]].
 INAV_TO_OURS = (1, 2, 3, 0)
 #: AETR, centred sticks, throttle low, AUX1..4 low: disarmed.
