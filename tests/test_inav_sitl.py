@@ -6,7 +6,8 @@ every interface, so it runs in a network namespace of its own (root and iproute2
 
 What it shows: HITL switches on, a vehicle at rest reaches INAV (its attitude, altitude
 and GPS read back over MSP on the other UART), the ARM switch over the link arms it,
-its motors come back through MSP_MOTOR, and the link's stop turns HITL off.
+its motors come back through MSP_MOTOR, it flies the sticks the right way round, a
+silent radio puts it in failsafe, and the link's stop disarms it and turns HITL off.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 from hil import children, geo
 from hil.codecs import msp
 from hil.codecs.inav_msp import MSP2_INAV_STATUS, MSP_ALTITUDE, Altitude, InavStatus
-from hil.profiles.inav import HITL_SETUP_CLI, HITL_START_AFTER_BOOT_S
+from hil.profiles.inav import HITL_SETUP_CLI, HITL_START_AFTER_BOOT_S, INAV
 from hil.sim.inav_link import InavMspSimulatorLink
 from hil.sim.plant import Plant
 from hil.sitl.netns import NetNamespace, namespaces_available
@@ -216,6 +217,14 @@ def test_inav_sitl_in_hitl_at_rest_then_armed(inav_sitl: str) -> None:
             assert _run(link, plant, 2.0, lambda: min(link.motors) > 0.0), link.motor_us
             assert all(0.0 < m < 0.3 for m in link.motors), link.motors  # idle on the ground
 
+            # Disarmed by the switch, the motors are zero; armed again to fly.
+            link.rc_channels[4] = 1000
+            assert _run(link, plant, 5.0, lambda: not fc.status().armed)
+            _run(link, plant, 0.5)
+            assert link.motors == (0.0, 0.0, 0.0, 0.0)
+            link.rc_channels[4] = 1900
+            assert _run(link, plant, 5.0, lambda: fc.status().armed), f"not armed again: {fc.status().blockers}"
+
             # ANGLE (AUX2), throttle above hover: it climbs level; then the roll stick
             # right rolls it right and the pitch stick forward pitches its nose down,
             # which a motor in the wrong place or an axis of the wrong sign would not do.
@@ -229,36 +238,48 @@ def test_inav_sitl_in_hitl_at_rest_then_armed(inav_sitl: str) -> None:
             _run(link, plant, 2.0)
             climb = f"climbed {-v.pos[2]:.1f} m at {euler_deg()} deg"
             assert -v.pos[2] > 0.5 and max(map(abs, euler_deg()[:2])) < 3 and not v.crashed, climb
-            link.rc_channels[0] = 1600
-            _run(link, plant, 1.0)
+            link.rc_channels[0] = 1700
+            _run(link, plant, 1.5, lambda: euler_deg()[0] > 2.0)
             roll, pitch, yaw = euler_deg()
-            assert 1.0 < roll < 20 and abs(pitch) < 3 and abs(yaw - 30) < 5, f"roll stick right: {euler_deg()}"
+            assert 2.0 < roll < 30 and abs(pitch) < 3 and abs(yaw - 30) < 5, f"roll stick right: {euler_deg()}"
             link.rc_channels[0] = 1500
             _run(link, plant, 1.0)
-            link.rc_channels[1] = 1600
-            _run(link, plant, 1.0)
+            link.rc_channels[1] = 1700
+            _run(link, plant, 1.5, lambda: euler_deg()[1] < -2.0)
             roll, pitch, yaw = euler_deg()
             # (the roll step still rings: INAV's default PIDs on this airframe and this
             # loop's delay; only the pitch is judged here)
-            assert -20 < pitch < -1.0 and abs(yaw - 30) < 10, f"pitch stick forward: {euler_deg()}"
+            assert -30 < pitch < -2.0 and abs(yaw - 30) < 10, f"pitch stick forward: {euler_deg()}"
             link.rc_channels[1] = 1500
-            link.rc_channels[2] = 1000
+            link.rc_channels[2] = 1300  # about hover: the climb slows
+            _run(link, plant, 2.0)
 
-            link.rc_channels[4] = 1000
-            assert _run(link, plant, 5.0, lambda: not fc.status().armed)
-            _run(link, plant, 0.5)
-            assert link.motors == (0.0, 0.0, 0.0, 0.0)
+            # The radio goes silent (the plant's RC link): the requests say
+            # FAILSAFE_TRIGGERED, INAV's FAILSAFE box comes on after failsafe_delay and
+            # INAV's failsafe runs its procedure.
+            ids = list(fc.ask(msp.MspCommand.BOXIDS))
+            failsafe_bit = ids.index(INAV.modes["FAILSAFE"])
+            plant.rc_enabled = False
+            t_loss = time.monotonic()
+            assert _run(link, plant, 5.0, lambda: fc.status().box_active(failsafe_bit)), "no FAILSAFE box"
+            failsafe_after = time.monotonic() - t_loss
+            _run(link, plant, 3.0)
+            assert fc.status().armed and fc.status().box_active(failsafe_bit)
+            # What the LAND procedure then does is INAV's: not judged here (see the note).
+            after = f"3 s later climbing {-v.vel[2]:.1f} m/s at {-v.pos[2]:.0f} m, motors {link.motors}"
             print(
                 f"INAV SITL HITL: {link.sent} exchanges sent, {link.answered} answered, "
                 f"{link.dropped} samples dropped while one was in flight, {link.lost} lost; "
-                f"attitude {att}, altitude {alt}; in ANGLE at throttle 1450: {climb}"
+                f"attitude {att}, altitude {alt}; in ANGLE at throttle 1450: {climb}; "
+                f"FAILSAFE box {failsafe_after:.1f} s after the radio went silent; {after}"
             )
         finally:
             link.close()
         deadline = Deadline(3.0)
         while fc.status().hitl and not deadline.expired:
             time.sleep(0.1)
-        assert not fc.status().hitl, "the link's stop did not turn HITL off"
+        status = fc.status()
+        assert not status.hitl and not status.armed, f"the link's stop left {status.flags!r}"
 
 
 def msp_i32(data: bytes, *offsets: int) -> tuple[int, ...]:
