@@ -284,3 +284,62 @@ def test_inav_sitl_in_hitl_at_rest_then_armed(inav_sitl: str) -> None:
 
 def msp_i32(data: bytes, *offsets: int) -> tuple[int, ...]:
     return tuple(int.from_bytes(data[o : o + 4], "little", signed=True) for o in offsets)
+
+
+def _held(link: InavMspSimulatorLink, plant: Plant, seconds: float) -> None:
+    """Exchanges for `seconds` with the vehicle held as it is (the plant is not stepped)."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        t_us = int((time.monotonic() - start) * 1e6)
+        link.send(t_us, plant)
+        link.outputs(t_us, 0.0)
+        time.sleep(0.003)
+
+
+def test_inav_sitl_corrects_a_held_vehicle_the_right_way(inav_sitl: str) -> None:
+    """The vehicle held still in the air, armed in ANGLE at mid throttle: tilted or
+    turning one way, INAV's mixer must push it back the other way. Each axis's motor
+    difference is compared with the one just before, level and still, so an axis fed
+    with the wrong sign or motors in the wrong places fail by sign, not by timing."""
+    ip = inav_sitl
+    plant = Plant.for_betaflight(_Config())
+    plant.imu.accel_noise = plant.imu.gyro_noise = 0.0
+    v = plant.vehicle
+    link = InavMspSimulatorLink(f"socket://{ip}:{UART2}", rc_over_simulator=True)
+    with _connect(ip, UART1, 5.0) as sock:
+        fc = Msp(sock)
+        link.open()
+        try:
+            deadline = Deadline(15.0)
+            while fc.status().blockers and not deadline.expired:
+                _held(link, plant, 0.2)
+            link.rc_channels[4] = link.rc_channels[5] = 1900  # ARM, ANGLE
+            _held(link, plant, 1.0)
+            assert fc.status().armed, f"not armed: {fc.status().blockers}"
+            link.rc_channels[2] = 1400
+            v.on_ground = False
+
+            def axes() -> tuple[float, float, float]:
+                fr, rl, fl, rr = link.motors
+                # torque that rolls left, pitches down, yaws left (CW props FL, RR faster)
+                return (fr + rr - rl - fl, rl + rr - fr - fl, fl + rr - fr - rl)
+
+            level = (1.0, 0.0, 0.0, 0.0)
+            half = math.radians(10.0) / 2
+            cases = (
+                ("right wing 10 deg down", 0, (math.cos(half), math.sin(half), 0.0, 0.0), (0.0, 0.0, 0.0)),
+                ("rolling right 30 deg/s", 0, level, (math.radians(30), 0.0, 0.0)),
+                ("nose 10 deg up", 1, (math.cos(half), 0.0, math.sin(half), 0.0), (0.0, 0.0, 0.0)),
+                ("pitching up 30 deg/s", 1, level, (0.0, math.radians(30), 0.0)),
+                ("yawing right 60 deg/s", 2, level, (0.0, 0.0, math.radians(60))),
+            )
+            for name, axis, quat, rates in cases:
+                v.quat, v.rates = level, (0.0, 0.0, 0.0)
+                _held(link, plant, 0.3)
+                before = axes()[axis]
+                v.quat, v.rates = quat, rates
+                _held(link, plant, 0.3)
+                after = axes()[axis]
+                assert after - before > 0.05, f"{name}: correction {after - before:+.2f} ({link.motors})"
+        finally:
+            link.close()
