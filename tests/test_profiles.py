@@ -177,7 +177,9 @@ def test_reboot_to_bootloader_commands():
     bf = profile("betaflight").bootloader
     assert (bf[0].kind, bf[0].code, bf[0].payload) == ("msp", MSP_REBOOT, b"\x01")
     assert [c.code for c in bf if c.kind == "cli"] == ["bl", "dfu"]
-    assert [c.code for c in profile("inav").bootloader] == ["dfu"]
+    # INAV 9 fc_msp.c mspFcRebootCommand: one non-zero byte means DFU; the CLI's dfu too.
+    inav = profile("inav").bootloader
+    assert [(c.kind, c.code, c.payload) for c in inav] == [("msp", MSP_REBOOT, b"\x01"), ("cli", "dfu", b"")]
 
 
 # -- the MAVLink adapter reads the profile --------------------------------------------------
@@ -374,3 +376,15 @@ def test_every_built_in_board_type_declares_a_profile():
 def test_pyproject_lists_the_built_in_board_types():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert data["project"]["entry-points"][BOARD_GROUP] == dict(BUILTIN_BOARD_TYPES)
+
+
+def test_inav_hitl_facts():
+    import hil.sim.inav_link  # noqa: F401 - registers the link
+    from hil.profiles.inav import BOXES, HITL_LINK, HITL_SETUP_CLI
+    from hil.sim.simlink import LINKS
+
+    assert HITL_LINK in LINKS
+    # fc_msp_box.c of INAV 9.1 numbers the gimbal boxes 65..68.
+    assert BOXES["GIMBAL HEADTRACKER"] == 68 and BOXES["ANGLE HOLD"] == 64
+    assert "set receiver_type = SIM (SITL)" in HITL_SETUP_CLI
+    assert f"aux 0 {BOXES['ARM']} 0 1700 2100 0 0" in HITL_SETUP_CLI

@@ -11,9 +11,27 @@ landing; the value was called SET-THR in older INAV), DROP (disarm), RTH, or NON
 on). `failsafe_off_delay` x 0.1 s bounds the landing; `failsafe_recovery_delay` x 0.1 s of
 good RC ends the failsafe.
 
-Reboots (src/main/fc/fc_msp.c, src/main/fc/cli.c): MSP_REBOOT reboots the firmware (not
-while armed) and takes no bootloader option; the CLI's `dfu` reboots into the ROM DFU
-bootloader.
+Reboots (src/main/fc/fc_msp.c `mspFcRebootCommand`, src/main/fc/cli.c): MSP_REBOOT is
+refused while armed; with no payload (or a 0 byte) it reboots the firmware, with one
+non-zero byte into the ROM DFU bootloader (INAV 9; older releases reject a payload). The
+CLI's `dfu` does the same on every release.
+
+Arming (src/main/fc/fc_core.c, src/main/fc/runtime_config.h): the ARM box's switch
+moving from off to on arms when no bit of `ARMING_DISABLED_ALL_FLAGS` is set in
+`armingFlags`; MSP2_INAV_STATUS sends that word whole (`hil.codecs.inav_msp`).
+
+HITL (simulator link `inav_msp_simulator`, `hil.sim.inav_link`; MSP_SIMULATOR handling
+in fc_msp.c): what a board needs, found by running the INAV 9.1 SITL in HITL:
+
+- an MSP port for the link besides the one the harness's MSP client uses;
+- HITL switched on only after the board's boot-time gyro calibration
+  (CALIBRATING_GYRO_TIME_MS, 2 s, src/main/sensors/sensors.h): in HITL `gyroUpdate`
+  returns before calibrating, so a board switched over sooner stays at
+  SENSORS_CALIBRATING and never arms;
+- RC over the link: `receiver_type = SIM (SITL)` (every target has USE_RX_SIM);
+- GPS over the link: `feature GPS` *and* a serial port with the GPS function, because
+  `gpsInit` clears the GPS feature at boot when no port has it (io/gps.c);
+- a motor mixer (`mmix`): without rules MSP_MOTOR reads 0 and nothing flies.
 """
 
 from __future__ import annotations
@@ -77,7 +95,33 @@ BOXES: dict[str, int] = {
     "MIXER PROFILE 2": 62,
     "MIXER TRANSITION": 63,
     "ANGLE HOLD": 64,
+    "GIMBAL LEVEL TILT": 65,
+    "GIMBAL LEVEL ROLL": 66,
+    "GIMBAL CENTER": 67,
+    "GIMBAL HEADTRACKER": 68,
 }
+
+#: The simulator link an INAV board takes its simulated vehicle through (HITL).
+HITL_LINK = "inav_msp_simulator"
+#: CLI lines that make a fresh INAV 9 board ready for HITL with the harness's plant:
+#: RC and GPS over the link, GPS on UART3, ARM on AUX1 high and ANGLE on AUX2 high
+#: (1700..2100 us), and the
+#: Quad X motor mixer (motor 1 rear right, 2 front right, 3 rear left, 4 front left;
+#: the rows of INAV's Quad X preset). `save` then reboots the board.
+HITL_SETUP_CLI = (
+    "feature GPS",
+    "serial 2 2 115200 115200 0 115200",
+    "set receiver_type = SIM (SITL)",
+    "aux 0 0 0 1700 2100 0 0",
+    "aux 1 1 1 1700 2100 0 0",
+    "mmix reset",
+    "mmix 0 1.0 -1.0 1.0 -1.0",
+    "mmix 1 1.0 -1.0 -1.0 1.0",
+    "mmix 2 1.0 1.0 1.0 1.0",
+    "mmix 3 1.0 1.0 -1.0 -1.0",
+)
+#: Seconds from boot before HITL may be switched on (the gyro calibrates for 2 s at boot).
+HITL_START_AFTER_BOOT_S = 5.0
 
 INAV = FirmwareProfile(
     name="inav",
@@ -119,18 +163,24 @@ INAV = FirmwareProfile(
         steps=(
             "a mode activation condition puts the ARM box on an AUX channel range",
             "throttle low",
-            "no arming-blocker active (the CLI's `status` lists them); with "
-            "nav_extra_arming_safety, no navigation mode on and a GPS fix where one is needed",
+            "no arming blocker set in armingFlags (MSP2_INAV_STATUS; the CLI's `status` "
+            "lists them by name); with nav_extra_arming_safety, no navigation mode on and a "
+            "GPS fix where one is needed",
             "the ARM switch moves from off to on",
         ),
     ),
     reboot=Command("msp", MSP_REBOOT, note="refused while armed"),
-    bootloader=(Command("cli", "dfu", note="ROM (DFU) bootloader"),),
+    bootloader=(
+        Command("msp", MSP_REBOOT, payload=b"\x01", note="ROM (DFU) bootloader, INAV 9 and later"),
+        Command("cli", "dfu", note="ROM (DFU) bootloader"),
+    ),
     sources=(
         "INAV src/main/fc/fc_msp_box.c",
         "INAV src/main/fc/rc_modes.h",
         "INAV src/main/fc/settings.yaml",
         "INAV src/main/fc/fc_msp.c",
         "INAV src/main/fc/cli.c",
+        "INAV src/main/fc/runtime_config.h",
+        "INAV src/main/fc/fc_core.c",
     ),
 )
