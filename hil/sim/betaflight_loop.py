@@ -37,6 +37,7 @@ import numpy as np
 from hil.codecs import msp
 from hil.errors import HilError, LinkError
 from hil.sim import geo
+from hil.sim.gps_feed import GpsFeed
 from hil.sim.injections import InjectionSchedule
 from hil.sim.plant import FIVE_INCH, Plant
 from hil.sim.vehicle import Quadrotor
@@ -178,10 +179,12 @@ class BetaflightLoop(InjectionSchedule):
         state_port: int = 9003,
         motor_port: int = 9002,
         clock_offset_s: float = 0.0,
+        gps_feed: GpsFeed | None = None,
     ) -> None:
         """``clock_offset_s`` is added to every state timestamp: the firmware's clock
         follows them, so a second loop against the same process must not go back in time
-        (pass the seconds since the process started)."""
+        (pass the seconds since the process started). ``gps_feed``: our GPS receiver on
+        one of the firmware's UARTs (`hil.sim.gps_feed`), stepped with the loop."""
         self.config = cfg = config or BetaflightLoopConfig()
         if not 50.0 <= cfg.rate_hz <= 4000.0:
             raise HilError(f"state rate {cfg.rate_hz} Hz is outside 50..4000 Hz (the firmware needs > 50 Hz)")
@@ -197,6 +200,10 @@ class BetaflightLoop(InjectionSchedule):
         self.clock_offset_s = float(clock_offset_s)
         self.state_port = state_port
         self.rc_url = rc_url
+        self.gps_feed = gps_feed
+        if gps_feed is not None:  # the GNSS threats reach this board through its receiver
+            self.supported_injections = self.supported_injections | gps_feed.injections
+            gps_feed.on_event = gps_feed.on_event or self._event
         self.dt = 1.0 / cfg.rate_hz
         self.dt_us = int(round(1e6 * self.dt))
         self.t_us = 0
@@ -307,6 +314,8 @@ class BetaflightLoop(InjectionSchedule):
             if sock is not None:
                 sock.close()
         self._rc_sock = None
+        if self.gps_feed is not None:
+            self.gps_feed.close()
 
     def reconnect_rc(self) -> None:
         """Open the RC UART again (after the firmware restarted)."""
@@ -374,6 +383,8 @@ class BetaflightLoop(InjectionSchedule):
         if self._schedule and self._schedule[0].t_us <= self.t_us:
             self._apply_due()
         t = self.t_us * 1e-6
+        if self.gps_feed is not None:
+            self.gps_feed.step(t, plant)
         if self.t_us >= self._next_rc:
             self._next_rc = self.t_us + self._rc_period_us
             self._send_rc(t)
