@@ -202,6 +202,10 @@ def run_msp_scenario(
             if target > 0:
                 loop.hold_altitude(target)
                 _wait_altitude(recorder, loop, target - 0.5, within=target / 1.0 + 15.0)
+                if scenario.setup.fly_to is not None:  # on the sticks, then centred
+                    from hil.sim.position_pilot import fly_to
+
+                    fly_to(recorder.wait, loop, scenario.setup.fly_to)
         t0 = loop.time
         recorder.on_sim_event(t0, "note", "timeline start")
         for inj in scenario.injections:
