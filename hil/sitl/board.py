@@ -19,8 +19,8 @@ With ``gps_uart`` the board runs the bench variant of the SITL (`hil.sitl.bench_
 its GPS is the serial driver, not the virtual one fed from the state packets) unless
 ``executable`` names another build, and the bench configuration adds: that UART's
 function GPS, ``gps_provider = UBLOX``, ``gps_auto_config = ON`` (Betaflight's driver
-configures our receiver), ``failsafe_procedure = GPS-RESCUE`` and a short stage 1
-(``failsafe_delay``, see `GPS_SETTINGS`). The closed loop then carries a `GpsFeed`.
+configures our receiver), ``failsafe_procedure = GPS-RESCUE`` and the throttle held through stage 1
+(``rxfail 3 h``, see `GPS_RXFAIL`). The closed loop then carries a `GpsFeed`.
 
 The board's directory under the rig's state directory holds its ``eeprom.bin``. On the
 first start the harness applies its bench configuration (RC over MSP on UART4, the arm
@@ -50,20 +50,21 @@ from hil.sitl.betaflight import HOST_PORTS_LOCK, BetaflightSitl, find_executable
 log = logging.getLogger(__name__)
 
 TEMPLATE = "harness-eeprom.bin"
+#: The GPS bauds Betaflight's driver can ask a u-blox for (io/gps.c, gpsInitData).
+GPS_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400)
 #: What a board with a GPS UART adds to the bench configuration (CLI names, 4.6):
 #: the u-blox driver configures the receiver itself (io/gps.c, gps_auto_config), and
 #: losing the radio in flight starts GPS Rescue (flight/failsafe.c, failsafe_procedure).
-#: Stage 1 lasts failsafe_delay; Betaflight holds the sticks 300 ms and then puts the
-#: throttle at its minimum (rx/rx.c, rxfail AUTO), so a long stage 1 drops the craft
-#: before the rescue starts: 0.5 s (the default 1.5 s drops it some 7 m).
-#: The GPS bauds Betaflight's driver can ask a u-blox for (io/gps.c, gpsInitData).
-GPS_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400)
 GPS_SETTINGS: dict[str, object] = {
     "gps_provider": "UBLOX",
     "gps_auto_config": "ON",
     "failsafe_procedure": "GPS-RESCUE",
-    "failsafe_delay": 5,
 }
+#: Stage 1 lasts failsafe_delay (1.5 s by default). Betaflight holds the sticks 300 ms
+#: and then, with rxfail AUTO, puts the throttle at its minimum (rx/rx.c getRxfailValue),
+#: which drops a hovering quad some 7 m before the rescue starts; a GPS Rescue setup
+#: holds the throttle instead (rxfail HOLD on channel 3, AETR's throttle).
+GPS_RXFAIL = "rxfail 3 h"
 
 
 class BetaflightSitlBoard(Board):
@@ -203,6 +204,10 @@ class BetaflightSitlBoard(Board):
                 changed = ap.configure_for_harness(
                     gps_port=(f"UART{self.gps_uart}", self.gps_baud), settings=GPS_SETTINGS
                 )
+                if ap.cli(GPS_RXFAIL.rsplit(" ", 1)[0]).split() != GPS_RXFAIL.split():
+                    ap.cli(GPS_RXFAIL)
+                    ap.save(reboot=True)
+                    changed[GPS_RXFAIL] = ("", GPS_RXFAIL)
         log.info("board %s: bench configuration applied (%s)", self.name, ", ".join(changed) or "nothing to change")
         shutil.copyfile(self.work_dir / "eeprom.bin", self.work_dir / TEMPLATE)
 
