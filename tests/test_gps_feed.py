@@ -4,6 +4,7 @@ in tests/test_betaflight_gps.py."""
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 
@@ -52,15 +53,15 @@ class StillPlant:
     def __init__(self, seed: int = 0) -> None:
         self.gnss = GnssEnvironment(np.random.default_rng(seed))
         self.asked: list[float] = []
+        self.js_db: float | None = None  # a jammer, as hil.sim.plant sets it under gps_jamming
 
     def gnss_observation(self, t: float):
         self.asked.append(t)
+        self.gnss.jammer_js_db = self.js_db
         return self.gnss.step(t, Truth((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
 
 
 def messages(data: bytes) -> list[str]:
-    import io
-
     out = []
     for _raw, parsed in UBXReader(io.BytesIO(data), protfilter=2):
         out.append(parsed.identity)
@@ -112,23 +113,15 @@ def test_jamming_on_the_plant_takes_the_fix_away_in_the_stream():
     uart, plant = FakeUart(), StillPlant()
     feed = GpsFeed.ublox(uart, rate_hz=5.0)
     run(feed, plant, 20.0, dt=0.01)
-    import io
 
     def last_fix() -> tuple[int, int]:
         pvt = [p for _r, p in UBXReader(io.BytesIO(bytes(uart.got)), protfilter=2) if p.identity == "NAV-PVT"]
         return pvt[-1].fixType, pvt[-1].numSV
 
     assert last_fix()[0] == 3
-    plant.gnss.jammer_js_db = 60.0
-    plant_jammed = plant
-
-    class Jammed:
-        def gnss_observation(self, t):
-            plant_jammed.gnss.jammer_js_db = 60.0
-            return plant_jammed.gnss.step(t, Truth((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))
-
+    plant.js_db = 60.0
     uart.got.clear()
-    run(feed, Jammed(), 30.0, dt=0.01, start=20.0)
+    run(feed, plant, 30.0, dt=0.01, start=20.0)
     fix, sats = last_fix()
     assert fix < 3 and sats < 4
     assert {"gps_jamming", "gps_loss", "gps_spoofing"} == GPS_INJECTIONS
