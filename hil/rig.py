@@ -173,8 +173,10 @@ class Board(ABC):
     #: What the board can do beyond the firmware profile's words, for scenarios that need
     #: it (hil.scenario.model.Needs): "physics" (the harness flies the vehicle),
     #: "arm_switch" (armed by an RC switch the harness holds), "rc_receiver" (RC through
-    #: a receiver UART), "link_statistics" (the receiver reports RSSI/LQ to the firmware).
-    capabilities: frozenset[str] = frozenset({"physics"})
+    #: a receiver UART), "link_statistics" (the receiver reports RSSI/LQ to the firmware),
+    #: "gnss" (its GPS is fed from the plant's GNSS sky), "failsafe_mode" (stage 2 of its
+    #: failsafe shows as the FAILSAFE mode; not so where it flies home instead).
+    capabilities: frozenset[str] = frozenset({"physics", "gnss", "failsafe_mode"})
 
     @property
     def lockstep(self) -> bool:

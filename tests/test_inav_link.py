@@ -196,7 +196,7 @@ def test_rc_over_the_simulator_and_rc_loss() -> None:
     fake = FakeInav()
     link = _link(fake, rc_over_simulator=True)
     plant = _plant()
-    link.rc_channels[4] = 1900
+    plant.rc_channels[4] = 1900
     link.send(0, plant)
     req = fake.requests[-1]
     assert req.flags & SimFlag.SIM_RC_INPUT and not req.flags & SimFlag.FAILSAFE_TRIGGERED
@@ -214,3 +214,29 @@ def test_close_stops_hitl_once() -> None:
     link.close()
     assert fake.requests[-1].stops and fake.closed
     assert sum(r.stops for r in fake.requests) == 1
+
+
+def test_the_one_closed_loop_flies_the_link_in_real_time() -> None:
+    """The link behind `hil.sim.loop.ClosedLoop` (inav_loop): the loop paces it, the
+    plant's sticks travel in the requests, the arm switch arms, motors come back."""
+    import time
+
+    from hil.sim.inav_link import inav_loop
+
+    fake = FakeInav()
+    loop = inav_loop(opener=lambda: fake, connect_timeout=0.3, rc_over_simulator=True)
+    assert loop.injection_target == "the inav_msp_simulator link"
+    fake.motor_us = (1300, 1300, 1300, 1300, 0, 0, 0, 0)
+    with loop:
+        deadline = time.monotonic() + 5.0
+        while len(fake.requests) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        loop.arm_switch(True)
+        fake.armed = True
+        while time.monotonic() < deadline and min(loop.motors) == 0.0:
+            time.sleep(0.01)
+    assert loop.error is None, loop.error
+    assert len(fake.requests) >= 20 and loop.time > 0.05
+    assert any(r.sensors.rc is not None and r.sensors.rc[4] == 1900 for r in fake.requests)
+    assert loop.motors == pytest.approx((0.3, 0.3, 0.3, 0.3))
+    assert len(loop.link.motor_times_ns()) > 0

@@ -188,6 +188,7 @@ def _run(link: InavMspSimulatorLink, plant: Plant, seconds: float, until: Callab
 def test_inav_sitl_in_hitl_at_rest_then_armed(inav_sitl: str) -> None:
     ip = inav_sitl
     plant = Plant.for_betaflight(_Config())
+    plant.rc_channels[:] = InavMspSimulatorLink.rc_idle  # what the closed loop does
     plant.vehicle.reset(yaw=math.radians(30.0))
     link = InavMspSimulatorLink(f"socket://{ip}:{UART2}", rc_over_simulator=True)
     with _connect(ip, UART1, 5.0) as sock:
@@ -211,25 +212,25 @@ def test_inav_sitl_in_hitl_at_rest_then_armed(inav_sitl: str) -> None:
             assert _run(link, plant, 15.0, lambda: fc.status().blockers == ()), (
                 f"still blocked from arming: {fc.status().blockers}"
             )
-            link.rc_channels[4] = 1900  # AUX1 high: the ARM switch
+            plant.rc_channels[4] = 1900  # AUX1 high: the ARM switch
             assert _run(link, plant, 5.0, lambda: fc.status().armed), f"not armed: {fc.status().blockers}"
             assert _run(link, plant, 3.0, lambda: link.reply is not None and link.reply.armed)
             assert _run(link, plant, 2.0, lambda: min(link.motors) > 0.0), link.motor_us
             assert all(0.0 < m < 0.3 for m in link.motors), link.motors  # idle on the ground
 
             # Disarmed by the switch, the motors are zero; armed again to fly.
-            link.rc_channels[4] = 1000
+            plant.rc_channels[4] = 1000
             assert _run(link, plant, 5.0, lambda: not fc.status().armed)
             _run(link, plant, 0.5)
             assert link.motors == (0.0, 0.0, 0.0, 0.0)
-            link.rc_channels[4] = 1900
+            plant.rc_channels[4] = 1900
             assert _run(link, plant, 5.0, lambda: fc.status().armed), f"not armed again: {fc.status().blockers}"
 
             # ANGLE (AUX2), throttle above hover: it climbs level; then the roll stick
             # right rolls it right and the pitch stick forward pitches its nose down,
             # which a motor in the wrong place or an axis of the wrong sign would not do.
-            link.rc_channels[5] = 1900
-            link.rc_channels[2] = 1450
+            plant.rc_channels[5] = 1900
+            plant.rc_channels[2] = 1450
             v = plant.vehicle
 
             def euler_deg() -> tuple[float, ...]:
@@ -238,20 +239,20 @@ def test_inav_sitl_in_hitl_at_rest_then_armed(inav_sitl: str) -> None:
             _run(link, plant, 2.0)
             climb = f"climbed {-v.pos[2]:.1f} m at {euler_deg()} deg"
             assert -v.pos[2] > 0.5 and max(map(abs, euler_deg()[:2])) < 3 and not v.crashed, climb
-            link.rc_channels[0] = 1700
+            plant.rc_channels[0] = 1700
             _run(link, plant, 1.5, lambda: euler_deg()[0] > 2.0)
             roll, pitch, yaw = euler_deg()
             assert 2.0 < roll < 30 and abs(pitch) < 3 and abs(yaw - 30) < 5, f"roll stick right: {euler_deg()}"
-            link.rc_channels[0] = 1500
+            plant.rc_channels[0] = 1500
             _run(link, plant, 1.0)
-            link.rc_channels[1] = 1700
+            plant.rc_channels[1] = 1700
             _run(link, plant, 1.5, lambda: euler_deg()[1] < -2.0)
             roll, pitch, yaw = euler_deg()
             # (the roll step still rings: INAV's default PIDs on this airframe and this
             # loop's delay; only the pitch is judged here)
             assert -30 < pitch < -2.0 and abs(yaw - 30) < 10, f"pitch stick forward: {euler_deg()}"
-            link.rc_channels[1] = 1500
-            link.rc_channels[2] = 1300  # about hover: the climb slows
+            plant.rc_channels[1] = 1500
+            plant.rc_channels[2] = 1300  # about hover: the climb slows
             _run(link, plant, 2.0)
 
             # The radio goes silent (the plant's RC link): the requests say
@@ -303,6 +304,7 @@ def test_inav_sitl_corrects_a_held_vehicle_the_right_way(inav_sitl: str) -> None
     with the wrong sign or motors in the wrong places fail by sign, not by timing."""
     ip = inav_sitl
     plant = Plant.for_betaflight(_Config())
+    plant.rc_channels[:] = InavMspSimulatorLink.rc_idle  # what the closed loop does
     plant.imu.accel_noise = plant.imu.gyro_noise = 0.0
     v = plant.vehicle
     link = InavMspSimulatorLink(f"socket://{ip}:{UART2}", rc_over_simulator=True)
@@ -313,10 +315,10 @@ def test_inav_sitl_corrects_a_held_vehicle_the_right_way(inav_sitl: str) -> None
             deadline = Deadline(15.0)
             while fc.status().blockers and not deadline.expired:
                 _held(link, plant, 0.2)
-            link.rc_channels[4] = link.rc_channels[5] = 1900  # ARM, ANGLE
+            plant.rc_channels[4] = plant.rc_channels[5] = 1900  # ARM, ANGLE
             _held(link, plant, 1.0)
             assert fc.status().armed, f"not armed: {fc.status().blockers}"
-            link.rc_channels[2] = 1400
+            plant.rc_channels[2] = 1400
             v.on_ground = False
 
             def axes() -> tuple[float, float, float]:

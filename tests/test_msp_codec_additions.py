@@ -66,3 +66,33 @@ def test_failsafe_config_in_seconds():
     assert (fs.delay_s, fs.landing_time_s, fs.off_delay_s, fs.throttle_low_delay_s) == (
         1.5, 60.0, 60.0, 10.0,
     )
+
+
+@given(
+    st.integers(0, 255), st.integers(0, 255), st.integers(-(2**31), 2**31 - 1), st.integers(-(2**31), 2**31 - 1),
+    st.integers(0, 65535), st.integers(0, 65535), st.integers(0, 65535), st.none() | st.integers(0, 65535),
+)
+def test_raw_gps_round_trip(fix, sats, lat, lon, alt, speed, course, pdop):
+    g = msp.RawGps(fix, sats, lat, lon, alt, speed, course, pdop)
+    assert msp.RawGps.decode(g.encode()) == g
+
+
+@given(st.integers(0, 65535), st.integers(0, 65535), st.integers(0, 255))
+def test_comp_gps_round_trip(dist, direction, update):
+    c = msp.CompGps(dist, direction, update)
+    assert msp.CompGps.decode(c.encode()) == c
+
+
+@given(st.binary(max_size=40))
+def test_gps_replies_of_any_length_decode_or_raise_msp_error(payload):
+    for cls in (msp.RawGps, msp.CompGps):
+        try:
+            cls.decode(payload)
+        except MspError:
+            pass
+
+
+def test_raw_gps_latitude_is_signed_degrees():
+    # Betaflight writes the signed i32 with sbufWriteU32 (msp.c): the south is negative.
+    g = msp.RawGps.decode(bytes([2, 20]) + (-353632620).to_bytes(4, "little", signed=True) + bytes(12))
+    assert round(g.lat_deg, 6) == -35.363262 and g.pdop_x100 == 0

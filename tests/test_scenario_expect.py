@@ -303,6 +303,34 @@ def test_landed_ignores_a_disarm_before_flying() -> None:
     assert not v.passed and v.t == 40.0  # judged at the landing, not at t=-5
 
 
+def test_a_disarm_in_the_air_is_not_a_landing() -> None:
+    # A GPS Rescue that aborts (a sanity check) disarms wherever the craft is: it falls.
+    v = judge(LANDED, _landing(1.0, 1.0, disarm=15.0))
+    assert not v.passed
+    assert v.message.endswith("but 10.0 m up: not landed")
+
+
+# --- near_home ------------------------------------------------------------------------------------
+
+NEAR = {"kind": "near_home", "radius": 5.0, "within": 20.0}
+
+
+def _coming_home(speed: float) -> Timeline:
+    return flight(north=lambda t: max(0.0, 40.0 - speed * max(0.0, t - 10.0)))
+
+
+def test_near_home_passes_when_it_comes_back_in_time() -> None:
+    v = judge(NEAR, _coming_home(4.0))
+    assert v.passed and abs(v.t - 18.75) < 0.2
+    assert "from 40.00 m" in v.message
+
+
+def test_near_home_fails_when_it_comes_too_slowly_saying_how_near() -> None:
+    v = judge(NEAR, _coming_home(1.0))
+    assert not v.passed
+    assert "the nearest it came was 30.00 m" in v.message
+
+
 # --- altitude -----------------------------------------------------------------------------------
 
 ALT = {"kind": "altitude", "min": 8.0, "max": 12.0, "after": "rc.start", "delay": 2.0, "for": 20.0}

@@ -153,7 +153,7 @@ def test_objects_are_immutable() -> None:
 
 EXPECT_KINDS = (
     "altitude, armed, armed_throughout, disarmed, disarmed_throughout, hold_position,"
-    " landed_near_home, link_quality, mode, never_mode, statustext"
+    " landed_near_home, link_quality, mode, near_home, never_mode, statustext"
 )
 
 MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [

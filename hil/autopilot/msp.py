@@ -96,6 +96,8 @@ _READ_ONLY_CLI = frozenset({"get", "help", "dump", "diff", "version", "status", 
 #: Serial port function bits (Betaflight `io/serial.h`): MSP and a serial receiver.
 SERIAL_FUNCTION_MSP = 1
 SERIAL_FUNCTION_RX_SERIAL = 64
+#: serial port function GPS (Betaflight src/main/io/serial.h FUNCTION_GPS = 1 << 1).
+SERIAL_FUNCTION_GPS = 2
 
 
 class MspCommandError(CommandRefused):
@@ -645,6 +647,14 @@ class MspAutopilot:
 
     def raw_imu(self) -> RawImu:
         return RawImu.decode(self.request(MspCommand.RAW_IMU))
+
+    def raw_gps(self) -> msp.RawGps:
+        """MSP_RAW_GPS: the firmware's GPS solution (fix, satellites, position, speed)."""
+        return msp.RawGps.decode(self.request(MspCommand.RAW_GPS))
+
+    def comp_gps(self) -> msp.CompGps:
+        """MSP_COMP_GPS: distance and direction to the home point the firmware set."""
+        return msp.CompGps.decode(self.request(MspCommand.COMP_GPS))
 
     def failsafe_config(self) -> FailsafeConfig:
         return FailsafeConfig.decode(self.request(MspCommand.FAILSAFE_CONFIG))
@@ -1370,6 +1380,7 @@ class MspAutopilot:
         serial_update_rate_hz: int = 1000,
         rc_uart: int | None = 4,
         serial_rx: tuple[str, str] | None = None,
+        gps_port: tuple[str, int] | None = None,
         arm_aux_channel: int = 0,
         arm_range_us: tuple[int, int] = (1700, 2100),
         arm_slot: int = 0,
@@ -1383,6 +1394,9 @@ class MspAutopilot:
         - receiver from MSP (feature RX_MSP: the SITL's default, no CLI name on 4.6), or
           with `serial_rx = (port, provider)`, e.g. ("UART2", "CRSF"), a serial receiver:
           feature RX_SERIAL, `serialrx_provider`, and that port's function RX_SERIAL only;
+        - with `gps_port = (port, baud)`, e.g. ("UART3", 115200): feature GPS, and that
+          port's function GPS only, at that GPS baud (the driver asks the receiver to move
+          there);
         - `serial_update_rate_hz` (MSP answers up to that often, pipelined);
         - UART`rc_uart` an MSP port, so RC can stream over MSP_SET_RAW_RC on a second link
           (None: no such port, as on a bench board with a receiver);
@@ -1400,6 +1414,8 @@ class MspAutopilot:
             mask = self.feature_mask()
             rx_feature = Feature.RX_SERIAL if serial_rx is not None else Feature.RX_MSP
             want_mask = (mask & ~int(msp.RX_FEATURES)) | int(rx_feature)
+            if gps_port is not None:  # the firmware drops feature GPS at boot while no port has GPS (config.c)
+                want_mask |= int(Feature.GPS)
             if want_mask != mask:
                 self.set_feature_mask(want_mask)
                 changed[f"feature {rx_feature.name}"] = (f"0x{mask:08x}", f"0x{want_mask:08x}")
@@ -1421,6 +1437,10 @@ class MspAutopilot:
                 self._set_port_function(f"UART{rc_uart}", changed, add=SERIAL_FUNCTION_MSP, msp_baud="115200")
             if serial_rx is not None:
                 self._set_port_function(serial_rx[0].upper(), changed, exact=SERIAL_FUNCTION_RX_SERIAL)
+            if gps_port is not None:
+                self._set_port_function(
+                    gps_port[0].upper(), changed, exact=SERIAL_FUNCTION_GPS, gps_baud=str(gps_port[1])
+                )
 
             slots = [(arm_slot, self.profile.modes["ARM"], arm_range_us)]
             if angle_range_us is not None:
@@ -1449,6 +1469,7 @@ class MspAutopilot:
         add: int = 0,
         exact: int | None = None,
         msp_baud: str | None = None,
+        gps_baud: str | None = None,
     ) -> None:
         """Give serial `port` a function (`add` it to what it has, or make it `exact`ly
         that), checked by reading the port table back."""
@@ -1464,6 +1485,8 @@ class MspAutopilot:
         want_fields[2] = str(want)
         if msp_baud is not None:
             want_fields[3] = msp_baud
+        if gps_baud is not None:  # `serial <port> <function> <msp> <gps> <telemetry> <blackbox>`
+            want_fields[4] = gps_baud
         if want_fields == fields:
             return
         new_line = " ".join(want_fields)

@@ -56,7 +56,7 @@ class BetaflightBoard(Board):
     board_class = "msp"
     profile_name = "betaflight"
     session_type = "hil.session:MspBoardSession"
-    capabilities = frozenset({"rc_receiver", "link_statistics", "arm_switch"})
+    capabilities = frozenset({"rc_receiver", "link_statistics", "arm_switch", "failsafe_mode"})
     KEYS: Mapping[str, RigKey] = {
         "name": RigKey("name"),
         "type": RigKey("text"),

@@ -59,6 +59,8 @@ class MspCommand(IntEnum):
     RAW_IMU = 102
     MOTOR = 104
     RC = 105
+    RAW_GPS = 106
+    COMP_GPS = 107
     ATTITUDE = 108
     ANALOG = 110
     BOXNAMES = 116
@@ -743,6 +745,66 @@ class Attitude:
 
     def encode(self) -> bytes:
         return _pack("hhh", self.roll_decideg, self.pitch_decideg, self.yaw_deg)
+
+
+@dataclass(frozen=True)
+class RawGps:
+    """MSP_RAW_GPS (106) reply (Betaflight msp.c): u8 fix (STATE(GPS_FIX): a valid 3D
+    fix), u8 satellites, i32 latitude and longitude (1e-7 degrees), u16 altitude (whole
+    metres, clamped at 0), u16 ground speed (cm/s), u16 ground course (decidegrees) and,
+    from API 1.44, u16 PDOP (x100)."""
+
+    fix: int
+    num_sat: int
+    lat_e7: int
+    lon_e7: int
+    alt_m: int
+    ground_speed_cms: int
+    ground_course_decideg: int
+    pdop_x100: int | None = None
+
+    @property
+    def lat_deg(self) -> float:
+        return self.lat_e7 * 1e-7
+
+    @property
+    def lon_deg(self) -> float:
+        return self.lon_e7 * 1e-7
+
+    @classmethod
+    def decode(cls, payload: bytes) -> RawGps:
+        r = _Reader(payload, "RAW_GPS")
+        v = r.take("BBiiHHH")
+        pdop = r.one("H") if r.remaining() >= 2 else None
+        r.end()
+        return cls(*v, pdop)
+
+    def encode(self) -> bytes:
+        out = _pack(
+            "BBiiHHH", self.fix, self.num_sat, self.lat_e7, self.lon_e7, self.alt_m,
+            self.ground_speed_cms, self.ground_course_decideg,
+        )
+        return out if self.pdop_x100 is None else out + _pack("H", self.pdop_x100)
+
+
+@dataclass(frozen=True)
+class CompGps:
+    """MSP_COMP_GPS (107) reply (Betaflight msp.c): u16 distance to home (m), u16
+    direction to home (degrees), u8 the GPS update toggle."""
+
+    distance_to_home_m: int
+    direction_to_home_deg: int
+    update: int
+
+    @classmethod
+    def decode(cls, payload: bytes) -> CompGps:
+        r = _Reader(payload, "COMP_GPS")
+        v = r.take("HHB")
+        r.end()
+        return cls(*v)
+
+    def encode(self) -> bytes:
+        return _pack("HHB", self.distance_to_home_m, self.direction_to_home_deg, self.update)
 
 
 # --------------------------------------------------------------- configuration

@@ -24,6 +24,7 @@ from hil.scenario.model import (
     ExpectLandedNearHome,
     ExpectLinkQuality,
     ExpectMode,
+    ExpectNearHome,
     ExpectNeverMode,
     ExpectStatustext,
     Scenario,
@@ -34,6 +35,7 @@ __all__ = ["Verdict", "evaluate", "AIRBORNE_ALT", "MAX_GAP", "SLACK"]
 
 EPS = 1e-6  # s or m: tolerance of float round-off when comparing with a limit
 AIRBORNE_ALT = 0.5  # m above home: armed and higher than this counts as having flown
+LANDED_ALT = 1.0  # m above home: a disarm higher than this is not a landing
 SLACK = 0.25  # s: a window counts as recorded if samples come this close to its ends
 MAX_GAP = 1.0  # s: a longer gap between state samples inside a window is a failure
 EXCERPT_MARGIN = 3.0  # s shown before and after the interesting span
@@ -399,6 +401,11 @@ class _Context:
         east = float(np.interp(t_d, st["t"], st["east"]))
         dist = float(np.hypot(north, east))
         where = f"disarmed at {_t(t_d)} {dist:.2f} m from home (north {north:.2f}, east {east:.2f})"
+        alt = float(np.interp(t_d, st["t"], st["alt"]))
+        if alt > LANDED_ALT:  # a disarm in the air is a fall, not a landing
+            return self.fail(
+                exp, f"{expected}; {where}, but {alt:.1f} m up: not landed", t_d, self.excerpt(t_d, t_d - 10.0)
+            )
         if dist > exp.radius + EPS:
             return self.fail(
                 exp, f"{expected}; {where}, too far", t_d, self.excerpt(t_d, t_d - 10.0)
@@ -425,6 +432,35 @@ class _Context:
         if gap is None:
             return None
         return self.fail(exp, f"{expected}; cannot check: {gap[0]}", gap[1], self.excerpt(gap[1], w0))
+
+    def check_near_home(self, exp: ExpectNearHome) -> Verdict:
+        a = self.anchors[exp.after]
+        w1 = a + float(exp.within)
+        expected = f"expected within {exp.radius:.2f} m of home by {_t(w1)} ({exp.after} + {_dur(float(exp.within))})"
+        st = self.st
+        sel = (st["t"] >= a - EPS) & (st["t"] <= w1 + EPS)
+        ts = st["t"][sel]
+        if len(ts) == 0:
+            return self.fail(exp, f"{expected}; nothing was recorded then", a, self.excerpt(a))
+        dist = np.hypot(st["north"][sel], st["east"][sel])
+        near = np.flatnonzero(dist <= exp.radius + EPS)
+        if len(near) == 0:
+            k = int(np.argmin(dist))
+            return self.fail(
+                exp,
+                f"{expected}; the nearest it came was {dist[k]:.2f} m at {_t(float(ts[k]))}"
+                f" (it was {dist[0]:.2f} m away at {_t(float(ts[0]))})",
+                w1,
+                self.excerpt(w1),
+            )
+        t = float(ts[near[0]])
+        return Verdict(
+            exp,
+            True,
+            f"within {exp.radius:.2f} m of home at {_t(t)}, {t - a:.2f} s after {exp.after}"
+            f" (from {dist[0]:.2f} m; limit {float(exp.within):.2f} s)",
+            t,
+        )
 
     def check_altitude(self, exp: ExpectAltitude) -> Verdict:
         w0, w1, span = self.delayed_window(exp)

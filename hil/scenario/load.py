@@ -75,6 +75,7 @@ _EXPECT_KEYS: dict[str, dict[str, tuple[str, ParamSpec]]] = {
     },
     "disarmed": {"within": ("within", _POSITIVE), "not_before": ("not_before", _TIME)},
     "landed_near_home": {"radius": ("radius", _POSITIVE)},
+    "near_home": {"radius": ("radius", _POSITIVE), "within": ("within", _POSITIVE)},
     "altitude": {
         "min": ("min", ParamSpec(float)),
         "max": ("max", ParamSpec(float)),
@@ -525,7 +526,7 @@ class _Parser:
             )
 
         # The window the expectation looks at must end within the scenario's duration.
-        span_key = {"mode": "within", "statustext": "within", "disarmed": "within", "armed": "within"}.get(kind, "for")
+        span_key = {"mode": "within", "statustext": "within", "disarmed": "within", "armed": "within", "near_home": "within"}.get(kind, "for")
         span_field = keys[span_key][0] if span_key in keys else None
         if span_field is not None and span_field in fields and not timed:
             end = anchor_t + fields.get("delay", 0.0) + fields[span_field]

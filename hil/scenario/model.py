@@ -486,6 +486,19 @@ class ExpectLandedNearHome(Expectation):
 
 
 @dataclass(frozen=True)
+class ExpectNearHome(Expectation):
+    """Within `radius` m of home (horizontally) within `within` s of `after`: it came home."""
+
+    kind: ClassVar[str] = "near_home"
+    radius: float
+    within: float | BoardTime
+    after: str = "start"
+
+    def describe(self) -> str:
+        return f"within {self.radius:.2f} m of home within {_s(self.within)} of {self.after}"
+
+
+@dataclass(frozen=True)
 class ExpectAltitude(Expectation):
     """Altitude above home in [min, max] for `duration` s (TOML `for`) from `after` + `delay`."""
 
@@ -559,6 +572,7 @@ EXPECTATION_CLASSES: Mapping[str, type[Expectation]] = MappingProxyType(
             ExpectDisarmed,
             ExpectHoldPosition,
             ExpectLandedNearHome,
+            ExpectNearHome,
             ExpectMode,
             ExpectNeverMode,
             ExpectStatustext,
@@ -626,7 +640,9 @@ class Needs:
     modes: tuple[str, ...]
     injections: tuple[str, ...]
     #: What the board must be able to do (see `hil.rig.Board.capabilities`): "physics"
-    #: when the vehicle flies or the plant is acted on, "arm_switch", "link_statistics".
+    #: when the vehicle flies or the plant is acted on, "arm_switch", "link_statistics",
+    #: "gnss" (a GPS fed from the plant's GNSS sky: GPS threats, RTL), "failsafe_mode"
+    #: (stage 2 of the failsafe shows as the FAILSAFE mode).
     capabilities: tuple[str, ...] = ()
 
     def lacking(self, profile: FirmwareProfile, capabilities: frozenset[str] | None = None) -> list[str]:
@@ -646,6 +662,8 @@ CAPABILITY_REASONS: Mapping[str, str] = MappingProxyType(
         "physics": "the scenario flies or acts on the vehicle, and this board has no physics (it sits on a bench)",
         "arm_switch": "the scenario flips the arm switch, and this board is not armed by an RC switch the harness holds",
         "link_statistics": "the scenario reads the RC link quality, and no receiver on this board reports it",
+        "gnss": "the scenario needs a GPS whose sky is the harness's GNSS model (GPS threats, flying home), and this board has none",
+        "failsafe_mode": "the scenario expects the FAILSAFE mode (a failsafe procedure that lands or drops), and this board's procedure is another (GPS Rescue)",
     }
 )
 
@@ -684,6 +702,10 @@ class Scenario:
             caps.append("arm_switch")
         if any(isinstance(exp, ExpectLinkQuality) for exp in self.expectations):
             caps.append("link_statistics")
+        if any(k.startswith("gps_") for k in kinds) or "RTL" in modes:
+            caps.append("gnss")
+        if "FAILSAFE" in modes[1:]:  # an expected mode, not the setup's
+            caps.append("failsafe_mode")
         return Needs(tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(kinds)), tuple(caps))
 
     def lacked_by(self, profile: FirmwareProfile, capabilities: frozenset[str] | None = None) -> str | None:

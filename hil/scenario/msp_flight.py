@@ -216,6 +216,10 @@ class MspFlight:
         if target > 0:
             loop.hold_altitude(target)
             _wait_altitude(recorder, loop, target - 0.5, within=target / 1.0 + 15.0)
+            if scenario.setup.fly_to is not None:  # on the sticks, then centred
+                from hil.sim.position_pilot import fly_to
+
+                fly_to(recorder.wait, loop, scenario.setup.fly_to)
 
     def note(self, t: float, kind: str, text: str) -> None:
         self.recorder.on_sim_event(t, kind, text)

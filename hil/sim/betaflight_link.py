@@ -33,6 +33,7 @@ from hil.sim.realtime import Ring
 from hil.sim.simlink import Motors, register
 
 if TYPE_CHECKING:
+    from hil.sim.gps_feed import GpsFeed
     from hil.sim.plant import Plant
 
 STATE = struct.Struct("<d3d3d4d3d3dd")
@@ -72,16 +73,22 @@ class BetaflightUdpLink:
         state_port: int = 9003,
         motor_port: int = 9002,
         clock_offset_s: float = 0.0,
+        gps_feed: GpsFeed | None = None,
     ) -> None:
         """``clock_offset_s`` is added to every state timestamp: the firmware's clock
         follows them, so a second loop against the same process must not go back in time
-        (pass the seconds since the process started)."""
+        (pass the seconds since the process started). ``gps_feed``: our GPS receiver on
+        one of the firmware's UARTs, stepped before every state packet; the GNSS threats
+        then reach this board through it."""
         self.fc_ip = fc_ip
         self.host_ip = host_ip
         self.rc_url = rc_url
         self.state_port = state_port
         self.motor_port = motor_port
         self.clock_offset_s = float(clock_offset_s)
+        self.gps_feed = gps_feed
+        if gps_feed is not None:
+            self.supported_injections = type(self).supported_injections | gps_feed.injections
         self.on_event: Callable[[str, str], None] | None = None
         self.rc_frames_sent = 0
         self.rc_frames_lost = 0
@@ -135,9 +142,14 @@ class BetaflightUdpLink:
                     time.sleep(0.1)
         if not self._started_ns:
             self._started_ns = time.monotonic_ns()
+        feed = self.gps_feed
+        if feed is not None and feed.on_event is None:
+            feed.on_event = self.on_event
 
     def close(self) -> None:
         self._closing.set()
+        if self.gps_feed is not None:
+            self.gps_feed.close()
         for sock in (self._state_sock, self._motor_sock, self._rc_sock):
             if sock is not None:
                 sock.close()
@@ -152,6 +164,8 @@ class BetaflightUdpLink:
             self._rc_sock = _connect(self.rc_url)
 
     def send(self, t_us: int, plant: Plant) -> None:
+        if self.gps_feed is not None:
+            self.gps_feed.step(t_us * 1e-6, plant)
         if t_us >= self._next_rc:
             self._next_rc = t_us + self._rc_period_us
             self._send_rc(plant)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hil.errors import HilError
 from hil.sim.betaflight_link import BetaflightUdpLink
+from hil.sim.gps_feed import GpsFeed
 from hil.sim.loop import ClosedLoop
 from hil.sim.plant import Plant
 
@@ -47,18 +48,20 @@ def betaflight_loop(
     state_port: int = 9003,
     motor_port: int = 9002,
     clock_offset_s: float = 0.0,
+    gps_feed: GpsFeed | None = None,
 ) -> ClosedLoop:
     """The real-time loop against a Betaflight SITL at ``fc_ip`` (not started).
 
     ``clock_offset_s`` is added to every state timestamp: the firmware's clock follows
     them, so a second loop against the same process must not go back in time (pass the
-    seconds since the process started)."""
+    seconds since the process started). ``gps_feed``: our GPS receiver on one of the
+    firmware's UARTs (`hil.sim.gps_feed`), stepped with every state packet."""
     cfg = config or BetaflightLoopConfig()
     if not 50.0 <= cfg.rate_hz <= 4000.0:
         raise HilError(f"state rate {cfg.rate_hz} Hz is outside 50..4000 Hz (the firmware needs > 50 Hz)")
     link = BetaflightUdpLink(
         fc_ip, host_ip, rc_url, rate_hz=cfg.rate_hz, rc_rate_hz=cfg.rc_rate_hz,
-        state_port=state_port, motor_port=motor_port, clock_offset_s=clock_offset_s,
+        state_port=state_port, motor_port=motor_port, clock_offset_s=clock_offset_s, gps_feed=gps_feed,
     )
     #: The 5-inch quad, its sensors, weather, battery, the RC link and the threats set
     #: on them (GNSS and GCS threats have no path to this board).

@@ -26,7 +26,7 @@ answered about 430 exchanges a second over TCP; a board's 100 Hz serial task all
 50 with MSP_MOTOR behind each.
 
 RC: with `rc_over_simulator` (the board set to `receiver_type = SIM (SITL)`, which every
-INAV 9 target has: USE_RX_SIM in target/common.h) the eight channels of `rc_channels`
+INAV 9 target has: USE_RX_SIM in target/common.h) the eight channels of `plant.rc_channels`
 (AETR, then AUX1..4) travel in each request (flag SIM_RC_INPUT), and when the plant's RC
 link loses the frame slot of a request the request says FAILSAFE_TRIGGERED, which INAV's
 SIM receiver reports as a lost link. Otherwise RC reaches the board its own way (its
@@ -45,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from hil import geo
 from hil.codecs import msp
 from hil.codecs.msp_simulator import (
@@ -59,6 +61,7 @@ from hil.codecs.msp_simulator import (
     stop_request,
 )
 from hil.errors import HilError, LinkError
+from hil.sim.realtime import Ring
 from hil.sim.simlink import Motors, register
 from hil.timeout import Deadline
 
@@ -102,6 +105,14 @@ class InavMspSimulatorLink:
     name: ClassVar[str] = "inav_msp_simulator"
     physics: ClassVar[bool] = True
     pipeline: ClassVar[bool] = False
+    #: The plant's threats reach INAV through the simulated sensors, GPS and radio.
+    supported_injections: ClassVar[frozenset[str]] = frozenset(
+        {
+            "rc_loss", "rc_jamming", "arm_switch", "imu_noise", "imu_stuck", "imu_clip", "baro_drift", "wind",
+            "battery_sag", "gps_jamming", "gps_loss", "gps_spoofing",
+        }
+    )
+    rc_idle: ClassVar[tuple[int, ...]] = RC_IDLE
 
     def __init__(
         self,
@@ -137,8 +148,9 @@ class InavMspSimulatorLink:
         self.battery = battery
         self.reply_timeout = reply_timeout
         self.connect_timeout = connect_timeout
-        #: The eight channels sent with `rc_over_simulator`: AETR, AUX1..4 (us).
-        self.rc_channels = list(RC_IDLE)
+        self.on_event: Callable[[str, str], None] | None = None
+        #: Host monotonic ns at which each motor answer arrived (the last two minutes).
+        self._answer_ns = Ring(int(120 * 500) + 16)
         #: The newest MSP_SIMULATOR reply (INAV's estimated attitude, armed, debug).
         self.reply: SimulatorReply | None = None
         #: The newest motor outputs, 0..1 in our order.
@@ -321,6 +333,14 @@ class InavMspSimulatorLink:
             scaled = [min(1.0, max(0.0, (values[j] - lo) / span)) for j in INAV_TO_OURS]
             self.motors = (scaled[0], scaled[1], scaled[2], scaled[3])
             self._new_motors = True
+            self._answer_ns.append(time.monotonic_ns())
+
+    def motor_times_ns(self) -> np.ndarray:
+        """When each motor answer (MSP_MOTOR) arrived, host monotonic ns, oldest first."""
+        return self._answer_ns.values()
+
+    def latencies_ns(self) -> np.ndarray:
+        return np.zeros(0, dtype=np.int64)
 
     # -- the sample --------------------------------------------------------------------
 
@@ -363,7 +383,7 @@ class InavMspSimulatorLink:
                 block,
                 rangefinder_cm=RANGEFINDER_NONE,
                 current_da=block.current_da or 0,
-                rc=tuple(int(c) for c in self.rc_channels[:RC_INPUTS]),
+                rc=tuple(int(c) for c in plant.rc_channels[:RC_INPUTS]),
                 rssi=1023,
             )
             if self.rc_over_simulator:
@@ -371,3 +391,16 @@ class InavMspSimulatorLink:
                 if not plant.rc_frame_delivered():
                     extra |= SimFlag.FAILSAFE_TRIGGERED
         return hitl_request(block, new_gps=new_gps, extra=extra, version=self.version)
+
+
+def inav_loop(url: str | None = None, config: Any = None, **link_options: Any):
+    """The real-time closed loop of an INAV board in HITL: this link on its MSP port,
+    the 5-inch quad's plant, 250 Hz by default (INAV takes a few hundred exchanges a
+    second over TCP, a board's serial task 50-100). Not started."""
+    from hil.sim.betaflight_loop import BetaflightLoopConfig
+    from hil.sim.loop import ClosedLoop
+    from hil.sim.plant import Plant
+
+    cfg = config or BetaflightLoopConfig(rate_hz=250.0, realtime_priority=None, spin_us=0)
+    link = InavMspSimulatorLink(url, **link_options)
+    return ClosedLoop(Plant.for_betaflight(cfg), link, cfg)

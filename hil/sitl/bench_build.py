@@ -8,15 +8,18 @@ UART's TCP port, as they would read a receiver wired to a real board:
 
 - the SITL target keeps ``USE_SERIALRX``, ``USE_SERIALRX_CRSF`` and ``USE_SERIALRX_SBUS``
   and takes CRSF LINK_STATISTICS (RSSI, LQ) as a real target with an OSD does,
-  and its GPS is the serial driver rather than the virtual one (no GPS data in the state
-  packets: a GPS, if any, is on a UART like on a real board);
+  and it has GPS (the packaged SITL compiles none): the serial u-blox/NMEA driver rather
+  than the virtual one (no GPS data in the state packets: a GPS, if any, is on a UART
+  like on a real board), and GPS Rescue;
 - ``microsISR`` (which serial RX parsers call from the interrupt) reads the host's
   monotonic clock directly: the SITL's ``micros`` keeps unlocked state that two threads
   would corrupt (time jumped, and the scheduler stalled with BOOTGRACE set), and the RX
   callback runs on the SITL's network thread. The SITL's clock rate stays 1 (the state
   packets' stamps keep it there), so both clocks agree;
 - a TCP UART hands each received byte to the port's RX callback when one is set, and
-  buffers it as before otherwise (MSP and the CLI read the buffer).
+  buffers it as before otherwise (MSP and the CLI read the buffer); what it transmits
+  while no client is connected is dropped, as on a wire nobody listens to, instead of
+  holding its transmit buffer busy until the next write.
 
 The build runs ``make TARGET=SITL`` in a copy of the package's source under the user's
 cache (``$HIL_CACHE_DIR`` or ``$XDG_CACHE_HOME/hil`` or ``~/.cache/hil``), keyed by the
@@ -67,7 +70,11 @@ EDITS: tuple[Edit, ...] = (
     Edit(_TARGET_H, "#undef USE_SERIALRX\n", "#define USE_SERIALRX\n"),
     Edit(_TARGET_H, "#undef USE_SERIALRX_CRSF\n", "#define USE_SERIALRX_CRSF\n"),
     Edit(_TARGET_H, "#undef USE_SERIALRX_SBUS\n", "#define USE_SERIALRX_SBUS\n"),
-    Edit(_TARGET_H, "#ifdef USE_GPS\n#define USE_VIRTUAL_GPS\n#endif\n", "\n"),
+    # GPS: the packaged SITL compiles no GPS at all (common_pre.h defines USE_GPS only for
+    # non-SITL builds, and the u-blox/NMEA drivers and GPS Rescue follow from it there,
+    # before target.h is read): the serial driver and the rescue, no virtual GPS.
+    Edit(_TARGET_H, "#ifdef USE_GPS\n#define USE_VIRTUAL_GPS\n#endif\n",
+         "#define USE_GPS\n#define USE_GPS_UBLOX\n#define USE_GPS_NMEA\n#define USE_GPS_RESCUE\n"),
     Edit(_TARGET_H, "#define USE_PARAMETER_GROUPS\n", "#define USE_PARAMETER_GROUPS\n#define microsISR hilMicrosIsr\n"
          "#define USE_CRSF_LINK_STATISTICS\n#define USE_RX_LINK_QUALITY_INFO\n#define USE_RX_RSSI_DBM\n"),
     Edit(
@@ -88,6 +95,22 @@ EDITS: tuple[Edit, ...] = (
         "            s->port.rxCallback(*(ch++), s->port.rxCallbackData);\n"
         "            continue;\n"
         "        }\n",
+    ),
+    # A UART transmits whether or not anything listens. The TCP UART keeps what it could
+    # not send while no client is connected and reports its transmit buffer busy, and
+    # sends it only at the next write; Betaflight's GPS driver writes only once that
+    # buffer is empty (gps.c, gpsConfigureUblox), so a MON-VER written before our
+    # receiver connected would stall its configuration for good. Bytes with no listener
+    # are gone, as on a wire.
+    Edit(
+        _SERIAL_TCP,
+        "    if (s->conn == NULL) return;\n    pthread_mutex_lock(&s->txLock);\n",
+        "    pthread_mutex_lock(&s->txLock);\n"
+        "    if (s->conn == NULL) {  /* hil bench variant: nobody on the wire, the bytes are gone */\n"
+        "        s->port.txBufferTail = s->port.txBufferHead;\n"
+        "        pthread_mutex_unlock(&s->txLock);\n"
+        "        return;\n"
+        "    }\n",
     ),
 )
 

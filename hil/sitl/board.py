@@ -11,6 +11,16 @@ Rig file keys (all optional but ``name`` and ``type``):
     isolation = "auto"                            # auto | netns | loopback
     scheduler = "auto"                            # auto | fifo | other
     state_rate_hz = 1000                          # state packets per second
+    gps_uart = 3                                  # GPS from our u-blox emulator on UART3
+    gps_model = "M10"                             # M8 | M10: the receiver it plays
+    gps_baud = 115200                             # the GPS baud the firmware asks for
+
+With ``gps_uart`` the board runs the bench variant of the SITL (`hil.sitl.bench_build`:
+its GPS is the serial driver, not the virtual one fed from the state packets) unless
+``executable`` names another build, and the bench configuration adds: that UART's
+function GPS, ``gps_provider = UBLOX``, ``gps_auto_config = ON`` (Betaflight's driver
+configures our receiver), ``failsafe_procedure = GPS-RESCUE`` and the throttle held through stage 1
+(``rxfail 3 h``, see `GPS_RXFAIL`). The closed loop then carries a `GpsFeed`.
 
 The board's directory under the rig's state directory holds its ``eeprom.bin``. On the
 first start the harness applies its bench configuration (RC over MSP on UART4, the arm
@@ -40,6 +50,21 @@ from hil.sitl.betaflight import HOST_PORTS_LOCK, BetaflightSitl, find_executable
 log = logging.getLogger(__name__)
 
 TEMPLATE = "harness-eeprom.bin"
+#: The GPS bauds Betaflight's driver can ask a u-blox for (io/gps.c, gpsInitData).
+GPS_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400)
+#: What a board with a GPS UART adds to the bench configuration (CLI names, 4.6):
+#: the u-blox driver configures the receiver itself (io/gps.c, gps_auto_config), and
+#: losing the radio in flight starts GPS Rescue (flight/failsafe.c, failsafe_procedure).
+GPS_SETTINGS: dict[str, object] = {
+    "gps_provider": "UBLOX",
+    "gps_auto_config": "ON",
+    "failsafe_procedure": "GPS-RESCUE",
+}
+#: Stage 1 lasts failsafe_delay (1.5 s by default). Betaflight holds the sticks 300 ms
+#: and then, with rxfail AUTO, puts the throttle at its minimum (rx/rx.c getRxfailValue),
+#: which drops a hovering quad some 7 m before the rescue starts; a GPS Rescue setup
+#: holds the throttle instead (rxfail HOLD on channel 3, AETR's throttle).
+GPS_RXFAIL = "rxfail 3 h"
 
 
 class BetaflightSitlBoard(Board):
@@ -48,7 +73,7 @@ class BetaflightSitlBoard(Board):
     profile_name = "betaflight"
     session_type = "hil.session:MspBoardSession"
     #: The harness flies it, and arms it by the AUX1 switch on the RC it sends over MSP.
-    capabilities = frozenset({"physics", "arm_switch"})
+    capabilities = frozenset({"physics", "arm_switch", "failsafe_mode"})
     KEYS: Mapping[str, RigKey] = {
         "name": RigKey("name"),
         "type": RigKey("text"),
@@ -59,6 +84,9 @@ class BetaflightSitlBoard(Board):
         "scheduler": RigKey("choice", choices=("auto", "fifo", "other")),
         "state_rate_hz": RigKey("number", 100, 4000, unit="state packets per second"),
         "lock_wait": RigKey("number", 0, 86400, unit="seconds"),
+        "gps_uart": RigKey("integer", 1, 8),
+        "gps_model": RigKey("choice", choices=("M8", "M10")),
+        "gps_baud": RigKey("integer", 9600, 230400, unit="bits per second"),
     }
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
@@ -76,6 +104,26 @@ class BetaflightSitlBoard(Board):
         self._eeprom = self._path(spec.get("eeprom"))
         if self._eeprom is not None and not self._eeprom.is_file():
             raise ConfigError(f"{where}: eeprom = {spec.get('eeprom')!r}: {self._eeprom} does not exist")
+        gps_uart = spec.get("gps_uart")
+        if gps_uart is not None and (
+            not isinstance(gps_uart, int) or isinstance(gps_uart, bool) or not 1 <= gps_uart <= 8 or gps_uart in (1, 4)
+        ):
+            raise ConfigError(
+                f"{where}: gps_uart = {gps_uart!r} must be a UART from 2 to 8 other than 4 "
+                "(UART1 is MSP, UART4 carries the harness's RC)"
+            )
+        #: The UART our GPS receiver is wired to (None: no GPS on a UART).
+        self.gps_uart: int | None = gps_uart
+        self.gps_model = str(spec.get("gps_model", "M10"))
+        self.gps_baud = spec.get("gps_baud", 115200)
+        if self.gps_baud not in GPS_BAUDS:
+            raise ConfigError(f"{where}: gps_baud = {self.gps_baud!r} must be one of {', '.join(map(str, GPS_BAUDS))}")
+        if gps_uart is not None:
+            #: A GPS whose sky is our GNSS model: scenarios with GNSS threats and GPS
+            #: modes apply (hil.scenario.model.Needs).
+            #: Its stage 2 is GPS Rescue (GPS_SETTINGS): the GPS RESCUE mode, not FAILSAFE
+            #: (flight/failsafe.c), so scenarios expecting FAILSAFE do not apply.
+            self.capabilities = (self.capabilities | {"gnss"}) - {"failsafe_mode"}
         self.sitl: BetaflightSitl | None = None
         self._host_lock: BoardLock | None = None
         #: Set by a session that changed the configuration: the next one starts clean.
@@ -113,9 +161,14 @@ class BetaflightSitlBoard(Board):
         if self.sitl is not None and self.sitl.alive:
             return
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        executable = self._executable
+        if executable is None and self.gps_uart is not None:
+            from hil.sitl.bench_build import bench_executable
+
+            executable = bench_executable()  # serial GPS instead of the virtual one
         sitl = BetaflightSitl(
             self.work_dir,
-            executable=self._executable,
+            executable=executable,
             eeprom=self._eeprom,
             isolation=str(self.spec.get("isolation", "auto")),
             scheduler=str(self.spec.get("scheduler", "auto")),
@@ -145,7 +198,16 @@ class BetaflightSitlBoard(Board):
 
         assert self.sitl is not None
         with MspAutopilot(self.sitl.msp_url, sitl=self.sitl) as ap:
-            changed = ap.configure_for_harness()
+            if self.gps_uart is None:
+                changed = ap.configure_for_harness()
+            else:
+                changed = ap.configure_for_harness(
+                    gps_port=(f"UART{self.gps_uart}", self.gps_baud), settings=GPS_SETTINGS
+                )
+                if ap.cli(GPS_RXFAIL.rsplit(" ", 1)[0]).split() != GPS_RXFAIL.split():
+                    ap.cli(GPS_RXFAIL)
+                    ap.save(reboot=True)
+                    changed[GPS_RXFAIL] = ("", GPS_RXFAIL)
         log.info("board %s: bench configuration applied (%s)", self.name, ", ".join(changed) or "nothing to change")
         shutil.copyfile(self.work_dir / "eeprom.bin", self.work_dir / TEMPLATE)
 
@@ -201,7 +263,16 @@ class BetaflightSitlBoard(Board):
         if sitl is None:
             raise HilError(f"Betaflight SITL board {self.name} is not running")
         config = replace(config, rate_hz=self.state_rate_hz) if config is not None else BetaflightLoopConfig(rate_hz=self.state_rate_hz)
-        return betaflight_loop(sitl.fc_ip, sitl.host_ip, self.rc_url, config, clock_offset_s=sitl.uptime)
+        gps_feed = None
+        if self.gps_uart is not None:
+            from hil.sim.gps_feed import GpsFeed, TcpUart
+
+            # A receiver out of the box (u-blox M10: 38400 baud, 1 solution per second);
+            # Betaflight's driver moves it to gps_baud and its own rate.
+            gps_feed = GpsFeed.ublox(TcpUart(sitl.uart_url(self.gps_uart)), model=self.gps_model, baud=38400)
+        return betaflight_loop(
+            sitl.fc_ip, sitl.host_ip, self.rc_url, config, clock_offset_s=sitl.uptime, gps_feed=gps_feed
+        )
 
     def power_cycle(self) -> None:
         if self.sitl is None:

@@ -1,0 +1,82 @@
+"""Betaflight's own GPS driver (src/main/io/gps.c) against our u-blox emulator, over a
+UART of the bench SITL variant flown with our physics (fixtures/betaflight-gps.toml):
+the driver configures the receiver, gets a 3D fix from our stream and loses it under
+gps_jamming; `hil run` passes the GPS Rescue scenarios. Gated like the other Betaflight
+SITL tests (tests/sitl_support.py): CI sets HIL_REQUIRE_SITL, so there they run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hil.rig import Rig
+from hil.session import session_for
+from tests.sitl_support import require_sitl
+
+ROOT = Path(__file__).resolve().parent.parent
+RIG = ROOT / "fixtures" / "betaflight-gps.toml"
+RESCUE = {"bf-gps-rescue-rc-loss": "bf_gps_rescue_rc_loss.toml", "bf-gps-rescue-gps-lost": "bf_gps_rescue_gps_lost.toml"}
+
+
+@pytest.fixture
+def gps_rig(tmp_path):
+    require_sitl()
+    rig = Rig.load(RIG, work_dir=tmp_path / "gps-rig")
+    yield rig
+    rig.stop()
+
+
+def _until(what, predicate, within):
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {within} s")
+
+
+def test_betaflights_gps_driver_configures_our_receiver_gets_a_fix_and_loses_it_when_jammed(gps_rig):
+    board = gps_rig.select(None)
+    with session_for(board) as session:
+        ap = session.autopilot
+        assert ap.cli("get gps_auto_config").splitlines()[0] == "gps_auto_config = ON"
+        loop = session.make_sim()
+        loop.start()
+        try:
+            feed = loop.gps_feed
+            gps = feed.emulator
+            # gps.c: MON-VER, then PUBX,41 to the port's GPS baud, then the CONFIGURE steps
+            # (one per 110 ms after 1 s), ending at gps_update_rate_hz (10) via VALSET on an M10.
+            # Its last step polls CFG-GNSS, which an M10 refuses (NAK), as the real one does.
+            _until("Betaflight's configuration of our receiver", lambda: (0x06, 0x3E) in gps.naked, 20.0)
+            assert gps.rate_hz == 10.0 and len(gps.acked) >= 10
+            assert feed.baud_changes[:1] == [115200]
+            fix = _until("a 3D fix with 8+ satellites in MSP_RAW_GPS", lambda: (g := ap.raw_gps()).fix and g.num_sat >= 8 and g, 10.0)
+            assert abs(fix.lat_deg - (-35.363262)) < 1e-4 and abs(fix.lon_deg - 149.165237) < 1e-4
+            assert "GPS" not in ap.status().arming_disable_names  # GPS Rescue may arm: fix and satellites
+            loop.schedule("gps_jamming", loop.time + 0.1, None, {"js_db": 60.0, "ramp": 0.0}, "jam")
+            lost = _until("the fix lost under jamming", lambda: (g := ap.raw_gps()).fix == 0 and g, 10.0)
+            assert lost.num_sat < 4
+            _until("arming blocked without a fix", lambda: "GPS" in ap.status().arming_disable_names, 5.0)
+        finally:
+            loop.close()
+
+
+def test_hil_run_passes_the_gps_rescue_scenarios_on_the_gps_rig(tmp_path):
+    require_sitl()
+    report = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hil.cli", "run", "--rig", str(RIG), "--report", str(report),
+         "--state-dir", str(tmp_path / "state"), *(str(ROOT / "scenarios" / f) for f in RESCUE.values())],
+        capture_output=True, text=True, timeout=420, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    ran = {s["name"]: s for s in json.loads((report / "summary.json").read_text())["scenarios"]}
+    assert set(RESCUE) <= set(ran), sorted(ran)
+    assert all(ran[n]["passed"] for n in RESCUE), {n: ran[n]["error"] for n in RESCUE}
