@@ -49,7 +49,7 @@ def test_betaflights_gps_driver_configures_our_receiver_gets_a_fix_and_loses_it_
         loop = session.make_sim()
         loop.start()
         try:
-            feed = loop.gps_feed
+            feed = loop.link.gps_feed
             gps = feed.emulator
             # gps.c: MON-VER, then PUBX,41 to the port's GPS baud, then the CONFIGURE steps
             # (one per 110 ms after 1 s), ending at gps_update_rate_hz (10) via VALSET on an M10.
