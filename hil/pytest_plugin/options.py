@@ -61,6 +61,11 @@ class HilState:
         #: every later use of the board fails at once with it (labgrid's never_retry).
         self.unavailable: dict[str, BoardUnavailable] = {}
 
+    @property
+    def claimed_board(self) -> str | None:
+        """The board this session claimed among several of the rig (no --board), if any."""
+        return self._claimed
+
     def check(self) -> None:
         """Load the rig and find the board under test, before any test runs: a mistake
         there is one usage error for the session, not one traceback per scenario."""
