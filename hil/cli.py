@@ -248,6 +248,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--realtime-seconds {args.realtime_seconds}: give a positive length")
     if args.realtime_runs < 1:
         raise ConfigError(f"--realtime-runs {args.realtime_runs}: give at least 1")
+    if args.boards is not None and args.boards < 2:
+        raise ConfigError(f"--boards {args.boards}: give at least 2 boards to compare with 1")
     if args.soak is not None and args.soak <= 0:
         raise ConfigError(f"--soak {args.soak}: give a positive number of minutes")
     figures = bench.run_all(
@@ -256,6 +258,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         realtime_runs=args.realtime_runs,
         suite_runs=args.suite or 0,
         soak_minutes=args.soak or 0.0,
+        boards=args.boards or 0,
     )
     print(bench.to_json(figures) if args.json else bench.format_table(figures))
     return 0
@@ -340,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
         const=1,
         metavar="RUNS",
         help="also time the default scenario suite (minutes per run; default 1 run)",
+    )
+    bench.add_argument(
+        "--boards",
+        type=int,
+        nargs="?",
+        const=2,
+        metavar="N",
+        help="also time the scenario suite on 1 board and on N virtual boards at once "
+        "(hil run -n N; default 2), with the speed-up",
     )
     bench.add_argument(
         "--soak",

@@ -243,3 +243,44 @@ def test_hil_run_without_pytest_xdist_says_what_to_install(monkeypatch):
         _workers(types.SimpleNamespace(workers=2, board=None), 2)
     with pytest.raises(ConfigError, match="at least 1"):
         _workers(types.SimpleNamespace(workers=0, board=None), 2)
+
+
+# -- hil bench --boards ----------------------------------------------------------------------
+def test_makespan_models_boards_on_hosts_of_their_own():
+    from hil.bench import makespan
+
+    assert makespan([4.0, 3.0, 3.0, 2.0], 1) == 12.0
+    assert makespan([4.0, 3.0, 3.0, 2.0], 2) == 6.0  # 4+2 and 3+3
+    assert makespan([4.0, 3.0, 3.0, 2.0], 8) == 4.0  # never below the longest scenario
+
+
+@needs_xdist
+def test_bench_times_the_scenarios_on_one_board_and_on_two(tmp_path):
+    from hil import bench
+
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    for i in range(2):
+        (scenarios / f"idle{i}.toml").write_text(
+            f'[scenario]\nname = "bench-idle-{i}"\nduration = 1.0\n\n'
+            '[setup]\nmode = "STABILIZE"\narmed = false\n\n'
+            '[[expect]]\nkind = "disarmed"\nafter = "start"\nwithin = 1.0\n'
+        )
+    one, two, speedup = bench.boards_wall_time(boards=2, runs=1, scenarios=scenarios, log=lambda _: None)
+    assert one.runs and two.runs and speedup.runs, speedup.detail
+    assert speedup.runs[0] == pytest.approx(one.runs[0] / two.runs[0])
+    assert speedup.extra["exit_codes"] == {"1": [0], "2": [0]}, speedup.detail
+    assert speedup.extra["boards_used"] == ["copter1", "copter2"]
+    assert speedup.extra["same_verdicts"] is True
+    assert len(speedup.extra["scenario_walls_1_board"]) == 2
+    assert set(speedup.extra["modelled_speedup"]) == {"2", "4", "8"}
+    assert "Modelled" in speedup.detail and "verdicts the same" in speedup.detail
+
+
+def test_bench_boards_is_opt_in_and_refuses_fewer_than_two():
+    from hil import bench
+    from hil.cli import main
+
+    figures = bench.boards_wall_time(boards=1, log=lambda _: None)
+    assert all(not f.runs and "at least 2" in f.detail for f in figures)
+    assert main(["bench", "--boards", "1"]) == 4

@@ -13,7 +13,13 @@ import time
 import pytest
 
 from hil.pytest_plugin.options import STATE
-from hil.pytest_plugin.workers import OUTPUT_KEY, worker_boards, worker_facts, worker_id
+from hil.pytest_plugin.workers import (
+    OUTPUT_KEY,
+    too_many_workers,
+    worker_boards,
+    worker_facts,
+    worker_id,
+)
 
 
 # -- the results table -------------------------------------------------------------------
@@ -75,7 +81,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 # -- the session's outcome and its report files ------------------------------------------
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[STATE].started = time.monotonic()
+    state = session.config.stash[STATE]
+    state.started = time.monotonic()
+    warning = too_many_workers(session.config, state.rig_path, state.board_name)
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if warning and tr is not None:
+        tr.write_line(f"hil: {warning}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -136,6 +136,32 @@ def worker_boards(config: pytest.Config) -> dict[str, str]:
     return dict(found.boards) if found is not None else {}
 
 
+def too_many_workers(config: pytest.Config, rig_path: Any, board: str | None) -> str | None:
+    """On the controller: a warning when there are more workers than boards they can have
+    (a worker claims a board when its first test needs one, and holds it to the end; one
+    that finds every board held waits --lock-wait seconds, then its board tests ERROR).
+    None when the workers fit, or the rig cannot be read (the workers will say why)."""
+    import tomllib
+
+    if not is_controller(config):
+        return None
+    count = len(getattr(config.option, "tx", None) or ())
+    try:
+        with open(rig_path, "rb") as f:
+            boards = f.read()
+        found = tomllib.loads(boards.decode("utf-8")).get("board")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    usable = 1 if board else len(found) if isinstance(found, list) else 0
+    if not usable or count <= usable:
+        return None
+    which = f"--board {board}" if board else f"{usable} board(s) on rig {rig_path}"
+    return (
+        f"{count} workers for {which}: a worker that needs a board when all are held waits "
+        f"--lock-wait s for one and then errors; give -n {usable} to fly on every board at once"
+    )
+
+
 # -- hooks -------------------------------------------------------------------------------------
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """The controller takes each flown scenario a worker reports (with its setup)."""
