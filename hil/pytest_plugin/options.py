@@ -182,7 +182,17 @@ class HilState:
         from hil.report import ScenarioCapture, scenario_dir
 
         name = label or scenario.name
-        return ScenarioCapture(scenario_dir(self.report_dir, name, self._scenario_dirs))
+        where = scenario_dir(self.report_dir, name, self._scenario_dirs)
+        if getattr(self.config, "workerinput", None) is not None:
+            # xdist workers share the report directory: a folder another worker made
+            # first (two scenario files of one name) is theirs; take the next free one.
+            while True:
+                try:
+                    where.mkdir(parents=True, exist_ok=False)
+                    break
+                except FileExistsError:
+                    where = scenario_dir(self.report_dir, name, self._scenario_dirs)
+        return ScenarioCapture(where)
 
     def close(self) -> None:
         try:
