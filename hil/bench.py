@@ -1063,6 +1063,7 @@ def boards_wall_time(
     used: set[str] = set()
     scenario_walls: list[float] = []
     outcomes: dict[int, dict[str, str]] = {}
+    failures: dict[int, str] = {}
     for i in range(runs):
         for n in (1, boards):
             with tempfile.TemporaryDirectory(prefix="hil-bench-boards-") as tmp:
@@ -1078,6 +1079,11 @@ def boards_wall_time(
                 proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=3600)
                 walls[n].append(time.perf_counter() - start)
                 codes[n].append(proc.returncode)
+                if proc.returncode and n not in failures:
+                    lines = proc.stdout.splitlines()
+                    errors = [ln for ln in lines if ln.startswith(("ERROR", "FAILED"))]
+                    errors += [ln for ln in proc.stderr.splitlines() if ln.startswith("hil run:")]
+                    failures[n] = "; ".join(errors[:2])
                 try:
                     flown = json.loads(Path(tmp, "report", "summary.json").read_text(encoding="utf-8"))
                 except (OSError, ValueError):
@@ -1099,7 +1105,9 @@ def boards_wall_time(
         f"virtual boards, on 1 board and with -n {boards} (boards used: "
         f"{', '.join(sorted(used)) or 'none'}), {_cores()} cores, load average "
         f"{os.getloadavg()[0]:.1f}; exit codes {codes[1]} and {codes[boards]}; verdicts "
-        f"{'the same' if same else 'DIFFER'} on 1 and {boards} boards. Each virtual board "
+        f"{'the same' if same else 'DIFFER'} on 1 and {boards} boards"
+        + "".join(f" ({k} board(s): {v})" for k, v in failures.items() if v)
+        + ". Each virtual board "
         "costs a board process and a closed loop, about a core between them, so on this "
         "host the boards share its cores. Modelled, with each board on a host of its own "
         f"(the 1-board run's per-scenario wall times, longest first onto the board free "
