@@ -147,6 +147,22 @@ def test_a_verdict_on_two_boards_is_the_verdict_on_one(one, two):
     assert _verdicts(report1)["rc-loss-failsafe-disabled"][0] == "FAIL"
 
 
+@needs_xdist
+@pytest.mark.parametrize("problem", ["rig", "board"])
+def test_pytest_n_with_a_bad_rig_or_board_is_one_usage_error(tmp_path, problem):
+    rig = tmp_path / "bad.toml"
+    rig.write_text('[[board]]\nname = "x"\ntype = "nope"\n')
+    given = ["--rig", str(rig)] if problem == "rig" else ["--rig", RIG, "--board", "nope"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", *given,
+         "--hil-state-dir", str(tmp_path / "s"), "scenarios/hover_hold.toml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "INTERNALERROR" not in proc.stdout + proc.stderr
+    assert ("'nope' is not one of" if problem == "rig" else "no board 'nope'") in proc.stderr
+
+
 # -- the pieces, without a run ---------------------------------------------------------------
 def test_a_scenario_result_travels_whole_read_only_mappings_and_all():
     from hil.scenario.expect import Verdict

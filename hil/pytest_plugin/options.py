@@ -205,6 +205,14 @@ class HilState:
             self._locks.clear()
 
 
+def _distributing(config: pytest.Config) -> bool:
+    """True in the session that hands tests to pytest-xdist workers (not in a worker)."""
+    if getattr(config, "workerinput", None) is not None:
+        return False
+    dist = getattr(config.option, "dist", "no")
+    return dist != "no" and bool(getattr(config.option, "tx", None))
+
+
 def _resolve_rig(config: pytest.Config) -> Path:
     return resolve_rig_path(config.getoption("hil_rig"), Path(str(config.rootpath)))
 
@@ -252,7 +260,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(Path(report) / "junit.xml")
     config.addinivalue_line("markers", "slow: long-running test, run only with --run-slow")
     config.addinivalue_line("markers", "board_class(*classes): the board classes a test applies to")
-    config.stash[STATE] = HilState(config)
+    config.stash[STATE] = state = HilState(config)
+    if _distributing(config):
+        # The xdist controller collects nothing, so the rig and --board are checked here,
+        # once: a mistake is one usage error, not a crash of every worker.
+        state.check()
     from hil import sigterm
 
     # SIGTERM (timeout, a CI cancel) tears the session down like Ctrl-C: fixtures, boards, locks.
