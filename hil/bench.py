@@ -20,6 +20,8 @@ Figures (each repeated, shown as min / median / max against its target):
   p99 jitter are known; the loop analysis (hil.timing.loop_stats) of the stamps the
   closed loop received is compared with them, per run a different model;
 - the default scenario suite's wall time (opt-in: it takes minutes);
+- the same suite on one board and on several at once (`hil run -n`), its speed-up, and
+  a model of several boards on as many hosts (opt-in, `--boards [N]`);
 - memory growth of the harness over a long real-time run (opt-in, `--soak MINUTES`).
 """
 
@@ -995,6 +997,137 @@ def suite_wall_time(
     )
 
 
+# -- several boards at once ------------------------------------------------------------------------
+
+
+def _rig_of(boards: int, path: Path) -> Path:
+    """A rig file of `boards` virtual copters wired as the default rig (GPS and RC over
+    their UARTs), for the one-board and the several-board run alike."""
+    lines = [
+        "[rig]",
+        f'name = "bench-{boards}-boards"',
+        f'description = "{boards} virtual copters for hil bench --boards"',
+    ]
+    for i in range(1, boards + 1):
+        lines += [
+            "",
+            "[[board]]",
+            f'name = "copter{i}"',
+            'type = "virtual"',
+            f'usb_serial = "HILVFC{i:04d}"',
+            'gps = "uart:ubx"',
+            'rc = "uart:crsf"',
+        ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def makespan(walls: list[float], hosts: int) -> float:
+    """The wall time of flying scenarios of these wall times on `hosts` boards, each on a
+    host of its own (so none slows another), the longest first onto the board free
+    first, as work stealing hands them out: a model, from measured times."""
+    loads = [0.0] * max(1, hosts)
+    for wall in sorted(walls, reverse=True):
+        loads[loads.index(min(loads))] += wall
+    return max(loads)
+
+
+def boards_wall_time(
+    boards: int = 2, runs: int = 1, scenarios: Path | str | None = None, log: Log = _stderr
+) -> list[Figure]:
+    """Wall seconds of `hil run` over the scenario suite on one board and on `boards`
+    boards at once (`hil run -n`), in turn, on one rig of `boards` virtual copters, and
+    the speed-up. The note models `boards` boards on as many hosts from the one-board
+    run's per-scenario wall times (`makespan`) plus the run's own start and end."""
+    names = (
+        "wall time, scenarios on 1 board",
+        f"wall time, scenarios on {boards} boards at once",
+        f"speed-up, {boards} boards at once vs 1",
+    )
+    path = Path(scenarios) if scenarios is not None else default_scenarios()
+    files = sorted(path.rglob("*.toml")) if path.is_dir() else [path] if path.exists() else []
+    why = ""
+    if boards < 2:
+        why = f"--boards {boards}: give at least 2"
+    elif not files:
+        why = f"no scenarios at {path}"
+    else:
+        try:
+            import xdist  # noqa: F401
+        except ImportError:
+            why = "pytest-xdist is not installed (hil's dev extra)"
+    if why:
+        return [_not_measured(n, u, "-", why) for n, u in zip(names, ("s", "s", "x"), strict=True)]
+    walls: dict[int, list[float]] = {1: [], boards: []}
+    codes: dict[int, list[int]] = {1: [], boards: []}
+    used: set[str] = set()
+    scenario_walls: list[float] = []
+    outcomes: dict[int, dict[str, str]] = {}
+    failures: dict[int, str] = {}
+    for i in range(runs):
+        for n in (1, boards):
+            with tempfile.TemporaryDirectory(prefix="hil-bench-boards-") as tmp:
+                rig = _rig_of(boards, Path(tmp) / "rig.toml")
+                argv = [
+                    sys.executable, "-m", "hil.cli", "run", *map(str, files), "--rig", str(rig),
+                    "--report", f"{tmp}/report", "--state-dir", f"{tmp}/state",
+                ]
+                if n > 1:
+                    argv += ["-n", str(n)]
+                log(f"scenarios on {n} board(s), run {i + 1} of {runs}: {path}")
+                start = time.perf_counter()
+                proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=3600)
+                walls[n].append(time.perf_counter() - start)
+                codes[n].append(proc.returncode)
+                if proc.returncode and n not in failures:
+                    lines = proc.stdout.splitlines()
+                    errors = [ln for ln in lines if ln.startswith(("ERROR", "FAILED"))]
+                    errors += [ln for ln in proc.stderr.splitlines() if ln.startswith("hil run:")]
+                    failures[n] = "; ".join(errors[:2])
+                try:
+                    flown = json.loads(Path(tmp, "report", "summary.json").read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    flown = {"scenarios": []}
+                outcomes[n] = {s["name"]: s["outcome"] for s in flown["scenarios"]}
+                if n > 1:
+                    used |= {s["board"] for s in flown["scenarios"]}
+                elif i == 0:
+                    scenario_walls = [float(s["wall_seconds"]) for s in flown["scenarios"]]
+    one, many = float(np.median(walls[1])), float(np.median(walls[boards]))
+    ratios = tuple(a / b for a, b in zip(walls[1], walls[boards], strict=True) if b > 0)
+    fixed = max(0.0, walls[1][0] - sum(scenario_walls))
+    model = {
+        k: walls[1][0] / (fixed + makespan(scenario_walls, k)) for k in sorted({2, boards, 4, 8})
+    }
+    same = outcomes.get(1) == outcomes.get(boards)
+    detail = (
+        f"`hil run` over the {len(files)} scenario files in {path}, {len(scenario_walls)} flown on "
+        f"virtual boards, on 1 board and with -n {boards} (boards used: "
+        f"{', '.join(sorted(used)) or 'none'}), {_cores()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}; exit codes {codes[1]} and {codes[boards]}; verdicts "
+        f"{'the same' if same else 'DIFFER'} on 1 and {boards} boards"
+        + "".join(f" ({k} board(s): {v})" for k, v in failures.items() if v)
+        + ". Each virtual board "
+        "costs a board process and a closed loop, about a core between them, so on this "
+        "host the boards share its cores. Modelled, with each board on a host of its own "
+        f"(the 1-board run's per-scenario wall times, longest first onto the board free "
+        f"first, plus its {fixed:.1f} s of start and end): "
+        + ", ".join(f"{k} hosts {v:.2f}x" for k, v in model.items())
+    )
+    extra = {
+        "exit_codes": {"1": codes[1], str(boards): codes[boards]},
+        "boards_used": sorted(used),
+        "modelled_speedup": {str(k): v for k, v in model.items()},
+        "scenario_walls_1_board": scenario_walls,
+        "same_verdicts": same,
+    }
+    return [
+        Figure(names[0], "s", tuple(walls[1]), "-", None, "", extra),
+        Figure(names[1], "s", tuple(walls[boards]), "-", None, "", extra),
+        Figure(names[2], "x", ratios, f"> 1 on {boards}+ cores", (one / many > 1.0) if many else None, detail, extra),
+    ]
+
+
 # -- memory over a long run ----------------------------------------------------------------------
 
 
@@ -1106,6 +1239,7 @@ def run_all(
     realtime_runs: int = 3,
     suite_runs: int = 0,
     soak_minutes: float = 0.0,
+    boards: int = 0,
     log: Log = _stderr,
 ) -> list[Figure]:
     """Every figure; `quick` shortens each (a smoke test: wider spread)."""
@@ -1133,6 +1267,17 @@ def run_all(
                 "s",
                 "<= 60 s on 2 cores",
                 "takes minutes; `hil bench --suite`",
+            )
+        )
+    if boards:
+        figures.extend(boards_wall_time(boards=boards, log=log))
+    else:
+        figures.append(
+            _not_measured(
+                "speed-up, several boards at once vs 1",
+                "x",
+                "-",
+                "takes minutes; `hil bench --boards [N]`",
             )
         )
     if soak_minutes:

@@ -32,7 +32,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print("hil run: no scenarios given and no scenarios/ directory here", file=sys.stderr)
             return EXIT_USAGE
         targets = [str(default)]
-    _check_run_inputs(args, targets)
+    boards = _check_run_inputs(args, targets)
+    workers = _workers(args, boards)
     pytest_args = [
         *targets,
         "-p",
@@ -53,14 +54,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["-k", args.keyword]
     if args.seeds:
         pytest_args.append(f"--seeds={args.seeds}")
+    if workers > 1:
+        # One pytest-xdist worker per board: each claims a free board of the rig; work
+        # stealing keeps both busy when scenarios differ in length.
+        pytest_args += ["-n", str(workers), "--dist", "worksteal"]
     code = int(pytest.main(pytest_args))
     print(f"report: {report}/ (report.html, junit.xml, summary.json, a directory per scenario)")
     return code
 
 
-def _check_run_inputs(args: argparse.Namespace, targets: list[str]) -> None:
+def _workers(args: argparse.Namespace, boards: int) -> int:
+    """How many pytest-xdist workers `-n` gets: at most one per board the run may use
+    (every board of the rig, or the one --board names), since a worker holds its board
+    for the whole run and one without a board could only wait for another's."""
+    wanted = args.workers
+    if wanted is None or wanted == 1:
+        return 1
+    if wanted < 1:
+        raise ConfigError(f"-n {wanted}: give a number of workers of at least 1")
+    usable = 1 if args.board else boards
+    if wanted > usable:
+        why = f"--board {args.board} names one board" if args.board else f"the rig has {boards} board(s)"
+        print(f"hil run: -n {wanted}: {why}, so {usable} worker(s), one per board", file=sys.stderr)
+        wanted = usable
+    if wanted > 1:
+        try:
+            import xdist  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                f"-n {args.workers}: several boards at once need pytest-xdist "
+                "(pip install 'pytest-xdist>=3.2', or hil's dev extra)"
+            ) from None
+    return wanted
+
+
+def _check_run_inputs(args: argparse.Namespace, targets: list[str]) -> int:
     """Refuse a broken rig file, an unknown --board or a broken scenario file before
-    pytest starts: one line and exit code 4, not a traceback per scenario."""
+    pytest starts: one line and exit code 4, not a traceback per scenario. Returns how
+    many boards the rig has."""
     from hil.pytest_plugin.items import scenario_paths
     from hil.pytest_plugin.options import resolve_rig_path
     from hil.rig import Rig
@@ -75,6 +106,7 @@ def _check_run_inputs(args: argparse.Namespace, targets: list[str]) -> None:
         rig.stop()
     for path in scenario_paths(targets):
         load_scenario(path)
+    return len(rig.boards)
 
 
 def _cmd_boards(args: argparse.Namespace) -> int:
@@ -216,6 +248,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--realtime-seconds {args.realtime_seconds}: give a positive length")
     if args.realtime_runs < 1:
         raise ConfigError(f"--realtime-runs {args.realtime_runs}: give at least 1")
+    if args.boards is not None and args.boards < 2:
+        raise ConfigError(f"--boards {args.boards}: give at least 2 boards to compare with 1")
     if args.soak is not None and args.soak <= 0:
         raise ConfigError(f"--soak {args.soak}: give a positive number of minutes")
     figures = bench.run_all(
@@ -224,6 +258,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         realtime_runs=args.realtime_runs,
         suite_runs=args.suite or 0,
         soak_minutes=args.soak or 0.0,
+        boards=args.boards or 0,
     )
     print(bench.to_json(figures) if args.json else bench.format_table(figures))
     return 0
@@ -253,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
         "a verdict must hold on all of them",
     )
     run.add_argument("--state-dir", help="where virtual boards keep flash and parameters (default: .hil/rigs/<rig>)")
+    run.add_argument(
+        "-n",
+        dest="workers",
+        type=int,
+        metavar="N",
+        help="fly on N boards of the rig at once (pytest-xdist workers, one board each; "
+        "at most the rig's boards); one merged report and results table",
+    )
     run.set_defaults(func=_cmd_run)
 
     boards = sub.add_parser("boards", help="list the rig's boards with state, port, USB serial, firmware")
@@ -300,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
         const=1,
         metavar="RUNS",
         help="also time the default scenario suite (minutes per run; default 1 run)",
+    )
+    bench.add_argument(
+        "--boards",
+        type=int,
+        nargs="?",
+        const=2,
+        metavar="N",
+        help="also time the scenario suite on 1 board and on N virtual boards at once "
+        "(hil run -n N; default 2), with the speed-up",
     )
     bench.add_argument(
         "--soak",

@@ -13,7 +13,7 @@ from _pytest.fixtures import getfixturemarker
 import hil.pytest_plugin as plugin
 from hil.pytest_plugin import reporting
 
-SUBMODULES = ("options", "fixtures", "items", "reporting")
+SUBMODULES = ("options", "fixtures", "items", "reporting", "workers")
 FIXTURES = {"rig", "flashed_firmware", "board", "board_session", "autopilot", "sim"}
 
 

@@ -10,7 +10,9 @@ The work is split by job:
   board, locks, flashed firmware and results), pytest_configure/unconfigure;
 - `fixtures`: the fixtures;
 - `items`: `ScenarioFile`/`ScenarioItem` and the collection hooks;
-- `reporting`: progress lines, the results table, summary.json and report.html.
+- `reporting`: progress lines, the results table, summary.json and report.html;
+- `workers`: several boards at once under pytest-xdist: the controller merges what every
+  worker flew into one table, summary.json and report.html.
 
 pytest registers this module, and only this module, as the plugin named "hil": pluggy
 finds hooks, and pytest fixtures, among its attributes. So every hook and fixture of the
@@ -32,6 +34,11 @@ from hil.pytest_plugin.reporting import (
     pytest_sessionstart,
     pytest_terminal_summary,
 )
+from hil.pytest_plugin.workers import (
+    pytest_runtest_logreport,
+    pytest_testnodedown,
+    pytest_xdist_node_collection_finished,
+)
 
 __all__ = [
     # options
@@ -47,6 +54,10 @@ __all__ = [
     "pytest_sessionfinish",
     "pytest_sessionstart",
     "pytest_terminal_summary",
+    # workers (pytest-xdist)
+    "pytest_runtest_logreport",
+    "pytest_testnodedown",
+    "pytest_xdist_node_collection_finished",
     # fixtures
     "autopilot",
     "board",

@@ -21,6 +21,7 @@ from hil.errors import (
 )
 from hil.pytest_plugin.options import STATE, HilState
 from hil.pytest_plugin.reporting import Progress
+from hil.pytest_plugin.workers import RESULT_ATTR, pack, worker_id
 from hil.session import session_for
 
 #: The fixtures that need the rig's board.
@@ -44,6 +45,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """A board that cannot be reached is reported in one line (its reason), not with the
     harness's traceback; so is any harness error of a scenario's setup."""
     report = yield
+    flown = getattr(item, "flown", None)
+    if call.when == "setup" and flown is not None and worker_id(item.config) is not None:
+        # An xdist worker: the controller merges this flight into the run's table,
+        # summary.json and report.html (hil.pytest_plugin.workers).
+        packed = pack(*flown)
+        if packed is not None:
+            setattr(report, RESULT_ATTR, packed)
     error = call.excinfo.value if call.excinfo is not None else None
     if report.failed and (
         isinstance(error, BoardUnavailable) or (isinstance(item, ScenarioItem) and isinstance(error, HilError))
@@ -153,6 +161,7 @@ class ScenarioItem(pytest.Item):
         self.scenario = scenario
         self._result = None
         self._problems: list[str] = []
+        self.flown: tuple | None = None
 
     def setup(self) -> None:
         from hil.scenario.runner import run_scenario
@@ -195,6 +204,8 @@ class ScenarioItem(pytest.Item):
                 result.notes.append(f"report files for this scenario not written: {exc}")
         state.lockstep[board.name] = board.lockstep
         state.results.append(result)
+        #: What this item flew, for an xdist controller: (result, lockstep, firmware facts).
+        self.flown = (result, board.lockstep, firmware)
         self.user_properties.extend(
             [
                 ("board", board.name),

@@ -61,6 +61,11 @@ class HilState:
         #: every later use of the board fails at once with it (labgrid's never_retry).
         self.unavailable: dict[str, BoardUnavailable] = {}
 
+    @property
+    def claimed_board(self) -> str | None:
+        """The board this session claimed among several of the rig (no --board), if any."""
+        return self._claimed
+
     def check(self) -> None:
         """Load the rig and find the board under test, before any test runs: a mistake
         there is one usage error for the session, not one traceback per scenario."""
@@ -177,7 +182,17 @@ class HilState:
         from hil.report import ScenarioCapture, scenario_dir
 
         name = label or scenario.name
-        return ScenarioCapture(scenario_dir(self.report_dir, name, self._scenario_dirs))
+        where = scenario_dir(self.report_dir, name, self._scenario_dirs)
+        if getattr(self.config, "workerinput", None) is not None:
+            # xdist workers share the report directory: a folder another worker made
+            # first (two scenario files of one name) is theirs; take the next free one.
+            while True:
+                try:
+                    where.mkdir(parents=True, exist_ok=False)
+                    break
+                except FileExistsError:
+                    where = scenario_dir(self.report_dir, name, self._scenario_dirs)
+        return ScenarioCapture(where)
 
     def close(self) -> None:
         try:
@@ -188,6 +203,14 @@ class HilState:
             for lock in self._locks.values():
                 lock.release()
             self._locks.clear()
+
+
+def _distributing(config: pytest.Config) -> bool:
+    """True in the session that hands tests to pytest-xdist workers (not in a worker)."""
+    if getattr(config, "workerinput", None) is not None:
+        return False
+    dist = getattr(config.option, "dist", "no")
+    return dist != "no" and bool(getattr(config.option, "tx", None))
 
 
 def _resolve_rig(config: pytest.Config) -> Path:
@@ -237,7 +260,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(Path(report) / "junit.xml")
     config.addinivalue_line("markers", "slow: long-running test, run only with --run-slow")
     config.addinivalue_line("markers", "board_class(*classes): the board classes a test applies to")
-    config.stash[STATE] = HilState(config)
+    config.stash[STATE] = state = HilState(config)
+    if _distributing(config):
+        # The xdist controller collects nothing, so the rig and --board are checked here,
+        # once: a mistake is one usage error, not a crash of every worker.
+        state.check()
     from hil import sigterm
 
     # SIGTERM (timeout, a CI cancel) tears the session down like Ctrl-C: fixtures, boards, locks.

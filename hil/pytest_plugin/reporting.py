@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import threading
 import time
 
 import pytest
 
 from hil.pytest_plugin.options import STATE
+from hil.pytest_plugin.workers import (
+    OUTPUT_KEY,
+    too_many_workers,
+    worker_boards,
+    worker_facts,
+    worker_id,
+)
 
 
 # -- the results table -------------------------------------------------------------------
@@ -54,6 +62,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line("timing limits:")
         for r, m in limited:
             tr.write_line(f"  {r.scenario.name}: {m}")
+    workers = worker_boards(config)
+    if workers and state.started is not None:
+        # Several boards at once: the scenarios' wall times overlap; say who flew where
+        # and what the run took.
+        who = ", ".join(f"{board} ({worker})" for worker, board in sorted(workers.items()))
+        tr.write_line(
+            f"{len(workers)} boards at once: {who}; {sim_total:.0f} simulated s in "
+            f"{time.monotonic() - state.started:.1f} s of the run's wall time"
+        )
     if wall_total > 0:
         loop = f"{sim_total / loop_wall:.1f}x in the closed loop, " if loop_wall > 0 else ""
         tr.write_line(
@@ -64,7 +81,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 # -- the session's outcome and its report files ------------------------------------------
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[STATE].started = time.monotonic()
+    state = session.config.stash[STATE]
+    state.started = time.monotonic()
+    warning = too_many_workers(session.config, state.rig_path, state.board_name)
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if warning and tr is not None:
+        tr.write_line(f"hil: {warning}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -77,6 +99,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # when the rig asks for something this host lacks), ahead of any failed test.
         session.exitstatus = next(iter(state.unavailable.values())).exit_code
         exitstatus = session.exitstatus
+    if state is not None and worker_id(session.config) is not None:
+        # An xdist worker: its scenarios went to the controller with their reports, which
+        # writes the run's files once, from every worker's (hil.pytest_plugin.workers).
+        session.config.workeroutput[OUTPUT_KEY] = worker_facts(state)
+        return
     if state is None or state.report_dir is None or not state.results:
         return
     from hil.report.html import write_report
@@ -98,7 +125,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # -- progress while it runs ----------------------------------------------------------------
 class Progress:
     """One line when a scenario starts, one every `every` wall seconds while it runs (with
-    the vehicle time reached), one when it ends; on the terminal, past output capture."""
+    the vehicle time reached), one when it ends; on the terminal, past output capture.
+
+    In an xdist worker, whose terminal output nobody sees, the lines go to its standard
+    error (the controller's, under xdist) and name the worker: `hil: [gw1] ...`.
+    """
 
     def __init__(self, config: pytest.Config, scenario: str, board: str, every: float = 10.0) -> None:
         self.config = config
@@ -109,14 +140,22 @@ class Progress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wall0 = time.monotonic()
+        self.worker = worker_id(config)
+        #: How later lines name the scenario: with its board too when workers interleave.
+        self.who = scenario if self.worker is None else f"{scenario} on {board}"
 
     def _write(self, text: str) -> None:
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is None or not self.enabled:
+        if not self.enabled or (tr is None and self.worker is None):
             return
         capman = self.config.pluginmanager.get_plugin("capturemanager")
         quiet = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
         with quiet:
+            if self.worker is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(f"hil: [{self.worker}] {text}\n")
+                    sys.stderr.flush()
+                return
             tw = self.config.get_terminal_writer()
             if getattr(tw, "width_of_current_line", 0):
                 tr.write("\n")  # after the progress dots of -q
@@ -135,7 +174,7 @@ class Progress:
                 wall = time.monotonic() - self._wall0
                 t = getattr(autopilot, "vehicle_time", None)
                 sim = f"{t - t0:.1f} s vehicle time, " if isinstance(t, float) and t0 is not None else ""
-                self._write(f"{self.scenario}: running, {sim}{wall:.0f} s wall")
+                self._write(f"{self.who}: running, {sim}{wall:.0f} s wall")
 
         self._thread = threading.Thread(target=tick, name="hil-progress", daemon=True)
         self._thread.start()
@@ -149,6 +188,6 @@ class Progress:
     def done(self, result) -> None:
         verdict = result.outcome
         self._write(
-            f"{self.scenario}: {verdict}, {result.sim_seconds:.1f} s simulated in "
+            f"{self.who}: {verdict}, {result.sim_seconds:.1f} s simulated in "
             f"{result.wall_seconds:.1f} s wall ({result.speed:.1f}x)"
         )
