@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,14 @@ def bench_executable(*, build: bool = True) -> Path:
             return exe
     if not build:
         raise ConfigError("the Betaflight bench SITL is not built yet (run `python -m hil.sitl.bench_build`)")
+    return build_once(folder, done, lambda: _build(src, folder, done), "the Betaflight bench SITL")
+
+
+def build_once(folder: Path, done: Path, build: Callable[[], Path], what: str) -> Path:
+    """Run ``build`` (which writes the result's path into ``done``) unless another process
+    already did: builds of one cache folder are serialised by a file lock there, and a
+    process that waited for another's build takes its result. Waits at most
+    BUILD_TIMEOUT_S for the other process, then says which folder to clear."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         deadline = time.monotonic() + BUILD_TIMEOUT_S
@@ -167,13 +176,13 @@ def bench_executable(*, build: bool = True) -> Path:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise BenchBuildError(
-                        f"another process has been building the Betaflight bench SITL in {folder} for over "
+                        f"another process has been building {what} in {folder} for over "
                         f"{BUILD_TIMEOUT_S:.0f} s; if none is running, delete {folder} and try again"
                     ) from None
                 time.sleep(0.5)
         if done.is_file():  # another process built it while we waited
             return Path(done.read_text().strip())
-        return _build(src, folder, done)
+        return build()
 
 
 def _build(src: Path, folder: Path, done: Path) -> Path:
