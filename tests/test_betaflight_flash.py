@@ -10,6 +10,9 @@ MSP_REBOOT 1, and what it boots read from its flash. The .hex build is cached un
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -25,8 +28,9 @@ from hil.flash.preflight import ImageRefused
 from hil.links import ports
 from hil.vfc.dfu_device import ROM_LAYOUT, DfuTiming, serve_dfu
 from hil.vfc.flash import FLASH_BASE, Flash
-from hil.vfc.msp_board import BoardIdentity, VirtualMspBoard
+from hil.vfc.msp_board import BoardIdentity, VirtualMspBoard, placeholder_firmware
 
+ROOT = Path(__file__).resolve().parent.parent
 F722 = BoardIdentity(target="STM32F7X2", board_name="MATEKF722SE", manufacturer_id="MTKS", identifier="S7X2",
                      mcu_type_id=4, uid=(0x00410032, 0x3436510F, 0x32383739))  # fmt: skip
 
@@ -44,13 +48,9 @@ def bf_hex() -> Path:
         pytest.skip(f"cannot build a Betaflight target here: {exc}")
 
 
-def old_firmware(identity: BoardIdentity, version: str = "4.5.1") -> bytes:
-    """A stand-in for what a board runs before the flash: a vector table and the strings
-    Betaflight carries (no code: the virtual board only reads what the flash says)."""
-    vectors = struct.pack("<II", 0x2001FFF0, 0x08000189) + bytes(0x180)
-    names = [b"Betaflight", b"BTFL", identity.target.encode(), identity.board_name.encode(),
-             identity.manufacturer_id.encode(), version.encode(), b"Jan 10 2025", b"12:00:00"]  # fmt: skip
-    return vectors + b"\x00" + b"\x00".join(names) + b"\x00"
+def old_firmware(identity: BoardIdentity) -> bytes:
+    """What the board runs before the flash (a placeholder 4.5.1 for it)."""
+    return placeholder_firmware(identity)
 
 
 class MspBoard:
@@ -233,3 +233,49 @@ def test_a_wrong_image_is_refused_in_one_line_before_msp_or_dfu(f405, payload, w
         flasher.flash(image)
     assert why in str(refused.value) and "\n" not in str(refused.value)
     assert f405.board.dfu_sessions == 0 and not flasher.erase_started
+
+
+# -- `hil flash` on a betaflight board ---------------------------------------------------
+
+
+def _hil_flash(tmp_path: Path, image: Path, stand_in: str, *extra: str) -> subprocess.CompletedProcess:
+    rig = tmp_path / "rig.toml"
+    rig.write_text(
+        textwrap.dedent(
+            f"""
+            [[board]]
+            name = "bf-f405"
+            type = "betaflight"
+            usb_serial = "0x8000000"
+
+            [[board.receiver]]
+            role = "rc"
+            protocol = "crsf"
+            device = "/dev/null"
+            fc_port = "UART2"
+
+            [board.stand_in]
+            {stand_in}
+            """
+        )
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "hil.cli", "flash", str(image), "--rig", str(rig),
+         "--state-dir", str(tmp_path / "state"), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_hil_flash_takes_a_betaflight_board_through_msp_dfu_and_back(bf_hex, tmp_path):
+    result = _hil_flash(tmp_path, bf_hex, 'kind = "virtual-msp"')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "flashed onto bf-f405 (0x8000000) over dfu, 4.5.1 -> 4.6.0" in result.stdout
+    assert "verified by readback" in result.stdout
+
+
+def test_hil_flash_refuses_the_image_for_a_board_of_another_target_in_one_line(bf_hex, tmp_path):
+    result = _hil_flash(tmp_path, bf_hex, 'kind = "virtual-msp"\ntarget = "STM32F7X2"\nboard_name = "MATEKF722SE"')
+    assert result.returncode == 4, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "STM32F7X2" in lines[0] and "untouched" in lines[0]
+    assert "Traceback" not in result.stderr

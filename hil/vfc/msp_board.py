@@ -75,6 +75,20 @@ class BoardIdentity:
         return self.vcp_serial if self.vcp_serial is not None else self.dfu_serial
 
 
+def placeholder_firmware(identity: BoardIdentity, version: str = "4.5.1") -> bytes:
+    """What a board holds before the harness flashes it, as far as this board reads it: a
+    vector table and the strings a Betaflight build for it carries (firmware name and
+    identifier, target, board, manufacturer, version, build date and time). No code."""
+    vectors = (
+        (0x2001FFF0).to_bytes(4, "little")
+        + (FLASH_BASE + 0x189).to_bytes(4, "little")
+        + bytes(0x180)
+    )
+    names = ("Betaflight", "BTFL", identity.target, identity.board_name, identity.manufacturer_id,
+             version, "Jan 10 2025", "12:00:00")  # fmt: skip
+    return vectors + b"\x00" + b"\x00".join(n.encode("ascii") for n in names) + b"\x00"
+
+
 @dataclass(frozen=True)
 class Running:
     """What the board booted: the image's version and build stamp."""
@@ -205,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--board-name", default=BoardIdentity.board_name)
     parser.add_argument("--vcp-serial", default=None)
     parser.add_argument("--lifeline", type=int, default=None, help="stop when this pipe closes")
+    parser.add_argument(
+        "--placeholder", action="store_true", help="a blank flash gets placeholder_firmware first"
+    )
     args = parser.parse_args(argv)
     stopping = False
 
@@ -222,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         target=args.target, board_name=args.board_name, vcp_serial=args.vcp_serial
     )
     with Flash(args.flash, bootloader_sector=False) as flash:
+        if args.placeholder and flash.is_erased(FLASH_BASE, 8):
+            flash.write(FLASH_BASE, placeholder_firmware(identity))
+            flash.flush()
         board = VirtualMspBoard(
             flash, args.registry, identity, log=lambda t: print(f"msp board: {t}", file=sys.stderr)
         )
