@@ -176,8 +176,14 @@ def test_reboot_to_bootloader_commands():
         )
     bf = profile("betaflight").bootloader
     assert (bf[0].kind, bf[0].code, bf[0].payload) == ("msp", MSP_REBOOT, b"\x01")
-    assert [c.code for c in bf if c.kind == "cli"] == ["bl", "dfu"]
+    assert [c.code for c in bf if c.kind == "cli"] == ["bl rom", "bl flash"]  # 4.6 cli.c: no `dfu`
     assert [c.code for c in profile("inav").bootloader] == ["dfu"]
+    # Into the ROM DFU device: MSP_REBOOT 1, else the CLI (Betaflight); INAV's CLI `dfu`.
+    assert [(c.kind, c.payload or c.code) for c in profile("betaflight").rom_dfu] == [
+        ("msp", b"\x01"),
+        ("cli", "bl rom"),
+    ]
+    assert [(c.kind, c.code) for c in profile("inav").rom_dfu] == [("cli", "dfu")]
 
 
 # -- the MAVLink adapter reads the profile --------------------------------------------------

@@ -10,9 +10,11 @@ and back to its VCP to confirm the new firmware over MSP.
    one) as whole strings in it (`hil.firmware.betaflight_info`). A refusal is one line.
    A board that already runs this build (same version, build date and time) is left
    alone unless forced.
-3. MSP_REBOOT with mode 1, MSP_REBOOT_BOOTLOADER_ROM (Betaflight src/main/msp/msp.c;
-   the configurator's firmware flasher sends the same, `webstm32.js`), or, when the
-   board refuses it, the CLI's `bl rom` (src/main/cli/cli.c `cliBootloader`).
+3. The profile's ways into the ROM DFU bootloader (`FirmwareProfile.rom_dfu`): for
+   Betaflight MSP_REBOOT with mode 1, MSP_REBOOT_BOOTLOADER_ROM (src/main/msp/msp.c; the
+   configurator's firmware flasher sends the same, `webstm32.js`), or, when the board
+   refuses it, the CLI's `bl rom` (src/main/cli/cli.c `cliBootloader`); for INAV, whose
+   MSP_REBOOT has no bootloader mode, the CLI's `dfu` (src/main/fc/cli.c).
 4. The DFU device is found by the chip's serial: ST's ROM names itself from the unique id
    (`hil.usb.stm32_uid`), which MSP_UID gave; the rig's `dfu_serial` overrides it for a
    part whose ROM counts otherwise. The DfuSe flash (erase, write, read-back verify,
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.codecs import msp
-from hil.codecs.msp import BoardDetails, BoardInfo, BuildInfo, MspCommand, MspError, RebootMode, Uid
+from hil.codecs.msp import BoardDetails, BoardInfo, BuildInfo, MspCommand, MspError, Uid
 from hil.errors import BoardNotAnswering, CommandRefused, HilError, LinkError, PortNotFound
 from hil.firmware.betaflight_info import FirmwareStrings, read_strings
 from hil.firmware.image import FirmwareImage
@@ -255,20 +257,28 @@ class MspDfuFlasher(Flasher):
         )
 
     def _reboot_to_dfu(self, ap: Any, url: str) -> None:
-        """MSP_REBOOT into the ROM bootloader; the CLI's `bl rom` when MSP refuses it."""
-        try:
-            ap.reboot(RebootMode.BOOTLOADER_ROM)
-            return
-        except CommandRefused as exc:
-            log.info(
-                "%s refused MSP_REBOOT into the ROM bootloader (%s); trying the CLI",
-                self.where,
-                exc,
-            )
-        try:
-            ap.cli("bl rom", timeout=2.0, check=False)
-        except (HilError, OSError):
-            pass  # the board goes away while the CLI answers: that is the reboot
+        """The firmware profile's ways into the ROM DFU bootloader (`rom_dfu`), in order:
+        Betaflight's MSP_REBOOT 1, then its CLI `bl rom`; INAV's CLI `dfu`. A way the
+        board refuses is passed over; one it takes ends the link (the board is gone)."""
+        ways = ap.profile.rom_dfu
+        if not ways:
+            raise FlashError(f"{self.where}: its firmware profile {ap.profile.name!r} names no way into DFU")
+        refused = []
+        for way in ways:
+            try:
+                if way.kind == "msp":
+                    ap.request(int(way.code), way.payload)
+                elif way.kind == "cli":
+                    ap.cli(str(way.code), timeout=2.0, check=True)
+                else:
+                    continue
+                return
+            except CommandRefused as exc:
+                refused.append(f"{way.kind} {way.code!r}: {exc}")
+                log.info("%s refused %s %r (%s)", self.where, way.kind, way.code, exc)
+            except (HilError, OSError):
+                return  # the board went while answering: that is the reboot
+        raise FlashError(f"{self.where} on {url} refused every way into DFU: {'; '.join(refused)}")
 
     def _confirm(
         self, image: FirmwareImage, found: FirmwareStrings, before: MspBoardFacts

@@ -126,6 +126,7 @@ INAV = FirmwareProfile(
     ),
     reboot=Command("msp", MSP_REBOOT, note="refused while armed"),
     bootloader=(Command("cli", "dfu", note="ROM (DFU) bootloader"),),
+    rom_dfu=(Command("cli", "dfu", note="ROM (DFU) bootloader"),),
     sources=(
         "INAV src/main/fc/fc_msp_box.c",
         "INAV src/main/fc/rc_modes.h",
