@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from hil.boards.virtual_usb import VirtualBackend
-from hil.errors import ConfigError
+from hil.errors import ConfigError, PortNotFound
 from hil.firmware.betaflight_info import read_strings
 from hil.firmware.image import FirmwareImage, Segment, load_image
+from hil.flash.base import FlashError, FlashInterrupted
 from hil.flash.dfu_flasher import DfuFlasher
 from hil.flash.msp_dfu import MspDfuFlasher
 from hil.flash.preflight import ImageRefused
@@ -77,6 +78,7 @@ class MspBoard:
         ).device
 
     def flasher(self, **options) -> MspDfuFlasher:
+        options.setdefault("memory", self.registry.parent / "msp-facts.json")
         return MspDfuFlasher(self.identity.usb_serial, self.locate, registry_dir=self.registry,
                              backend=VirtualBackend(self.registry), **options)  # fmt: skip
 
@@ -177,6 +179,39 @@ def test_msp_into_dfu_flash_and_back_to_the_vcp_with_the_new_version(bf_hex, f40
     # The same build again: MSP says so, the board is not taken into DFU.
     again = f405.flasher().flash(load_image(bf_hex))
     assert again.skipped and f405.board.dfu_sessions == 1
+
+
+def test_a_flash_cut_off_after_the_erase_is_finished_by_the_next_one_in_dfu(bf_hex, f405):
+    """The board sits in DFU without a VCP; the next flash checks the image against what
+    the board said over MSP before and writes it there."""
+    image = load_image(bf_hex)
+
+    def pull_the_plug(done: int, total: int, phase: str) -> None:
+        if phase == "write" and done > total // 3:
+            raise OSError("the USB cable was pulled")
+
+    first = f405.flasher(progress=pull_the_plug)
+    with pytest.raises(FlashInterrupted, match="cut off after the erase began"):
+        first.flash(image)
+    assert first.erase_started
+    with pytest.raises(PortNotFound):
+        f405.locate(0.2)  # no VCP: the board waits in DFU
+    result = f405.flasher().flash(image)
+    assert (result.old_version, result.new_version) == (None, "4.6.0")
+    assert f405.board.dfu_sessions == 1  # the same DFU session, finished
+    for seg in image.segments:
+        assert f405.flash.read(seg.address, len(seg.data)) == seg.data
+
+
+def test_a_board_in_dfu_that_was_never_seen_over_msp_is_not_flashed_blind(bf_hex, tmp_path):
+    board = MspBoard(tmp_path, BoardIdentity())  # blank flash: it starts in DFU
+    try:
+        flasher = board.flasher()
+        with pytest.raises(FlashError, match="only once the harness has seen it over MSP"):
+            flasher.flash(load_image(bf_hex))
+        assert not flasher.erase_started
+    finally:
+        board.close()
 
 
 def test_the_dfu_device_is_found_by_the_chip_serial_when_the_vcp_serial_is_a_constant(

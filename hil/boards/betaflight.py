@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 ORIGINAL_DIFF = "original-diff.txt"
 #: The bench configuration as `diff all` printed it once applied; replayed to reset.
 BENCH_DIFF = "bench-diff.txt"
+#: What the board last said over MSP (target, board, unique id), for a flash that finds it in DFU.
+MSP_FACTS = "msp-facts.json"
 #: Lines of `diff all` that are not settings to replay.
 _SKIP_PREFIXES = ("#", "batch", "defaults", "save", "board_name", "manufacturer_id", "mcu_id", "signature")
 
@@ -232,6 +234,7 @@ class BetaflightBoard(Board):
             progress=progress,
             dfu_serial=self.spec.get("dfu_serial"),
             require_board_name=bool(self.spec.get("check_board_name", True)),
+            memory=self.work_dir / MSP_FACTS,
         )
 
     def _vcp_url(self, timeout: float) -> str:

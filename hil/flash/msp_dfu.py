@@ -27,9 +27,10 @@ and back to its VCP to confirm the new firmware over MSP.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,10 @@ def check_against_board(
 class MspDfuFlasher(Flasher):
     """Flash a board that talks MSP on its VCP and has the STM32 ROM DFU bootloader.
 
-    `locate(timeout)` returns the VCP's pyserial URL now (waiting up to `timeout`); it is
-    called before the flash and again after DFU leave. `open_msp(url)` opens an MSP
+    `locate(timeout)` returns the VCP's pyserial URL now (waiting up to `timeout`, else
+    PortNotFound); it is called before the flash and again after DFU leave. `memory` is a
+    file where what the board said over MSP is kept, so a board a cut-off flash left in
+    DFU (no VCP) is flashed again, checked against it. `open_msp(url)` opens an MSP
     adapter (`hil.autopilot.msp.MspAutopilot` by default). `registry_dir` and `backend`
     reach the virtual rig's DFU devices; real boards use libusb.
     """
@@ -147,6 +150,7 @@ class MspDfuFlasher(Flasher):
         find_timeout: float = 10.0,
         boot_timeout: float = 15.0,
         msp_timeout: float = 5.0,
+        memory: Path | None = None,
     ) -> None:
         super().__init__(usb_serial, registry_dir=registry_dir, progress=progress)
         self.locate = locate
@@ -157,6 +161,7 @@ class MspDfuFlasher(Flasher):
         self.find_timeout = find_timeout
         self.boot_timeout = boot_timeout
         self.msp_timeout = msp_timeout
+        self.memory = Path(memory) if memory is not None else None
         self.before: MspBoardFacts | None = None
         self.after: MspBoardFacts | None = None
         self._dfu: DfuFlasher | None = None
@@ -167,50 +172,28 @@ class MspDfuFlasher(Flasher):
 
     def flash(self, image: FirmwareImage, *, force: bool = False) -> FlashResult:
         found = read_strings(image)
-        preflight.check_payload(
-            image, image.base_address, expect_header=False
-        )  # garbage: before MSP
-        url = self._locate(self.msp_timeout, "before flashing")
-        ap = self._connect(url, self.msp_timeout, "before flashing")
+        preflight.check_payload(image, image.base_address, expect_header=False)  # before MSP
+        try:
+            url = self.locate(self.msp_timeout)
+            ap = self.open_msp(url, self.msp_timeout)
+        except (PortNotFound, BoardNotAnswering, LinkError) as exc:
+            return self._flash_in_dfu(image, found, exc)
         try:
             board = self.before = self._facts(ap, url)
+            self._remember(board)
+            where = f"{self.where} on {url}"
             check_against_board(
-                image,
-                found,
-                board,
-                f"{self.where} on {url}",
-                require_board_name=self.require_board_name,
+                image, found, board, where, require_board_name=self.require_board_name
             )
             if not force and self._same_build(found, board):
                 return FlashResult(
-                    self.usb_serial,
-                    self.method,
-                    image.sha256,
-                    True,
-                    0,
-                    0.0,
-                    0.0,
-                    None,
-                    "",
-                    board.version,
-                    board.version,
-                )
-            dfu_serial = self.dfu_serial or self._dfu_serial(board)
-            self._dfu = DfuFlasher(
-                dfu_serial,
-                registry_dir=self.registry_dir,
-                progress=self.progress,
-                backend=self.backend,
-                enter_dfu=lambda: self._reboot_to_dfu(ap, url),
-                app_header=False,
-                find_timeout=self.find_timeout,
-                wait_for_app=False,
-            )
-            result = self._dfu.flash(image, force=True)
+                    self.usb_serial, self.method, image.sha256, True, 0, 0.0, 0.0, None, "",
+                    board.version, board.version,
+                )  # fmt: skip
+            result = self._write(image, board, lambda: self._reboot_to_dfu(ap, url))
         finally:
             with contextlib.suppress(Exception):
                 ap.close()
-        self.erase_started = self._dfu.erase_started
         confirmed = self._confirm(image, found, board)
         return replace(
             result,
@@ -218,6 +201,62 @@ class MspDfuFlasher(Flasher):
             old_version=board.version,
             new_version=confirmed.version,
         )
+
+    def _flash_in_dfu(
+        self, image: FirmwareImage, found: FirmwareStrings, missing: HilError
+    ) -> FlashResult:
+        """No VCP: a board left in DFU (a flash cut off after its erase) is flashed there,
+        checked against what it last said over MSP (`memory`)."""
+        board = self._recall()
+        if board is None:
+            raise FlashError(
+                f"{self.where}: no MSP on its VCP before flashing ({missing}); a board left in DFU "
+                "(a flash cut off) is flashed only once the harness has seen it over MSP"
+            )
+        where = f"{self.where} (no MSP on its VCP; as it said over MSP before)"
+        check_against_board(image, found, board, where, require_board_name=self.require_board_name)
+        log.info("%s: no VCP, looking for its DFU device", self.where)
+        result = self._write(image, board, lambda: None)  # a device already there is taken at once
+        confirmed = self._confirm(image, found, board)
+        return replace(
+            result, usb_serial=self.usb_serial, old_version=None, new_version=confirmed.version
+        )
+
+    def _write(
+        self, image: FirmwareImage, board: MspBoardFacts, enter: Callable[[], None]
+    ) -> FlashResult:
+        self._dfu = DfuFlasher(
+            self.dfu_serial or self._dfu_serial(board),
+            registry_dir=self.registry_dir,
+            progress=self.progress,
+            backend=self.backend,
+            enter_dfu=enter,
+            app_header=False,
+            find_timeout=self.find_timeout,
+            wait_for_app=False,
+        )
+        try:
+            return self._dfu.flash(image, force=True)
+        finally:
+            self.erase_started = self._dfu.erase_started
+
+    def _remember(self, board: MspBoardFacts) -> None:
+        if self.memory is None:
+            return
+        with contextlib.suppress(OSError):
+            self.memory.parent.mkdir(parents=True, exist_ok=True)
+            self.memory.write_text(json.dumps(asdict(board), indent=1) + "\n")
+
+    def _recall(self) -> MspBoardFacts | None:
+        if self.memory is None:
+            return None
+        try:
+            data = json.loads(self.memory.read_text())
+            uid = data.get("uid")
+            data["uid"] = tuple(int(w) for w in uid) if uid is not None else None
+            return MspBoardFacts(**data)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
 
     # -- steps -----------------------------------------------------------------------------
     def _locate(self, timeout: float, when: str) -> str:
@@ -262,7 +301,9 @@ class MspDfuFlasher(Flasher):
         board refuses is passed over; one it takes ends the link (the board is gone)."""
         ways = ap.profile.rom_dfu
         if not ways:
-            raise FlashError(f"{self.where}: its firmware profile {ap.profile.name!r} names no way into DFU")
+            raise FlashError(
+                f"{self.where}: its firmware profile {ap.profile.name!r} names no way into DFU"
+            )
         refused = []
         for way in ways:
             try:
