@@ -57,14 +57,16 @@ def old_firmware(identity: BoardIdentity) -> bytes:
 class MspBoard:
     """`VirtualMspBoard` in a thread, with its flash holding `firmware` at power-on."""
 
-    def __init__(self, work: Path, identity: BoardIdentity, firmware: bytes | None = None) -> None:
+    def __init__(
+        self, work: Path, identity: BoardIdentity, firmware: bytes | None = None, **options
+    ) -> None:
         self.registry = work / "reg"
         self.identity = identity
         self.flash = Flash(work / "flash.bin", bootloader_sector=False)
         if firmware is not None:
             self.flash.write(FLASH_BASE, firmware)
         self.board = VirtualMspBoard(
-            self.flash, self.registry, identity, timing=DfuTiming.instant()
+            self.flash, self.registry, identity, timing=DfuTiming.instant(), **options
         )
         self.stop = False
         self.thread = threading.Thread(
@@ -223,6 +225,16 @@ def test_the_dfu_device_is_found_by_the_chip_serial_when_the_vcp_serial_is_a_con
     try:
         result = board.flasher().flash(load_image(bf_hex))
         assert result.new_version == "4.6.0"
+    finally:
+        board.close()
+
+
+def test_a_board_that_refuses_msp_reboot_into_dfu_gets_the_cli_bl_rom(bf_hex, tmp_path):
+    identity = BoardIdentity()
+    board = MspBoard(tmp_path, identity, old_firmware(identity), msp_rom_reboot=False)
+    try:
+        result = board.flasher().flash(load_image(bf_hex))
+        assert result.new_version == "4.6.0" and board.board.dfu_sessions == 1
     finally:
         board.close()
 

@@ -310,6 +310,8 @@ class MspDfuFlasher(Flasher):
                 if way.kind == "msp":
                     ap.request(int(way.code), way.payload)
                 elif way.kind == "cli":
+                    # It reboots into DFU, not back onto MSP: wait for its link to drop only.
+                    ap.reboot_timeout = min(ap.reboot_timeout, 1.0)
                     ap.cli(str(way.code), timeout=2.0, check=True)
                 else:
                     continue

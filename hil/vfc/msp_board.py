@@ -13,7 +13,8 @@ the ROM DFU device, as if BOOT0 were held.
 
 MSP it answers (Betaflight 4.6 msp.c layouts, `hil.codecs.msp`): API_VERSION,
 FC_VARIANT, FC_VERSION, BOARD_INFO, BUILD_INFO, UID, STATUS (all zero), and REBOOT:
-mode 0 reboots (the pty goes away and a new one comes), mode 1 goes into the ROM DFU
+mode 0 reboots (the pty goes away and a new one comes), mode 1 (or the one-shot CLI's
+`bl rom`, STX first as Betaflight's msp_serial.c takes it) goes into the ROM DFU
 device (`hil.vfc.dfu_device.serve_dfu` with `ROM_LAYOUT`, serial from the unique id as
 ST's ROM computes it, `hil.usb.stm32_uid`); DFU leave boots again. Other commands get
 an error reply. Its VCP serial is the unique-id serial (as HAL builds: F7/H7) unless
@@ -49,6 +50,8 @@ from hil.vfc.pty import Pty
 
 STM32_VCP_VID, STM32_VCP_PID = 0x0483, 0x5740
 """Betaflight's VCP (src/platform/STM32/vcp_hal/usbd_desc.c USBD_VID / USBD_PID)."""
+CLI_STX, CLI_ETX = b"\x02", b"\x03"
+"""Betaflight's one-shot CLI: STX enters it, ETX leaves (src/main/msp/msp_serial.c)."""
 _RAM = ((0x10000000, 0x10010000), (0x20000000, 0x20020000))  # F405: CCM 64K, SRAM 128K
 
 
@@ -128,7 +131,11 @@ class VirtualMspBoard:
         *,
         timing: DfuTiming | None = None,
         log: Callable[[str], None] | None = None,
+        msp_rom_reboot: bool = True,
     ) -> None:
+        """`msp_rom_reboot` False: MSP_REBOOT 1 gets an error reply (the CLI's `bl rom`
+        still works), as a firmware whose MSP has no way into the ROM bootloader."""
+        self.msp_rom_reboot = msp_rom_reboot
         self.flash = flash
         self.registry_dir = Path(registry_dir)
         self.identity = identity or BoardIdentity()
@@ -166,12 +173,29 @@ class VirtualMspBoard:
         )  # fmt: skip
         self.log(f"running Betaflight {'.'.join(map(str, running.version))} on {pty.path}")
         parser = MspParser()
+        cli: bytearray | None = None  # the one-shot CLI line being typed, after STX
         try:
             while not should_stop():
                 ready, _, _ = select.select([pty.master_fd], [], [], 0.05)
                 if not ready:
                     continue
-                for frame in parser.feed(pty.read()):
+                data = pty.read()
+                if cli is None and data.startswith(CLI_STX):
+                    pty.write(CLI_STX)  # Betaflight answers STX and takes the line that follows
+                    cli, data = bytearray(), data[1:]
+                if cli is not None:
+                    cli += data
+                    if b"\n" not in cli:
+                        continue
+                    line = bytes(cli).split(b"\n", 1)[0].strip().decode("ascii", "replace")
+                    cli = None
+                    if line.lower() == "bl rom":  # src/main/cli/cli.c cliBootloader, cliRebootEx
+                        pty.write(b"\r\n# restarting in ROM bootloader mode\r\n\r\nRebooting")
+                        time.sleep(0.02)
+                        return "dfu"
+                    pty.write(f"{line}\r\nUnknown command, try 'help'".encode() + CLI_ETX)
+                    continue
+                for frame in parser.feed(data):
                     if frame.direction != msp.Direction.REQUEST:
                         continue
                     answer, then = self._answer(frame.cmd, frame.payload, running)
@@ -200,7 +224,7 @@ class VirtualMspBoard:
         }  # fmt: skip
         if cmd == MspCommand.REBOOT:
             mode = payload[0] if payload else 0
-            if mode not in (0, 1):
+            if mode not in (0, 1) or (mode == 1 and not self.msp_rom_reboot):
                 return msp.encode_reply(cmd, b"", error=True), None
             return msp.encode_reply(cmd, bytes([mode])), ("dfu" if mode == 1 else "reboot")
         make = replies.get(cmd)
