@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hil.boards.virtual_usb import VirtualBackend
 from hil.errors import ConfigError, PortNotFound
@@ -24,7 +26,7 @@ from hil.firmware.betaflight_info import read_strings
 from hil.firmware.image import FirmwareImage, Segment, load_image
 from hil.flash.base import FlashError, FlashInterrupted
 from hil.flash.dfu_flasher import DfuFlasher
-from hil.flash.msp_dfu import MspDfuFlasher
+from hil.flash.msp_dfu import MspBoardFacts, MspDfuFlasher, check_against_board
 from hil.flash.preflight import ImageRefused
 from hil.links import ports
 from hil.vfc.dfu_device import ROM_LAYOUT, DfuTiming, serve_dfu
@@ -326,3 +328,31 @@ def test_hil_flash_refuses_the_image_for_a_board_of_another_target_in_one_line(b
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "STM32F7X2" in lines[0] and "untouched" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+# -- bad input and a host without the compiler -------------------------------------------
+
+
+@given(st.lists(st.tuples(st.integers(0, 0xFFFF_0000), st.binary(max_size=300)), max_size=4))
+@settings(max_examples=60, deadline=None)
+def test_any_image_is_read_or_refused_in_one_line_never_a_crash(parts):
+    segments, end = [], 0
+    for address, data in parts:  # non-overlapping, as the loader guarantees
+        start = max(address, end)
+        segments.append(Segment(start, data))
+        end = start + len(data)
+    image = FirmwareImage("fuzz.hex", "hex", tuple(segments))
+    found = read_strings(image)
+    board = MspBoardFacts("BTFL", "4.6.0", "STM32F405", "MATEKF405SE", "MTKS", "Dec  5 2026", "00:00:36", None)
+    try:
+        check_against_board(image, found, board, "board X")
+    except ImageRefused as exc:
+        assert "\n" not in str(exc) and "untouched" in str(exc)
+
+
+def test_without_the_arm_compiler_the_build_says_what_to_install(monkeypatch):
+    from hil.sitl import target_build
+
+    monkeypatch.setattr(target_build.shutil, "which", lambda name: None)
+    with pytest.raises(target_build.CompilerMissing, match="apt-get install gcc-arm-none-eabi"):
+        target_build.compiler_version()

@@ -176,6 +176,8 @@ class BetaflightBoard(Board):
     def wiring_note(self, receiver: Receiver) -> str | None:
         if self.stand_in is None:
             return None
+        if self.virtual_msp is not None:
+            return "the virtual-msp stand-in only flashes: it has no receiver UARTs"
         return (
             "the stand-in SITL listens on a UART only once serial RX is configured on it, "
             "which a run does first (`hil run`)"
