@@ -200,7 +200,7 @@ def test_a_flash_cut_off_after_the_erase_is_finished_by_the_next_one_in_dfu(bf_h
     assert first.erase_started
     with pytest.raises(PortNotFound):
         f405.locate(0.2)  # no VCP: the board waits in DFU
-    result = f405.flasher().flash(image)
+    result = f405.flasher(msp_timeout=0.5).flash(image)  # no VCP within 0.5 s: DFU
     assert (result.old_version, result.new_version) == (None, "4.6.0")
     assert f405.board.dfu_sessions == 1  # the same DFU session, finished
     for seg in image.segments:
@@ -210,7 +210,7 @@ def test_a_flash_cut_off_after_the_erase_is_finished_by_the_next_one_in_dfu(bf_h
 def test_a_board_in_dfu_that_was_never_seen_over_msp_is_not_flashed_blind(bf_hex, tmp_path):
     board = MspBoard(tmp_path, BoardIdentity())  # blank flash: it starts in DFU
     try:
-        flasher = board.flasher()
+        flasher = board.flasher(msp_timeout=0.5)
         with pytest.raises(FlashError, match="only once the harness has seen it over MSP"):
             flasher.flash(load_image(bf_hex))
         assert not flasher.erase_started
