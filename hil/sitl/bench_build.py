@@ -195,40 +195,49 @@ def _build(src: Path, folder: Path, done: Path) -> Path:
     log.info("building the Betaflight bench SITL in %s", tree)
     shutil.copytree(src, tree, ignore=shutil.ignore_patterns("obj", ".git", "images", "docs"), symlinks=True)
     apply_edits(tree)
+    return run_make(tree, ["TARGET=SITL"], "betaflight_*_SITL", folder, done, "the Betaflight bench SITL")
+
+
+def run_make(tree: Path, args: list[str], product: str, folder: Path, done: Path, what: str) -> Path:
+    """``make -jN *args`` in ``tree`` (log in ``folder/build.log``, bounded by
+    BUILD_TIMEOUT_S); the newest ``obj/<product>`` is copied into ``folder``, its path
+    written to ``done``, and the tree removed (the result is kept, not the source)."""
     jobs = str(max(1, min(4, os.cpu_count() or 1)))
     build_log = folder / "build.log"
     with open(build_log, "w") as out:
         try:
             proc = subprocess.run(
-                ["make", f"-j{jobs}", "TARGET=SITL"],
+                ["make", f"-j{jobs}", *args],
                 cwd=tree, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S, check=False,
             )
         except subprocess.TimeoutExpired:
-            raise BenchBuildError(
-                f"building the Betaflight bench SITL took over {BUILD_TIMEOUT_S:.0f} s; see {build_log}"
-            ) from None
-    found = sorted((tree / "obj").glob("betaflight_*_SITL"))
+            raise BenchBuildError(f"building {what} took over {BUILD_TIMEOUT_S:.0f} s; see {build_log}") from None
+    found = sorted((tree / "obj").glob(product))
     if proc.returncode != 0 or not found:
         tail = build_log.read_text(errors="replace").splitlines()[-8:]
         raise BenchBuildError(
-            f"building the Betaflight bench SITL failed (make exit {proc.returncode}); see {build_log}:\n"
-            + "\n".join(tail)
+            f"building {what} failed (make exit {proc.returncode}); see {build_log}:\n" + "\n".join(tail)
         )
-    exe = folder / found[-1].name
-    shutil.copy2(found[-1], exe)
-    shutil.rmtree(tree, ignore_errors=True)  # keep the executable, not 230 MB of source and objects
-    done.write_text(str(exe))
-    return exe
+    result = folder / found[-1].name
+    shutil.copy2(found[-1], result)
+    shutil.rmtree(tree, ignore_errors=True)
+    done.write_text(str(result))
+    return result
 
 
-def main() -> int:
+def print_built(build: Callable[[], Path]) -> int:
+    """A build's command line: build (if needed), print the result's path; exit 2 on error."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        print(bench_executable())
+        print(build())
     except HilError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main() -> int:
+    return print_built(bench_executable)
 
 
 if __name__ == "__main__":

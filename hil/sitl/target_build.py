@@ -30,14 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hil.errors import ConfigError, HilError
-from hil.sitl.bench_build import (
-    BUILD_TIMEOUT_S,
-    BenchBuildError,
-    build_once,
-    cache_root,
-    package_source,
-)
+from hil.errors import ConfigError
+from hil.sitl.bench_build import build_once, cache_root, package_source, print_built, run_make
 
 log = logging.getLogger(__name__)
 
@@ -117,48 +111,12 @@ def _build(src: Path, config: str, gcc: str, folder: Path, done: Path) -> Path:
         shutil.rmtree(tree)
     log.info("building Betaflight %s in %s", config, tree)
     shutil.copytree(src, tree, ignore=_ignore(config), symlinks=True)
-    jobs = str(max(1, min(4, os.cpu_count() or 1)))
-    build_log = folder / "build.log"
-    command = [
-        "make", f"-j{jobs}", f"CONFIG={config}", "ARM_SDK_PREFIX=arm-none-eabi-",
-        f"GCC_REQUIRED_VERSION={gcc}", "hex",
-    ]  # fmt: skip
-    with open(build_log, "w") as out:
-        try:
-            proc = subprocess.run(
-                command,
-                cwd=tree,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=BUILD_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise BenchBuildError(
-                f"building Betaflight {config} took over {BUILD_TIMEOUT_S:.0f} s; see {build_log}"
-            ) from None
-    found = sorted((tree / "obj").glob(f"betaflight_*_{config}.hex"))
-    if proc.returncode != 0 or not found:
-        tail = build_log.read_text(errors="replace").splitlines()[-8:]
-        raise BenchBuildError(
-            f"building Betaflight {config} failed (make exit {proc.returncode}); see {build_log}:\n"
-            + "\n".join(tail)
-        )
-    result = folder / found[-1].name
-    shutil.copy2(found[-1], result)
-    shutil.rmtree(tree, ignore_errors=True)  # keep the .hex, not the source and objects
-    done.write_text(str(result))
-    return result
+    args = [f"CONFIG={config}", "ARM_SDK_PREFIX=arm-none-eabi-", f"GCC_REQUIRED_VERSION={gcc}", "hex"]
+    return run_make(tree, args, f"betaflight_*_{config}.hex", folder, done, f"Betaflight {config}")
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        print(target_hex(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_CONFIG))
-    except HilError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return print_built(lambda: target_hex(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_CONFIG))
 
 
 if __name__ == "__main__":
