@@ -160,7 +160,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
 
     def again() -> str:
         """The command that finishes a flash cut off half way (this one, as given)."""
-        words = ["hil", "flash", args.image, "--method", args.method]
+        words = ["hil", "flash", args.image, "--method", method]
         for flag, value in (("--board", args.board), ("--rig", args.rig),
                             ("--base-address", args.base_address), ("--state-dir", args.state_dir)):
             if value:
@@ -174,7 +174,8 @@ def _cmd_flash(args: argparse.Namespace) -> int:
         board = rig.select(args.board)
         with BoardLock(board.usb_serial or board.name, board.lock_dir, wait=args.lock_wait):
             board.lifecycle.reach(BoardState.APP, "to be flashed")
-            flasher = board.flasher(args.method, progress=_progress_bar())
+            method = args.method or board.flash_method
+            flasher = board.flasher(method, progress=_progress_bar())
             try:
                 result = flasher.flash(image, force=args.force)
             except FlashInterrupted as exc:
@@ -308,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     flash.add_argument("image", help=".apj, .px4, .hex, .bin (with --base-address), .dfu or .elf")
     flash.add_argument("--rig", help="rig file (default: fixtures/virtual.toml)")
     flash.add_argument("--board", help="board of the rig (name or USB serial)")
-    flash.add_argument("--method", choices=("serial", "dfu"), default="serial", help="serial bootloader or USB DFU")
+    flash.add_argument(
+        "--method", choices=("serial", "dfu"), default=None,
+        help="serial bootloader or USB DFU (default: the board type's: serial, dfu for betaflight)",
+    )
     flash.add_argument("--force", action="store_true", help="flash even when the board already holds the image")
     flash.add_argument("--base-address", help="load address of a raw .bin image (e.g. 0x08004000)")
     flash.add_argument("--lock-wait", type=float, default=30.0, help="seconds to wait for a board another process holds")

@@ -261,7 +261,7 @@ def fly(
     return records
 
 
-def load_onto(board, image_path: Path, method: str = "serial") -> dict[str, Any]:
+def load_onto(board, image_path: Path, method: str | None = None) -> dict[str, Any]:
     """Put the image on the board (flash it, or for a SITL board run that executable)."""
     use_executable = getattr(board, "use_executable", None)  # a SITL board runs the image
     if use_executable is not None:
@@ -276,7 +276,8 @@ def load_onto(board, image_path: Path, method: str = "serial") -> dict[str, Any]
         image = load_image(image_path)
     except ImageError as exc:
         raise ConfigError(f"{image_path}: {exc}") from None
-    result = board.lifecycle.flash(lambda: board.flasher(method).flash(image))
+    how = method or board.flash_method
+    result = board.lifecycle.flash(lambda: board.flasher(how).flash(image))
     return {
         "path": str(image_path),
         "sha256": image.sha256,
@@ -296,7 +297,7 @@ def run_gate(
     alpha: float = 0.05,
     min_latency_s: float = 0.1,
     min_figure_rel: float = 0.2,
-    method: str = "serial",
+    method: str | None = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> GateResult:
     """Fly ``scenarios`` with both images and compare them (see the module doc)."""
@@ -398,7 +399,9 @@ def add_command(sub) -> None:
         help="smallest latency change that matters, s (default 0.1)",
     )
     gate.add_argument("-k", dest="keyword", help="only scenarios whose name contains this text")
-    gate.add_argument("--method", choices=("serial", "dfu"), default="serial", help="how to flash")
+    gate.add_argument(
+        "--method", choices=("serial", "dfu"), default=None, help="how to flash (default: the board type's)"
+    )
     gate.add_argument("--report", help="directory for gate.json and gate.txt (default: hil-runs/gate-<time>)")
     gate.add_argument("--state-dir", help="where virtual boards keep flash and parameters (default: .hil/rigs/<rig>)")
     gate.set_defaults(func=_cmd_gate)

@@ -273,6 +273,9 @@ class Board(ABC):
         named by USB serial is looked up; PortNotFound when it is absent or no adapter)."""
         return {r.role: receiver_device(r) for r in self.receivers}
 
+    #: How `hil flash` flashes this board when not told (`--method`).
+    flash_method: str = "serial"
+
     def flasher(self, method: str, progress=None):
         """A flasher for this board over `method` ("serial" or "dfu")."""
         from hil.flash.dfu_flasher import DfuFlasher

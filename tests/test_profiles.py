@@ -176,10 +176,16 @@ def test_reboot_to_bootloader_commands():
         )
     bf = profile("betaflight").bootloader
     assert (bf[0].kind, bf[0].code, bf[0].payload) == ("msp", MSP_REBOOT, b"\x01")
-    assert [c.code for c in bf if c.kind == "cli"] == ["bl", "dfu"]
+    assert [c.code for c in bf if c.kind == "cli"] == ["bl rom", "bl flash"]  # 4.6 cli.c: no `dfu`
     # INAV 9 fc_msp.c mspFcRebootCommand: one non-zero byte means DFU; the CLI's dfu too.
     inav = profile("inav").bootloader
     assert [(c.kind, c.code, c.payload) for c in inav] == [("msp", MSP_REBOOT, b"\x01"), ("cli", "dfu", b"")]
+    # Into the ROM DFU device: MSP_REBOOT 1, else the CLI.
+    assert [(c.kind, c.payload or c.code) for c in profile("betaflight").rom_dfu] == [
+        ("msp", b"\x01"),
+        ("cli", "bl rom"),
+    ]
+    assert [(c.kind, c.payload or c.code) for c in profile("inav").rom_dfu] == [("msp", b"\x01"), ("cli", "dfu")]
 
 
 # -- the MAVLink adapter reads the profile --------------------------------------------------

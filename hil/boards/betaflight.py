@@ -20,7 +20,7 @@ it a stand-in (`hil.sitl.bench_stand`) that the board starts and stops with itse
     fc_port = "UART2"               # the FC's UART it is wired to
 
     [board.stand_in]                # only without hardware: see hil.sitl.bench_stand
-    kind = "betaflight-sitl"
+    kind = "betaflight-sitl"        # or "virtual-msp" (hil.boards.virtual_msp), to flash
 
 On first use the harness applies its bench configuration to the board (serial RX on
 ``fc_port`` with the receiver's protocol, the arm switch, ANGLE, link statistics in the
@@ -28,6 +28,11 @@ debug channels) and keeps the board's configuration from before (``diff all``) i
 board's state directory as ``original-diff.txt``, which the CLI takes back line by line.
 A test that changes a setting marks the board dirty; the next session then puts the bench
 configuration back (``defaults nosave``, the saved bench ``diff all``, ``save``).
+
+`hil flash IMAGE` flashes it through its ROM DFU bootloader, entered over MSP
+(`hil.flash.msp_dfu`): the image must name the board's MCU target and board name
+(``check_board_name = false`` accepts a build for the same MCU without this board's
+name); ``dfu_serial`` overrides the DFU device's serial computed from the chip's id.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ log = logging.getLogger(__name__)
 ORIGINAL_DIFF = "original-diff.txt"
 #: The bench configuration as `diff all` printed it once applied; replayed to reset.
 BENCH_DIFF = "bench-diff.txt"
+#: What the board last said over MSP (target, board, unique id), for a flash that finds it in DFU.
+MSP_FACTS = "msp-facts.json"
 #: Lines of `diff all` that are not settings to replay.
 _SKIP_PREFIXES = ("#", "batch", "defaults", "save", "board_name", "manufacturer_id", "mcu_id", "signature")
 
@@ -66,7 +73,10 @@ class BetaflightBoard(Board):
         "arm_aux": RigKey("integer", 1, 12),
         "receiver": RigKey("tables"),
         "stand_in": RigKey("table"),
+        "dfu_serial": RigKey("name"),
+        "check_board_name": RigKey("boolean"),
     }
+    flash_method = "dfu"
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         super().__init__(name, spec, rig)
@@ -89,11 +99,19 @@ class BetaflightBoard(Board):
         self.rc_receiver: Receiver = rc[0]
         self.dirty = False
         self.stand_in = None
-        if spec.get("stand_in") is not None:
+        self.virtual_msp = None  # the stand-in for flashing (hil.boards.virtual_msp), if any
+        stand_in = spec.get("stand_in")
+        if isinstance(stand_in, Mapping) and stand_in.get("kind") == "virtual-msp":
+            from hil.boards.virtual_msp import VirtualMspStandIn
+
+            self.stand_in = self.virtual_msp = VirtualMspStandIn.from_spec(
+                f"{where}: stand_in", stand_in, self.work_dir, self.usb_serial
+            )
+        elif stand_in is not None:
             from hil.sitl.bench_stand import BetaflightBenchStandIn
 
             self.stand_in = BetaflightBenchStandIn.from_spec(
-                f"{where}: stand_in", spec["stand_in"], self.work_dir, rig.path.parent, self.lock_dir
+                f"{where}: stand_in", stand_in, self.work_dir, rig.path.parent, self.lock_dir
             )
 
     # -- what the rig knows ----------------------------------------------------------
@@ -149,6 +167,8 @@ class BetaflightBoard(Board):
         if url:
             text = str(url)
             return "socket://" + text[4:] if text.startswith("tcp:") else text
+        if self.virtual_msp is not None:
+            return self.virtual_msp.url(timeout)
         from hil.links.ports import find_port
 
         return find_port(self.usb_serial, None, timeout=timeout).device
@@ -156,6 +176,8 @@ class BetaflightBoard(Board):
     def wiring_note(self, receiver: Receiver) -> str | None:
         if self.stand_in is None:
             return None
+        if self.virtual_msp is not None:
+            return "the virtual-msp stand-in only flashes: it has no receiver UARTs"
         return (
             "the stand-in SITL listens on a UART only once serial RX is configured on it, "
             "which a run does first (`hil run`)"
@@ -176,12 +198,67 @@ class BetaflightBoard(Board):
 
         return MspAutopilot(
             self.url(timeout=connect_timeout),
-            sitl=self.stand_in,
+            sitl=self.stand_in if self.virtual_msp is None else None,
             reconnect=reconnect,
             baudrate=self.baud,
             connect_timeout=connect_timeout,
             profile=self.profile,
         )
+
+    # -- flashing ----------------------------------------------------------------------
+
+    def flasher(self, method: str, progress=None):
+        """MSP into the ROM DFU bootloader, DfuSe, back to the VCP (hil.flash.msp_dfu)."""
+        from hil.flash.msp_dfu import MspDfuFlasher
+
+        if method != "dfu":
+            raise ConfigError(
+                f"board {self.name} (Betaflight) is flashed through its ROM DFU bootloader, entered over "
+                f"MSP: use --method dfu, not {method!r}"
+            )
+        if self.stand_in is not None and self.virtual_msp is None:
+            raise ConfigError(
+                f"board {self.name} has a SITL stand-in, which has no bootloader to flash; flash the real "
+                "board, or give it the stand-in kind \"virtual-msp\""
+            )
+        registry_dir = backend = None
+        if self.virtual_msp is not None:
+            from hil.boards.virtual_usb import VirtualBackend
+
+            registry_dir = self.virtual_msp.registry_dir
+            backend = VirtualBackend(registry_dir)
+        return MspDfuFlasher(
+            self.usb_serial or self.name,
+            self._vcp_url,
+            open_msp=lambda url, timeout: self._open_msp(url, timeout),
+            registry_dir=registry_dir,
+            backend=backend,
+            progress=progress,
+            dfu_serial=self.spec.get("dfu_serial"),
+            require_board_name=bool(self.spec.get("check_board_name", True)),
+            memory=self.work_dir / MSP_FACTS,
+        )
+
+    def _vcp_url(self, timeout: float) -> str:
+        """The VCP now; a real board without a url is found again by serial, or by its USB
+        location when its serial names nothing (Betaflight F4: "0x8000000")."""
+        if self.spec.get("url") or self.virtual_msp is not None:
+            return self.url(timeout)
+        from hil.links.ports import find_port, find_port_again
+
+        last = self.__dict__.get("_last_vcp")
+        port = (
+            find_port_again(last, timeout=timeout, state="app")
+            if last is not None
+            else find_port(self.usb_serial, None, timeout=timeout, state="app")
+        )
+        self.__dict__["_last_vcp"] = port
+        return port.device
+
+    def _open_msp(self, url: str, timeout: float):
+        from hil.autopilot.msp import MspAutopilot
+
+        return MspAutopilot(url, baudrate=self.baud, connect_timeout=timeout, profile=self.profile)
 
     # -- configuration -----------------------------------------------------------------
 

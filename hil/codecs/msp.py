@@ -48,6 +48,7 @@ class MspCommand(IntEnum):
     FC_VARIANT = 2
     FC_VERSION = 3
     BOARD_INFO = 4
+    BUILD_INFO = 5
     MODE_RANGES = 34
     SET_MODE_RANGE = 35
     FEATURE_CONFIG = 36
@@ -66,6 +67,7 @@ class MspCommand(IntEnum):
     BOXNAMES = 116
     BOXIDS = 119
     STATUS_EX = 150
+    UID = 160
     SET_RAW_RC = 200
     EEPROM_WRITE = 250
     DEBUG = 254
@@ -441,6 +443,103 @@ class BoardInfo:
             return out
         name = self.target_name.encode("ascii")
         return out + _pack("B", len(name)) + name + self.rest
+
+
+SIGNATURE_LENGTH = 32
+"""MSP_BOARD_INFO's signature field (Betaflight src/main/config/config.h SIGNATURE_LENGTH)."""
+
+
+@dataclass(frozen=True)
+class BoardDetails:
+    """The fields of MSP_BOARD_INFO after the target name (Betaflight 4.x msp.c): board
+    name and manufacturer id (empty without USE_BOARD_INFO), the 32-byte signature, the
+    MCU type id (API 1.41+) and the rest (configuration state, gyro rate, problems, bus
+    device counts) raw. Fields a shorter reply lacks are None."""
+
+    board_name: str
+    manufacturer_id: str
+    signature: bytes | None = None
+    mcu_type_id: int | None = None
+    rest: bytes = b""
+
+    @classmethod
+    def decode(cls, payload: bytes) -> BoardDetails:
+        r = _Reader(payload, "BOARD_INFO details")
+        board = _ascii(r.raw(r.one("B")), "board name")
+        maker = _ascii(r.raw(r.one("B")), "manufacturer id")
+        if r.remaining() < SIGNATURE_LENGTH:
+            return cls(board, maker, None, None, r.rest())
+        signature = r.raw(SIGNATURE_LENGTH)
+        mcu = r.one("B") if r.remaining() else None
+        return cls(board, maker, signature, mcu, r.rest())
+
+    def encode(self) -> bytes:
+        out = bytearray()
+        for text, what in ((self.board_name, "board name"), (self.manufacturer_id, "manufacturer id")):
+            raw = text.encode("ascii")
+            if len(raw) > 255:
+                raise ValueError(f"{what} longer than 255 characters")
+            out += _pack("B", len(raw)) + raw
+        if self.signature is None:  # a reply cut short after the names: the rest is raw
+            if self.mcu_type_id is not None or len(self.rest) >= SIGNATURE_LENGTH:
+                raise ValueError("BOARD_INFO fields after the names need the signature first")
+            return bytes(out + self.rest)
+        if len(self.signature) != SIGNATURE_LENGTH:
+            raise ValueError(f"signature must be {SIGNATURE_LENGTH} bytes")
+        out += self.signature
+        if self.mcu_type_id is None:
+            if self.rest:
+                raise ValueError("BOARD_INFO rest bytes need the MCU type before them")
+            return bytes(out)
+        return bytes(out + _pack("B", self.mcu_type_id) + self.rest)
+
+
+BUILD_DATE_LENGTH = 11
+BUILD_TIME_LENGTH = 8
+GIT_SHORT_REVISION_LENGTH = 7
+"""MSP_BUILD_INFO's fixed fields (Betaflight src/main/build/version.h)."""
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """MSP_BUILD_INFO (5) reply: __DATE__ ("Dec  4 2026"), __TIME__, the short git
+    revision, then (API 1.46+) build option flags, kept raw. The revision is whatever
+    bytes the firmware sent (a build outside git sends what follows an empty string)."""
+
+    date: str
+    time: str
+    revision: bytes
+    rest: bytes = b""
+
+    @classmethod
+    def decode(cls, payload: bytes) -> BuildInfo:
+        r = _Reader(payload, "BUILD_INFO")
+        date = _ascii(r.raw(BUILD_DATE_LENGTH), "build date")
+        when = _ascii(r.raw(BUILD_TIME_LENGTH), "build time")
+        return cls(date, when, r.raw(GIT_SHORT_REVISION_LENGTH), r.rest())
+
+    def encode(self) -> bytes:
+        date, when = self.date.encode("ascii"), self.time.encode("ascii")
+        if len(date) != BUILD_DATE_LENGTH or len(when) != BUILD_TIME_LENGTH:
+            raise ValueError("build date is 11 characters and build time 8")
+        if len(self.revision) != GIT_SHORT_REVISION_LENGTH:
+            raise ValueError("the revision field is 7 bytes")
+        return date + when + self.revision + self.rest
+
+
+@dataclass(frozen=True)
+class Uid:
+    """MSP_UID (160) reply: the MCU's 96-bit unique id as U_ID_0, U_ID_1, U_ID_2."""
+
+    words: tuple[int, int, int]
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Uid:
+        r = _Reader(payload, "UID")
+        return cls(r.take("III"))
+
+    def encode(self) -> bytes:
+        return _pack("III", *self.words)
 
 
 # ----------------------------------------------------------------------- status

@@ -18,7 +18,9 @@ ground-station or position-loss failsafe and only warns on a low battery.
 
 Reboots (src/main/msp/msp.c, MSP_REBOOT; src/main/cli/cli.c): MSP_REBOOT with no payload or
 0 reboots the firmware, 1 into the MCU's ROM (DFU) bootloader, 4 into the flash
-bootloader on builds that have one; the CLI's `bl [rom|flash]` and `dfu` do the same.
+bootloader on builds that have one; the CLI's `bl rom` and `bl flash` do the same (4.6
+has no `dfu` command; a bare `bl` is the flash bootloader where the build has one, else
+the ROM's).
 """
 
 from __future__ import annotations
@@ -161,8 +163,12 @@ BETAFLIGHT = FirmwareProfile(
             payload=bytes([REBOOT_BOOTLOADER_FLASH]),
             note="flash bootloader, on builds that have one",
         ),
-        Command("cli", "bl", note="ROM bootloader, or the flash one where the build has it"),
-        Command("cli", "dfu", note="ROM (DFU) bootloader"),
+        Command("cli", "bl rom", note="ROM (DFU) bootloader"),
+        Command("cli", "bl flash", note="flash bootloader, on builds that have one"),
+    ),
+    rom_dfu=(
+        Command("msp", MSP_REBOOT, payload=bytes([REBOOT_BOOTLOADER_ROM]), note="ROM (DFU) bootloader"),
+        Command("cli", "bl rom", note="ROM (DFU) bootloader"),
     ),
     failsafe_phases=FAILSAFE_PHASES,
     sources=(

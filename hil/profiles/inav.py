@@ -174,6 +174,10 @@ INAV = FirmwareProfile(
         Command("msp", MSP_REBOOT, payload=b"\x01", note="ROM (DFU) bootloader, INAV 9 and later"),
         Command("cli", "dfu", note="ROM (DFU) bootloader"),
     ),
+    rom_dfu=(
+        Command("msp", MSP_REBOOT, payload=b"\x01", note="ROM (DFU) bootloader, INAV 9 and later"),
+        Command("cli", "dfu", note="ROM (DFU) bootloader, every release"),
+    ),
     sources=(
         "INAV src/main/fc/fc_msp_box.c",
         "INAV src/main/fc/rc_modes.h",

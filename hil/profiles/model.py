@@ -132,6 +132,9 @@ class FirmwareProfile:
     reboot: Command
     bootloader: tuple[Command, ...]
     idle_mode: str | None = None
+    #: Of `bootloader`, the commands that reboot into the MCU's ROM DFU bootloader, in the
+    #: order a flasher tries them (hil.flash.msp_dfu).
+    rom_dfu: tuple[Command, ...] = ()
     failsafe_phases: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     _names: Mapping[int, str] = field(init=False, repr=False)

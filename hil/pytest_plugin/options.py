@@ -40,7 +40,7 @@ class HilState:
         self.report_dir = Path(report) if report else None
         state_dir = config.getoption("hil_state_dir")
         self.state_dir = Path(state_dir) if state_dir else None
-        self.flash_method: str = config.getoption("hil_flash_method")
+        self.flash_method: str | None = config.getoption("hil_flash_method")
         self.lock_wait: float = config.getoption("hil_lock_wait")
         self._rig: Rig | None = None
         self._locks: dict[str, BoardLock] = {}
@@ -140,7 +140,8 @@ class HilState:
             image = load_image(self.firmware)
         except ImageError as exc:
             raise pytest.UsageError(f"--firmware: {exc}") from None
-        return board.lifecycle.flash(lambda: board.flasher(self.flash_method).flash(image))
+        method = self.flash_method or board.flash_method
+        return board.lifecycle.flash(lambda: board.flasher(method).flash(image))
 
     def firmware_info(self, board: Board, session) -> dict[str, str]:
         """The board's firmware for the report: the image flashed with --firmware (its
@@ -237,8 +238,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where virtual boards keep flash and parameters (default: a temporary directory)",
     )
     group.addoption(
-        "--flash-method", dest="hil_flash_method", default="serial", choices=("serial", "dfu"),
-        help="how --firmware is flashed (default: serial bootloader)",
+        "--flash-method", dest="hil_flash_method", default=None, choices=("serial", "dfu"),
+        help="how --firmware is flashed (default: the board type's: serial bootloader, DFU for betaflight)",
     )
     group.addoption(
         "--lock-wait", dest="hil_lock_wait", type=float, default=60.0,

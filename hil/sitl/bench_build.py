@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +181,14 @@ def bench_executable(*, build: bool = True) -> Path:
             return exe
     if not build:
         raise ConfigError("the Betaflight bench SITL is not built yet (run `python -m hil.sitl.bench_build`)")
+    return build_once(folder, done, lambda: _build(src, folder, done), "the Betaflight bench SITL")
+
+
+def build_once(folder: Path, done: Path, build: Callable[[], Path], what: str) -> Path:
+    """Run ``build`` (which writes the result's path into ``done``) unless another process
+    already did: builds of one cache folder are serialised by a file lock there, and a
+    process that waited for another's build takes its result. Waits at most
+    BUILD_TIMEOUT_S for the other process, then says which folder to clear."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         deadline = time.monotonic() + BUILD_TIMEOUT_S
@@ -190,13 +199,13 @@ def bench_executable(*, build: bool = True) -> Path:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise BenchBuildError(
-                        f"another process has been building the Betaflight bench SITL in {folder} for over "
+                        f"another process has been building {what} in {folder} for over "
                         f"{BUILD_TIMEOUT_S:.0f} s; if none is running, delete {folder} and try again"
                     ) from None
                 time.sleep(0.5)
         if done.is_file():  # another process built it while we waited
             return Path(done.read_text().strip())
-        return _build(src, folder, done)
+        return build()
 
 
 def _build(src: Path, folder: Path, done: Path) -> Path:
@@ -209,40 +218,49 @@ def _build(src: Path, folder: Path, done: Path) -> Path:
     log.info("building the Betaflight bench SITL in %s", tree)
     shutil.copytree(src, tree, ignore=shutil.ignore_patterns("obj", ".git", "images", "docs"), symlinks=True)
     apply_edits(tree)
+    return run_make(tree, ["TARGET=SITL"], "betaflight_*_SITL", folder, done, "the Betaflight bench SITL")
+
+
+def run_make(tree: Path, args: list[str], product: str, folder: Path, done: Path, what: str) -> Path:
+    """``make -jN *args`` in ``tree`` (log in ``folder/build.log``, bounded by
+    BUILD_TIMEOUT_S); the newest ``obj/<product>`` is copied into ``folder``, its path
+    written to ``done``, and the tree removed (the result is kept, not the source)."""
     jobs = str(max(1, min(4, os.cpu_count() or 1)))
     build_log = folder / "build.log"
     with open(build_log, "w") as out:
         try:
             proc = subprocess.run(
-                ["make", f"-j{jobs}", "TARGET=SITL"],
+                ["make", f"-j{jobs}", *args],
                 cwd=tree, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S, check=False,
             )
         except subprocess.TimeoutExpired:
-            raise BenchBuildError(
-                f"building the Betaflight bench SITL took over {BUILD_TIMEOUT_S:.0f} s; see {build_log}"
-            ) from None
-    found = sorted((tree / "obj").glob("betaflight_*_SITL"))
+            raise BenchBuildError(f"building {what} took over {BUILD_TIMEOUT_S:.0f} s; see {build_log}") from None
+    found = sorted((tree / "obj").glob(product))
     if proc.returncode != 0 or not found:
         tail = build_log.read_text(errors="replace").splitlines()[-8:]
         raise BenchBuildError(
-            f"building the Betaflight bench SITL failed (make exit {proc.returncode}); see {build_log}:\n"
-            + "\n".join(tail)
+            f"building {what} failed (make exit {proc.returncode}); see {build_log}:\n" + "\n".join(tail)
         )
-    exe = folder / found[-1].name
-    shutil.copy2(found[-1], exe)
-    shutil.rmtree(tree, ignore_errors=True)  # keep the executable, not 230 MB of source and objects
-    done.write_text(str(exe))
-    return exe
+    result = folder / found[-1].name
+    shutil.copy2(found[-1], result)
+    shutil.rmtree(tree, ignore_errors=True)
+    done.write_text(str(result))
+    return result
 
 
-def main() -> int:
+def print_built(build: Callable[[], Path]) -> int:
+    """A build's command line: build (if needed), print the result's path; exit 2 on error."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        print(bench_executable())
+        print(build())
     except HilError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main() -> int:
+    return print_built(bench_executable)
 
 
 if __name__ == "__main__":

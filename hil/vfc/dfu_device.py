@@ -98,6 +98,12 @@ LAYOUT = MemoryLayout(
 )
 LAYOUT_TEXT = build_memory_layout(LAYOUT)
 """`@Internal Flash  /0x08000000/01*016Ka,03*016Kg,01*064Kg,07*128Kg`."""
+ROM_LAYOUT = MemoryLayout(
+    "Internal Flash", tuple(Sector(address, size, True, True, True) for address, size in SECTORS)
+)
+"""An STM32F405's ROM DFU device as on a board with no bootloader of its own (Betaflight,
+INAV): every sector readable, erasable and writable, `/0x08000000/04*016Kg,01*064Kg,07*128Kg`
+(the F405's flash of RM0090 table 5). Use it with a `Flash(..., bootloader_sector=False)`."""
 
 LANGID_EN_US = 0x0409
 STRING_MANUFACTURER = 1
@@ -210,8 +216,12 @@ class DfuDevice:
         *,
         timing: DfuTiming | None = None,
         clock: Callable[[], float] = time.monotonic,
+        layout: MemoryLayout = LAYOUT,
     ) -> None:
         self.flash = flash
+        self.layout = layout
+        self._runs = _writable_runs(layout)
+        self._span = (layout.sectors[0].address, layout.sectors[-1].end)
         self.usb_serial = usb_serial
         self.timing = timing or DfuTiming()
         self.clock = clock
@@ -223,14 +233,14 @@ class DfuDevice:
             STRING_MANUFACTURER: "STMicroelectronics",
             STRING_PRODUCT: "STM32  BOOTLOADER",
             STRING_SERIAL: usb_serial,
-            STRING_INTERFACE: LAYOUT_TEXT,
+            STRING_INTERFACE: build_memory_layout(layout),
         }
         self._reset()
 
     def _reset(self) -> None:
         self.state = DfuState.DFU_IDLE
         self.status = DfuStatus.OK
-        self.pointer = LAYOUT.sectors[0].address
+        self.pointer = self.layout.sectors[0].address
         self._pending: tuple[str, int | None, bytes] | None = None
         self._busy_until = 0.0
         self._outcome = DfuStatus.OK
@@ -350,8 +360,8 @@ class DfuDevice:
             answer = DFUSE_COMMANDS[:length]
         else:
             address = data_block_address(block, FUNCTIONAL.transfer_size, self.pointer)
-            end = LAYOUT.sectors[-1].end
-            sector = LAYOUT.sector_at(address)
+            end = self.layout.sectors[-1].end
+            sector = self.layout.sector_at(address)
             if sector is None or not sector.readable:
                 self._stall()
                 self.status = DfuStatus.ERR_ADDRESS
@@ -414,7 +424,7 @@ class DfuDevice:
                 return round(self.timing.program_ms), DfuStatus.OK, lambda: self._program(address, data)
             if name == DfuseCommand.SET_ADDRESS.name:
                 assert address is not None
-                if LAYOUT.sector_at(address) is None:
+                if self.layout.sector_at(address) is None:
                     raise _Failure(DfuStatus.ERR_ADDRESS)
                 self.pointer = address
                 return round(self.timing.command_ms), DfuStatus.OK, None
@@ -424,7 +434,7 @@ class DfuDevice:
                 return self.timing.erase_ms(sector.size), DfuStatus.OK, lambda: self._erase(sector)
             # Mass erase, or read-unprotect (mass erase, then the device resets): at once.
             busy = 0
-            for sector in LAYOUT.sectors:
+            for sector in self.layout.sectors:
                 if sector.erasable:
                     busy += self.timing.erase_ms(sector.size)
             try:
@@ -437,9 +447,8 @@ class DfuDevice:
         except _Failure as failure:
             return 1, failure.status, None
 
-    @staticmethod
-    def _erasable(address: int) -> Sector:
-        sector = LAYOUT.sector_at(address)
+    def _erasable(self, address: int) -> Sector:
+        sector = self.layout.sector_at(address)
         if sector is None:
             raise _Failure(DfuStatus.ERR_ADDRESS)
         if not sector.erasable:
@@ -452,13 +461,12 @@ class DfuDevice:
         except FlashError:
             raise _Failure(DfuStatus.ERR_ERASE) from None
 
-    @staticmethod
-    def _check_program(address: int, length: int) -> None:
+    def _check_program(self, address: int, length: int) -> None:
         """errADDRESS outside the memory map, errTARGET when a touched sector is read-only."""
         end = address + length
-        if address < _FLASH_START or end > _FLASH_END:
+        if address < self._span[0] or end > self._span[1]:
             raise _Failure(DfuStatus.ERR_ADDRESS)
-        if not any(lo <= address and end <= hi for lo, hi in _WRITABLE_RUNS):
+        if not any(lo <= address and end <= hi for lo, hi in self._runs):
             raise _Failure(DfuStatus.ERR_TARGET)
 
     def _program(self, address: int, data: bytes) -> None:
@@ -493,8 +501,6 @@ def _writable_runs(layout: MemoryLayout) -> tuple[tuple[int, int], ...]:
     return tuple(runs)
 
 
-_FLASH_START, _FLASH_END = LAYOUT.sectors[0].address, LAYOUT.sectors[-1].end  # no gaps
-_WRITABLE_RUNS = _writable_runs(LAYOUT)
 _NOT_ERASED = bytes(0 if byte == 0xFF else 1 for byte in range(256))
 """bytes.translate table: 1 for a byte that is not erased (not 0xFF), 0 for one that is."""
 
@@ -541,6 +547,7 @@ def serve_dfu(
     poll_interval: float = 0.05,
     log: Callable[[str], None] | None = None,
     on_ready: Callable[[Path], None] | None = None,
+    layout: MemoryLayout = LAYOUT,
 ) -> None:
     """Be the board's ROM DFU device until a completed leave (or `should_stop()`).
 
@@ -549,7 +556,7 @@ def serve_dfu(
     control transfers, and on return closes the socket and removes its registry entry.
     """
     say = log or (lambda text: None)
-    device = DfuDevice(flash, usb_serial, timing=timing)
+    device = DfuDevice(flash, usb_serial, timing=timing, layout=layout)
     path = socket_path_for(registry_dir, usb_serial)
     temp_dir: str | None = None
     if len(os.fsencode(str(path))) > _MAX_UNIX_PATH:

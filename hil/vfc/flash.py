@@ -42,8 +42,12 @@ class Flash:
     processes that open the same file see the same page cache.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, bootloader_sector: bool = True) -> None:
+        """`bootloader_sector` False: no bootloader of ours in the first sector, every
+        sector is the application's (a board flashed only through the ROM DFU device,
+        as a Betaflight board is)."""
         self.path = Path(path)
+        self.writable_from = APP_BASE if bootloader_sector else FLASH_BASE
         if not self.path.exists() or self.path.stat().st_size != FLASH_TOTAL:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "wb") as handle:
@@ -74,9 +78,8 @@ class Flash:
             raise FlashError(f"flash {self.path} is closed")
         return self._mem
 
-    @staticmethod
-    def _check(address: int, length: int, *, writable: bool) -> None:
-        lo = APP_BASE if writable else FLASH_BASE
+    def _check(self, address: int, length: int, *, writable: bool) -> None:
+        lo = self.writable_from if writable else FLASH_BASE
         hi = FLASH_BASE + FLASH_TOTAL
         if length < 0 or address < lo or address + length > hi:
             area = "application area" if writable else "flash"
@@ -121,14 +124,14 @@ class Flash:
     def erase_sector(self, address: int) -> None:
         """Erase the sector holding `address` (to 0xFF); the bootloader sector refuses."""
         start, size = self.sector_of(address)
-        if (start, size) == BOOTLOADER_SECTOR:
+        if start < self.writable_from:
             raise FlashError(f"sector at 0x{start:08X} holds the bootloader and is write-protected")
         offset = start - FLASH_BASE
         self._memory()[offset : offset + size] = _ERASED[:size]
 
     def erase_app(self) -> None:
         """Erase every application sector."""
-        offset = APP_BASE - FLASH_BASE
+        offset = self.writable_from - FLASH_BASE
         self._memory()[offset:] = _ERASED[offset:]
 
     def app_bytes(self) -> bytes:
