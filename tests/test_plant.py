@@ -14,7 +14,7 @@ from hil.receivers import Receiver
 from hil.sim.bench_link import BenchLink
 from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
 from hil.sim.injections import InjectionSchedule
-from hil.sim.loop import ClosedLoop, SimConfig
+from hil.sim.loop import ClosedLoop, SimConfig, mavlink_loop
 from hil.sim.plant import FIVE_INCH, NO_SIGNAL_JS_DB, Plant
 from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
 from hil.sim.vehicle import QuadParams, Quadrotor
@@ -36,7 +36,7 @@ class _NoUart:
 
 
 def _closed_loop(seed: int = 0) -> ClosedLoop:
-    return ClosedLoop(_NoBoard(), SimConfig(seed=seed))
+    return mavlink_loop(_NoBoard(), SimConfig(seed=seed))
 
 
 def _betaflight_loop(seed: int = 0) -> BetaflightLoop:
@@ -142,7 +142,7 @@ def test_a_radio_only_plant_has_no_physics():
 
 def test_each_loop_builds_its_plant_through_the_plant():
     assert _closed_loop(4).plant.vehicle.params == QuadParams()
-    assert ClosedLoop(_NoBoard(), SimConfig(rc_uart="crsf")).plant.rc_link.rate_hz == RcReceiverEmulator("crsf").rate_hz
+    assert mavlink_loop(_NoBoard(), SimConfig(rc_uart="crsf")).plant.rc_link.rate_hz == RcReceiverEmulator("crsf").rate_hz
     bf = _betaflight_loop(4)
     try:
         assert bf.plant.vehicle.params == FIVE_INCH and bf.vehicle is bf.plant.vehicle
