@@ -176,7 +176,7 @@ def test_gps_goes_as_hil_gps_in_degE7_mm_and_cm(listener, plant) -> None:
 def test_rc_goes_as_rc_channels_at_the_radio_rate_and_not_while_lost(listener, plant) -> None:
     px4, link = _connected(listener)
     try:
-        link.rc_channels[2] = 1234
+        plant.rc_channels[2] = 1234
         for step in range(1, 51):  # 0.2 s at 250 Hz: 10 frames at 50 Hz
             _step(link, plant, step * 4000)
         frames = px4.of_type("RC_CHANNELS")
@@ -211,6 +211,8 @@ def test_no_px4_connecting_is_a_bounded_wait_that_names_the_port(listener) -> No
 
 def test_a_connection_whose_px4_went_away_is_passed_over_for_the_newest(listener, plant) -> None:
     stale = socket.create_connection(("127.0.0.1", listener.port))
+    hello = mavlink.MAVLink_heartbeat_message(mavlink.MAV_TYPE_QUADROTOR, mavlink.MAV_AUTOPILOT_PX4, 0, 0, 0, 3)
+    stale.sendall(hello.pack(new_codec(1, 1)))  # it greeted, then its firmware restarted
     stale.close()
     time.sleep(0.05)
     px4, link = _connected(listener)

@@ -23,17 +23,27 @@ flies with depends on it.
 
 No battery crosses this link: PX4 SITL simulates its own (``battery_simulator``), so a
 battery injection cannot reach it (`supported_injections` leaves it out).
+
+The ground station's side (PX4's MAVLink instance, a separate port): the link sends the
+GCS HEARTBEATs through the plant's telemetry link (so ``gcs_loss`` and
+``telemetry_jamming`` act on them) and, in lockstep, reads that port itself after each
+answer and hands its messages to the adapter's listeners, so what the harness knows at
+a step boundary is what the board said up to that step. The board writes a step's
+MAVLink output before its answer (the PX4 personality does; real PX4's MAVLink thread
+runs beside its lockstep modules, so for it this order is only nearly kept).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+from array import array
+from collections.abc import Callable
 import math
 import select
 import socket
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hil import geo
 from hil.codecs import px4_sim
@@ -50,15 +60,20 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 #: PX4's TCP port for instance 0 (``simulator_tcp_port=$((4560+px4_instance))``).
 BASE_PORT = px4_sim.DEFAULT_PORT
-#: RC_CHANNELS as the radio sends it: throttle low, sticks centred, AUX off (PX4's
-#: default RC_MAP: 1 roll, 2 pitch, 3 throttle, 4 yaw).
-RC_IDLE = [1500, 1500, 1000, 1500, 1000, 1000, 1000, 1000]
+#: The transmitter at rest: sticks centred, throttle at mid (PX4's default RC_MAP: 1 roll,
+#: 2 pitch, 3 throttle, 4 yaw; mid throttle holds altitude in its assisted modes).
+RC_IDLE = (1500, 1500, 1500, 1500, 1000, 1000, 1000, 1000)
 _RC_CHANNELS = HotCodec(mavlink.MAVLink_rc_channels_message)
 _HIL_GPS = HotCodec(mavlink.MAVLink_hil_gps_message)
 _ACTUATORS = HIL_ACTUATOR_CONTROLS.light
 _READ = 65536
 _STALL_S = 0.5
 _monotonic = time.monotonic
+_monotonic_ns = time.monotonic_ns
+_MAX_STAMPS = 2_000_000
+_GCS_HEARTBEAT = mavlink.MAVLink_heartbeat_message(
+    mavlink.MAV_TYPE_GCS, mavlink.MAV_AUTOPILOT_INVALID, 0, 0, mavlink.MAV_STATE_ACTIVE, 3
+)
 
 
 def port_for(instance: int) -> int:
@@ -105,11 +120,13 @@ class Px4SimListener:
         self._sock = sock
         return self
 
-    def accept_newest(self, timeout: float) -> socket.socket:
-        """The newest live connection, waiting at most `timeout` wall seconds for one.
+    def accept_newest(self, timeout: float) -> tuple[socket.socket, bytes]:
+        """The newest live connection and what it has sent so far, waiting at most
+        `timeout` wall seconds for one.
 
         Older pending connections (a firmware that rebooted connects again) and ones
-        whose peer already hung up are closed.
+        whose peer already hung up are closed. A dead one may still hold the greeting
+        its peer sent before hanging up, so what is there is read to its end.
         """
         if self._sock is None:
             raise LinkError("the PX4 simulator listener is not open")
@@ -125,10 +142,12 @@ class Px4SimListener:
                     newest.close()
                 newest = conn
                 continue  # take every pending one, keep the last
-            if newest is not None and not _peer_closed(newest):
+            if newest is not None:
                 newest.setblocking(False)
-                newest.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return newest
+                head = _read_available(newest)
+                if head is not None:
+                    newest.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return newest, head
             if newest is not None:
                 newest.close()
                 newest = None
@@ -146,14 +165,20 @@ class Px4SimListener:
             self._sock = None
 
 
-def _peer_closed(conn: socket.socket) -> bool:
-    """True when the peer has already hung up (a read would see end of file)."""
-    try:
-        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
+def _read_available(conn: socket.socket) -> bytes | None:
+    """Everything the (non-blocking) connection holds now; None when its peer has hung up."""
+    head = bytearray()
+    while len(head) < 1 << 20:
+        try:
+            data = conn.recv(_READ)
+        except BlockingIOError:
+            return bytes(head)
+        except OSError:
+            return None
+        if not data:
+            return None
+        head += data
+    return bytes(head)
 
 
 @register
@@ -165,6 +190,7 @@ class Px4TcpLink:
     #: One sample in flight: PX4 answers a sample after the step it starts, and the GCS
     #: messages of that step are read before the next sample goes.
     pipeline: ClassVar[bool] = False
+    rc_idle: ClassVar[tuple[int, ...]] = RC_IDLE
     #: What can act on PX4 through this link and the GCS link beside it (no battery).
     supported_injections: ClassVar[frozenset[str]] = frozenset(
         {
@@ -192,23 +218,36 @@ class Px4TcpLink:
         accept_timeout: float = 30.0,
         gps_rate_hz: float = 10.0,
         rc_rate_hz: float = 50.0,
+        gcs_heartbeat_hz: float = 1.0,
         require_lockstep: bool = False,
+        gcs: Any = None,
     ) -> None:
         self.listener = listener
         self.lockstep = lockstep
         self.accept_timeout = accept_timeout
         self.require_lockstep = require_lockstep
-        self.rc_channels = list(RC_IDLE)
+        #: The ground station's MAVLink connection to the board (hil.mavlink.connection.
+        #: MavConnection), or None.
+        self.gcs = gcs
+        self.on_event: Callable[[str, str], None] | None = None
         self.codec = new_codec(GCS_SYSTEM_ID, SIM_COMPONENT_ID)
         self.reader = FrameReader(new_codec(0, 0), hot=(HIL_ACTUATOR_CONTROLS,), stall_s=_STALL_S)
         self._gps_period = _period_us(gps_rate_hz)
         self._rc_period = _period_us(rc_rate_hz)
+        self._gcs_period = _period_us(gcs_heartbeat_hz)
         self._next_gps = 0
         self._next_rc = 0
+        self._next_gcs = 0
+        #: The board's stamp of every answer, and the host clock (monotonic ns) of each
+        #: answered sample's write and of its answer's read (parallel arrays).
+        self.actuator_time_us: list[int] = []
+        self.sample_sent_ns = array("q")
+        self.answer_read_ns = array("q")
+        self._sent_ns: dict[int, int] = {}
         self._conn: socket.socket | None = None
-        self._latest: Motors | None = None
-        #: Answers read but not yet taken (in order), each (time_usec, flags, motors).
-        self._answers: list[tuple[int, int, Motors]] = []
+        self._latest: Motors | None = None  # the newest answer taken
+        #: Answers read but not yet taken (in order): (time_usec, flags, motors, read ns).
+        self._answers: list[tuple[int, int, Motors, int]] = []
         #: What PX4 said besides its answers.
         self.peer_heartbeat: object | None = None
         self.requested_intervals: dict[int, float] = {}
@@ -224,25 +263,42 @@ class Px4TcpLink:
         if self._conn is not None:
             return
         self.listener.open()
-        self._conn = self.listener.accept_newest(self.accept_timeout)
+        self._conn, head = self.listener.accept_newest(self.accept_timeout)
         self.reader.buf.clear()
         self._answers.clear()
-        self._next_gps = self._next_rc = 0
-        log.info("PX4 simulator connection on port %d", self.listener.port)
+        for msg in self.reader.feed(head, _monotonic()):
+            self._file(msg, _monotonic_ns())
+        self._next_gps = self._next_rc = self._next_gcs = 0
+        if self.gcs is not None and self.lockstep:
+            self.gcs.stop_reader()  # the loop reads the GCS port from now on
+        log.info("PX4 simulator connection on port %d from %s", self.listener.port, self._conn.getpeername())
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+        gcs = self.gcs
+        if gcs is not None and gcs.link.is_open and not gcs.reader_running:
+            self._drain_gcs()
+            gcs.start_reader()
+
+    def motor_times_ns(self):
+        """When each answer was read, host monotonic ns, oldest first."""
+        import numpy as np
+
+        return np.array(self.answer_read_ns, dtype=np.int64)
 
     def send(self, t_us: int, plant: Plant) -> None:
-        """HIL_SENSOR for `t_us`, after the RC and GPS frames that are due."""
+        """HIL_SENSOR for `t_us`, after the RC and GPS frames that are due (and the GCS
+        heartbeats due on the GCS port)."""
         out = []
         codec = self.codec
+        if self.gcs is not None:
+            self._gcs_heartbeats(t_us, plant)
         if t_us >= self._next_rc:
             self._next_rc = t_us + self._rc_period
             if plant.rc_frame_delivered():
-                out.append(self._rc_frame(t_us))
+                out.append(self._rc_frame(t_us, plant))
         if t_us >= self._next_gps:
             self._next_gps = t_us + self._gps_period
             out.append(self._gps_frame(t_us, plant))
@@ -262,27 +318,36 @@ class Px4TcpLink:
         codec.seq = (seq + 1) % 256
         self._write(b"".join(out))
         self.samples += 1
+        if self.lockstep:
+            sent = self._sent_ns
+            if len(sent) > 8:  # samples never answered must not pile up
+                sent.clear()
+            sent[t_us] = _monotonic_ns()
 
     def outputs(self, t_us: int, timeout: float) -> Motors | None:
         """Lockstep: the answer to the sample at `t_us` (BoardNotAnswering after `timeout`
         wall seconds). Real time (`timeout` 0): the newest answer, or None."""
         if not self.lockstep or timeout <= 0:
             self._read(0.0)
+            if self.gcs is not None and not self.gcs.reader_running:
+                self._drain_gcs()
             answers = self._answers
-            if answers:
-                self._latest = answers[-1][2]
-                answers.clear()
-            return self._latest
+            got = None
+            for answer in answers:
+                got = self._take(answer, None)
+            answers.clear()
+            return got
         deadline = _monotonic() + timeout
         while True:
             answers = self._answers
             while answers:
-                stamp, flags, motors = answers.pop(0)
+                answer = answers.pop(0)
                 # A lockstep build stamps the sample's time; one without the bit answers
                 # in order, so its next answer is the one to the sample in flight.
-                if not flags & px4_sim.FLAG_LOCKSTEP or stamp >= t_us:
-                    self._latest = motors
-                    return motors
+                if not answer[1] & px4_sim.FLAG_LOCKSTEP or answer[0] >= t_us:
+                    if self.gcs is not None:
+                        self._drain_gcs()
+                    return self._take(answer, t_us)
             remaining = deadline - _monotonic()
             if remaining <= 0:
                 raise BoardNotAnswering(
@@ -290,6 +355,47 @@ class Px4TcpLink:
                     f"the sensor sample at t={t_us * 1e-6:.4f} s within {timeout:.1f} s"
                 )
             self._read(remaining)
+
+    def _take(self, answer: tuple[int, int, Motors, int], sample_us: int | None) -> Motors:
+        stamp, _, motors, read_ns = answer
+        stamps = self.actuator_time_us
+        if len(stamps) < _MAX_STAMPS:
+            stamps.append(stamp)
+            if sample_us is not None:
+                sent = self._sent_ns.pop(sample_us, 0)
+                if sent:
+                    self.sample_sent_ns.append(sent)
+                    self.answer_read_ns.append(read_ns)
+        self._latest = motors
+        return motors
+
+    # -- the ground station's port --------------------------------------------------------
+    def _gcs_heartbeats(self, t_us: int, plant: Plant) -> None:
+        """The GCS HEARTBEATs due, through the telemetry link (its loss and delay)."""
+        t = t_us * 1e-6
+        telemetry = plant.telemetry_link
+        if t_us >= self._next_gcs:
+            self._next_gcs = t_us + self._gcs_period
+            if plant.gcs_enabled:
+                if telemetry is not None:
+                    telemetry.offer(t, _GCS_HEARTBEAT)
+                else:
+                    self.gcs.send(_GCS_HEARTBEAT)
+        if telemetry is not None and telemetry.pending:
+            gcs = self.gcs
+            data = b"".join(msg.pack(gcs.gcs) for msg in telemetry.due(t))
+            if data:
+                gcs.send_bytes(data)
+
+    def _drain_gcs(self) -> None:
+        """Hand the adapter's listeners what the board said on its MAVLink port so far."""
+        gcs = self.gcs
+        for _ in range(64):  # a step's output is a few reads; a babbling port is cut off
+            msgs = gcs.read_messages(0.0)
+            if not msgs:
+                return
+            for msg in msgs:
+                gcs.dispatch(msg)
 
     # -- the wire -----------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -322,6 +428,7 @@ class Px4TcpLink:
             return
         try:
             data = conn.recv(_READ)
+            read_ns = _monotonic_ns()
         except BlockingIOError:
             return
         except OSError as exc:
@@ -329,9 +436,9 @@ class Px4TcpLink:
         if not data:
             raise BoardNotAnswering(f"PX4 closed its simulator connection (port {self.listener.port})")
         for msg in self.reader.feed(data, _monotonic()):
-            self._file(msg)
+            self._file(msg, read_ns)
 
-    def _file(self, msg) -> None:
+    def _file(self, msg, read_ns: int) -> None:
         if msg.__class__ is _ACTUATORS or msg.get_type() == "HIL_ACTUATOR_CONTROLS":
             if self.require_lockstep and not msg.flags & px4_sim.FLAG_LOCKSTEP:
                 raise LinkError(
@@ -344,7 +451,7 @@ class Px4TcpLink:
                 motors = (_unit(c[0]), _unit(c[1]), _unit(c[2]), _unit(c[3]))
             else:
                 motors = (0.0, 0.0, 0.0, 0.0)
-            self._answers.append((int(msg.time_usec), int(msg.flags), motors))
+            self._answers.append((int(msg.time_usec), int(msg.flags), motors, read_ns))
             return
         kind = msg.get_type()
         if kind == "HEARTBEAT":
@@ -352,12 +459,13 @@ class Px4TcpLink:
         elif kind == "COMMAND_LONG" and msg.command == mavlink.MAV_CMD_SET_MESSAGE_INTERVAL:
             self.requested_intervals[int(msg.param1)] = float(msg.param2)
 
-    def _rc_frame(self, t_us: int) -> bytes:
+    def _rc_frame(self, t_us: int, plant: Plant) -> bytes:
         codec = self.codec
-        ch = [*self.rc_channels[:18]] + [UINT16_MAX] * (18 - len(self.rc_channels[:18]))
+        given = list(plant.rc_channels[:18])
+        ch = given + [UINT16_MAX] * (18 - len(given))
         frame = _RC_CHANNELS.pack(
             codec.seq, codec.srcSystem, codec.srcComponent,
-            (t_us // 1000) & 0xFFFFFFFF, *ch, min(len(self.rc_channels), 18), 255,
+            (t_us // 1000) & 0xFFFFFFFF, *ch, len(given), 255,
         )
         codec.seq = (codec.seq + 1) % 256
         return frame
@@ -412,4 +520,24 @@ def _i16(x: float) -> int:
     return int(max(-32767, min(32767, round(x))))
 
 
-__all__ = ["BASE_PORT", "Px4SimListener", "Px4TcpLink", "port_for"]
+__all__ = ["BASE_PORT", "Px4SimListener", "Px4TcpLink", "port_for", "px4_loop"]
+
+
+def px4_loop(autopilot: Any, listener: Px4SimListener, config: Any, *, accept_timeout: float = 30.0) -> Any:
+    """The closed loop of a board reached through PX4's simulator connection: the
+    `px4_tcp` link on `listener`, the default quad's plant, the adapter's waits stepping
+    it and its MAVLink port read by the link."""
+    from hil.sim.loop import ClosedLoop
+    from hil.sim.plant import Plant
+
+    link = Px4TcpLink(
+        listener,
+        lockstep=bool(config.lockstep),
+        accept_timeout=accept_timeout,
+        gps_rate_hz=config.gps_rate_hz,
+        rc_rate_hz=config.rc_rate_hz,
+        gcs_heartbeat_hz=config.gcs_heartbeat_hz,
+        gcs=autopilot.conn,
+    )
+    plant = Plant.for_mavlink_hil(config, rc_rate_hz=config.rc_rate_hz)
+    return ClosedLoop(plant, link, config, controller=autopilot)

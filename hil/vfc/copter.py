@@ -389,6 +389,11 @@ class Copter:
             used = self._battery[2] if self._battery is not None else 0.0
             self._failsafe("battery", CRITICAL, f"Battery 1 is low {volt:.2f}V used {used:.0f} mAh",
                            self._action("battery", fs.battery_action, "BATT_FS_LOW_ACT"))
+        if self._delayed is not None:
+            self._delayed_action(now)
+
+    def _delayed_action(self, now: float) -> None:
+        """Carry out a held-back failsafe action once its hold is over."""
         delayed = self._delayed
         if delayed is not None and now >= delayed[2]:
             self._delayed = None

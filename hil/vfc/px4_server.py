@@ -65,7 +65,7 @@ class SimClient:
         sock.setblocking(False)
         self.sock = sock
         self.connections += 1
-        self.log(f"simulator connected on TCP port {self.port}")
+        self.log(f"simulator connected on TCP port {self.port} (from port {sock.getsockname()[1]})")
         return True
 
     def read(self) -> bytes:
@@ -105,6 +105,7 @@ class SimClient:
 
     def close(self) -> None:
         if self.sock is not None:
+            self.log(f"simulator connection from port {self.sock.getsockname()[1]} closed")
             self.sock.close()
             self.sock = None
             self._next_try = time.monotonic() + CONNECT_RETRY_S
