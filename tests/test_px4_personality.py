@@ -72,3 +72,44 @@ def test_the_px4_personality_takes_no_receiver_uarts(tmp_path) -> None:
     bad.write_text(RIG.read_text() + 'gps = "uart:ubx"\n')
     with pytest.raises(ConfigError, match="simulator connection"):
         Rig.load(bad, work_dir=tmp_path / "w")
+
+
+def _library():
+    for path in sorted(SCENARIOS.glob("*.toml")):
+        scenario = load_scenario(path)
+        if "mavlink" in scenario.applies_to:
+            yield scenario
+
+
+@pytest.mark.slow
+def test_every_scenario_the_px4_profile_maps_passes_on_the_px4_personality(rig) -> None:
+    """The done-criterion of issue 13 item 5, as `hil run --rig fixtures/px4-personality.toml`
+    runs it (about 4 minutes): every MAVLink scenario passes or is skipped with a reason."""
+    board = rig.select(None)
+    failed, skipped = {}, {}
+    for scenario in _library():
+        why = scenario.lacked_by(board.profile, board.capabilities)
+        if why is not None:
+            skipped[scenario.name] = why
+            continue
+        with session_for(board) as session:
+            result = run_scenario(scenario, session)
+        if not result.passed:
+            failed[scenario.name] = result.failure_text()
+    assert not failed, "\n".join(failed.values())
+    assert set(skipped) == {"low-battery-rtl", "rc-loss-while-gps-jammed"}
+
+
+@pytest.mark.slow
+def test_a_flight_on_the_px4_personality_repeats_bit_for_bit(rig) -> None:
+    """Lockstep through PX4's simulator connection is as repeatable as through HIL_* on the
+    MAVLink port: the board's port is read before its sample, its step's output leaves
+    before its answer."""
+    scenario = load_scenario(SCENARIOS / "gps_loss_land.toml")
+    flights = []
+    for _ in range(2):
+        with session_for(rig.select(None)) as session:
+            result = run_scenario(scenario, session)
+            flights.append((result.timeline.events, session.sim.truth))
+    assert result.passed, result.failure_text()
+    assert flights[0] == flights[1]

@@ -93,6 +93,11 @@ class Px4SitlBoard(Board):
     def work_dir(self) -> Path:
         return self.rig.work_dir / f"px4-{self.name}"
 
+    @property
+    def sim_listener(self) -> Px4SimListener | None:
+        """Where PX4 connects (open while the board runs)."""
+        return self._listener
+
     def log_path(self) -> Path:
         return self.work_dir / "px4.log"
 
