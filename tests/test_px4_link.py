@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hil.codecs import px4_sim
-from hil.geo import HOME
 from hil.errors import BoardNotAnswering, HilError
+from hil.geo import HOME
 from hil.mavlink.dialect import mavlink, new_codec
 from hil.sim.plant import Plant
 from hil.sim.px4_link import Px4SimListener, Px4TcpLink, port_for

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import errno
 import logging
-from array import array
-from collections.abc import Callable
 import math
 import select
 import socket
 import time
+from array import array
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hil import geo

@@ -23,7 +23,13 @@ import socket
 import time
 from typing import Any
 
-from hil.mavlink.dialect import SIM_COMPONENT_ID, VFC_COMPONENT_ID, VFC_SYSTEM_ID, mavlink, new_codec
+from hil.mavlink.dialect import (
+    SIM_COMPONENT_ID,
+    VFC_COMPONENT_ID,
+    VFC_SYSTEM_ID,
+    mavlink,
+    new_codec,
+)
 from hil.mavlink.framing import HIL_SENSOR, FrameReader, HotCodec
 from hil.vfc import px4
 from hil.vfc.copter import Copter
