@@ -57,30 +57,21 @@ def custom_mode(mode: int) -> int:
     return encode_custom_mode(*MODE_TO_PX4[mode])
 
 
-def _i(name: str, default: float, lo: float, hi: float, doc: str) -> ParamDef:
-    return ParamDef(name, float(default), "int", float(lo), float(hi), doc)
-
-
-def _f(name: str, default: float, lo: float, hi: float, doc: str) -> ParamDef:
-    return ParamDef(name, float(default), "float", float(lo), float(hi), doc)
-
-
 #: The parameters the PX4 personality exposes, with PX4's defaults and ranges.
 PARAM_DEFS: tuple[ParamDef, ...] = (
-    _f("COM_RC_LOSS_T", 0.5, 0.0, 35.0, "Manual control loss timeout, s."),
-    _i("NAV_RCL_ACT", 2, 0, 6, "Manual control loss action: 1 Hold, 2 Return, 3 Land, 5 Terminate, "
-       "6 Disarm (0 Disabled, up to v1.13)."),
-    _i("COM_DL_LOSS_T", 10, 5, 300, "GCS connection loss timeout, s."),
-    _i("NAV_DLL_ACT", 0, 0, 6, "GCS connection loss action: 0 Disabled, 1 Hold, 2 Return, 3 Land, "
-       "5 Terminate, 6 Disarm."),
-    _f("COM_FAIL_ACT_T", 5.0, 0.0, 25.0, "Hold this long before a failsafe action, s (0: at once)."),
-    _i("COM_LOW_BAT_ACT", 0, 0, 3, "Battery failsafe: 0 Warning, 2 Land, 3 Return then Land."),
-    _f("BAT_LOW_THR", 0.15, 0.12, 0.5, "Low battery level, fraction of capacity."),
-    _f("BAT_CRIT_THR", 0.07, 0.05, 0.5, "Critical battery level, fraction of capacity."),
-    _f("BAT_EMERGEN_THR", 0.05, 0.03, 0.5, "Emergency battery level, fraction of capacity."),
-    _i("COM_POSCTL_NAVL", 0, 0, 1, "Position mode without position: 0 Altitude, 1 Land."),
-    _f("COM_DISARM_LAND", 2.0, -1.0, 20.0, "Disarm this long after landing, s (<= 0: never)."),
-    _f("COM_RC_STICK_OV", 30.0, 5.0, 80.0, "Stick override threshold, %."),
+    ParamDef("COM_RC_LOSS_T", 0.5, "float", 0.0, 35.0, "Manual control loss timeout, s."),
+    ParamDef("NAV_RCL_ACT", 2.0, "int", 0.0, 6.0, "Manual control loss action: 1 Hold, 2 Return, 3 Land, 5 Terminate, "
+        "6 Disarm (0 Disabled, up to v1.13).",
+    ),
+    ParamDef("COM_DL_LOSS_T", 10.0, "int", 5.0, 300.0, "GCS connection loss timeout, s."),
+    ParamDef("NAV_DLL_ACT", 0.0, "int", 0.0, 6.0, "GCS connection loss action: 0 Disabled, 1 Hold, 2 Return, 3 Land, "
+        "5 Terminate, 6 Disarm.",
+    ),
+    ParamDef("COM_FAIL_ACT_T", 5.0, "float", 0.0, 25.0, "Hold this long before a failsafe action, s (0: at once)."),
+    ParamDef("COM_LOW_BAT_ACT", 0.0, "int", 0.0, 3.0, "Battery failsafe: 0 Warning, 2 Land, 3 Return then Land."),
+    ParamDef("COM_POSCTL_NAVL", 0.0, "int", 0.0, 1.0, "Position mode without position: 0 Altitude, 1 Land."),
+    ParamDef("COM_DISARM_LAND", 2.0, "float", -1.0, 20.0, "Disarm this long after landing, s (<= 0: never)."),
+    ParamDef("COM_RC_STICK_OV", 30.0, "float", 5.0, 80.0, "Stick override threshold, %."),
 )
 
 #: NAV_RCL_ACT / NAV_DLL_ACT values -> what the board does.
