@@ -490,9 +490,9 @@ class _RealtimeRig:
         return self
 
     def _start_loop(self) -> None:
-        from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
+        from hil.sim.betaflight_loop import BetaflightLoopConfig, betaflight_loop
 
-        self.loop = BetaflightLoop(
+        self.loop = betaflight_loop(
             self.sitl.fc_ip, self.sitl.host_ip, None, BetaflightLoopConfig(rate_hz=self.rate_hz)
         )
         self.started = time.monotonic()

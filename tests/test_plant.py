@@ -12,7 +12,7 @@ import pytest
 from hil.injectors.rc import RcReceiverEmulator
 from hil.receivers import Receiver
 from hil.sim.bench_link import BenchLink
-from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
+from hil.sim.betaflight_loop import BetaflightLoopConfig, betaflight_loop
 from hil.sim.injections import InjectionSchedule
 from hil.sim.loop import ClosedLoop, SimConfig, mavlink_loop
 from hil.sim.plant import FIVE_INCH, NO_SIGNAL_JS_DB, Plant
@@ -39,9 +39,9 @@ def _closed_loop(seed: int = 0) -> ClosedLoop:
     return mavlink_loop(_NoBoard(), SimConfig(seed=seed))
 
 
-def _betaflight_loop(seed: int = 0) -> BetaflightLoop:
+def _betaflight_loop(seed: int = 0) -> ClosedLoop:
     # Port 0: any free port for the motor socket; the loop is never started.
-    return BetaflightLoop("127.0.0.1", "127.0.0.1", None, BetaflightLoopConfig(seed=seed), motor_port=0)
+    return betaflight_loop("127.0.0.1", "127.0.0.1", None, BetaflightLoopConfig(seed=seed), motor_port=0)
 
 
 def _bench_link(seed: int = 0) -> BenchLink:

@@ -15,6 +15,7 @@ the loop rate by the wall clock and use the latest answer.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,9 @@ import numpy as np
 from hil.errors import BoardNotAnswering, HilError, LinkError
 from hil.sim.injections import InjectionSchedule
 from hil.sim.mavlink_hil_link import MavlinkHilLink
+from hil.sim.pilot import AltitudePilot
 from hil.sim.plant import Plant
+from hil.sim.realtime import LoopTiming, Ring, loop_timing, make_realtime
 from hil.sim.simlink import Motors, SimulatorLink
 from hil.sim.vehicle import Quadrotor
 
@@ -34,6 +37,14 @@ log = logging.getLogger(__name__)
 
 _monotonic = time.monotonic
 _STOPPED: Motors = (0.0, 0.0, 0.0, 0.0)
+#: Truth rows kept: the last 10 minutes at the truth rate.
+TRUTH_WINDOW_S = 600.0
+#: Seconds of send stamps a real-time loop keeps for `timing()`.
+TIMING_WINDOW_S = 120.0
+#: The AUX1 arm switch (channel 5), on and off.
+ARM_CHANNEL = 4
+ARM_US = 1900
+DISARM_US = 1000
 
 
 @dataclass
@@ -57,6 +68,8 @@ class SimConfig:
     truth_rate_hz: float = 10.0
     rc_uart: str | None = None  # "crsf" / "sbus": RC through the board's receiver UART
     gps_uart: str | None = None  # "ubx" / "nmea": GPS through the board's GPS UART
+    #: Real-time pacing: SCHED_FIFO priority asked for the loop thread (None: none).
+    realtime_priority: int | None = None
 
 
 def mavlink_loop(autopilot: Any, config: SimConfig | None = None, uart_links: dict[str, Any] | None = None) -> ClosedLoop:
@@ -91,7 +104,17 @@ class ClosedLoop(InjectionSchedule):
         self.dt_us = int(round(1e6 / config.rate_hz))
         self.steps = 0
         self.motors: Motors = _STOPPED
-        self.truth: list[tuple[float, ...]] = []
+        #: Truth rows (t, n, e, d, roll, pitch, yaw, 4 motors), the last 10 minutes;
+        #: `truth.values()` gives them oldest first.
+        self.truth = Ring(int(TRUTH_WINDOW_S * config.truth_rate_hz) + 1, 11)
+        #: The pilot model flying the throttle stick (`hold_altitude`), if any.
+        self.pilot: AltitudePilot | None = None
+        self._pilot_period_us = _period_us(config.rc_rate_hz)
+        self._next_pilot = 0
+        #: Real-time pacing: what the loop thread got, its send stamps, missed periods.
+        self.scheduler = "not started"
+        self._send_ns = Ring(int(TIMING_WINDOW_S * config.rate_hz) + 16) if not link.lockstep else None
+        self._started_ns = 0
         self.error: BaseException | None = None
         self.wall_running = 0.0
         self._init_schedule()
@@ -123,6 +146,47 @@ class ClosedLoop(InjectionSchedule):
     @rc_channels.setter
     def rc_channels(self, values: list[int]) -> None:
         self.plant.rc_channels[:] = values
+
+    def set_sticks(self, roll: int = 1500, pitch: int = 1500, throttle: int | None = None, yaw: int = 1500) -> None:
+        """Put the sticks somewhere (us, AETR); ``throttle`` None leaves it to the pilot model."""
+        ch = self.plant.rc_channels
+        ch[0], ch[1], ch[3] = int(roll), int(pitch), int(yaw)
+        if throttle is not None:
+            self.pilot = None
+            ch[2] = int(throttle)
+
+    def arm_switch(self, on: bool) -> None:
+        """The AUX1 arm switch (channel 5) on or off."""
+        self.plant.rc_channels[ARM_CHANNEL] = ARM_US if on else DISARM_US
+
+    def hold_altitude(self, target_m: float | None) -> None:
+        """Let the pilot model fly the throttle to ``target_m`` (None: hands off, throttle
+        low). A link without physics has nothing to fly: a height is refused."""
+        if target_m is None:
+            self.pilot = None
+            self.plant.rc_channels[2] = 1000
+            return
+        if not self.plant.physics:
+            raise HilError(f"the {self.link.name} link has no physics: there is no height to hold")
+        if self.pilot is None:
+            self.pilot = AltitudePilot(target_m, AltitudePilot.hover_stick(self.plant.vehicle))
+        else:
+            self.pilot.target_m = target_m
+
+    @property
+    def altitude(self) -> float:
+        """Height of the simulated vehicle above home, m (0 without physics)."""
+        v = self.plant.vehicle
+        return -v.pos[2] if v is not None else 0.0
+
+    def pose(self) -> tuple[float, float, float, float, float, float]:
+        """(altitude, north, east, ground speed, roll, pitch) of the simulated vehicle now."""
+        v = self.plant.vehicle
+        if v is None:
+            return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        pn, pe, pd = v.pos
+        roll, pitch, _ = v.euler()
+        return (-pd, pn, pe, float(np.hypot(v.vel[0], v.vel[1])), roll, pitch)
 
     # -- what the link measured --------------------------------------------------------
     @property
@@ -303,24 +367,49 @@ class ClosedLoop(InjectionSchedule):
             self.controller.fail(exc)
 
     def _run_realtime(self) -> None:
-        period = self.dt_us * 1e-6
-        next_tick = time.monotonic()
+        """Step by the wall clock: at each tick take the newest answer, integrate, send.
+
+        The thread sleeps to 200 us before the tick and spins the rest, so the send
+        period holds to microseconds when the host lets it; a tick more than a period
+        late is counted missed and the schedule moves on rather than catching up."""
+        self.scheduler = make_realtime(self.config.realtime_priority)
+        old_switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(old_switch, 0.0005))
+        period_ns = self.dt_us * 1000
+        mono = time.monotonic_ns
+        sleep = time.sleep
+        next_ns = mono()
+        if not self._started_ns:
+            self._started_ns = next_ns
         link = self.link
         plant = self.plant
-        while not self._stop.is_set():
-            link.send(self.t_us, plant)
-            self._integrate()
-            next_tick += period
-            while True:
-                remaining = next_tick - time.monotonic()
-                if remaining <= 0:
-                    break
-                motors = link.outputs(self.t_us, remaining)
+        if self._send_ns is None:
+            self._send_ns = Ring(int(TIMING_WINDOW_S * self.config.rate_hz) + 16)
+        stamps = self._send_ns
+        stop = self._stop
+        try:
+            while not stop.is_set():
+                wait = next_ns - mono()
+                if wait > 250_000:
+                    sleep((wait - 200_000) * 1e-9)
+                while mono() < next_ns:
+                    pass
+                sent = mono()
+                motors = link.outputs(self.t_us, 0.0)
                 if motors is not None:
                     self.motors = motors
-            if -remaining > period:
-                self._missed += 1
-                next_tick = time.monotonic()
+                self._integrate()
+                link.send(self.t_us, plant)
+                stamps.append(sent)
+                next_ns += period_ns
+                late = mono() - next_ns
+                if late > period_ns:
+                    skipped = late // period_ns
+                    self._missed += int(skipped)
+                    next_ns += skipped * period_ns
+        finally:
+            sys.setswitchinterval(old_switch)
+            self.wall_running = (mono() - self._started_ns) * 1e-9
 
     def step(self) -> None:
         """One lockstep cycle.
@@ -363,17 +452,64 @@ class ClosedLoop(InjectionSchedule):
 
     def _integrate(self) -> None:
         plant = self.plant
-        plant.step(self.dt_us * 1e-6, self.motors)
+        if plant.physics:
+            plant.step(self.dt_us * 1e-6, self.motors)
         self.t_us += self.dt_us
         self.steps += 1
         if self._schedule and self._schedule[0].t_us <= self.t_us:
             self._apply_due()
-        if self.t_us >= self._next_truth:
+        pilot = self.pilot
+        if pilot is not None and self.t_us >= self._next_pilot:
+            self._next_pilot = self.t_us + self._pilot_period_us
+            v = plant.vehicle
+            plant.rc_channels[2] = pilot.throttle(-v.pos[2], -v.vel[2], self._pilot_period_us * 1e-6)
+        if self.t_us >= self._next_truth and plant.physics:
             self._next_truth = self.t_us + self._truth_period_us
             v = plant.vehicle
             p = v.pos
             roll, pitch, yaw = v.euler()
-            self.truth.append((self.time, p[0], p[1], p[2], roll, pitch, yaw))
+            self.truth.append((self.time, p[0], p[1], p[2], roll, pitch, yaw, *self.motors))
+
+    # -- what a real-time loop achieved ------------------------------------------------
+    def timing(self, since_s: float = 0.0) -> LoopTiming:
+        """Send-period and answer statistics (wall clock), from ``since_s`` of the run."""
+        send = self._send_ns.values() if self._send_ns is not None else np.zeros(0, dtype=np.int64)
+        motor = self.link.motor_times_ns()
+        cut = self._started_ns + int(since_s * 1e9)
+        timing = loop_timing(
+            send[send >= cut], motor[motor >= cut], self.link.latencies_ns(), self.config.rate_hz, self.scheduler
+        )
+        if timing is None:
+            raise HilError("the real-time loop has not run long enough to measure its timing")
+        return timing
+
+    def timing_series(self) -> tuple[np.ndarray, np.ndarray, float, int]:
+        """(send stamps, answer arrival stamps, target rate Hz, start stamp), host
+        monotonic ns, oldest first: what the report's loop-period figures are made from."""
+        send = self._send_ns.values() if self._send_ns is not None else np.zeros(0, dtype=np.int64)
+        return send, self.link.motor_times_ns(), self.config.rate_hz, self._started_ns
+
+    def report(self, since_s: float = 1.0) -> tuple[list[str], dict[str, object]]:
+        """Lines for a scenario's notes and its measurements, from ``since_s`` of the run."""
+        timing = self.timing(since_s=since_s)
+        return timing.lines(), {
+            "state_rate_hz": timing.sent / timing.seconds,
+            "state_jitter_p99_us": timing.send_jitter_p99_us,
+            "motor_rate_hz": timing.motor_rate_hz,
+            "motor_period_p99_us": timing.motor_period_p99_us,
+            "loop_scheduler": timing.scheduler,
+        }
+
+    def close(self) -> None:
+        """Stop the loop (its link closes with it)."""
+        self.stop()
+
+    def __enter__(self) -> ClosedLoop:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _period_us(rate_hz: float) -> int:
