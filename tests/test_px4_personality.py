@@ -110,6 +110,6 @@ def test_a_flight_on_the_px4_personality_repeats_bit_for_bit(rig) -> None:
     for _ in range(2):
         with session_for(rig.select(None)) as session:
             result = run_scenario(scenario, session)
-            flights.append((result.timeline.events, session.sim.truth))
+            flights.append((result.timeline.events, session.sim.truth.values().tolist()))
     assert result.passed, result.failure_text()
     assert flights[0] == flights[1]
