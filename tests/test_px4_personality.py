@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hil.codecs import px4_sim
 from hil.errors import ConfigError
 from hil.mavlink.dialect import mavlink
 from hil.rig import Rig
@@ -49,6 +50,7 @@ def test_it_says_it_is_px4_and_flies_through_px4s_simulator_connection(rig) -> N
         finally:
             loop.stop()
         assert loop.link.peer_heartbeat is not None and loop.link.peer_heartbeat.autopilot == mavlink.MAV_AUTOPILOT_PX4
+        assert loop.link.last_answer_mode == px4_sim.MODE_FLAG_CUSTOM  # disarmed: 1, as PX4 sends
 
 
 @pytest.mark.parametrize("name", ["gps_loss_land", "rc_loss_land"])

@@ -252,6 +252,7 @@ class Px4TcpLink:
         self.peer_heartbeat: object | None = None
         self.requested_intervals: dict[int, float] = {}
         self.answers = 0
+        self.last_answer_mode: int | None = None
         self.samples = 0
 
     # -- SimulatorLink ------------------------------------------------------------------
@@ -446,6 +447,7 @@ class Px4TcpLink:
                     "its lockstep scheduler; run the board in real time (lockstep = false)"
                 )
             self.answers += 1
+            self.last_answer_mode = int(msg.mode)  # PX4: 1 (custom) + 128 when armed
             if msg.mode & px4_sim.MODE_FLAG_ARMED:
                 c = msg.controls
                 motors = (_unit(c[0]), _unit(c[1]), _unit(c[2]), _unit(c[3]))

@@ -121,6 +121,8 @@ class Px4Server(VfcServer):
     """A virtual board that looks like PX4 and takes its simulator over TCP."""
 
     personality = px4.Px4Personality()
+    #: PX4 sets the custom-mode flag in every HIL_ACTUATOR_CONTROLS (SimulatorMavlink.cpp).
+    answer_mode_flags = M.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED
 
     def __init__(self, identity: Any, storage_path: Any, *, sim_host: str, sim_port: int, **kwargs: Any) -> None:
         log = kwargs.get("log") or (lambda text: None)

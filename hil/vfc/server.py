@@ -130,6 +130,9 @@ def _text(value: str | bytes) -> str:
 class VfcServer(TelemetryBuilders):
     """One virtual board: Copter + parameters + pty, served until `stop` is set."""
 
+    #: Bits always set in HIL_ACTUATOR_CONTROLS.mode besides armed (PX4 sets 1, custom).
+    answer_mode_flags = 0
+
     def __init__(
         self,
         identity: BoardIdentity,
@@ -465,7 +468,7 @@ class VfcServer(TelemetryBuilders):
                     M.MAV_SEVERITY_WARNING, "HIL_SENSOR time went backwards: reboot the board"
                 )
         m1, m2, m3, m4 = motors[:4]
-        mode = M.MAV_MODE_FLAG_SAFETY_ARMED if copter.armed else 0
+        mode = (M.MAV_MODE_FLAG_SAFETY_ARMED if copter.armed else 0) | self.answer_mode_flags
         codec = self.codec
         flags = 1 if self.loop_model is None else 0
         # Wire order: time_usec, flags (bit 0: lockstep), controls[16], mode; trailing
