@@ -138,11 +138,11 @@ class BoardSession:
         out.update(self.uart_links)
         return out
 
-    def fly(self, scenario, result, *, capture=None):
-        """Fly a scenario on this MAVLink board (`hil.scenario.runner.fly_mavlink`)."""
-        from hil.scenario.runner import fly_mavlink
+    def flight(self):
+        """How the scenario runner flies this board (`hil.scenario.mavlink_flight`)."""
+        from hil.scenario.mavlink_flight import MavlinkFlight
 
-        return fly_mavlink(scenario, self, result, capture=capture)
+        return MavlinkFlight(self)
 
     def __exit__(self, *exc: object) -> None:
         self.problems = self.cleanup()
@@ -358,11 +358,11 @@ class MspBoardSession:
         link = self.autopilot.link if self.autopilot is not None else None
         return {"msp": link} if link is not None else {}
 
-    def fly(self, scenario, result, *, capture=None):
-        """Fly a scenario on this MSP board in real time (`hil.scenario.msp_runner`)."""
-        from hil.scenario.msp_runner import run_msp_scenario
+    def flight(self):
+        """How the scenario runner flies this board, in real time (`hil.scenario.msp_flight`)."""
+        from hil.scenario.msp_flight import MspFlight
 
-        return run_msp_scenario(scenario, self, result, capture=capture)
+        return MspFlight(self)
 
     def __exit__(self, *exc: object) -> None:
         self.problems = self.cleanup()

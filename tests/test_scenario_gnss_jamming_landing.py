@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hil.rig import DEFAULT_RIG, Rig
-from hil.scenario import runner
+from hil.scenario import mavlink_flight
 from hil.scenario.load import load_scenario
 from hil.scenario.runner import run_scenario
 from hil.session import BoardSession
@@ -22,8 +22,8 @@ SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "gps_jammed_lo
 
 
 def test_a_slow_gnss_jamming_ramp_ends_in_a_landing_with_10hz_gps(tmp_path, monkeypatch) -> None:
-    original = runner.sim_config_for
-    monkeypatch.setattr(runner, "sim_config_for", lambda sc: replace(original(sc), gps_rate_hz=10.0))
+    original = mavlink_flight.sim_config_for
+    monkeypatch.setattr(mavlink_flight, "sim_config_for", lambda sc: replace(original(sc), gps_rate_hz=10.0))
     slow = tmp_path / "gps_jammed_slow_ramp.toml"
     slow.write_text(SCENARIO.read_text().replace("ramp = 2.0", "ramp = 10.0"))
     rig = Rig.load(DEFAULT_RIG, work_dir=tmp_path / "rig")  # GPS over HIL_GPS

@@ -1,8 +1,9 @@
-"""Fly one scenario on an MSP board (Betaflight SITL) in real time.
+"""How an MSP board (Betaflight) is flown through a scenario, in real time.
 
-The harness is the pilot: the closed loop sends RC over the board's MSP UART, the pilot
-model holds the setup altitude on the throttle in ANGLE mode, and injections act on the
-loop at their times (``rc_loss`` stops the RC frames as a lost radio would). What the
+The harness is the pilot: the closed loop sends RC the way the board's link does (MSP
+frames to the SITL, CRSF/SBUS into a bench board's receiver UART), the pilot model holds
+the setup altitude on the throttle in ANGLE mode, and injections act on the loop at
+their times (``rc_loss`` stops the radio's frames as a lost radio would). What the
 board does is read back over MSP at ~25 Hz: armed, the FAILSAFE mode bit (stage 2 of
 its failsafe), ANGLE, and the arming-disable flags. An MSP board has no STATUSTEXT; a
 change of those flags is recorded as one (``"RXLOSS set"``, ``"RXLOSS cleared"``), so a
@@ -19,8 +20,6 @@ import time
 from typing import Any
 
 from hil.errors import HilError, WaitTimeout
-from hil.scenario.expect import evaluate
-from hil.scenario.limits import judge
 from hil.scenario.model import Scenario
 from hil.scenario.result import ScenarioResult
 from hil.scenario.timeline import RecorderBase, Timeline
@@ -154,93 +153,116 @@ def loop_config_for(scenario: Scenario) -> BetaflightLoopConfig:
     return config
 
 
-def run_msp_scenario(
-    scenario: Scenario, session: Any, result: ScenarioResult, *, capture=None
-) -> ScenarioResult:
-    """Run ``scenario`` on an MSP board; fills and returns ``result``; never raises for the vehicle.
+class MspFlight:
+    """A scenario's flight on an MSP board (`hil.session.MspBoardSession`)."""
 
-    ``capture`` (a `hil.report.capture.ScenarioCapture`) logs the MSP link's bytes."""
-    ap = session.autopilot
-    assert ap is not None
-    wall0 = time.monotonic()
-    if scenario.setup.params:
-        result.error = (
-            "setup.params are MAVLink parameters; an MSP board takes its settings through the "
-            "CLI (autopilot.set) in a Python test"
-        )
-        return result
-    prof = session.board.profile
-    lacks = scenario.lacked_by(prof, session.board.capabilities)
-    if lacks is not None:
-        result.error = f"{session.board.name}: {lacks}"
-        return result
-    if scenario.setup.altitude > 0 and prof.resolve(scenario.setup.mode) not in HOVER_MODES:
-        result.error = f"setup mode {scenario.setup.mode} has no meaning on an MSP board; use ANGLE"
-        return result
-    scenario = scenario.for_firmware(prof)
-    try:
-        facts = session.board_facts()
-        scenario = scenario.with_board_times(facts)
-    except (KeyError, HilError) as exc:
-        result.error = f"cannot read the board's settings the scenario refers to: {exc}"
-        return result
-    try:
-        loop, recorder = _bring_up(session, scenario)
-    except HilError as exc:
-        result.error = str(exc)
-        result.notes.extend(session.notes)
-        return result
-    if capture is not None:
-        capture.attach(session)
-    t0 = 0.0
-    try:
-        # The timeline must know the board's state at its start: wait for a first report.
-        recorder.wait("the board's first status report", lambda: recorder.armed is not None, within=3.0)
-        if scenario.setup.armed:
-            session.arm(loop, within=10.0)
-            recorder.wait("the board armed by the AUX1 switch", lambda: bool(recorder.armed), within=5.0)
-            target = scenario.setup.altitude
-            if target > 0:
-                loop.hold_altitude(target)
-                _wait_altitude(recorder, loop, target - 0.5, within=target / 1.0 + 15.0)
-        t0 = loop.time
-        recorder.on_sim_event(t0, "note", "timeline start")
-        for inj in scenario.injections:
-            stop = None if inj.stop is None else t0 + inj.stop
-            loop.schedule(inj.kind, t0 + inj.start, stop, inj.params, inj.id)
-        # Once disarmed, wait out the last injection change (a returning link) and a bit.
-        last_start = max(
-            (max(inj.start, inj.stop if inj.stop is not None else 0.0) for inj in scenario.injections),
-            default=0.0,
-        )
-        t_end = t0 + scenario.duration
-        try:
-            recorder.wait(
-                "the end of the scenario",
-                lambda: loop.time >= t_end
-                or (recorder.ever_armed and recorder.armed is False and loop.time >= t0 + last_start + 2.5),
-                within=scenario.duration + 5.0,
+    #: Once the vehicle is disarmed, the run ends this long after the last injection
+    #: change, start or stop (a returning link is worth watching).
+    settle_s = 2.5
+    settle_after_stops = True
+    #: Wall seconds the end of the scenario is waited for beyond its duration.
+    end_margin_s = 5.0
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.board = session.board
+        self.ap = session.autopilot
+        assert self.ap is not None
+        self.profile = self.board.profile
+        self.loop: ClosedLoop | None = None
+        self.recorder: _MspRecorder | None = None
+
+    # -- before flying -----------------------------------------------------------------
+    def prepare(self, scenario: Scenario) -> Scenario:
+        """Refuse what an MSP board cannot take; put in the board's failsafe times."""
+        if scenario.setup.params:
+            raise HilError(
+                "setup.params are MAVLink parameters; an MSP board takes its settings through the "
+                "CLI (autopilot.set) in a Python test"
             )
-        except WaitTimeout as exc:
-            raise HilError(f"the run stalled before its end: {exc}") from None
-    except HilError as exc:
-        result.error = str(exc)
-    finally:
-        result.notes.extend(session.notes)
-        result.sim_seconds = loop.time
-        result.timeline = recorder.timeline(t0)
-        result.change_gaps = [(t - t0, gap) for t, gap in recorder.change_gaps]
-    if result.error is None:
-        result.verdicts = evaluate(scenario, result.timeline, scenario.nominal_anchors())
-        judge(scenario, result, loop)
-    _finish(loop, recorder, result)
-    recorder.stop()
-    try:
-        lines, measurements = loop.report(since_s=1.0)
-        result.notes.extend(lines)
-        result.measurements = {**measurements, **session.board.runtime()}
+        if scenario.setup.altitude > 0 and self.profile.resolve(scenario.setup.mode) not in HOVER_MODES:
+            raise HilError(f"setup mode {scenario.setup.mode} has no meaning on an MSP board; use ANGLE")
         try:
-            rows = session.autopilot.tasks()
+            return scenario.with_board_times(self.session.board_facts())
+        except (KeyError, HilError) as exc:
+            raise HilError(f"cannot read the board's settings the scenario refers to: {exc}") from None
+
+    def now(self) -> float:
+        """The scenario's clock: the loop's (the wall clock since it started)."""
+        return self.loop.time if self.loop is not None else 0.0
+
+    def loop_time(self, t: float) -> float:
+        return t
+
+    def bring_up(self, scenario: Scenario, capture: Any = None) -> None:
+        """The loop running and the board armable but for its switch, the recorder on,
+        and a first status report in hand (the timeline must know the state at its start)."""
+        loop = self.loop = self.session.start_loop(loop_config_for(scenario))
+        recorder = self.recorder = _MspRecorder(self.session, loop)
+        loop.event_hooks.append(recorder.on_sim_event)
+        recorder.start()
+        if capture is not None:
+            capture.attach(self.session)
+        recorder.wait("the board's first status report", lambda: recorder.armed is not None, within=3.0)
+
+    def setup(self, scenario: Scenario, result: ScenarioResult) -> None:
+        """Arm by the switch; climb on the pilot model to the setup altitude."""
+        if not scenario.setup.armed:
+            return
+        loop, recorder = self.loop, self.recorder
+        self.session.arm(loop, within=10.0)
+        recorder.wait("the board armed by the AUX1 switch", lambda: bool(recorder.armed), within=5.0)
+        target = scenario.setup.altitude
+        if target > 0:
+            loop.hold_altitude(target)
+            _wait_altitude(recorder, loop, target - 0.5, within=target / 1.0 + 15.0)
+
+    def note(self, t: float, kind: str, text: str) -> None:
+        self.recorder.on_sim_event(t, kind, text)
+
+    def wait(self, what: str, done, within: float) -> None:
+        self.recorder.wait(what, done, within=within)
+
+    def check_end(self) -> None:
+        pass
+
+    def error_text(self, exc: HilError, t0: float) -> tuple[str, str | None]:
+        return str(exc), None
+
+    def sim_seconds(self) -> float:
+        return self.now()
+
+    def stop_watching(self) -> None:
+        pass
+
+    # -- after the run ----------------------------------------------------------------
+    def after_run(self, result: ScenarioResult) -> None:
+        """What happened to the board on the way (a restart, a flipped switch)."""
+        result.notes.extend(self.session.notes)
+
+    def extra_limits(self, result: ScenarioResult) -> list:
+        return []
+
+    def finish(self, result: ScenarioResult) -> None:
+        """Land a vehicle left flying and disarm it; the loop's and firmware's figures."""
+        loop, recorder = self.loop, self.recorder
+        if loop is None:
+            return
+        _finish(loop, recorder, result)
+        recorder.stop()
+        try:
+            lines, measurements = loop.report(since_s=1.0)
+            result.notes.extend(lines)
+            result.measurements = {**measurements, **self.board.runtime()}
+            self._firmware_figures(result)
+        except HilError:
+            pass
+        loop.stop()
+        result.loop_speed = 1.0
+
+    def _firmware_figures(self, result: ScenarioResult) -> None:
+        try:
+            rows = self.ap.tasks()
         except HilError as exc:
             result.notes.append(f"task table not read: {exc}")
         else:
@@ -255,36 +277,24 @@ def run_msp_scenario(
                     )
                 )
             result.measurements["tasks"] = {r.name: r.rate_hz for r in rows}
-        if recorder.cycle_times:
-            ct = sorted(recorder.cycle_times)
+        cycle = self.recorder.cycle_times
+        if cycle:
+            ct = sorted(cycle)
             result.notes.append(
                 f"firmware cycle time {ct[len(ct) // 2]} us median over {len(ct)} status polls"
                 + (f" (SITL threads {sched})" if (sched := result.measurements.get("sitl_scheduler")) else "")
             )
-    except HilError:
-        pass
-    loop.stop()
-    result.wall_seconds = time.monotonic() - wall0
-    result.loop_speed = 1.0
-    if capture is not None:
-        capture.detach()
-    from hil.report.loops import realtime_timing
 
-    send_ns, motor_ns, rate_hz, started_ns = loop.timing_series()
-    result.loop_periods_us, result.timing = realtime_timing(
-        send_ns, motor_ns, rate_hz, since_ns=started_ns + 1_000_000_000  # as loop.report(since_s=1.0)
-    )
-    result.timing = [*result.timing, *result.limit_timing]
-    return result
+    def tear_down(self, result: ScenarioResult) -> None:
+        """The loop's timing from its send and answer stamps."""
+        if self.loop is None:
+            return
+        from hil.report.loops import realtime_timing
 
-
-def _bring_up(session: Any, scenario: Scenario) -> tuple[ClosedLoop, _MspRecorder]:
-    """The loop running and the board armable but for its switch, and the recorder on."""
-    loop = session.start_loop(loop_config_for(scenario))
-    recorder = _MspRecorder(session, loop)
-    loop.event_hooks.append(recorder.on_sim_event)
-    recorder.start()
-    return loop, recorder
+        send_ns, motor_ns, rate_hz, started_ns = self.loop.timing_series()
+        result.loop_periods_us, result.timing = realtime_timing(
+            send_ns, motor_ns, rate_hz, since_ns=started_ns + 1_000_000_000  # as loop.report(since_s=1.0)
+        )
 
 
 def _wait_altitude(recorder: _MspRecorder, loop: ClosedLoop, target: float, within: float) -> None:
