@@ -215,6 +215,14 @@ class Board(ABC):
         """True when the harness flies the vehicle (closed loop) for this board."""
         return True
 
+    def mavlink_loop(self, autopilot: Any, config: Any, uart_links: dict[str, Any] | None = None) -> Any:
+        """The closed loop a MAVLink session flies this board with: by default the
+        `mavlink_hil` link on its MAVLink port (a board type whose firmware takes its
+        simulator elsewhere, PX4's TCP connection, returns its own)."""
+        from hil.sim.loop import mavlink_loop
+
+        return mavlink_loop(autopilot, config, uart_links=uart_links)
+
     @property
     def usb_serial(self) -> str:
         return str(self.spec.get("usb_serial", ""))
@@ -307,6 +315,7 @@ BUILTIN_BOARD_TYPES: Mapping[str, str] = {
     "mavlink": "hil.boards.mavlink:MavlinkBoard",
     "betaflight-sitl": "hil.sitl.board:BetaflightSitlBoard",
     "betaflight": "hil.boards.betaflight:BetaflightBoard",
+    "px4-sitl": "hil.boards.px4_sitl:Px4SitlBoard",
 }
 
 

@@ -206,15 +206,17 @@ def _recording_adapter(prof: str) -> tuple[MavlinkAutopilot, list[tuple]]:
     return ap, sent
 
 
-def test_a_px4_adapter_forces_with_21196_and_sets_px4_mode_numbers():
+def test_a_px4_adapter_forces_with_21196_and_sets_px4_main_and_sub_modes():
     ap, sent = _recording_adapter("px4")
     ap.arm(force=True)
     ap.disarm(force=True)
     ap.set_mode("RTL")
+    # PX4's Commander reads DO_SET_MODE param2 as the main mode and param3 as the sub mode
+    # (AUTO 4, RTL 5), not as a HEARTBEAT custom_mode.
     assert sent == [
         (mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 1, 21196.0),
         (mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 0, 21196.0),
-        (mavlink.MAV_CMD_DO_SET_MODE, mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, 0x05040000),
+        (mavlink.MAV_CMD_DO_SET_MODE, mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, 4.0, 5.0),
     ]
 
 
@@ -356,7 +358,7 @@ def test_an_unknown_board_type_lists_the_plugin_types_too(tmp_path, monkeypatch)
         monkeypatch, EntryPoint("plugin-px4", "hil_plugin_example:PluginBoard", BOARD_GROUP)
     )
     with pytest.raises(
-        ConfigError, match="is not one of: betaflight, betaflight-sitl, mavlink, plugin-px4, virtual"
+        ConfigError, match="is not one of: betaflight, betaflight-sitl, mavlink, plugin-px4, px4-sitl, virtual"
     ):
         Rig.load(_rig(tmp_path, "warp"))
 
@@ -376,6 +378,7 @@ def test_every_built_in_board_type_declares_a_profile():
         "mavlink": "arducopter",
         "betaflight-sitl": "betaflight",
         "betaflight": "betaflight",
+        "px4-sitl": "px4",
     }
 
 

@@ -523,9 +523,7 @@ class MavlinkAutopilot:
     def set_mode(self, mode: str) -> None:
         """Switch to `mode`: a scenario word (RTL, HOLD, ...) or one of the firmware's names."""
         number, _ = self._mode(mode)
-        self.command(
-            mavlink.MAV_CMD_DO_SET_MODE, mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, number
-        )
+        self.command(mavlink.MAV_CMD_DO_SET_MODE, *self.profile.set_mode_params(number))
 
     def takeoff(self, altitude: float) -> None:
         self.command(mavlink.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, 0, 0, 0, altitude)

@@ -25,6 +25,7 @@ from hil.links.ports import find_port
 from hil.mavlink.dialect import VFC_BOARD_ID
 from hil.receivers import Receiver, parse_receivers, virtual_receiver
 from hil.rig import Board, Rig, RigKey
+from hil.sim.px4_link import Px4SimListener, px4_loop
 from hil.vfc.dfu_device import TRANSFER_SIZE, DfuTiming
 from hil.vfc.flash import Flash, FlashError
 from hil.vfc.looptime import LoopTimeModel
@@ -40,7 +41,11 @@ class VirtualBoard(Board):
     """
 
     type_name = "virtual"
-    profile_name = "arducopter"  # the virtual board behaves as ArduCopter
+    profile_name = "arducopter"  # the virtual board behaves as ArduCopter (or PX4: `personality`)
+    #: Whose firmware the board presents: ArduCopter's, or PX4's (hil.vfc.px4), which
+    #: takes its simulator over PX4's TCP connection (hil.sim.px4_link) instead of HIL_*
+    #: messages on its MAVLink port.
+    PERSONALITIES = {"ardupilot": "arducopter", "px4": "px4"}
     #: How the harness feeds a virtual board: GPS over HIL_GPS or a receiver UART, RC over
     #: RC_CHANNELS_OVERRIDE or a receiver UART.
     GPS_INPUTS = ("hil", "uart:ubx", "uart:nmea")
@@ -56,13 +61,29 @@ class VirtualBoard(Board):
         "gps": RigKey("choice", choices=GPS_INPUTS),
         "rc": RigKey("choice", choices=RC_INPUTS),
         "receiver": RigKey("tables"),
+        "personality": RigKey("choice", choices=tuple(PERSONALITIES)),
+        "sim_port": RigKey("integer", 0, 65535),
     }
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         super().__init__(name, spec, rig)
         if not self.usb_serial:
             raise ConfigError(f"{rig.path}: board {name!r}: a virtual board needs a usb_serial")
+        self.personality = str(spec.get("personality", "ardupilot"))
+        self.profile_name = self.PERSONALITIES[self.personality]
+        if self.personality == "px4" and (self.uart_protocols or spec.get("receiver")):
+            raise ConfigError(
+                f"{rig.path}: board {name!r}: the PX4 personality takes GPS and RC over its "
+                "simulator connection, as PX4 SITL does; leave out gps/rc = \"uart:...\" and "
+                "[[board.receiver]]"
+            )
+        if self.personality != "px4" and "sim_port" in spec:
+            raise ConfigError(
+                f"{rig.path}: board {name!r}: sim_port is the PX4 personality's simulator port; "
+                "add personality = \"px4\" or leave it out"
+            )
         self._process = None
+        self._sim_listener: Px4SimListener | None = None
 
     @property
     def board_id(self) -> int:
@@ -118,6 +139,13 @@ class VirtualBoard(Board):
         work.mkdir(parents=True, exist_ok=True)
         if not self.flash_path.exists():
             self.factory_program()
+        sim_tcp = None
+        if self.personality == "px4":
+            # Listening before the board starts, as a PX4 simulator must (PX4 connects).
+            if self._sim_listener is None:
+                self._sim_listener = Px4SimListener(int(self.spec.get("sim_port", 0)))
+            self._sim_listener.open()
+            sim_tcp = f"{self._sim_listener.host}:{self._sim_listener.port}"
         self._process = VirtualBoardProcess(
             self.usb_serial,
             work / "storage.bin",
@@ -129,6 +157,8 @@ class VirtualBoard(Board):
             sector_erase_s=self.sector_erase_s,
             boot0=boot0,
             uarts=self.uart_protocols,
+            personality=self.personality if self.personality != "ardupilot" else None,
+            sim_tcp=sim_tcp,
         )
         self._process.start()
 
@@ -163,6 +193,15 @@ class VirtualBoard(Board):
     def stop(self) -> None:
         if self._process is not None:
             self._process.stop()
+        if self._sim_listener is not None:
+            self._sim_listener.close()
+
+    def mavlink_loop(self, autopilot: Any, config: Any, uart_links: dict[str, Any] | None = None) -> Any:
+        """PX4's personality flies through its simulator connection (`px4_tcp`); the
+        default one through HIL_* messages on its MAVLink port."""
+        if self._sim_listener is None:
+            return super().mavlink_loop(autopilot, config, uart_links)
+        return px4_loop(autopilot, self._sim_listener, config, accept_timeout=10.0)
 
     def url(self, timeout: float = 10.0) -> str:
         if self._process is None or not self._process.alive:

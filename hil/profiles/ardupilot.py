@@ -98,6 +98,7 @@ ARDUCOPTER = FirmwareProfile(
             timeout_setting="RC_FS_TIMEOUT",
             threshold_setting="FS_THR_VALUE",
             threshold_unit="us (throttle PWM below it counts as lost)",
+            defaults={"FS_THR_ENABLE": 1, "RC_FS_TIMEOUT": 1.0},
             note="No valid RC for RC_FS_TIMEOUT seconds, or three throttle frames in a row "
             "below FS_THR_VALUE. FS_OPTIONS can let AUTO and GUIDED carry on.",
         ),
@@ -106,6 +107,7 @@ ARDUCOPTER = FirmwareProfile(
             "FS_GCS_ENABLE",
             _GCS_ACTIONS,
             timeout_setting="FS_GCS_TIMEOUT",
+            defaults={"FS_GCS_ENABLE": 0, "FS_GCS_TIMEOUT": 5.0},
             note="No heartbeat from the ground station (SYSID_MYGCS) for FS_GCS_TIMEOUT seconds.",
         ),
         Failsafe(
@@ -114,6 +116,7 @@ ARDUCOPTER = FirmwareProfile(
             {1: ("LAND",), 2: ("ALT_HOLD",), 3: ("LAND",)},
             threshold_setting="FS_EKF_THRESH",
             threshold_unit="EKF variance test ratio (0 disables)",
+            defaults={"FS_EKF_ACTION": 1},
             note="Two EKF variances above FS_EKF_THRESH for about 1 s (ekf_check.cpp). "
             "1 and 2 act only in modes that need a position; 3 lands even in STABILIZE.",
         ),
@@ -129,6 +132,7 @@ ARDUCOPTER = FirmwareProfile(
                 5: ("DISARM",),
             },
             timeout_setting="BATT_LOW_TIMER",
+            defaults={"BATT_FS_LOW_ACT": 0},
             threshold_setting="BATT_LOW_VOLT",
             threshold_unit="V (0 disables)",
             note="Below BATT_LOW_VOLT for BATT_LOW_TIMER seconds; BATT_CRT_VOLT and "

@@ -75,11 +75,15 @@ class Failsafe:
     threshold_setting: str | None = None
     threshold_unit: str = ""
     note: str = ""
+    #: The firmware's own defaults of its action and timeout settings (what a scenario
+    #: written for it means when it sets nothing; see `hil.profiles.translate`).
+    defaults: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in FAILSAFE_KINDS:
             raise ValueError(f"failsafe kind {self.kind!r} is not one of {sorted(FAILSAFE_KINDS)}")
         object.__setattr__(self, "actions", _frozen(self.actions))
+        object.__setattr__(self, "defaults", _frozen(self.defaults))
 
     def action(self, value: Any) -> tuple[str, ...]:
         """What the vehicle does for a value of the action setting (a number or a CLI name)."""
@@ -137,6 +141,19 @@ class FirmwareProfile:
     rom_dfu: tuple[Command, ...] = ()
     failsafe_phases: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    #: How MAV_CMD_DO_SET_MODE names a mode: "custom_mode" (param2 is HEARTBEAT's
+    #: custom_mode, ArduPilot) or "main_sub" (param2 the main mode, param3 the sub mode:
+    #: bytes 2 and 3 of custom_mode, PX4's Commander).
+    set_mode_form: str = "custom_mode"
+    #: Scenario parameters written in ArduCopter's names (the library's), as this
+    #: firmware's settings; see `hil.profiles.translate`.
+    setting_words: Mapping[str, str] = field(default_factory=dict)
+    #: What a STATUSTEXT expectation written in ArduCopter's words looks for on this
+    #: firmware (ArduCopter's text -> this firmware's).
+    statustexts: Mapping[str, str] = field(default_factory=dict)
+    #: Settings that make a failsafe act when its timeout runs out, as ArduPilot's do
+    #: (PX4: COM_FAIL_ACT_T = 0, no Hold before the action); added to a translated setup.
+    act_at_timeout: Mapping[str, float] = field(default_factory=dict)
     _names: Mapping[int, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -177,9 +194,20 @@ class FirmwareProfile:
                         )
         object.__setattr__(self, "modes", _frozen(self.modes))
         object.__setattr__(self, "vocabulary", _frozen(self.vocabulary))
+        if self.set_mode_form not in ("custom_mode", "main_sub"):
+            raise ValueError(f"profile {self.name}: set_mode_form {self.set_mode_form!r} is not custom_mode or main_sub")
+        for name in ("setting_words", "statustexts", "act_at_timeout"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
         object.__setattr__(self, "_names", _frozen(names))
 
     # -- modes ----------------------------------------------------------------------------
+    def set_mode_params(self, number: int) -> tuple[float, float, float]:
+        """MAV_CMD_DO_SET_MODE param1..3 for a mode number (see `set_mode_form`)."""
+        custom = 1.0  # MAV_MODE_FLAG_CUSTOM_MODE_ENABLED
+        if self.set_mode_form == "main_sub":
+            return custom, float((number >> 16) & 0xFF), float((number >> 24) & 0xFF)
+        return custom, float(number), 0.0
+
     def resolve(self, word: str) -> str:
         """The firmware's mode name for a scenario word or one of its own mode names."""
         key = word.strip().upper()

@@ -9,8 +9,9 @@ Other sources (PX4/PX4-Autopilot):
 - src/modules/commander/Commander.cpp: COMPONENT_ARM_DISARM with param2 = 21196 forces
   arming and disarming alike; PREFLIGHT_REBOOT_SHUTDOWN param1 3 reboots into the
   bootloader.
-- src/modules/commander/commander_params.c: NAV_RCL_ACT, NAV_DLL_ACT and their timeouts
-  (value 0 "Disabled" of NAV_RCL_ACT exists only up to v1.13).
+- src/modules/commander/commander_params.yaml: NAV_RCL_ACT, NAV_DLL_ACT and their timeouts
+  (value 0 "Disabled" of NAV_RCL_ACT exists only up to v1.13), COM_FAIL_ACT_T.
+- MAV_CMD_DO_SET_MODE: param2 is the main mode, param3 the sub mode (Commander.cpp).
 """
 
 from __future__ import annotations
@@ -128,9 +129,11 @@ PX4_MULTICOPTER = FirmwareProfile(
         Failsafe(
             "position_loss",
             "COM_POSCTL_NAVL",
-            {0: ("ALT_HOLD",), 1: ("LAND",)},
-            note="In a mode that needs a position: 0 falls back to Altitude (or Manual), "
-            "1 to Land (or Descend without any position).",
+            {1: ("LAND",)},
+            note="Auto modes (Hold, where the scenario word LOITER maps, Return) land, or "
+            "descend without any position (failsafe.cpp, checkModeFallback). COM_POSCTL_NAVL "
+            "governs Position mode only: 0 falls back to Altitude, 1 to Land; 0 is left out "
+            "here because no scenario word flies Position mode.",
         ),
         Failsafe(
             "battery",
@@ -154,9 +157,22 @@ PX4_MULTICOPTER = FirmwareProfile(
     ),
     reboot=Command("mavlink", MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, (1.0,)),
     bootloader=(Command("mavlink", MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, (3.0,)),),
+    set_mode_form="main_sub",
+    # What PX4 says (Commander.cpp; failsafe/framework.cpp notifyUser): the loss itself,
+    # then "Failsafe activated" (", entering Hold for N seconds" with COM_FAIL_ACT_T).
+    statustexts={
+        "Radio Failsafe": "Manual control lost",
+        "GCS Failsafe": "Connection to ground station lost",
+        "EKF Failsafe": "Failsafe activated",
+        "Battery 1 is low": "Low battery level",
+    },
+    # ArduPilot acts when a failsafe's timeout runs out; PX4 first holds COM_FAIL_ACT_T
+    # (5 s) in Hold. A scenario written for the former gets no hold.
+    act_at_timeout={"COM_FAIL_ACT_T": 0.0},
     sources=(
         "PX4 src/modules/commander/px4_custom_mode.h",
         "PX4 src/modules/commander/Commander.cpp",
-        "PX4 src/modules/commander/commander_params.c",
+        "PX4 src/modules/commander/commander_params.yaml",
+        "PX4 src/modules/commander/failsafe/framework.cpp",
     ),
 )

@@ -19,7 +19,7 @@ from typing import Any
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, CommandRefused, HilError, LinkError
 from hil.lifecycle import BoardState
-from hil.mavlink.dialect import mavlink, mode_name
+from hil.mavlink.dialect import mavlink
 from hil.mavlink.framing import arrival_ns
 from hil.scenario.host_timing import HostTiming, heartbeat_rate_for, request_heartbeat_rate
 from hil.scenario.model import Scenario
@@ -64,7 +64,7 @@ class _Recorder(RecorderBase):
         elif mtype == "ATTITUDE":
             self.roll, self.pitch = msg.roll, msg.pitch
         elif mtype == "HEARTBEAT" and msg.get_srcComponent() == self.ap.target_component:
-            mode = mode_name(msg.custom_mode)
+            mode = self.ap.profile.mode_name(msg.custom_mode)
             armed = bool(msg.base_mode & mavlink.MAV_MODE_FLAG_SAFETY_ARMED)
             self.track(t, mode, armed)
         elif mtype == "STATUSTEXT":

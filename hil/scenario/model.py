@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hil.profiles.translate import statustext_for, translate_settings
+
 if TYPE_CHECKING:
     from hil.profiles import FirmwareProfile
 
@@ -644,11 +646,14 @@ class Needs:
     #: "gnss" (a GPS fed from the plant's GNSS sky: GPS threats, RTL), "failsafe_mode"
     #: (stage 2 of the failsafe shows as the FAILSAFE mode).
     capabilities: tuple[str, ...] = ()
+    #: The setup's settings, in ArduCopter's names (see `hil.profiles.translate`).
+    settings: tuple[tuple[str, float], ...] = ()
 
     def lacking(self, profile: FirmwareProfile, capabilities: frozenset[str] | None = None) -> list[str]:
         """Why the firmware of `profile` (on a board that can do `capabilities`; None: do
-        not ask) cannot run the scenario: one reason per word or capability it lacks."""
+        not ask) cannot run the scenario: one reason per word, setting or capability it lacks."""
         reasons = [reason for word in self.modes if (reason := profile.lacks(word)) is not None]
+        reasons += translate_settings(dict(self.settings), profile, self.injections)[1]
         if capabilities is not None:
             reasons += [CAPABILITY_REASONS[c] for c in self.capabilities if c not in capabilities]
         return reasons
@@ -706,7 +711,8 @@ class Scenario:
             caps.append("gnss")
         if "FAILSAFE" in modes[1:]:  # an expected mode, not the setup's
             caps.append("failsafe_mode")
-        return Needs(tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(kinds)), tuple(caps))
+        settings = tuple((str(k), float(v)) for k, v in self.setup.params.items())
+        return Needs(tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(kinds)), tuple(caps), settings)
 
     def lacked_by(self, profile: FirmwareProfile, capabilities: frozenset[str] | None = None) -> str | None:
         """Why a board whose firmware is `profile` (and that can do `capabilities`, see
@@ -728,8 +734,12 @@ class Scenario:
                 exp = replace(exp, mode=profile.resolve(exp.mode))
             elif isinstance(exp, ExpectNeverMode) and profile.supports(exp.mode):
                 exp = replace(exp, mode=profile.resolve(exp.mode))
+            elif isinstance(exp, ExpectStatustext):
+                exp = replace(exp, contains=statustext_for(profile, exp.contains))
             out.append(exp)
-        return replace(self, expectations=tuple(out))
+        settings, _ = translate_settings(self.setup.params, profile, [inj.kind for inj in self.injections])
+        setup = replace(self.setup, params=MappingProxyType(settings)) if settings != dict(self.setup.params) else self.setup
+        return replace(self, expectations=tuple(out), setup=setup)
 
     def board_names(self) -> set[str]:
         """Board settings the expectations refer to (see `BoardTime`)."""

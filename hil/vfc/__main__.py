@@ -80,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=PROTOCOL",
         help="a receiver UART wired to the harness: gps=ubx|nmea|auto, rc=crsf|sbus (repeatable)",
     )
+    parser.add_argument(
+        "--personality",
+        choices=("ardupilot", "px4"),
+        default="ardupilot",
+        help="whose firmware the board presents: ArduCopter's (default) or PX4's (hil.vfc.px4)",
+    )
+    parser.add_argument(
+        "--sim-tcp",
+        default=None,
+        metavar="HOST:PORT",
+        help="px4: the simulator's TCP port, which the board connects to as PX4 SITL does",
+    )
     return parser
 
 
@@ -111,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"--uart: {exc}")
         return 2
     uarts = BoardUarts(uart_spec) if uart_spec else None
+    if args.personality == "px4":
+        host, _, port = (args.sim_tcp or "").rpartition(":")
+        if not host or not port.isdigit():
+            log(f"--personality px4 needs --sim-tcp HOST:PORT, got {args.sim_tcp!r}")
+            return 2
 
     stopping = False
 
@@ -231,15 +248,20 @@ def _serve(
                     firmware_version=identity.firmware_version,
                 )
 
-            server = VfcServer(
-                identity,
-                args.storage,
-                on_port=on_app_port,
-                log=log,
-                app=app,
-                bootloader=flash is not None,
-                uarts=uarts,
-            )
+            options: dict[str, Any] = {
+                "on_port": on_app_port,
+                "log": log,
+                "app": app,
+                "bootloader": flash is not None,
+                "uarts": uarts,
+            }
+            if args.personality == "px4":
+                from hil.vfc.px4_server import Px4Server
+
+                host, _, port = args.sim_tcp.rpartition(":")
+                server: Any = Px4Server(identity, args.storage, sim_host=host, sim_port=int(port), **options)
+            else:
+                server = VfcServer(identity, args.storage, **options)
             if current is not None:
                 current.close()
             current = server

@@ -67,8 +67,15 @@ def _finite(v: object, limit: float) -> bool:
 class Copter:
     """ArduPilot-Copter-like flight software: one ``loop`` per IMU sample."""
 
-    def __init__(self, params, behaviour: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, params, behaviour: Mapping[str, Any] | None = None,
+                 personality: Any = None) -> None:
         self.params = params
+        #: Another firmware's ways (hil.vfc.px4.Px4Personality): its failsafe actions,
+        #: the hold before them, its STATUSTEXT wording. None: ArduCopter's.
+        self.personality = personality
+        #: A failsafe action held back by the personality: (failsafe, action, due s,
+        #: mode to go back to if the failsafe clears first).
+        self._delayed: tuple[str, str, float, int] | None = None
         # The store's cache of read_param results (ParamStore empties it on every change):
         # the controllers read a dozen parameters per 100 Hz step.
         cache = getattr(params, "read_cache", None)
@@ -367,13 +374,13 @@ class Copter:
                                p("RC_FS_TIMEOUT"))
         if ev == "on":
             self._failsafe("radio", CRITICAL, "Radio Failsafe",
-                           fs.radio_action(int(p("FS_THR_ENABLE"))))
+                           self._action("radio", fs.radio_action, "FS_THR_ENABLE"))
         elif ev == "off":
             self._failsafe_clear("radio", "Radio Failsafe Cleared")
         ev = self._gcs.check(now, p("FS_GCS_ENABLE") != 0, self.armed, p("FS_GCS_TIMEOUT"))
         if ev == "on":
             self._failsafe("gcs", CRITICAL, "GCS Failsafe",
-                           fs.gcs_action(int(p("FS_GCS_ENABLE"))))
+                           self._action("gcs", fs.gcs_action, "FS_GCS_ENABLE"))
         elif ev == "off":
             self._failsafe_clear("gcs", "GCS Failsafe Cleared")
         volt = self._battery[0] if self._battery is not None else None
@@ -381,7 +388,16 @@ class Copter:
         if ev == "on":
             used = self._battery[2] if self._battery is not None else 0.0
             self._failsafe("battery", CRITICAL, f"Battery 1 is low {volt:.2f}V used {used:.0f} mAh",
-                           fs.battery_action(int(p("BATT_FS_LOW_ACT"))))
+                           self._action("battery", fs.battery_action, "BATT_FS_LOW_ACT"))
+        if self._delayed is not None:
+            self._delayed_action(now)
+
+    def _delayed_action(self, now: float) -> None:
+        """Carry out a held-back failsafe action once its hold is over."""
+        delayed = self._delayed
+        if delayed is not None and now >= delayed[2]:
+            self._delayed = None
+            self._act(delayed[1])
 
     def _ekf_check(self) -> None:
         """10 Hz EKF variance check (ArduPilot ekf_check)."""
@@ -392,14 +408,39 @@ class Copter:
         ev = self._ekf.check(est.vel_ratio, est.pos_ratio, est.mag_ratio,
                              p("FS_EKF_THRESH"), applicable)
         if ev == "on":
-            self._failsafe("ekf", CRITICAL, "EKF Failsafe", fs.ekf_action(ekf_act))
+            self._failsafe("ekf", CRITICAL, "EKF Failsafe",
+                           self._action("ekf", fs.ekf_action, "FS_EKF_ACTION"))
         elif ev == "off":
             self._failsafe_clear("ekf", "EKF Failsafe Cleared")
+
+    def _action(self, failsafe: str, by_value: Any, setting: str) -> str:
+        """What a failsafe does: ArduCopter's reading of its setting, or the personality's."""
+        if self.personality is None:
+            return by_value(int(self._p(setting)))
+        return self.personality.failsafe_action(failsafe, self._p)
 
     def _failsafe(self, name: str, severity: int, text: str, action: str) -> None:
         """Announce a failsafe and act: disarm on the ground, never LAND -> RTL."""
         self.failsafes.add(name)
-        self._text(severity, text)
+        pers = self.personality
+        if pers is None:
+            self._text(severity, text)
+        else:
+            # The personality's wording; and its hold before the action (PX4's
+            # COM_FAIL_ACT_T), in which the vehicle holds position.
+            delay = pers.action_delay(self._p)
+            hold = (self.armed and not self.landed and delay > 0.0 and self.position_ok
+                    and action in (fs.RTL, fs.LAND, fs.ALT_HOLD, fs.HOLD))
+            for line in pers.failsafe_texts(name, delay if hold else 0.0):
+                self._say(severity, line)
+            if hold:
+                self._delayed = (name, action, self._t + delay, self.mode)
+                self._change_mode(LOITER, announce_fail=False)
+                return
+        self._act(action)
+
+    def _act(self, action: str) -> None:
+        """Carry out a failsafe action."""
         if not self.armed or action == fs.NONE:
             return
         if action == fs.DISARM or self.landed or (
@@ -415,10 +456,17 @@ class Copter:
             self._change_mode(LAND)
         elif action == fs.ALT_HOLD and self.mode != LAND:
             self._change_mode(ALT_HOLD)
+        elif action == fs.HOLD and self.mode not in (LAND, RTL):
+            self._change_mode(LOITER)
 
     def _failsafe_clear(self, name: str, text: str) -> None:
         self.failsafes.discard(name)
         self._text(WARNING, text)
+        delayed = self._delayed
+        if delayed is not None and delayed[0] == name:
+            # Cleared within the hold: back to the mode the pilot had chosen.
+            self._delayed = None
+            self._change_mode(delayed[3], announce_fail=False)
 
     # ------------------------------------------------------------ inputs
     def on_gps(self, t_us: int, fix_type: int, lat_deg: float, lon_deg: float, alt_m: float,
@@ -650,6 +698,14 @@ class Copter:
         return self._t
 
     def _text(self, severity: int, text: str) -> None:
+        pers = self.personality
+        if pers is not None:
+            text = pers.text(text)
+            if not text:
+                return
+        self._say(severity, text)
+
+    def _say(self, severity: int, text: str) -> None:
         self._texts.append((severity, text[:50]))
         if len(self._texts) > 100:
             del self._texts[:-100]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 # Actions.
 NONE, RTL, LAND, ALT_HOLD, DISARM = "none", "rtl", "land", "alt_hold", "disarm"
+HOLD = "hold"  # hold position (PX4 NAV_RCL_ACT / NAV_DLL_ACT 1)
 
 THROTTLE_LOW_COUNT = 3
 """Consecutive RC inputs below FS_THR_VALUE that trip the radio failsafe."""

@@ -54,7 +54,13 @@ class VirtualBoardProcess:
         boot_delay_s: float | None = None,
         uarts: dict[str, str] | None = None,
         lock_dir: Path | str | None = None,
+        personality: str | None = None,
+        sim_tcp: str | None = None,
     ) -> None:
+        #: Whose firmware the board presents ("px4"; None: ArduCopter's) and, for PX4's,
+        #: the simulator port it connects to ("127.0.0.1:4560").
+        self.personality = personality
+        self.sim_tcp = sim_tcp
         self.usb_serial = usb_serial
         #: Receiver UARTs wired to the harness, name -> protocol (gps: ubx/nmea, rc: crsf/sbus).
         self.uarts = dict(uarts or {})
@@ -107,6 +113,10 @@ class VirtualBoardProcess:
             argv += ["--boot-delay-s", repr(float(self.boot_delay_s))]
         for name, protocol in self.uarts.items():
             argv += ["--uart", f"{name}={protocol}"]
+        if self.personality:
+            argv += ["--personality", self.personality]
+        if self.sim_tcp:
+            argv += ["--sim-tcp", self.sim_tcp]
         return argv
 
     def start(self, timeout: float = 10.0) -> VirtualBoardProcess:

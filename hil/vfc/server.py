@@ -130,6 +130,9 @@ def _text(value: str | bytes) -> str:
 class VfcServer(TelemetryBuilders):
     """One virtual board: Copter + parameters + pty, served until `stop` is set."""
 
+    #: Bits always set in HIL_ACTUATOR_CONTROLS.mode besides armed (PX4 sets 1, custom).
+    answer_mode_flags = 0
+
     def __init__(
         self,
         identity: BoardIdentity,
@@ -210,9 +213,9 @@ class VfcServer(TelemetryBuilders):
     # -- lifecycle ---------------------------------------------------------------------
     def _boot(self) -> None:
         """(Re)start the firmware: fresh parameters from storage, fresh Copter, new pty."""
-        self.params = ParamStore(self._param_defs(), path=self.storage_path)
+        self.params = self._make_params()
         self.params.load()
-        self.copter = Copter(self.params, self.app.behaviour if self.app is not None else None)
+        self.copter = self._make_copter()
         self.time_us = 0
         #: time_usec of the latest HIL_ACTUATOR_CONTROLS (the loop clock).
         self.stamp_us = 0
@@ -241,6 +244,9 @@ class VfcServer(TelemetryBuilders):
         self._bootloader_at: float | None = None
         self._statustext_id = 0
         self._outbuf = bytearray()
+        #: Where HIL_ACTUATOR_CONTROLS go: the MAVLink port's output (a personality whose
+        #: simulator has a connection of its own answers there instead).
+        self._answers = self._outbuf
         self.reader = FrameReader(self.codec, hot=(HIL_SENSOR, NAMED_VALUE_INT, *_SIM_INPUTS), stall_s=STALL_S)
         if self.uarts is not None:
             self.uarts.reset()  # the firmware starts again: no bytes owed, none held
@@ -255,6 +261,14 @@ class VfcServer(TelemetryBuilders):
         self.log(f"boot {self.boots}: port {new_pty.path}")
         if self.on_port is not None:
             self.on_port(new_pty.path)
+
+    def _make_params(self) -> ParamStore:
+        """The parameter store of this firmware (a personality brings its own)."""
+        return ParamStore(self._param_defs(), path=self.storage_path)
+
+    def _make_copter(self) -> Copter:
+        """The flight software, with this build's behaviour knobs."""
+        return Copter(self.params, self.app.behaviour if self.app is not None else None)
 
     def _param_defs(self) -> Any:
         """Parameter definitions, with this build's defaults (loop rate, params) applied."""
@@ -454,13 +468,13 @@ class VfcServer(TelemetryBuilders):
                     M.MAV_SEVERITY_WARNING, "HIL_SENSOR time went backwards: reboot the board"
                 )
         m1, m2, m3, m4 = motors[:4]
-        mode = M.MAV_MODE_FLAG_SAFETY_ARMED if copter.armed else 0
+        mode = (M.MAV_MODE_FLAG_SAFETY_ARMED if copter.armed else 0) | self.answer_mode_flags
         codec = self.codec
         flags = 1 if self.loop_model is None else 0
         # Wire order: time_usec, flags (bit 0: lockstep), controls[16], mode; trailing
         # zeros trimmed as MAVLink 2 does (HotCodec.pack would give the same bytes).
         payload = _ANSWER.pack(self.stamp_us, flags, m1, m2, m3, m4, mode).rstrip(b"\x00")
-        self._outbuf += HIL_ACTUATOR_CONTROLS.frame(
+        self._answers += HIL_ACTUATOR_CONTROLS.frame(
             codec.seq, VFC_SYSTEM_ID, VFC_COMPONENT_ID, payload or b"\x00"
         )
         codec.seq = (codec.seq + 1) % 256
