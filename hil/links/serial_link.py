@@ -60,15 +60,33 @@ class SerialLink:
         self.bytes_in = 0
         self.bytes_out = 0
 
+    @property
+    def network(self) -> bool:
+        """True for an RFC 2217 port (a labgrid exporter's ser2net): pyserial's own thread
+        reads its socket, so there is no descriptor for us to read."""
+        return self.url.startswith("rfc2217://")
+
     def open(self) -> SerialLink:
+        url = self.url
+        write_timeout: float | None = self.write_timeout
+        read_timeout: float | None = 0
+        if self.network:
+            # pyserial's RFC 2217 client refuses write_timeout (NotImplementedError); its
+            # socket's own 5 s timeout bounds a write instead (rfc2217.py, open()).
+            write_timeout = None
+            # Its reader thread queues the bytes one by one, and a read with timeout 0
+            # returns after the first: one byte per read. With no timeout, a read of what
+            # `in_waiting` counts returns all of it at once (see read()).
+            read_timeout = None
+            url = rfc2217_url(url)
         try:
             port = serial.serial_for_url(
-                self.url,
+                url,
                 baudrate=self.baudrate,
                 parity=self.parity,
                 stopbits=self.stop_bits,
-                timeout=0,
-                write_timeout=self.write_timeout,
+                timeout=read_timeout,
+                write_timeout=write_timeout,
                 do_not_open=True,
             )
             if hasattr(port, "exclusive") and self.url.startswith("/"):
@@ -143,11 +161,19 @@ class SerialLink:
                 self.raw_log.record(t_ns, "rx", data)
             return Chunk(t_ns, data)
         deadline = time.monotonic() + max(0.0, timeout)
-        sock_fd = self.fileno()
+        network = self.network
+        sock_fd = None if network else self.fileno()
+        nap = 0.0002
         try:
             while True:
-                # With timeout 0 pyserial returns what is there now (ttys and sockets alike).
-                data = port.read(self.max_chunk)
+                if network:
+                    # What the reader thread has queued, all of it (never blocks: the
+                    # port has no read timeout, and only queued bytes are asked for).
+                    waiting = port.in_waiting
+                    data = port.read(min(waiting, self.max_chunk)) if waiting else b""
+                else:
+                    # With timeout 0 pyserial returns what is there now (ttys and sockets).
+                    data = port.read(self.max_chunk)
                 if data:
                     return self._stamp(data)
                 remaining = deadline - time.monotonic()
@@ -156,13 +182,20 @@ class SerialLink:
                 if sock_fd is not None:
                     _wait_readable(sock_fd, remaining)
                 else:
-                    time.sleep(min(remaining, 0.0005))
+                    # Nothing to wait on: short naps, longer while the line stays quiet
+                    # (0.2 ms, doubling to 1 ms: well under a network round trip).
+                    time.sleep(min(remaining, nap))
+                    nap = min(nap * 2.0, 0.001)
         except (serial.SerialException, OSError) as exc:
-            raise LinkError(f"read from {self.url} failed: {exc}") from exc
+            raise LinkError(
+                f"read from {self.url} failed: {exc}" + (" (did the exporter drop the connection?)" if self.network else "")
+            ) from exc
 
-    @staticmethod
-    def _fd(port: serial.SerialBase) -> int | None:
-        """The OS descriptor behind a tty or socket:// port (read(2)/write(2) work on both)."""
+    def _fd(self, port: serial.SerialBase) -> int | None:
+        """The OS descriptor behind a tty or socket:// port (read(2)/write(2) work on both);
+        None for a network port whose socket pyserial's reader thread owns."""
+        if self.network:
+            return None
         fd = getattr(port, "fd", None)
         if isinstance(fd, int):
             return fd
@@ -252,6 +285,17 @@ class SerialLink:
 
     def __repr__(self) -> str:
         return f"SerialLink({self.url!r})"
+
+
+def rfc2217_url(url: str) -> str:
+    """`url` with `ign_set_control` added: a port behind ser2net that cannot set modem
+    lines (a pty, many USB-UART bridges) never answers SET_CONTROL, and pyserial would
+    give up opening it (labgrid's SerialDriver adds the same option)."""
+    base, _, query = url.partition("?")
+    options = [o for o in query.split("&") if o]
+    if not any(o.split("=")[0] == "ign_set_control" for o in options):
+        options.append("ign_set_control")
+    return base + "?" + "&".join(options)
 
 
 _select = select.select
