@@ -20,6 +20,7 @@ existing lock file is opened without O_CREAT and only a missing one is created
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -114,6 +115,13 @@ def open_lock_file(path: Path) -> int:
                 break
             except PermissionError:
                 continue
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise HilError(
+                        f"lock file {path} is a symlink (planted in a shared directory?); it is not "
+                        "followed: its owner or root removes it"
+                    ) from None
+                raise
         else:
             raise HilError(f"lock file {path} cannot be opened (permissions); its owner or root removes it")
         try:

@@ -126,6 +126,10 @@ class VirtualHost:
                     path.parent.rmdir()
                 except OSError:
                     pass
+            try:
+                self.links_dir.rmdir()  # when no other board's links are left in it
+            except OSError:
+                pass
 
     def __enter__(self) -> VirtualHost:
         return self.start()
