@@ -235,3 +235,17 @@ def test_killing_the_client_mid_run_releases_the_place(lab):
         _wait_for("the place released after the client was killed", lambda: lab.holder() is None, 30, log)
     finally:
         _stop(proc)
+
+
+def test_a_coordinator_nobody_runs_is_a_missing_board_in_one_line():
+    from hil.labgrid.place import PlaceError
+
+    with pytest.raises(PlaceError, match=r"coordinator 127\.0\.0\.1:\d+: .*[Cc]ould not connect"):
+        PlaceAgent(place="nowhere", coordinator=f"127.0.0.1:{_free_port()}").acquire(wait=1)
+
+
+def test_a_place_the_coordinator_does_not_know_is_a_rig_mistake(lab):
+    from hil.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"knows no place 'no-such-place'; places: .*{lab.place}"):
+        PlaceAgent(place="no-such-place", coordinator=lab.coordinator).acquire(wait=1)
