@@ -209,7 +209,7 @@ class LabgridBoard(Board):
         return {r.role: self.agent.serial_url(self._uarts.get(r.role, r.role)) for r in self.receivers}
 
     def wiring_note(self, receiver: Receiver) -> str | None:
-        return "served by the labgrid place once acquired (hil doctor does not acquire places)"
+        return "a serial port of the labgrid place, reached once a run has acquired it"
 
     def flasher(self, method: str, progress=None):
         raise ConfigError(
