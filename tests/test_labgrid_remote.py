@@ -126,6 +126,8 @@ class Lab:
         return [
             sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "ignore::DeprecationWarning",
             "--rig", str(rig), "--lock-wait", "20", str(SCENARIO),
+            # labgrid's own option: its pytest plugin is loaded beside ours (neighbours).
+            "--lg-colored-steps",
         ]
 
     def env(self) -> dict[str, str]:

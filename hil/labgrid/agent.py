@@ -40,13 +40,20 @@ from typing import Any
 DEFAULT_PORT = 20408
 #: How long to wait for the coordinator to answer at all.
 CONNECT_TIMEOUT_S = 10.0
+#: How long a release may take: the coordinator waits for the exporter to stop each
+#: resource (ser2net: about a second per serial port).
+RELEASE_TIMEOUT_S = 30.0
 #: How long the exporter may take to start a resource (ser2net) after an acquire.
 RESOURCES_TIMEOUT_S = 15.0
 
 
 def emit(**message: Any) -> None:
-    sys.stdout.write(json.dumps(message, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    """One message to the harness; nothing when it is gone (we may be releasing for it)."""
+    try:
+        sys.stdout.write(json.dumps(message, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
 
 
 class Stop(Exception):
@@ -139,7 +146,7 @@ class Agent:
         if self.session is None:
             return
         try:
-            self.loop.run_until_complete(asyncio.wait_for(self._release(), 10.0))
+            self.loop.run_until_complete(asyncio.wait_for(self._release(), RELEASE_TIMEOUT_S))
         except Exception as exc:
             emit(event="error", kind="server", message=f"releasing {self.acquired}: {type(exc).__name__}: {exc}")
         try:
@@ -342,6 +349,9 @@ class _Refused(Exception):
 
 if __name__ == "__main__":
     status = main()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
     # Not sys.exit: the thread blocked reading stdin would hold the interpreter's exit.
     os._exit(status)

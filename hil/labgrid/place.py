@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil import children
 from hil.errors import BoardNotAnswering, ConfigError, HilError
 from hil.locks import BoardBusy
 
@@ -119,7 +118,10 @@ class PlaceAgent:
         except OSError as exc:
             raise PlaceError(f"cannot start the labgrid agent for {self.label}: {exc}") from None
         self._proc = proc
-        children.guard.watch(proc.pid)  # SIGTERM from the guard: the agent releases, then exits
+        # Not given to the child guard (hil.children): the agent ends itself when our end of
+        # its stdin closes, however we end, and it must not be cut short while it releases
+        # (the coordinator waits for the exporter to stop ser2net, about a second per port;
+        # the guard's SIGKILL comes 3 s after its SIGTERM). Its own bound: 30 s to release.
         # The coordinator's connect timeout, the wait for the place, the exporter's start.
         deadline = time.monotonic() + wait + 40.0
         while True:
@@ -177,7 +179,7 @@ class PlaceAgent:
             if message.get("event") == "error":
                 raise _error(message, self.label)
 
-    def release(self, timeout: float = 15.0) -> None:
+    def release(self, timeout: float = 40.0) -> None:
         """Let the place go (the agent releases it and cancels the reservation); bounded."""
         proc, self._proc = self._proc, None
         self.acquired = None
@@ -201,7 +203,6 @@ class PlaceAgent:
         finally:
             if proc.stdout is not None:
                 proc.stdout.close()
-            children.guard.forget(proc.pid)
 
     # -- the pipe --------------------------------------------------------------------------
     def _send(self, line: str) -> None:
@@ -252,7 +253,6 @@ class PlaceAgent:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5.0)
-        children.guard.forget(proc.pid)
 
 
 def _error(message: dict[str, Any], label: str) -> HilError:
