@@ -106,8 +106,9 @@ class LabgridBoard(Board):
     @property
     def wall_factor(self) -> float:
         """Wall seconds a vehicle second may take in waits: rig key `slowdown`, else 10
-        for a lockstep board (every step is a network round trip: 0.13-0.16x of real
-        time at 400 Hz through ser2net on loopback, docs/readme-labgrid.md), else 1."""
+        for a lockstep board (every step crosses the network: 2.5x real time in flight
+        through ser2net on loopback, but a slow link or a loaded exporter can fall far
+        below real time, docs/readme-labgrid.md), else 1."""
         given = self.spec.get("slowdown")
         if given is not None:
             return float(given)
