@@ -250,6 +250,10 @@ def check_receiver(board: Board, receiver: Receiver, ports: Sequence[Any]) -> Ch
             )
         return Check(name, True, f"{what} on USB-UART adapter {device} (serial {receiver.usb_serial}){inversion}")
     device = receiver.device
+    if not device.startswith("/") and "://" not in device:
+        note = board.wiring_note(receiver)  # a port of the board's own kind (a labgrid place's)
+        if note is not None:
+            return Check(name, True, f"{what} through {device}: {note}")
     if "://" in device:  # a network serial server (or a SITL's TCP UART standing in for the board)
         host, _, port = device.split("://", 1)[1].split("?", 1)[0].rpartition(":")
         try:

@@ -3,13 +3,28 @@
 The lock is `flock` on a file, so the kernel releases it when the holder exits, even
 after a crash or SIGKILL. The file names the holder's pid so a second process can say
 who has the board. A second process waits up to `wait` seconds, then fails.
+
+The lock directory is one per host, shared by every user (two people on one bench host
+must exclude each other): `/run/lock/hil` where /run/lock is the usual world-writable
+sticky directory, else `hil-locks` under the system temp dir; `$HIL_LOCK_DIR` overrides
+both. The directory is made mode 1777 (anyone creates, only the owner removes), lock
+files 0666 (anyone locks and writes the holder's pid). A world-writable sticky directory
+has two traps, both avoided: a name there may be a symlink someone planted (files are
+opened with O_NOFOLLOW, the directory checked with lstat), and with the kernel's
+fs.protected_regular an O_CREAT open of another user's file there is refused, so an
+existing lock file is opened without O_CREAT and only a missing one is created
+(O_EXCL). Boards on other hosts are excluded through labgrid's coordinator
+(hil.labgrid), after this host's lock is held.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,9 +42,96 @@ class BoardBusy(HilError):
 
 
 def default_lock_dir() -> Path:
-    """`$HIL_LOCK_DIR`, else a per-user directory under the system temp dir."""
+    """`$HIL_LOCK_DIR`, else the host-wide directory every user of this host shares:
+    /run/lock/hil when /run/lock is a sticky world-writable directory, else
+    <temp dir>/hil-locks."""
     env = os.environ.get("HIL_LOCK_DIR")
-    return Path(env) if env else Path(tempfile.gettempdir()) / f"hil-locks-{os.getuid()}"
+    if env:
+        return Path(env)
+    run_lock = Path("/run/lock")
+    try:
+        st = os.stat(run_lock)
+        if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o1002 == 0o1002:
+            return run_lock / "hil"
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / "hil-locks"
+
+
+def ensure_lock_dir(path: Path) -> None:
+    """Make `path` a lock directory every user can use (mode 1777), or check that the
+    one there is a real directory we can create files in; HilError with the fix when
+    it is not."""
+    try:
+        os.mkdir(path, 0o1777)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o1777)
+    except OSError as exc:
+        raise HilError(f"cannot create the lock directory {path}: {exc.strerror}; set HIL_LOCK_DIR") from None
+    else:
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o1777)  # mkdir's mode went through the umask
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise HilError(f"lock directory {path}: {exc.strerror}; set HIL_LOCK_DIR") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise HilError(
+            f"lock directory {path} is not a directory (a symlink or file someone left there); "
+            "remove it, or set HIL_LOCK_DIR"
+        )
+    if not os.access(path, os.W_OK | os.X_OK):
+        owner = _user_name(st.st_uid)
+        raise HilError(
+            f"lock directory {path} belongs to {owner} with mode {stat.S_IMODE(st.st_mode):o}: other users "
+            f"cannot lock boards there; {owner} (or root) runs chmod 1777 {path}, or set HIL_LOCK_DIR"
+        )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def open_lock_file(path: Path) -> int:
+    """A descriptor of the lock file `path` for flock: an existing one opened without
+    O_CREAT (fs.protected_regular), a missing one created 0666 with O_EXCL; never
+    through a symlink. Read-write where we may write it, else read-only (the lock
+    works, the holder's pid is not written)."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(5):
+        for flags in (os.O_RDWR, os.O_RDONLY):
+            try:
+                return os.open(path, flags | nofollow)
+            except FileNotFoundError:
+                break
+            except PermissionError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise HilError(
+                        f"lock file {path} is a symlink (planted in a shared directory?); it is not "
+                        "followed: its owner or root removes it"
+                    ) from None
+                raise
+        else:
+            raise HilError(f"lock file {path} cannot be opened (permissions); its owner or root removes it")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | nofollow, 0o666)
+        except FileExistsError:
+            continue  # another process made it just now: open theirs
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o666)  # through the umask: every user must be able to lock it
+        return fd
+    raise HilError(f"lock file {path} keeps appearing and vanishing; is something removing it?")
 
 
 def lock_path(usb_serial: str, lock_dir: Path | str | None = None) -> Path:
@@ -46,7 +148,7 @@ def lock_holder(usb_serial: str, lock_dir: Path | str | None = None) -> int | No
     """
     path = lock_path(usb_serial, lock_dir)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
     try:
@@ -78,8 +180,8 @@ class BoardLock:
     def acquire(self) -> BoardLock:
         if self._fd is not None:
             return self
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        ensure_lock_dir(self.lock_dir)
+        fd = open_lock_file(self.path)
         deadline = time.monotonic() + max(0.0, self.wait)
         while True:
             try:
@@ -94,8 +196,9 @@ class BoardLock:
                         f"(waited {self.wait:.0f} s; lock file {self.path})"
                     ) from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # a file opened read-only holds no pid
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
 
@@ -103,7 +206,8 @@ class BoardLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             try:
-                os.ftruncate(fd, 0)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)

@@ -258,6 +258,23 @@ class Board(ABC):
         """Where this board's ownership lock lives (None: the machine-wide lock directory)."""
         return None
 
+    def reserve(self, wait: float) -> None:
+        """Claim the board beyond this host, waiting up to `wait` s, once this host's lock
+        is held (a labgrid place: reserve and acquire it). Nothing to do for a board only
+        this host reaches."""
+
+    @property
+    def wall_factor(self) -> float:
+        """How many wall seconds a second of vehicle time may take in this board's waits
+        (a lockstep board behind a network round trip runs well below real time)."""
+        return 1.0
+
+    @property
+    def fixed_url(self) -> bool:
+        """True when a reboot keeps the board's URL (a network port): a session then
+        reconnects to it instead of waiting for a new port."""
+        return False
+
     @property
     def receivers(self) -> tuple[Receiver, ...]:
         """The receivers (GPS, RC) wired to this board's UARTs: its `[[board.receiver]]`
@@ -316,6 +333,7 @@ BUILTIN_BOARD_TYPES: Mapping[str, str] = {
     "betaflight-sitl": "hil.sitl.board:BetaflightSitlBoard",
     "betaflight": "hil.boards.betaflight:BetaflightBoard",
     "px4-sitl": "hil.boards.px4_sitl:Px4SitlBoard",
+    "labgrid": "hil.labgrid.board:LabgridBoard",
 }
 
 

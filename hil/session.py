@@ -14,6 +14,7 @@ from dataclasses import replace
 from hil.autopilot.mavlink import MavlinkAutopilot
 from hil.errors import BoardNotAnswering, ConfigError, HilError, LinkError, WaitTimeout
 from hil.lifecycle import BoardState
+from hil.links.reconnect import reconnect_same_url
 from hil.links.udp_link import open_link
 from hil.mavlink.connection import MavConnection
 from hil.mavlink.dialect import mavlink
@@ -41,7 +42,7 @@ class BoardSession:
         url = self.board.url(timeout=self.connect_timeout)
         link = open_link(url, self.board.baud)
         conn = MavConnection(link)
-        autopilot = MavlinkAutopilot(conn, profile=self.board.profile)
+        autopilot = MavlinkAutopilot(conn, profile=self.board.profile, wall_factor=self.board.wall_factor)
         conn.idle_callbacks.append(conn.gcs_heartbeat)
         conn.start_reader()
         try:
@@ -77,6 +78,9 @@ class BoardSession:
         old.close()
         self.autopilot = None
         deadline = Deadline(self.connect_timeout)
+        if self.board.fixed_url:  # a network port (labgrid): the board comes back on the same URL
+            self.board.lifecycle.mark(BoardState.APP, "rebooted")
+            return reconnect_same_url(self, old_url, deadline)
         while self.board.url(timeout=deadline.remaining) == old_url:
             if deadline.expired:
                 raise BoardNotAnswering(

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import time
 from typing import NamedTuple
 
 import serial
+import serial.rfc2217
 
 from hil.errors import LinkError
 
@@ -60,15 +62,41 @@ class SerialLink:
         self.bytes_in = 0
         self.bytes_out = 0
 
+    @property
+    def network(self) -> bool:
+        """True for an RFC 2217 port (a labgrid exporter's ser2net): pyserial's own thread
+        reads its socket, so there is no descriptor for us to read."""
+        return self.url.startswith("rfc2217://")
+
     def open(self) -> SerialLink:
+        url = self.url
+        write_timeout: float | None = self.write_timeout
+        read_timeout: float | None = 0
+        if self.network:
+            # pyserial's RFC 2217 client refuses write_timeout (NotImplementedError); its
+            # socket's own 5 s timeout bounds a write instead (rfc2217.py, open()).
+            write_timeout = None
+            # Its reader thread queues the bytes one by one, and a read with timeout 0
+            # returns after the first: one byte per read. With no timeout, a read of what
+            # `in_waiting` counts returns all of it at once (see read()).
+            read_timeout = None
+            url = rfc2217_url(url)
         try:
+            if self.network:
+                port = _Rfc2217Port(None, baudrate=self.baudrate, parity=self.parity, stopbits=self.stop_bits,
+                                    timeout=None, write_timeout=None)
+                port.port = url
+                port.open()
+                self._port = port
+                self._os_fd = None
+                return self
             port = serial.serial_for_url(
-                self.url,
+                url,
                 baudrate=self.baudrate,
                 parity=self.parity,
                 stopbits=self.stop_bits,
-                timeout=0,
-                write_timeout=self.write_timeout,
+                timeout=read_timeout,
+                write_timeout=write_timeout,
                 do_not_open=True,
             )
             if hasattr(port, "exclusive") and self.url.startswith("/"):
@@ -143,11 +171,19 @@ class SerialLink:
                 self.raw_log.record(t_ns, "rx", data)
             return Chunk(t_ns, data)
         deadline = time.monotonic() + max(0.0, timeout)
-        sock_fd = self.fileno()
+        network = self.network
+        sock_fd = None if network else self.fileno()
+        nap = 0.0002
         try:
             while True:
-                # With timeout 0 pyserial returns what is there now (ttys and sockets alike).
-                data = port.read(self.max_chunk)
+                if network:
+                    # What the reader thread has queued, all of it (never blocks: the
+                    # port has no read timeout, and only queued bytes are asked for).
+                    waiting = port.in_waiting
+                    data = port.read(min(waiting, self.max_chunk)) if waiting else b""
+                else:
+                    # With timeout 0 pyserial returns what is there now (ttys and sockets).
+                    data = port.read(self.max_chunk)
                 if data:
                     return self._stamp(data)
                 remaining = deadline - time.monotonic()
@@ -156,13 +192,20 @@ class SerialLink:
                 if sock_fd is not None:
                     _wait_readable(sock_fd, remaining)
                 else:
-                    time.sleep(min(remaining, 0.0005))
+                    # Nothing to wait on: short naps, longer while the line stays quiet
+                    # (0.2 ms, doubling to 1 ms: well under a network round trip).
+                    time.sleep(min(remaining, nap))
+                    nap = min(nap * 2.0, 0.001)
         except (serial.SerialException, OSError) as exc:
-            raise LinkError(f"read from {self.url} failed: {exc}") from exc
+            raise LinkError(
+                f"read from {self.url} failed: {exc}" + (" (did the exporter drop the connection?)" if self.network else "")
+            ) from exc
 
-    @staticmethod
-    def _fd(port: serial.SerialBase) -> int | None:
-        """The OS descriptor behind a tty or socket:// port (read(2)/write(2) work on both)."""
+    def _fd(self, port: serial.SerialBase) -> int | None:
+        """The OS descriptor behind a tty or socket:// port (read(2)/write(2) work on both);
+        None for a network port whose socket pyserial's reader thread owns."""
+        if self.network:
+            return None
         fd = getattr(port, "fd", None)
         if isinstance(fd, int):
             return fd
@@ -252,6 +295,57 @@ class SerialLink:
 
     def __repr__(self) -> str:
         return f"SerialLink({self.url!r})"
+
+
+class _QuickAck:
+    """A socket whose every receive is acknowledged at once (TCP_QUICKACK, Linux).
+
+    ser2net, which serves labgrid's network serial ports, turns Nagle's algorithm on for
+    its connections (it sets TCP_NODELAY to 0: seen with strace, ser2net 4.3). A board
+    that answers a lockstep step in two writes then has its second write held until our
+    ACK of the first, and Linux delays that ACK: a lockstep virtual board in flight ran
+    at 0.13x through a place on loopback, and at 2.6x with ser2net's Nagle off. Quick
+    ACKs from our side free the held write at once; Linux clears the mode on its own, so
+    it is set again after every receive."""
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+
+    def recv(self, size: int) -> bytes:
+        data = self._sock.recv(size)
+        try:
+            self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        except OSError:
+            pass
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+class _Rfc2217Port(serial.rfc2217.Serial):
+    """pyserial's RFC 2217 client, acknowledging every receive at once (see _QuickAck)."""
+
+    def open(self) -> None:
+        super().open()
+        # Its reader thread looks the socket up at every receive, so from here on it
+        # receives through the wrapper.
+        if _TCP_QUICKACK and self._socket is not None:
+            self._socket = _QuickAck(self._socket)
+
+
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 0)
+
+
+def rfc2217_url(url: str) -> str:
+    """`url` with `ign_set_control` added: a port behind ser2net that cannot set modem
+    lines (a pty, many USB-UART bridges) never answers SET_CONTROL, and pyserial would
+    give up opening it (labgrid's SerialDriver adds the same option)."""
+    base, _, query = url.partition("?")
+    options = [o for o in query.split("&") if o]
+    if not any(o.split("=")[0] == "ign_set_control" for o in options):
+        options.append("ign_set_control")
+    return base + "?" + "&".join(options)
 
 
 _select = select.select

@@ -156,6 +156,10 @@ class ScenarioItem(pytest.Item):
     The call judges the recording: a FAIL there is the firmware's.
     """
 
+    #: A scenario asks for no fixtures. Other plugins read `item.fixturenames` of every
+    #: item as if each were a pytest.Function (labgrid's pytest_runtest_setup does).
+    fixturenames: tuple[str, ...] = ()
+
     def __init__(self, *, scenario, **kwargs) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario

@@ -113,6 +113,7 @@ class HilState:
                 lock = BoardLock(board.usb_serial or board.name, board.lock_dir, wait=self.lock_wait)
                 lock.acquire()
                 self._locks[board.name] = lock
+            board.reserve(self.lock_wait)  # beyond this host (a labgrid place), as long as --lock-wait
             board.lifecycle.reach(BoardState.APP, "the test session")
         except (BoardNotAnswering, LinkError, BoardBusy) as exc:
             raise self.lost(board, str(exc)) from None

@@ -1,0 +1,253 @@
+"""Boards on other hosts through the real labgrid (issue 15): a coordinator and an
+exporter on 127.0.0.1, a virtual board's control pty and receiver ptys exported through
+ser2net, and the harness reaching the board only through the place.
+
+Needs labgrid (hil's `labgrid` extra) and ser2net (Debian package `ser2net`); skipped
+without them, failed without them when HIL_REQUIRE_LABGRID=1 (CI sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hil import children
+from hil.labgrid.place import PlaceAgent
+from hil.locks import BoardBusy
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = ROOT / "tests" / "data" / "labgrid" / "ground_rc_glitch.toml"
+BIN = Path(sys.executable).parent
+
+
+def _missing() -> str | None:
+    try:
+        import labgrid  # noqa: F401
+    except ImportError:
+        return "labgrid is not installed (pip install -e '.[labgrid]')"
+    if not (BIN / "labgrid-coordinator").exists() or not (BIN / "labgrid-exporter").exists():
+        return f"labgrid's programs are not in {BIN}"
+    if not (shutil.which("ser2net") or Path("/usr/sbin/ser2net").exists()):
+        return "ser2net is not installed (apt-get install ser2net)"
+    if not Path("/dev/shm").is_dir() or not os.access("/dev/shm", os.W_OK):
+        return "/dev/shm is not writable (the exporter serves only paths under /dev/)"
+    return None
+
+
+_WHY = _missing()
+if _WHY and os.environ.get("HIL_REQUIRE_LABGRID") == "1":
+    raise RuntimeError(f"HIL_REQUIRE_LABGRID=1 but {_WHY}")
+pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(argv: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    handle = open(log, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        argv, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    handle.close()
+    children.guard.watch(proc.pid)  # dies with this test process, however it ends
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(8)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    children.guard.forget(proc.pid)
+
+
+def _wait_for(what: str, check, within: float, log: Path | None = None):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"{what} not within {within:.0f} s\n{tail}")
+
+
+class Lab:
+    def __init__(self, root: Path, coordinator: str, place: str) -> None:
+        self.root = root
+        self.coordinator = coordinator
+        self.place = place
+
+    def client(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "labgrid-client"), "-x", self.coordinator, *args],
+            capture_output=True, text=True, timeout=30, cwd=self.root,
+        )
+
+    def holder(self) -> str | None:
+        """Who holds the place, as the coordinator says ("host/user"), or None."""
+        out = self.client("-p", self.place, "show").stdout
+        found = re.search(r"^\s*acquired: (\S+)", out, re.M)
+        value = found.group(1) if found else "?"
+        return None if value == "None" else value
+
+    def rig(self, name: str = "remote.toml", **extra: str) -> Path:
+        lines = [
+            "[rig]", 'name = "remote"', "[[board]]", 'name = "remote1"', 'type = "labgrid"',
+            f'place = "{self.place}"', f'coordinator = "{self.coordinator}"', "lockstep = true",
+            *(f"{k} = {v}" for k, v in extra.items()),
+            "[[board.receiver]]", 'role = "gps"', 'protocol = "ubx"',
+            "[[board.receiver]]", 'role = "rc"', 'protocol = "crsf"',
+        ]
+        path = self.root / name
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def pytest_argv(self, rig: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "ignore::DeprecationWarning",
+            "--rig", str(rig), "--lock-wait", "20", str(SCENARIO),
+            # labgrid's own option: its pytest plugin is loaded beside ours (neighbours).
+            "--lg-colored-steps",
+        ]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["HIL_LOCK_DIR"] = str(self.root / "locks")
+        env.pop("LG_PLACE", None)
+        env.pop("LG_TOKEN", None)
+        return env
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A coordinator, a bench host of one virtual board (GPS and RC on UARTs) and its
+    exporter, all on 127.0.0.1, and a place matching the board's ports."""
+    from hil.labgrid.virtual_host import VirtualHost
+    from hil.rig import Rig
+
+    root = tmp_path_factory.mktemp("lab")
+    tag = f"{os.getpid()}"
+    coordinator = f"127.0.0.1:{_free_port()}"
+    procs: list[subprocess.Popen] = []
+    host = None
+    try:
+        coord_log = root / "coordinator.log"
+        procs.append(_start([str(BIN / "labgrid-coordinator"), "-l", coordinator], root, coord_log))
+        _wait_for("the coordinator listening", lambda: "listening on" in coord_log.read_text(errors="replace"), 20, coord_log)
+        (root / "bench.toml").write_text(
+            '[rig]\nname = "bench"\n[[board]]\nname = "vfc"\ntype = "virtual"\n'
+            f'usb_serial = "HILLG{tag}"\ngps = "uart:ubx"\nrc = "uart:crsf"\n'
+        )
+        host = VirtualHost(Rig.load(root / "bench.toml", work_dir=root / "bench"), Path(f"/dev/shm/hil-lgtest-{tag}"))
+        host.start()
+        (root / "exporter.yaml").write_text(host.exporter_config())
+        exporter = f"hil-test-{tag}"
+        exp_log = root / "exporter.log"
+        procs.append(_start(
+            [str(BIN / "labgrid-exporter"), "-c", coordinator, "-n", exporter, "--hostname", "127.0.0.1", "exporter.yaml"],
+            root, exp_log,
+        ))
+        lab = Lab(root, coordinator, f"hil-vfc-{tag}")
+        _wait_for(
+            "the exporter's resources at the coordinator",
+            lambda: exporter in lab.client("resources").stdout, 30, exp_log,
+        )
+        for args in (("create",), ("add-match", f"{exporter}/vfc/*"), ("set-tags", "board=vfc", f"run={tag}")):
+            done = lab.client("-p", lab.place, *args)
+            assert done.returncode == 0, done.stderr
+        yield lab
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        if host is not None:
+            host.stop()
+
+
+def test_a_scenario_passes_on_a_virtual_board_reached_only_through_a_place(lab):
+    rig = lab.rig()
+    run = subprocess.run(lab.pytest_argv(rig), capture_output=True, text=True, timeout=240, cwd=ROOT, env=lab.env())
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert re.search(r"labgrid-ground-rc-glitch\s+remote1\s+PASS", run.stdout), run.stdout[-2000:]
+    assert lab.holder() is None, "the place was not released at the end of the run"
+
+
+def test_a_second_client_is_refused_naming_the_holder_then_queued_until_it_is_free(lab):
+    first = PlaceAgent(coordinator=lab.coordinator, tags={"board": "vfc", "run": str(os.getpid())})
+    first.acquire(wait=10)
+    try:
+        assert first.acquired == lab.place
+        assert first.serial_url("control").startswith("rfc2217://127.0.0.1:")
+        assert lab.holder() == first.user
+        second = PlaceAgent(coordinator=lab.coordinator, place=lab.place)
+        with pytest.raises(BoardBusy, match=rf"{lab.place} held by {re.escape(first.user)}"):
+            second.acquire(wait=1.0)
+        # Queued: a client that waits gets the place once the first lets it go.
+        waiting = PlaceAgent(coordinator=lab.coordinator, place=lab.place)
+        got: list[object] = []
+        thread = threading.Thread(target=lambda: got.append(_try(waiting.acquire, 30)), daemon=True)
+        thread.start()
+        time.sleep(1.5)
+        assert not got, "the waiting client got a place somebody holds"
+        first.release()
+        thread.join(35)
+        assert got and got[0] is waiting, got
+        assert waiting.acquired == lab.place
+        waiting.release()
+    finally:
+        first.release()
+    _wait_for("the place released", lambda: lab.holder() is None, 10)
+
+
+def _try(call, *args):
+    try:
+        return call(*args)
+    except Exception as exc:  # reported by the assertion
+        return exc
+
+
+def test_killing_the_client_mid_run_releases_the_place(lab):
+    rig = lab.rig("killed.toml")
+    log = lab.root / "killed.log"
+    proc = _start(lab.pytest_argv(rig), ROOT, log, env=lab.env())
+    try:
+        _wait_for("the client to acquire the place", lab.holder, 60, log)
+        time.sleep(1.0)  # into the run
+        os.kill(proc.pid, signal.SIGKILL)  # the harness only: its agent sees its pipe close
+        proc.wait(10)
+        _wait_for("the place released after the client was killed", lambda: lab.holder() is None, 30, log)
+    finally:
+        _stop(proc)
+
+
+def test_a_coordinator_nobody_runs_is_a_missing_board_in_one_line():
+    from hil.labgrid.place import PlaceError
+
+    with pytest.raises(PlaceError, match=r"coordinator 127\.0\.0\.1:\d+: .*[Cc]ould not connect"):
+        PlaceAgent(place="nowhere", coordinator=f"127.0.0.1:{_free_port()}").acquire(wait=1)
+
+
+def test_a_place_the_coordinator_does_not_know_is_a_rig_mistake(lab):
+    from hil.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"knows no place 'no-such-place'; places: .*{lab.place}"):
+        PlaceAgent(place="no-such-place", coordinator=lab.coordinator).acquire(wait=1)
