@@ -262,6 +262,7 @@ class Board(ABC):
         """Claim the board beyond this host, waiting up to `wait` s, once this host's lock
         is held (a labgrid place: reserve and acquire it). Nothing to do for a board only
         this host reaches."""
+        return None
 
     @property
     def wall_factor(self) -> float:

@@ -162,7 +162,7 @@ class Agent:
         session = ClientSession(address, self.loop)
         try:
             await asyncio.wait_for(session.start(), CONNECT_TIMEOUT_S)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise _Refused("server", f"labgrid coordinator {self.coordinator} did not answer within {CONNECT_TIMEOUT_S:.0f} s") from None
         except Exception as exc:
             raise _Refused("server", f"labgrid coordinator {self.coordinator}: {exc}") from None

@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from hil.errors import HilError
