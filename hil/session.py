@@ -40,11 +40,9 @@ class BoardSession:
     # -- connecting --------------------------------------------------------------------
     def connect(self) -> MavlinkAutopilot:
         url = self.board.url(timeout=self.connect_timeout)
-        link = open_link(url, self.board.baud)
-        conn = MavConnection(link)
+        conn = self._open(url)
         autopilot = MavlinkAutopilot(conn, profile=self.board.profile, wall_factor=self.board.wall_factor)
-        conn.idle_callbacks.append(conn.gcs_heartbeat)
-        conn.start_reader()
+        autopilot.find_again = self._find_again
         try:
             # A board answers TIMESYNC at once; asking for a HEARTBEAT saves waiting a second for it.
             autopilot.ping(self.connect_timeout)
@@ -55,6 +53,33 @@ class BoardSession:
             raise BoardNotAnswering(f"board {self.board.name} on {url}: {exc}") from None
         self.autopilot = autopilot
         return autopilot
+
+    def _open(self, url: str) -> MavConnection:
+        """A started MAVLink connection on `url`, sending the GCS heartbeat when idle."""
+        conn = MavConnection(open_link(url, self.board.baud))
+        conn.idle_callbacks.append(conn.gcs_heartbeat)
+        conn.start_reader()
+        return conn
+
+    def _find_again(self, old_url: str, within: float) -> MavConnection:
+        """Where the board is after its reboot (`MavlinkAutopilot.reboot`): a new port on
+        USB, the same URL behind a network port (after the old connection has dropped)."""
+        deadline = Deadline(within)
+        if self.board.fixed_url:
+            time.sleep(min(0.5, deadline.remaining))
+            url = old_url
+        else:
+            url = self.board.url(timeout=deadline.remaining)
+            while url == old_url:
+                if deadline.expired:
+                    raise BoardNotAnswering(
+                        f"board {self.board.name} did not come back on a new port within {within:.0f} s "
+                        f"of its reboot (still {old_url})"
+                    )
+                time.sleep(0.02)
+                url = self.board.url(timeout=deadline.remaining)
+        self.board.lifecycle.mark(BoardState.APP, "rebooted")
+        return self._open(url)
 
     def describe_firmware(self) -> str:
         """Start the board, ask who it is and let it go: "ArduPilot 1.0.0 (board 7701)".
@@ -73,7 +98,7 @@ class BoardSession:
         assert self.autopilot is not None
         old = self.autopilot
         old_url = old.conn.link.url
-        old.reboot()
+        old.send_reboot()
         old.conn.close()
         old.close()
         self.autopilot = None

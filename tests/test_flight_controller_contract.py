@@ -103,3 +103,21 @@ def test_arm_and_disarm(controller):
     fc.disarm()
     fc.wait_armed(False, within=5.0)
     assert fc.state().armed is False
+
+
+def test_reboot_restarts_the_firmware_and_the_same_adapter_follows_it(controller):
+    """Last in this module (it restarts the board). Whatever the protocol, `reboot()`
+    returns once the rebooted firmware answers on the same adapter: a MAVLink board that
+    came back on a new port is found again by its session, an MSP board reopened."""
+    session, fc = controller
+    if session.sim is not None:
+        session.sim.stop()  # the closed loop holds the old firmware's link
+    ident = fc.describe()
+    started = time.monotonic()
+    fc.reboot()
+    assert time.monotonic() - started < 60.0
+    assert fc.describe() == ident
+    state = fc.state()
+    assert state.armed is False and state.mode
+    name = fc.profile.failsafe("rc_loss").timeout_setting
+    assert fc.get_param(name) == fc.snapshot_params([name])[name]  # parameters answer again

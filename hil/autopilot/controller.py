@@ -63,6 +63,8 @@ class FlightController(Protocol):
 
     def wait_armed(self, armed: bool = True, *, within: float) -> Any: ...
 
-    def reboot(self) -> None: ...
+    def reboot(self) -> None:
+        """Restart the firmware; return once the rebooted firmware answers on this same
+        adapter (a MAVLink board found again where it came back, an MSP port reopened)."""
 
     def close(self) -> None: ...

@@ -126,6 +126,11 @@ class MavlinkAutopilot:
         #: A gated lockstep loop while one runs (hil.sim.loop.ClosedLoop.start): waits
         #: then run the simulation themselves and end at a step boundary.
         self.stepper: Stepper | None = None
+        #: How the adapter finds its board again after `reboot` (set by the session that
+        #: opened it, which knows where the board comes back): given the old URL and the
+        #: seconds left, a started connection to wherever the board is now. None: `reboot`
+        #: only sends the firmware's reboot command.
+        self.find_again: Callable[[str, float], MavConnection] | None = None
         conn.add_listener(self._on_message)
 
     # -- receiving ---------------------------------------------------------------------
@@ -549,9 +554,64 @@ class MavlinkAutopilot:
         interval = -1 if rate_hz <= 0 else int(1e6 / rate_hz)
         self.command(mavlink.MAV_CMD_SET_MESSAGE_INTERVAL, message_id, interval)
 
-    def reboot(self) -> None:
+    def reboot(self, *, within: float = 30.0) -> None:
+        """Restart the firmware (the profile's reboot command) and, when the session gave
+        a way to find the board again (`find_again`), return once the rebooted firmware
+        answers on this adapter: its clock has started again, a HEARTBEAT came. A board
+        that does not come back within `within` s raises BoardNotAnswering."""
+        clock = self.vehicle_time
+        self.send_reboot()
+        if self.find_again is None:
+            return
+        deadline = time.monotonic() + within
+        old = self.conn
+        old.remove_listener(self._on_message)
+        old.close()
+        last: Exception | None = None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BoardNotAnswering(f"the board on {old.link.url} did not come back within {within:.0f} s of its reboot: {last}")
+            try:
+                conn = self.find_again(old.link.url, left)
+            except HilError as exc:
+                last = exc
+                time.sleep(0.2)
+                continue
+            self._adopt(conn)
+            try:
+                self.ping(max(0.5, min(3.0, deadline - time.monotonic())))
+                self.command(mavlink.MAV_CMD_REQUEST_MESSAGE, mavlink.MAVLINK_MSG_ID_HEARTBEAT, check=False, retries=0)
+                self.wait_heartbeat(max(0.5, deadline - time.monotonic()))
+            except HilError as exc:
+                last = exc
+            else:
+                if self.vehicle_time < clock or clock < 1.0:
+                    return
+                last = BoardNotAnswering(f"it answered with its clock at {self.vehicle_time:.1f} s: not rebooted")
+            conn.remove_listener(self._on_message)
+            conn.close()
+            time.sleep(0.2)
+
+    def send_reboot(self) -> None:
+        """Send the firmware's reboot command (the profile's) and nothing more."""
         reboot = self.profile.reboot
         self.command(int(reboot.code), *reboot.params)
+
+    def _adopt(self, conn: MavConnection) -> None:
+        """Talk to the board over `conn` from now on, forgetting what the old firmware said."""
+        with self._cond:
+            self.conn = conn
+            self._failure = None
+            self.mode = None
+            self.armed = None
+            self.last.clear()
+            self.heartbeat_ns = 0
+            self.identity = None
+            self._params.clear()
+            self._param_count = None
+            self.vehicle_time = 0.0
+        conn.add_listener(self._on_message)
 
     def ping(self, timeout: float = 3.0) -> float:
         """TIMESYNC round trip; returns the wall seconds it took. Raises when the board is silent."""
