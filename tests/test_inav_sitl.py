@@ -1,8 +1,9 @@
 """INAV SITL driven through the inav_msp_simulator link (HITL over MSP_SIMULATOR).
 
 Runs only when HIL_INAV_SITL names an INAV SITL executable, built by hand from INAV's
-public source (docs/readme-inav.md says how); skipped otherwise. The SITL listens on
-every interface, so it runs in a network namespace of its own (root and iproute2).
+public source (README.md, "INAV boards in HITL", says how); skipped otherwise. The SITL
+listens on every interface, so it runs in a network namespace of its own (root and
+iproute2).
 
 What it shows: HITL switches on, a vehicle at rest reaches INAV (its attitude, altitude
 and GPS read back over MSP on the other UART), the ARM switch over the link arms it,
@@ -35,7 +36,7 @@ from hil.timeout import Deadline
 
 SITL = os.environ.get("HIL_INAV_SITL")
 pytestmark = pytest.mark.skipif(
-    not SITL, reason="HIL_INAV_SITL is not set (an INAV SITL built by hand: docs/readme-inav.md)"
+    not SITL, reason="HIL_INAV_SITL is not set (an INAV SITL built by hand: README.md, INAV boards in HITL)"
 )
 UART1, UART2 = 5760, 5761
 MSP_RAW_GPS = 106

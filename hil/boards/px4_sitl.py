@@ -17,9 +17,10 @@ require).
 
 Not run here: PX4's repository is too large to bring onto these machines, so this board
 type has been written from PX4's sources and checked against a fake PX4 client only
-(tests/test_px4_link.py); see docs/readme-px4.md. One thing known to need work when it
-meets a real PX4: PX4 holds its boot until the first HIL_SENSOR, while the session
-connects to the ground-station port before it starts the closed loop.
+(tests/test_px4_link.py); see docs/architecture.md, "PX4 from its sources". One thing
+known to need work when it meets a real PX4: PX4 holds its boot until the first
+HIL_SENSOR, while the session connects to the ground-station port before it starts the
+closed loop.
 """
 
 from __future__ import annotations
