@@ -108,7 +108,7 @@ class LabgridBoard(Board):
         """Wall seconds a vehicle second may take in waits: rig key `slowdown`, else 10
         for a lockstep board (every step crosses the network: 2.5x real time in flight
         through ser2net on loopback, but a slow link or a loaded exporter can fall far
-        below real time, docs/readme-labgrid.md), else 1."""
+        below real time, docs/labs.md), else 1."""
         given = self.spec.get("slowdown")
         if given is not None:
             return float(given)
