@@ -89,10 +89,10 @@ class MavlinkHilLink:
         #: something), and skips looking at each of them.
         self._next_aux = 0
         self._periods = {
-            "gps": _period_us(config.gps_rate_hz),
-            "rc": _period_us(config.rc_rate_hz),
-            "battery": _period_us(config.battery_rate_hz),
-            "gcs": _period_us(config.gcs_heartbeat_hz),
+            "gps": period_us(config.gps_rate_hz),
+            "rc": period_us(config.rc_rate_hz),
+            "battery": period_us(config.battery_rate_hz),
+            "gcs": period_us(config.gcs_heartbeat_hz),
         }
         self._early: dict[int, object] = {}
         #: Messages read but not yet handed to the listeners: a step hands out exactly
@@ -307,30 +307,35 @@ class MavlinkHilLink:
             gps.on_bytes(chunk.data)
 
 
-def _hil_gps(t_us: int, obs):
+def gnss_fields(obs) -> tuple[int, int, int, int, int, int, int, int, int, int]:
+    """A GNSS observation in HIL_GPS's units, for every link that sends one: latitude and
+    longitude (1e-7 deg), altitude (mm), eph and epv (cm), ground speed (cm/s), north,
+    east and down velocity (cm/s), course over ground (cdeg; 65535 when nearly still)."""
     vn, ve, vd = obs.vel_ned
     ground = math.hypot(vn, ve)
-    cog = (math.degrees(math.atan2(ve, vn)) % 360.0) * 100.0 if ground > 0.2 else UINT16_MAX
-    return mavlink.MAVLink_hil_gps_message(
-        t_us,
-        obs.fix_type,
+    cog = int((math.degrees(math.atan2(ve, vn)) % 360.0) * 100.0) % 36000 if ground > 0.2 else UINT16_MAX
+    return (
         int(round(obs.lat_deg * 1e7)),
         int(round(obs.lon_deg * 1e7)),
         int(round(obs.alt_m * 1000.0)),
-        _u16(obs.eph_m * 100.0),
-        _u16(obs.epv_m * 100.0),
-        _u16(ground * 100.0),
-        _i16(vn * 100.0),
-        _i16(ve * 100.0),
-        _i16(vd * 100.0),
-        int(cog),
-        obs.num_sv,
+        u16(obs.eph_m * 100.0),
+        u16(obs.epv_m * 100.0),
+        u16(ground * 100.0),
+        i16(vn * 100.0),
+        i16(ve * 100.0),
+        i16(vd * 100.0),
+        cog,
     )
+
+
+def _hil_gps(t_us: int, obs):
+    lat, lon, alt, eph, epv, vel, vn, ve, vd, cog = gnss_fields(obs)
+    return mavlink.MAVLink_hil_gps_message(t_us, obs.fix_type, lat, lon, alt, eph, epv, vel, vn, ve, vd, cog, obs.num_sv)
 
 
 def _battery_message(b):
     cells = [UINT16_MAX] * 10
-    cells[0] = _u16(b.voltage * 1000.0)
+    cells[0] = u16(b.voltage * 1000.0)
     return mavlink.MAVLink_battery_status_message(
         0,
         mavlink.MAV_BATTERY_FUNCTION_ALL,
@@ -344,13 +349,20 @@ def _battery_message(b):
     )
 
 
-def _period_us(rate_hz: float) -> int:
+def period_us(rate_hz: float) -> int:
+    """Microseconds between sends at `rate_hz` (a rate of 0: never)."""
     return int(round(1e6 / rate_hz)) if rate_hz > 0 else 1 << 62
 
 
-def _u16(x: float) -> int:
+def u16(x: float) -> int:
+    """A u16 MAVLink field, clamped below 65535; not finite: 65535 ("unknown")."""
+    if not math.isfinite(x):
+        return UINT16_MAX
     return int(max(0, min(65534, round(x))))
 
 
-def _i16(x: float) -> int:
+def i16(x: float) -> int:
+    """An i16 MAVLink field, clamped; not finite: 0."""
+    if not math.isfinite(x):
+        return 0
     return int(max(-32767, min(32767, round(x))))

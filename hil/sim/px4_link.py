@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import select
 import socket
 import time
@@ -50,6 +49,7 @@ from hil.codecs import px4_sim
 from hil.errors import BoardNotAnswering, LinkError
 from hil.mavlink.dialect import GCS_SYSTEM_ID, SIM_COMPONENT_ID, UINT16_MAX, mavlink, new_codec
 from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, FrameReader, HotCodec
+from hil.sim.mavlink_hil_link import gnss_fields, period_us
 from hil.sim.simlink import Motors, register
 
 if TYPE_CHECKING:
@@ -232,9 +232,9 @@ class Px4TcpLink:
         self.on_event: Callable[[str, str], None] | None = None
         self.codec = new_codec(GCS_SYSTEM_ID, SIM_COMPONENT_ID)
         self.reader = FrameReader(new_codec(0, 0), hot=(HIL_ACTUATOR_CONTROLS,), stall_s=_STALL_S)
-        self._gps_period = _period_us(gps_rate_hz)
-        self._rc_period = _period_us(rc_rate_hz)
-        self._gcs_period = _period_us(gcs_heartbeat_hz)
+        self._gps_period = period_us(gps_rate_hz)
+        self._rc_period = period_us(rc_rate_hz)
+        self._gcs_period = period_us(gcs_heartbeat_hz)
         self._next_gps = 0
         self._next_rc = 0
         self._next_gcs = 0
@@ -474,23 +474,11 @@ class Px4TcpLink:
 
     def _gps_frame(self, t_us: int, plant: Plant) -> bytes:
         obs = plant.gnss_observation(t_us * 1e-6)
-        vn, ve, vd = obs.vel_ned
-        ground = math.hypot(vn, ve)
-        cog = int((math.degrees(math.atan2(ve, vn)) % 360.0) * 100.0) % 36000 if ground > 0.2 else UINT16_MAX
+        lat, lon, alt, eph, epv, vel, vn, ve, vd, cog = gnss_fields(obs)
         codec = self.codec
         frame = _HIL_GPS.pack(
             codec.seq, codec.srcSystem, codec.srcComponent,
-            t_us,
-            int(round(obs.lat_deg * 1e7)),
-            int(round(obs.lon_deg * 1e7)),
-            int(round(obs.alt_m * 1000.0)),
-            _u16(obs.eph_m * 100.0),
-            _u16(obs.epv_m * 100.0),
-            _u16(ground * 100.0),
-            _i16(vn * 100.0),
-            _i16(ve * 100.0),
-            _i16(vd * 100.0),
-            cog,
+            t_us, lat, lon, alt, eph, epv, vel, vn, ve, vd, cog,
             int(obs.fix_type),
             max(0, min(255, int(obs.num_sv))),
             0,  # id: GPS instance 0
@@ -500,26 +488,9 @@ class Px4TcpLink:
         return frame
 
 
-def _period_us(rate_hz: float) -> int:
-    return int(round(1e6 / rate_hz)) if rate_hz > 0 else 1 << 62
-
-
 def _unit(x: float) -> float:
     """A motor control as the plant takes it: 0..1 (NaN: 0)."""
     return min(1.0, max(0.0, x)) if x == x else 0.0
-
-
-def _u16(x: float) -> int:
-    """A u16 field with 65535 ("unknown") kept for what is not finite."""
-    if not math.isfinite(x):
-        return UINT16_MAX
-    return int(max(0, min(65534, round(x))))
-
-
-def _i16(x: float) -> int:
-    if not math.isfinite(x):
-        return 0
-    return int(max(-32767, min(32767, round(x))))
 
 
 __all__ = ["BASE_PORT", "Px4SimListener", "Px4TcpLink", "port_for", "px4_loop"]
