@@ -16,3 +16,17 @@ def require_sitl() -> None:
     if os.environ.get("HIL_REQUIRE_SITL"):
         pytest.fail(reason + "; HIL_REQUIRE_SITL is set, so this is an error", pytrace=False)
     pytest.skip(reason)
+
+
+def until(what: str, predicate, within: float, step: float = 0.05):
+    """Poll `predicate` until it gives something true (returned), for at most `within` s;
+    AssertionError naming `what` otherwise."""
+    import time
+
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"{what}: not within {within} s")

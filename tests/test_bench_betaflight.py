@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from hil.rig import Rig
 from hil.session import session_for
-from tests.sitl_support import require_sitl
+from tests.sitl_support import require_sitl, until
 
 ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "fixtures" / "betaflight-bench.toml"
@@ -37,16 +36,6 @@ def bench_rig(tmp_path):
     rig.stop()
 
 
-def _until(what, predicate, within):
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {within} s")
-
-
 def test_betaflights_crsf_parser_reads_our_frames_and_link_statistics(bench_rig):
     board = bench_rig.select(None)
     with session_for(board) as session:
@@ -66,9 +55,9 @@ def test_betaflights_crsf_parser_reads_our_frames_and_link_statistics(bench_rig)
                 rssi, lq = ap.link_quality()
                 return (rssi, lq) if lq and rssi > 40.0 else None
 
-            rc = _until("our sticks in MSP_RC", sticks_arrived, 5.0)
+            rc = until("our sticks in MSP_RC", sticks_arrived, 5.0)
             assert [abs(a - b) <= 1 for a, b in zip(rc[:4], (1234, 1666, 1900, 1100), strict=True)] == [True] * 4
-            rssi, lq = _until("LINK_STATISTICS in the firmware", link_statistics, 5.0)
+            rssi, lq = until("LINK_STATISTICS in the firmware", link_statistics, 5.0)
             assert lq == 100 and rssi < 80.0
         finally:
             link.close()

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from hil.rig import Rig
 from hil.session import session_for
-from tests.sitl_support import require_sitl
+from tests.sitl_support import require_sitl, until
 
 ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "fixtures" / "betaflight-gps.toml"
@@ -29,16 +28,6 @@ def gps_rig(tmp_path):
     rig = Rig.load(RIG, work_dir=tmp_path / "gps-rig")
     yield rig
     rig.stop()
-
-
-def _until(what, predicate, within):
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {within} s")
 
 
 def test_betaflights_gps_driver_configures_our_receiver_gets_a_fix_and_loses_it_when_jammed(gps_rig):
@@ -54,16 +43,16 @@ def test_betaflights_gps_driver_configures_our_receiver_gets_a_fix_and_loses_it_
             # gps.c: MON-VER, then PUBX,41 to the port's GPS baud, then the CONFIGURE steps
             # (one per 110 ms after 1 s), ending at gps_update_rate_hz (10) via VALSET on an M10.
             # Its last step polls CFG-GNSS, which an M10 refuses (NAK), as the real one does.
-            _until("Betaflight's configuration of our receiver", lambda: (0x06, 0x3E) in gps.naked, 20.0)
+            until("Betaflight's configuration of our receiver", lambda: (0x06, 0x3E) in gps.naked, 20.0)
             assert gps.rate_hz == 10.0 and len(gps.acked) >= 10
             assert feed.baud_changes[:1] == [115200]
-            fix = _until("a 3D fix with 8+ satellites in MSP_RAW_GPS", lambda: (g := ap.raw_gps()).fix and g.num_sat >= 8 and g, 10.0)
+            fix = until("a 3D fix with 8+ satellites in MSP_RAW_GPS", lambda: (g := ap.raw_gps()).fix and g.num_sat >= 8 and g, 10.0)
             assert abs(fix.lat_deg - (-35.363262)) < 1e-4 and abs(fix.lon_deg - 149.165237) < 1e-4
             assert "GPS" not in ap.status().arming_disable_names  # GPS Rescue may arm: fix and satellites
             loop.schedule("gps_jamming", loop.time + 0.1, None, {"js_db": 60.0, "ramp": 0.0}, "jam")
-            lost = _until("the fix lost under jamming", lambda: (g := ap.raw_gps()).fix == 0 and g, 10.0)
+            lost = until("the fix lost under jamming", lambda: (g := ap.raw_gps()).fix == 0 and g, 10.0)
             assert lost.num_sat < 4
-            _until("arming blocked without a fix", lambda: "GPS" in ap.status().arming_disable_names, 5.0)
+            until("arming blocked without a fix", lambda: "GPS" in ap.status().arming_disable_names, 5.0)
         finally:
             loop.close()
 
