@@ -302,6 +302,7 @@ BUILTIN_BOARD_TYPES: Mapping[str, str] = {
     "mavlink": "hil.boards.mavlink:MavlinkBoard",
     "betaflight-sitl": "hil.sitl.board:BetaflightSitlBoard",
     "betaflight": "hil.boards.betaflight:BetaflightBoard",
+    "ardupilot-sitl": "hil.boards.ardupilot_sitl:ArduPilotSitlBoard",
 }
 
 

@@ -348,7 +348,7 @@ def test_an_unknown_board_type_lists_the_plugin_types_too(tmp_path, monkeypatch)
         monkeypatch, EntryPoint("plugin-px4", "hil_plugin_example:PluginBoard", BOARD_GROUP)
     )
     with pytest.raises(
-        ConfigError, match="is not one of: betaflight, betaflight-sitl, mavlink, plugin-px4, virtual"
+        ConfigError, match="is not one of: ardupilot-sitl, betaflight, betaflight-sitl, mavlink, plugin-px4, virtual"
     ):
         Rig.load(_rig(tmp_path, "warp"))
 
@@ -368,6 +368,7 @@ def test_every_built_in_board_type_declares_a_profile():
         "mavlink": "arducopter",
         "betaflight-sitl": "betaflight",
         "betaflight": "betaflight",
+        "ardupilot-sitl": "arducopter",
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any
 
@@ -133,6 +134,12 @@ class FirmwareProfile:
     bootloader: tuple[Command, ...]
     idle_mode: str | None = None
     failsafe_phases: tuple[str, ...] = ()
+    #: Parameter names (fnmatch patterns) a snapshot skips and a restore never writes:
+    #: calibrations the board measures itself, device ids, counters, read-only facts.
+    unrestorable: tuple[str, ...] = ()
+    #: Messages a harness asks the board to stream on connect, name -> Hz (empty: the
+    #: board streams what it needs unasked).
+    telemetry_streams: Mapping[str, float] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     _names: Mapping[int, str] = field(init=False, repr=False)
 
@@ -172,9 +179,14 @@ class FirmwareProfile:
                             f"profile {self.name}: failsafe {fs.kind} value {value!r}: {word!r} is "
                             "neither a scenario word nor one of its modes"
                         )
+        object.__setattr__(self, "telemetry_streams", _frozen(self.telemetry_streams))
         object.__setattr__(self, "modes", _frozen(self.modes))
         object.__setattr__(self, "vocabulary", _frozen(self.vocabulary))
         object.__setattr__(self, "_names", _frozen(names))
+
+    def restorable(self, name: str) -> bool:
+        """False for a parameter a snapshot must leave alone (`unrestorable`)."""
+        return not any(fnmatchcase(name, pattern) for pattern in self.unrestorable)
 
     # -- modes ----------------------------------------------------------------------------
     def resolve(self, word: str) -> str:
