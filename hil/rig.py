@@ -175,6 +175,9 @@ class Board(ABC):
     #: "arm_switch" (armed by an RC switch the harness holds), "rc_receiver" (RC through
     #: a receiver UART), "link_statistics" (the receiver reports RSSI/LQ to the firmware).
     capabilities: frozenset[str] = frozenset({"physics"})
+    #: True when a session asks the firmware for its telemetry streams on connect (the
+    #: profile's `telemetry_streams`): a real ArduPilot sends only HEARTBEAT unasked.
+    asks_for_streams: bool = False
 
     @property
     def lockstep(self) -> bool:

@@ -344,6 +344,7 @@ class ArduPilotSitlBoard(Board):
     #: The simulator link its sessions fly it with (hil.sim.simlink).
     simulator_link_name = ArduPilotJsonLink.name
     capabilities = frozenset({"physics", "rc_receiver"})
+    asks_for_streams = True
     KEYS: Mapping[str, RigKey] = {
         "name": RigKey("name"),
         "type": RigKey("text"),
@@ -533,7 +534,6 @@ class ArduPilotSitlSession(BoardSession):
             conn.idle_callbacks.remove(conn.gcs_heartbeat)
         assert board.loop is not None
         board.loop.autopilot = autopilot
-        autopilot.request_streams()
         self.param_snapshot = autopilot.fetch_params(timeout=30.0)
         return self
 

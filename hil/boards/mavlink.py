@@ -20,6 +20,7 @@ class MavlinkBoard(Board):
 
     type_name = "mavlink"
     profile_name = DEFAULT_PROFILE  # the rig key `profile` names another (px4)
+    asks_for_streams = True  # a real ArduPilot streams nothing but HEARTBEAT unasked
     KEYS: Mapping[str, RigKey] = {
         "name": RigKey("name"),
         "type": RigKey("text"),
