@@ -164,6 +164,9 @@ class ArduPilotLoop(InjectionSchedule):
         self.truth: list[tuple[float, ...]] = []
         self.sample_sent_ns = array("q")
         self.answer_read_ns = array("q")
+        #: The simulation time of every frame SITL answered: in lockstep its main loop runs
+        #: once per frame, at the time we stamp (hil.scenario.limits reads these).
+        self.actuator_time_us = array("q")
         self._init_schedule()
         self._next_gcs = 0
         self._next_truth = 0
@@ -272,6 +275,7 @@ class ArduPilotLoop(InjectionSchedule):
             if len(self.sample_sent_ns) < _MAX_STAMPS:
                 self.sample_sent_ns.append(sent)
                 self.answer_read_ns.append(time.monotonic_ns())
+                self.actuator_time_us.append(t_us)
             plant.step(self.dt_us * 1e-6, self.motors)
             self.t_us = t_us + self.dt_us
             self.steps += 1
