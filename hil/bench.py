@@ -226,11 +226,11 @@ def _hovering_rig(
             sim = session.make_sim()
 
             def run(secs: float) -> None:
-                sim.conn.stop_reader()
+                sim.link.open()
                 try:
                     sim.run_for(secs)
                 finally:
-                    sim.conn.start_reader()
+                    sim.link.close()
 
             run(3.0)
             _until(lambda: (ap.set_mode("GUIDED"), ap.arm()), lambda: run(1.0), "arm in GUIDED")
@@ -298,7 +298,7 @@ def timing_error(periods: int = 4000, runs: int = 3, rig_path=None, log: Log = _
     from hil.boards.virtual import loop_time_truth
     from hil.rig import DEFAULT_RIG, Rig
     from hil.session import BoardSession
-    from hil.sim.loop import ClosedLoop, SimConfig
+    from hil.sim.loop import SimConfig, mavlink_loop
     from hil.timing import loop_stats
 
     errors: list[float] = []
@@ -318,10 +318,10 @@ def timing_error(periods: int = 4000, runs: int = 3, rig_path=None, log: Log = _
                     ("SIM_LOOP_OVR", overrun),
                 ):
                     ap.set_param(name, value)
-                loop = ClosedLoop(ap, SimConfig(rate_hz=rate, lockstep=True, seed=seed))
+                loop = mavlink_loop(ap, SimConfig(rate_hz=rate, lockstep=True, seed=seed))
                 stamps = loop.actuator_time_us
                 wanted = periods + 3
-                loop.conn.stop_reader()
+                loop.link.open()
                 try:
                     limit = time.monotonic() + 30.0 + periods / rate * 5
                     while len(stamps) < wanted:
@@ -332,7 +332,7 @@ def timing_error(periods: int = 4000, runs: int = 3, rig_path=None, log: Log = _
                             )
                         loop.run_for(min(1.0, (wanted - len(stamps)) / rate + 0.01))
                 finally:
-                    loop.conn.start_reader()
+                    loop.link.close()
                 # The first answers after the reconfiguration carry the old clock on: skip them.
                 received = np.asarray(stamps[3:wanted], dtype=np.int64)
                 stats = loop_stats(received, nominal_hz=rate)
@@ -490,9 +490,9 @@ class _RealtimeRig:
         return self
 
     def _start_loop(self) -> None:
-        from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
+        from hil.sim.betaflight_loop import BetaflightLoopConfig, betaflight_loop
 
-        self.loop = BetaflightLoop(
+        self.loop = betaflight_loop(
             self.sitl.fc_ip, self.sitl.host_ip, None, BetaflightLoopConfig(rate_hz=self.rate_hz)
         )
         self.started = time.monotonic()

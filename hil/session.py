@@ -18,7 +18,7 @@ from hil.links.udp_link import open_link
 from hil.mavlink.connection import MavConnection
 from hil.mavlink.dialect import mavlink
 from hil.rig import Board
-from hil.sim.loop import ClosedLoop, SimConfig
+from hil.sim.loop import ClosedLoop, SimConfig, mavlink_loop
 from hil.timeout import Deadline
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class BoardSession:
         if uarts:
             config = replace(config, gps_uart=uarts.get("gps"), rc_uart=uarts.get("rc"))
             self._open_uarts()
-        self.sim = ClosedLoop(self.autopilot, config, uart_links=self.uart_links)
+        self.sim = mavlink_loop(self.autopilot, config, uart_links=self.uart_links)
         return self.sim
 
     def _open_uarts(self) -> None:

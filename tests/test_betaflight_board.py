@@ -25,7 +25,7 @@ from hil.rig import Rig
 from hil.scenario.load import load_scenario
 from hil.scenario.runner import run_scenario
 from hil.session import MspBoardSession, session_for
-from hil.sim.betaflight_loop import STAMP_QUANTUM_S, BetaflightLoop
+from hil.sim.betaflight_link import STAMP_QUANTUM_S, BetaflightUdpLink
 from tests.sitl_support import require_sitl
 
 MSP_SET_RTC, MSP_RTC = 246, 247  # Betaflight msp_protocol.h
@@ -121,7 +121,7 @@ def test_state_stamps_never_step_inside_the_sitls_clock_rate_window(gaps_ns):
     stamps = []
     for gap in gaps_ns:
         now += gap
-        stamps.append(BetaflightLoop._stamp(fake, now))
+        stamps.append(BetaflightUdpLink.stamp(fake, now))
     steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     assert all(step == 0 or step >= STAMP_QUANTUM_S for step in steps)
     assert stamps[-1] <= 12.5 + (now - fake._started_ns) * 1e-9 < stamps[-1] + STAMP_QUANTUM_S

@@ -58,7 +58,7 @@ def test_same_seed_gives_the_same_sensor_stream(board_session):
 
 def test_real_time_mode_paces_itself_by_the_wall_clock(board_session):
     loop = board_session.make_sim()
-    loop.config.lockstep = False
+    loop.link.lockstep = False
     rate = loop.config.rate_hz
     start = time.monotonic()
     loop.start()

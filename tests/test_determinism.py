@@ -67,7 +67,7 @@ def _fly(rig_path: Path, tmp_path: Path, seed: int) -> dict:
             result = run_scenario(scenario, session)
             sim = session.sim
             assert sim is not None
-            truth = list(sim.truth)
+            truth = sim.truth.values().tolist()
             answers = list(sim.actuator_time_us)
     finally:
         rig.stop()

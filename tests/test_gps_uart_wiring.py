@@ -11,7 +11,7 @@ import time
 from hil.injectors.gps import GpsReceiverEmulator
 from hil.injectors.ublox_config import frame
 from hil.links.serial_link import SerialLink
-from hil.sim.loop import ClosedLoop
+from hil.sim.mavlink_hil_link import MavlinkHilLink
 
 CFG, ACK = 0x06, 0x05
 
@@ -50,7 +50,7 @@ def test_a_cfg_prt_from_the_board_is_answered_and_the_line_moves_after_the_ack()
         prt = struct.pack("<BBHIIHHHH", 1, 0, 0, 0x08D0, 115200, 0x01, 0x01, 0, 0)
         os.write(board_end, frame(CFG, 0x00, prt))
         time.sleep(0.05)
-        ClosedLoop._gps_listen(emu, link)  # what the loop does before each fix
+        MavlinkHilLink.gps_listen(emu, link)  # what the loop does before each fix
         data = emu.produce(0.0, None)
         link.write(data)
         assert emu.switch_baud() == 115200
@@ -59,7 +59,7 @@ def test_a_cfg_prt_from_the_board_is_answered_and_the_line_moves_after_the_ack()
         assert (ACK, 0x01, bytes((CFG, 0x00))) in answer
         assert link.baudrate == 115200
         # Nothing more from the board: the next listen returns at once, nothing queued.
-        ClosedLoop._gps_listen(emu, link)
+        MavlinkHilLink.gps_listen(emu, link)
         assert not [f for f in _ubx_frames(emu.produce(0.2, None)) if f[0] == ACK]
     finally:
         link.close()

@@ -14,7 +14,7 @@ from hil.scenario.limits import failsafe_latency, judge
 from hil.scenario.load import load_scenario
 from hil.scenario.runner import ScenarioResult, run_scenario
 from hil.scenario.timeline import RecorderBase, Timeline
-from hil.sim.loop import ClosedLoop, SimConfig
+from hil.sim.loop import SimConfig, mavlink_loop
 from hil.timeout import Deadline
 from tests.test_scenario_limits import _scenario
 
@@ -115,7 +115,7 @@ def test_a_lockstep_run_measures_host_latencies_and_asks_for_a_finer_heartbeat(b
 
 def test_a_real_time_board_clock_is_aligned_and_its_answers_placed_on_the_host_clock(board_session):
     ap = board_session.autopilot
-    loop = ClosedLoop(ap, SimConfig(lockstep=False, seed=3))
+    loop = mavlink_loop(ap, SimConfig(lockstep=False, seed=3))
     host = HostTiming(ap, loop)
     loop.start()
     try:

@@ -6,7 +6,7 @@ import pytest
 
 from hil.scenario.model import injection_kinds
 from hil.sim.injections import APPLIERS
-from hil.sim.loop import ClosedLoop, SimConfig
+from hil.sim.loop import ClosedLoop, SimConfig, mavlink_loop
 
 
 class _NoBoard:
@@ -14,7 +14,7 @@ class _NoBoard:
 
 
 def _loop() -> ClosedLoop:
-    return ClosedLoop(_NoBoard(), SimConfig())
+    return mavlink_loop(_NoBoard(), SimConfig())
 
 
 def _at(loop: ClosedLoop, t: float) -> None:

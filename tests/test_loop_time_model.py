@@ -23,7 +23,7 @@ from hil.mavlink.dialect import (
     mavlink,
     new_codec,
 )
-from hil.sim.loop import ClosedLoop, SimConfig
+from hil.sim.loop import SimConfig, mavlink_loop
 from hil.timeout import Deadline
 from hil.timing import loop_stats
 from hil.vfc.looptime import MAX_JITTER_FRACTION, LoopTimeModel
@@ -216,7 +216,7 @@ def test_measured_loop_rate_and_jitter_match_the_boards_ground_truth(board_sessi
     ap.set_param("SIM_LOOP_SEED", SEED)
     ap.set_param("SIM_LOOP_JIT", JITTER_US)
     ap.set_param("SIM_LOOP_OVR", OVERRUN)
-    loop = ClosedLoop(ap, SimConfig(rate_hz=RATE_HZ, lockstep=True, seed=SEED))
+    loop = mavlink_loop(ap, SimConfig(rate_hz=RATE_HZ, lockstep=True, seed=SEED))
     stamps = loop.actuator_time_us
     bound = PERIODS / RATE_HZ * 10 + 20.0
     loop.start()

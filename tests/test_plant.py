@@ -12,9 +12,9 @@ import pytest
 from hil.injectors.rc import RcReceiverEmulator
 from hil.receivers import Receiver
 from hil.sim.bench_link import BenchLink
-from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
+from hil.sim.betaflight_loop import BetaflightLoopConfig, betaflight_loop
 from hil.sim.injections import InjectionSchedule
-from hil.sim.loop import ClosedLoop, SimConfig
+from hil.sim.loop import ClosedLoop, SimConfig, mavlink_loop
 from hil.sim.plant import FIVE_INCH, NO_SIGNAL_JS_DB, Plant
 from hil.sim.sensors import Baro, Battery, Imu, Mag, Wind
 from hil.sim.vehicle import QuadParams, Quadrotor
@@ -36,12 +36,12 @@ class _NoUart:
 
 
 def _closed_loop(seed: int = 0) -> ClosedLoop:
-    return ClosedLoop(_NoBoard(), SimConfig(seed=seed))
+    return mavlink_loop(_NoBoard(), SimConfig(seed=seed))
 
 
-def _betaflight_loop(seed: int = 0) -> BetaflightLoop:
+def _betaflight_loop(seed: int = 0) -> ClosedLoop:
     # Port 0: any free port for the motor socket; the loop is never started.
-    return BetaflightLoop("127.0.0.1", "127.0.0.1", None, BetaflightLoopConfig(seed=seed), motor_port=0)
+    return betaflight_loop("127.0.0.1", "127.0.0.1", None, BetaflightLoopConfig(seed=seed), motor_port=0)
 
 
 def _bench_link(seed: int = 0) -> BenchLink:
@@ -142,7 +142,7 @@ def test_a_radio_only_plant_has_no_physics():
 
 def test_each_loop_builds_its_plant_through_the_plant():
     assert _closed_loop(4).plant.vehicle.params == QuadParams()
-    assert ClosedLoop(_NoBoard(), SimConfig(rc_uart="crsf")).plant.rc_link.rate_hz == RcReceiverEmulator("crsf").rate_hz
+    assert mavlink_loop(_NoBoard(), SimConfig(rc_uart="crsf")).plant.rc_link.rate_hz == RcReceiverEmulator("crsf").rate_hz
     bf = _betaflight_loop(4)
     try:
         assert bf.plant.vehicle.params == FIVE_INCH and bf.vehicle is bf.plant.vehicle

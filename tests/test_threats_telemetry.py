@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hil.errors import HilError
 from hil.mavlink.dialect import mavlink, new_codec
 from hil.scenario.model import injection_kinds
-from hil.sim.loop import ClosedLoop, SimConfig
+from hil.sim.loop import ClosedLoop, SimConfig, mavlink_loop
 from hil.threats.telemetry import (
     MavlinkProxy,
     TelemetryLinkModel,
@@ -396,12 +396,12 @@ class _Autopilot:
 def _run_loop(seconds: float, *schedule) -> list[tuple[float, int]]:
     """Heartbeats on the wire of a board-free loop, with injections scheduled."""
     ap = _Autopilot()
-    loop = ClosedLoop(ap, SimConfig(rate_hz=50.0))
+    loop = mavlink_loop(ap, SimConfig(rate_hz=50.0))
     ap.conn.loop = loop
     for kind, start, stop, params in schedule:
         loop.schedule(kind, start, stop, params)
     while loop.time < seconds:
-        loop._send_inputs()
+        loop.link.send(loop.t_us, loop.plant)
         loop.t_us += loop.dt_us
         if loop._schedule and loop._schedule[0].t_us <= loop.t_us:
             loop._apply_due()
@@ -459,7 +459,7 @@ def test_heartbeat_loss_bursts_and_recovery_in_the_loop():
 
 
 def test_gcs_loss_probability_is_the_links_loss():
-    loop = ClosedLoop(_Autopilot(), SimConfig())
+    loop = mavlink_loop(_Autopilot(), SimConfig())
     loop.plant.gcs_loss_probability = 0.3
     assert loop.plant.telemetry_link.loss == 0.3
     with pytest.raises(ValueError):
@@ -467,7 +467,7 @@ def test_gcs_loss_probability_is_the_links_loss():
 
 
 def test_bad_telemetry_jamming_from_python_is_a_hil_error():
-    loop = ClosedLoop(_Autopilot(), SimConfig())
+    loop = mavlink_loop(_Autopilot(), SimConfig())
     loop.schedule("telemetry_jamming", 0.0, None, {"delay_ms": -5.0})
     with pytest.raises(HilError, match="delay_ms"):
         loop._apply_due()
@@ -478,11 +478,11 @@ def test_bad_telemetry_jamming_from_python_is_a_hil_error():
 def test_loop_heartbeats_are_repeatable(seed):
     def run():
         ap = _Autopilot()
-        loop = ClosedLoop(ap, SimConfig(rate_hz=20.0, seed=seed))
+        loop = mavlink_loop(ap, SimConfig(rate_hz=20.0, seed=seed))
         ap.conn.loop = loop
         loop.schedule("telemetry_jamming", 0.0, None, {"loss": 0.4, "jitter_ms": 300.0})
         while loop.time < 30.0:
-            loop._send_inputs()
+            loop.link.send(loop.t_us, loop.plant)
             loop.t_us += loop.dt_us
             if loop._schedule:
                 loop._apply_due()

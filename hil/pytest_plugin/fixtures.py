@@ -3,7 +3,7 @@
 What `board_session`, `autopilot` and `sim` give depends on the board's class: a MAVLink
 board gets a `BoardSession`, a `MavlinkAutopilot` and a lockstep `ClosedLoop`; an MSP
 board (Betaflight) an `MspBoardSession`, an `MspAutopilot` and a real-time
-`BetaflightLoop`. The names only annotations need are imported for type checkers only.
+`ClosedLoop`. The names only annotations need are imported for type checkers only.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from hil.autopilot.mavlink import MavlinkAutopilot
     from hil.autopilot.msp import MspAutopilot
     from hil.session import BoardSession, MspBoardSession
-    from hil.sim.betaflight_loop import BetaflightLoop
     from hil.sim.loop import ClosedLoop
 
 
@@ -73,7 +72,7 @@ def autopilot(board_session: BoardSession | MspBoardSession) -> MavlinkAutopilot
 
 
 @pytest.fixture
-def sim(board_session: BoardSession | MspBoardSession) -> Iterator[ClosedLoop | BetaflightLoop]:
+def sim(board_session: BoardSession | MspBoardSession) -> Iterator[ClosedLoop]:
     """The closed loop flying the board's vehicle, running in the background
     (lockstep MAVLink, or real time over UDP for Betaflight SITL).
 

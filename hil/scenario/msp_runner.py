@@ -24,7 +24,8 @@ from hil.scenario.limits import judge
 from hil.scenario.model import Scenario
 from hil.scenario.result import ScenarioResult
 from hil.scenario.timeline import RecorderBase, Timeline
-from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
+from hil.sim.betaflight_loop import BetaflightLoopConfig
+from hil.sim.loop import ClosedLoop
 from hil.timeout import Deadline
 
 POLL_HZ = 25.0
@@ -41,7 +42,7 @@ _REPORTED_WORDS = ("FAILSAFE", "RTL", "HOLD", "ALT_HOLD", "ANGLE", "HORIZON")
 class _MspRecorder(RecorderBase):
     """Polls the board's status and builds the timeline, in loop time."""
 
-    def __init__(self, session: Any, loop: BetaflightLoop) -> None:
+    def __init__(self, session: Any, loop: ClosedLoop) -> None:
         super().__init__()
         self.ap = session.autopilot
         self.loop = loop
@@ -277,7 +278,7 @@ def run_msp_scenario(
     return result
 
 
-def _bring_up(session: Any, scenario: Scenario) -> tuple[BetaflightLoop, _MspRecorder]:
+def _bring_up(session: Any, scenario: Scenario) -> tuple[ClosedLoop, _MspRecorder]:
     """The loop running and the board armable but for its switch, and the recorder on."""
     loop = session.start_loop(loop_config_for(scenario))
     recorder = _MspRecorder(session, loop)
@@ -286,7 +287,7 @@ def _bring_up(session: Any, scenario: Scenario) -> tuple[BetaflightLoop, _MspRec
     return loop, recorder
 
 
-def _wait_altitude(recorder: _MspRecorder, loop: BetaflightLoop, target: float, within: float) -> None:
+def _wait_altitude(recorder: _MspRecorder, loop: ClosedLoop, target: float, within: float) -> None:
     """The altitude above ``target`` for a steady second."""
     since: list[float | None] = [None]
 
@@ -301,7 +302,7 @@ def _wait_altitude(recorder: _MspRecorder, loop: BetaflightLoop, target: float, 
     recorder.wait(f"altitude above {target:.1f} m for 1 s after takeoff", steady, within=within)
 
 
-def _finish(loop: BetaflightLoop, recorder: _MspRecorder, result: ScenarioResult) -> None:
+def _finish(loop: ClosedLoop, recorder: _MspRecorder, result: ScenarioResult) -> None:
     """Land a vehicle the scenario left flying and disarm it by the switch."""
     if not recorder.armed or loop.error is not None:
         loop.arm_switch(False)

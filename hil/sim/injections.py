@@ -2,7 +2,7 @@
 
 A kind registers a start and a stop action where it is defined; the scenario layer
 validates parameters, this module makes them happen at an exact simulation time. The
-loop (a ClosedLoop, a BetaflightLoop, a BenchLink: any InjectionSchedule) times them;
+loop (a ClosedLoop over any simulator link, a BenchLink: any InjectionSchedule) times them;
 what they change is the loop's plant (`hil.sim.plant.Plant`, ``loop.plant``): its
 sensors, weather, battery, GNSS sky, radio links and threat state. Only the pilot's arm
 switch is the loop's own.
@@ -27,7 +27,7 @@ from hil.threats.gnss import Spoof
 if TYPE_CHECKING:
     from hil.sim.plant import Plant
 
-#: What an injection does, given the loop that times it (a ClosedLoop, a BetaflightLoop,
+#: What an injection does, given the loop that times it (a ClosedLoop,
 #: a BenchLink: any InjectionSchedule) and its parameters; it acts on ``loop.plant``.
 Action = Callable[["InjectionSchedule", Mapping[str, Any]], None]
 

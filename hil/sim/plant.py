@@ -107,6 +107,9 @@ class Plant:
         #: The generator the sensors and the wind draw from.
         self.rng = rng
         # The threat state injections set.
+        #: The pilot's transmitter: stick and switch positions in microseconds, channel
+        #: order as the firmware maps them (the simulator link sets the idle positions).
+        self.rc_channels: list[int] = [1500, 1500, 1500, 1500, 1000, 1000, 1000, 1000]
         self.rc_enabled = True  # rc_loss: the pilot's radio is off
         self.gcs_enabled = True  # gcs_loss: no GCS heartbeats
         self.gps_blocked = False  # gps_loss: the receiver gets no signal at all

@@ -11,6 +11,10 @@ small class, registered here by name:
 - ``ardupilot_json``: ArduPilot SITL's JSON interface (servo packets in, a JSON state out);
 - ``px4_tcp``: PX4 SITL's ``simulator_mavlink`` connecting to us as a TCP client.
 
+The loop (`hil.sim.loop.ClosedLoop`) calls ``open`` when it starts and ``close`` when
+it stops (a MAVLink link hands the port back to the adapter's reader there; a socket
+link may open and close its sockets).
+
 A step of the loop is: ``send(t_us, plant)`` the state sampled at ``t_us``, then
 ``outputs(t_us, timeout)`` for the firmware's answer, then integrate the plant with it.
 A lockstep link's ``outputs`` blocks until the answer to the sample stamped ``t_us``
@@ -24,7 +28,7 @@ firmware is disarmed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from hil.sim.plant import Plant
@@ -45,6 +49,13 @@ class SimulatorLink(Protocol):
     #: True when the loop may send the next sample before the answer to the last one
     #: arrived (the firmware queues samples); False for request/answer interfaces.
     pipeline: ClassVar[bool]
+    #: Injection kinds that can act on this firmware through this link (None: all).
+    supported_injections: ClassVar[frozenset[str] | None]
+    #: The transmitter's channels at rest (us), in the firmware's channel order; the loop
+    #: puts them on ``plant.rc_channels``, which the link sends as the radio's frames.
+    rc_idle: ClassVar[tuple[int, ...]]
+    #: Set by the loop: called with (kind, text) for what the link sees happen.
+    on_event: Callable[[str, str], None] | None
 
     def open(self) -> None:
         """Open sockets and ports; bounded, raising `hil.errors.LinkError` with what failed."""
@@ -57,6 +68,9 @@ class SimulatorLink(Protocol):
 
     def close(self) -> None:
         """Close everything ``open`` opened; safe to call twice."""
+
+    def motor_times_ns(self) -> Any:
+        """Host monotonic ns at which each answer arrived, oldest first (numpy int64)."""
 
 
 #: Link classes by name; a link module registers its class with `register`.

@@ -195,13 +195,13 @@ class BetaflightSitlBoard(Board):
 
     def simulator_link(self, config=None):
         """The physics loop over the firmware's UDP ports, RC as MSP on UART4."""
-        from hil.sim.betaflight_loop import BetaflightLoop, BetaflightLoopConfig
+        from hil.sim.betaflight_loop import BetaflightLoopConfig, betaflight_loop
 
         sitl = self.sitl
         if sitl is None:
             raise HilError(f"Betaflight SITL board {self.name} is not running")
         config = replace(config, rate_hz=self.state_rate_hz) if config is not None else BetaflightLoopConfig(rate_hz=self.state_rate_hz)
-        return BetaflightLoop(sitl.fc_ip, sitl.host_ip, self.rc_url, config, clock_offset_s=sitl.uptime)
+        return betaflight_loop(sitl.fc_ip, sitl.host_ip, self.rc_url, config, clock_offset_s=sitl.uptime)
 
     def power_cycle(self) -> None:
         if self.sitl is None:
