@@ -7,7 +7,12 @@ import socket
 
 import pytest
 
-from hil.codecs.ardupilot_json import ServoPacket, decode_state_line, encode_servo_packet, split_state_lines
+from hil.codecs.ardupilot_json import (
+    ServoPacket,
+    decode_state_line,
+    encode_servo_packet,
+    split_state_lines,
+)
 from hil.errors import BoardNotAnswering, LinkError
 from hil.sim.ardupilot_link import ArduPilotJsonLink, pwm_to_motor
 from hil.sim.loop import SimConfig

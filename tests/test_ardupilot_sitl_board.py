@@ -13,7 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil.boards.ardupilot_sitl import DEFAULTS_NAME, HARNESS_DEFAULTS, ArduPilotSitlBoard, write_defaults
+from hil.boards.ardupilot_sitl import (
+    DEFAULTS_NAME,
+    HARNESS_DEFAULTS,
+    ArduPilotSitlBoard,
+    write_defaults,
+)
 from hil.errors import ConfigError
 from hil.profiles.ardupilot import ARDUCOPTER, MODE_SWITCH_PWM, parse_param_file, rc_semantics
 from hil.rig import Rig

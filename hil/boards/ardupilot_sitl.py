@@ -20,40 +20,34 @@ The settings the harness's wiring needs are written as ``harness-defaults.parm``
 run directory and given to SITL before the user's files (which may override them).
 
 In lockstep, SITL runs only while it gets state lines: its MAVLink port answers only
-while our physics runs. So the board runs its physics loop (`ArduPilotLoop`) from the
+while our physics runs. So the board runs its closed loop (`hil.sim.loop.ClosedLoop`, free-running) from the
 moment SITL starts until it stops, and a session restarts SITL (a fresh vehicle at
 home, parameters from the defaults files again) instead of rebooting it.
 
-The loop here is the minimal one issue 13 needs until the one closed loop of issue 12
-drives every link: it steps the link free-running (never gated), writes our GPS and
-CRSF bytes at their times, sends the ground station's heartbeats on simulation time
-through the plant's telemetry link, and keeps the pilot's sticks the way ArduPilot
-wants them (`hil.profiles.ardupilot.RcSemantics`).
+A run gets that loop through a `RunHandle`: never gated (SITL waits on the physics,
+and its MAVLink port is served only while the physics steps), its ``stop`` leaves the
+physics running. The link writes our GPS and CRSF bytes at their times, sends the
+ground station's heartbeats on simulation time through the plant's telemetry link, and
+keeps the throttle stick the way ArduCopter wants it (`hil.profiles.ardupilot.RcSemantics`).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from array import array
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hil.errors import BoardNotAnswering, ConfigError, HilError, LinkError
+from hil.errors import ConfigError, HilError, LinkError
 from hil.lifecycle import BoardState
-from hil.mavlink.dialect import mavlink
-from hil.profiles.ardupilot import RcSemantics, parse_param_file, rc_semantics
+from hil.profiles.ardupilot import parse_param_file, rc_semantics
 from hil.receivers import Receiver, virtual_receiver
 from hil.rig import Board, Rig, RigKey
 from hil.session import BoardSession
 from hil.sim.ardupilot_link import ArduPilotJsonLink
-from hil.sim.injections import InjectionSchedule
-from hil.sim.loop import SimConfig
+from hil.sim.loop import ClosedLoop, SimConfig
 from hil.sim.plant import Plant
 from hil.sitl.ardupilot import ArduPilotSitl, PtyBridge, find_executable
 
@@ -63,6 +57,8 @@ log = logging.getLogger(__name__)
 GPS_SERIAL = 3
 RC_SERIAL = 4
 DEFAULTS_NAME = "harness-defaults.parm"
+#: Wall seconds the loop waits for SITL's answer to one frame (its boot takes a few).
+STEP_TIMEOUT_S = 10.0
 
 #: What the harness's wiring needs, as ArduPilot parameters (names and values from
 #: ArduPilot's parameter documentation: AP_SerialManager, AP_GPS, AP_RCProtocol,
@@ -90,16 +86,6 @@ HARNESS_DEFAULTS: dict[str, float] = {
     "SR0_EXT_STAT": 2, "SR0_RC_CHAN": 5, "SR0_RAW_SENS": 2,
 }  # fmt: skip
 
-#: What SITL sees of our physics: injections that act on parts it computes itself
-#: (its compass and barometer come from our pose) cannot be flown on it.
-SUPPORTED_INJECTIONS = frozenset(
-    {
-        "rc_loss", "rc_jamming", "gcs_loss", "gps_loss", "gps_jamming", "gps_spoofing",
-        "battery_sag", "wind", "telemetry_jamming", "imu_noise", "imu_stuck", "imu_clip",
-    }
-)  # fmt: skip
-
-_MAX_STAMPS = 2_000_000
 #: Where the executable comes from when the rig names none.
 EXECUTABLE_ENV = "HIL_ARDUPILOT_SITL"
 
@@ -122,220 +108,30 @@ def write_defaults(path: Path, values: Mapping[str, float]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-class ArduPilotLoop(InjectionSchedule):
-    """The board's physics, running from SITL's start to its stop (module docstring).
+class RunHandle:
+    """What a scenario run or the ``sim`` fixture gets as its closed loop: the board's
+    running `ClosedLoop`, except that ``start`` and ``stop`` attach and leave a run (a
+    run's injections are cleared and undone when it leaves) instead of starting and
+    stopping the physics, which SITL in lockstep needs for as long as it runs."""
 
-    What a scenario run needs of a closed loop: ``plant``, ``time``, ``speed``,
-    ``schedule``, ``event_hooks``, ``error``, ``start``/``stop`` (here they attach and
-    detach a run: the physics keeps running) and the host-clock stamps of each step.
-    """
+    def __init__(self, loop: ClosedLoop) -> None:
+        self._loop = loop
 
-    supported_injections = SUPPORTED_INJECTIONS
-
-    def __init__(
-        self,
-        link: ArduPilotJsonLink,
-        config: SimConfig,
-        uarts: Mapping[str, Any],
-        rc: RcSemantics,
-        *,
-        step_timeout: float = 10.0,
-    ) -> None:
-        from hil.injectors.gps import GpsReceiverEmulator
-        from hil.injectors.rc import RcReceiverEmulator
-
-        self.link = link
-        self.config = config
-        self.uarts = dict(uarts)
-        self.rc = rc
-        self.step_timeout = step_timeout
-        # CRSF at 150 Hz says so in its link statistics (rf mode 2, AP_RCProtocol_CRSF).
-        self.rc_emulator = RcReceiverEmulator("crsf", rf_mode=2)
-        self.gps_emulator = GpsReceiverEmulator("ubx", rate_hz=5.0)
-        self.plant = Plant.for_mavlink_hil(config, rc_rate_hz=self.rc_emulator.rate_hz)
-        link.on_restart = self._on_restart
-        self.autopilot: Any = None
-        self.t_us = 0
-        self.dt_us = int(round(1e6 / config.rate_hz))
-        self.steps = 0
-        self.motors = (0.0, 0.0, 0.0, 0.0)
-        self.error: BaseException | None = None
-        self.wall_running = 0.0
-        self.truth: list[tuple[float, ...]] = []
-        self.sample_sent_ns = array("q")
-        self.answer_read_ns = array("q")
-        #: The simulation time of every frame SITL answered: in lockstep its main loop runs
-        #: once per frame, at the time we stamp (hil.scenario.limits reads these).
-        self.actuator_time_us = array("q")
-        self._init_schedule()
-        self._next_gcs = 0
-        self._next_truth = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # -- what a run reads --------------------------------------------------------------
-
-    @property
-    def vehicle(self):
-        return self.plant.vehicle
-
-    @property
-    def speed(self) -> float:
-        return self.time / self.wall_running if self.wall_running > 0 else 0.0
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def motor_times_ns(self):
-        import numpy as np
-
-        return np.array(self.answer_read_ns, dtype=np.int64)
-
-    def rc_channels(self) -> list[int]:
-        """The sticks now: throttle low while disarmed (ArduPilot arms only so), at its
-        middle once armed (altitude held in LOITER and ALT_HOLD), the flight-mode channel
-        at a position that selects the mode the board boots in."""
-        ap = self.autopilot
-        armed = bool(ap is not None and ap.armed)
-        return self.rc.channels(armed=armed)
-
-    # -- a run attaching and leaving ---------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
 
     def start(self, *, gated: bool = False) -> None:
-        """A run attaches: the physics is already running (never gated: SITL waits on it)."""
-        if not self.running:
-            raise HilError(f"the ArduPilot SITL physics loop is not running: {self.error or 'stopped'}")
+        loop = self._loop
+        if not loop.running:
+            raise HilError(f"the ArduPilot SITL physics loop is not running: {loop.error or 'stopped'}")
 
     def stop(self, timeout: float = 5.0) -> None:
-        """A run leaves: its injections are cleared and undone; the physics keeps running."""
-        with self._sched_lock:
-            self._schedule.clear()
-            active = [item for stack in self._active.values() for item in stack]
-            self._active.clear()
-        for item in reversed(active):
-            try:
-                self._apply(replace(item, start=False))
-            except HilError:
-                pass
-        self.event_hooks.clear()
+        loop = self._loop
+        loop.clear_injections()
+        loop.event_hooks.clear()
 
-    def reconfigure(self, config: SimConfig) -> None:
-        """A run's weather, battery and seed, on the vehicle where it stands (landed)."""
-        with self._lock:
-            old = self.plant
-            plant = Plant.for_mavlink_hil(config, rc_rate_hz=self.rc_emulator.rate_hz)
-            plant.vehicle = old.vehicle
-            self.plant = plant
-            self.config = replace(config, rate_hz=self.config.rate_hz)
-
-    # -- the physics thread ----------------------------------------------------------------
-
-    def run_in_background(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="ardupilot-physics", daemon=True)
-        self._thread.start()
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-
-    def _run(self) -> None:
-        last = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                for _ in range(40):
-                    self.step()
-                now = time.monotonic()
-                self.wall_running += now - last
-                last = now
-        except (BoardNotAnswering, LinkError) as exc:
-            if not self._stop.is_set():
-                self.error = exc
-                log.warning("ArduPilot physics loop stopped: %s", exc)
-                if self.autopilot is not None:
-                    self.autopilot.fail(exc)
-        except Exception as exc:  # a bug here must not leave waits hanging
-            self.error = exc
-            log.exception("ArduPilot physics loop crashed")
-            if self.autopilot is not None:
-                self.autopilot.fail(exc)
-
-    def step(self) -> None:
-        with self._lock:
-            t_us = self.t_us
-            plant = self.plant
-            self._inputs(t_us, plant)
-            sent = time.monotonic_ns()
-            self.link.send(t_us, plant)
-            self.motors = self.link.outputs(t_us, self.step_timeout) or self.motors
-            if len(self.sample_sent_ns) < _MAX_STAMPS:
-                self.sample_sent_ns.append(sent)
-                self.answer_read_ns.append(time.monotonic_ns())
-                self.actuator_time_us.append(t_us)
-            plant.step(self.dt_us * 1e-6, self.motors)
-            self.t_us = t_us + self.dt_us
-            self.steps += 1
-            if self._schedule and self._schedule[0].t_us <= self.t_us:
-                self._apply_due()
-            if self.t_us >= self._next_truth:
-                self._next_truth = self.t_us + 100_000
-                v = plant.vehicle
-                p = v.pos
-                roll, pitch, yaw = v.euler()
-                self.truth.append((self.time, p[0], p[1], p[2], roll, pitch, yaw))
-                if len(self.truth) > 100_000:
-                    del self.truth[:50_000]
-
-    def _inputs(self, t_us: int, plant: Plant) -> None:
-        """The receivers' bytes due now, and the ground station's heartbeat."""
-        rc = self.uarts.get("rc")
-        if rc is not None:
-            data = self.rc_emulator.produce(t_us, self.rc_channels(), plant.rc_link)
-            if data:
-                rc.write(data)
-        t = t_us * 1e-6
-        gps = self.uarts.get("gps")
-        emulator = self.gps_emulator
-        if gps is not None and emulator.due(t):
-            for _ in range(16):  # what ArduPilot sent its GPS: configuration and polls
-                chunk = gps.read(0.0)
-                if chunk is None:
-                    break
-                emulator.on_bytes(chunk.data)
-            data = emulator.produce(t, plant.gnss_observation(t))
-            if data:
-                gps.write(data)
-                baud = emulator.switch_baud()
-                if baud is not None:
-                    gps.set_baudrate(baud)
-                    self._event("note", f"GPS receiver moved to {baud} baud")
-        ap = self.autopilot
-        if ap is None:
-            return
-        telemetry = plant.telemetry_link
-        if t_us >= self._next_gcs:
-            self._next_gcs = t_us + int(1e6 / self.config.gcs_heartbeat_hz)
-            if plant.gcs_enabled:
-                telemetry.offer(
-                    t,
-                    mavlink.MAVLink_heartbeat_message(
-                        mavlink.MAV_TYPE_GCS, mavlink.MAV_AUTOPILOT_INVALID, 0, 0, mavlink.MAV_STATE_ACTIVE, 3
-                    ),
-                )
-        if telemetry.pending:
-            for msg in telemetry.due(t):
-                try:
-                    ap.conn.send(msg)
-                except (LinkError, OSError) as exc:
-                    log.debug("GCS heartbeat not sent: %s", exc)
-
-    def _on_restart(self) -> None:
-        self.plant.vehicle.reset()
-        self._event("note", "ArduPilot SITL restarted: the vehicle is back at home")
+    def close(self) -> None:
+        self.stop()
 
 
 class ArduPilotSitlBoard(Board):
@@ -376,7 +172,7 @@ class ArduPilotSitlBoard(Board):
         self.instance = int(spec.get("instance", 0))
         self.speedup = float(spec.get("speedup", 100.0))
         self.sitl: ArduPilotSitl | None = None
-        self.loop: ArduPilotLoop | None = None
+        self.loop: ClosedLoop | None = None
         self.link: ArduPilotJsonLink | None = None
         self._bridges: dict[str, PtyBridge] = {}
         self._uarts: dict[str, Any] = {}
@@ -469,20 +265,38 @@ class ArduPilotSitlBoard(Board):
                     RC_SERIAL: f"uart:{self._bridges['rc'].firmware_path}",
                 },
             )
-            self.link = ArduPilotJsonLink(sitl.json_port)
-            self.link.open()
+            link = ArduPilotJsonLink(sitl.json_port)
+            self.link = link
             params = self.parameters_at_boot()
             config = config or SimConfig()
             rate = params.get("SCHED_LOOP_RATE", 400.0)
-            config = replace(config, rate_hz=float(rate), lockstep=True, gps_uart="ubx", rc_uart="crsf")
-            self.loop = ArduPilotLoop(self.link, config, self._uarts, rc_semantics(params))
+            config = replace(
+                config, rate_hz=float(rate), lockstep=True, pipeline=False, step_timeout=STEP_TIMEOUT_S,
+                gps_uart="ubx", rc_uart="crsf",
+            )
+            link.attach(uarts=self._uarts, rc=rc_semantics(params), gcs_heartbeat_hz=config.gcs_heartbeat_hz)
+            link.open()
+            plant = Plant.for_mavlink_hil(config, rc_rate_hz=link.rc_rate_hz)
+            link.on_restart = plant.vehicle.reset
+            self.loop = ClosedLoop(plant, link, config)
             sitl.start()
             self.sitl = sitl
-            self.loop.run_in_background()
+            self.loop.start()  # free-running lockstep: SITL waits on it from its first frame
             sitl.wait_mavlink_port(60.0)
         except BaseException:
             self.stop()
             raise
+
+    def reconfigure(self, config: SimConfig) -> None:
+        """A run's weather, battery and seed, for the vehicle where it stands (landed):
+        a new plant around the same vehicle, the sticks as they were."""
+        loop = self.loop
+        assert loop is not None and self.link is not None
+        cfg = replace(config, rate_hz=loop.config.rate_hz, lockstep=True, pipeline=False, step_timeout=STEP_TIMEOUT_S)
+        plant = Plant.for_mavlink_hil(cfg, rc_rate_hz=self.link.rc_rate_hz)
+        plant.vehicle = loop.plant.vehicle
+        plant.rc_channels[:] = loop.plant.rc_channels
+        loop.plant = plant
 
     def restart(self, config: SimConfig | None = None) -> None:
         """SITL and its physics from the beginning: a fresh vehicle at home."""
@@ -490,12 +304,16 @@ class ArduPilotSitlBoard(Board):
         self.start(config)
 
     def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.shutdown()
+        loop = self.loop
+        if loop is not None:
+            loop.controller = None  # its end is not a failure of the session's waits
         if self.sitl is not None:
-            self.sitl.stop()
-        if self.loop is not None and self.loop.running:  # it was blocked on the SITL
-            self.loop.shutdown()
+            self.sitl.stop()  # first: a loop waiting on SITL's next packet then fails fast
+        if loop is not None:
+            try:
+                loop.stop(timeout=STEP_TIMEOUT_S + 2.0)
+            except HilError as exc:
+                log.warning("board %s: %s", self.name, exc)
         self.loop = None
         self.sitl = None
         if self.link is not None:
@@ -536,8 +354,11 @@ class ArduPilotSitlSession(BoardSession):
         if conn.gcs_heartbeat in conn.idle_callbacks:
             # The loop sends the GCS heartbeats on simulation time (gcs_loss acts on them).
             conn.idle_callbacks.remove(conn.gcs_heartbeat)
-        assert board.loop is not None
-        board.loop.autopilot = autopilot
+        loop, link = board.loop, board.link
+        assert loop is not None and link is not None
+        loop.controller = autopilot  # the loop failing fails the session's waits
+        link.send_to_board = conn.send
+        link.armed = lambda: autopilot.armed
         self.param_snapshot = autopilot.fetch_params(timeout=30.0)
         return self
 
@@ -546,21 +367,28 @@ class ArduPilotSitlSession(BoardSession):
         assert isinstance(board, ArduPilotSitlBoard)
         loop = board.loop
         if loop is None or not loop.running:
-            raise HilError(f"ArduPilot SITL board {board.name}: its physics loop is not running")
+            raise HilError(
+                f"ArduPilot SITL board {board.name}: its physics loop is not running"
+                f"{': ' + str(loop.error) if loop is not None and loop.error else ''}"
+            )
         if config is not None:
-            loop.reconfigure(config)
-        self.sim = loop
-        return loop
+            board.reconfigure(config)
+        self.sim = RunHandle(loop)
+        return self.sim
 
     def _open_uarts(self) -> None:  # the board holds its receiver UARTs itself
         return
 
     def cleanup(self) -> list[str]:
-        loop = getattr(self.board, "loop", None)
         problems = super().cleanup()
-        if loop is not None:
-            loop.autopilot = None
+        board = self.board
+        assert isinstance(board, ArduPilotSitlBoard)
+        if board.loop is not None:
+            board.loop.controller = None
+        if board.link is not None:
+            board.link.send_to_board = None
+            board.link.armed = None
         return problems
 
 
-__all__ = ["ArduPilotLoop", "ArduPilotSitlBoard", "ArduPilotSitlSession", "HARNESS_DEFAULTS"]
+__all__ = ["ArduPilotSitlBoard", "ArduPilotSitlSession", "HARNESS_DEFAULTS", "RunHandle"]

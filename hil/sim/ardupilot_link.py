@@ -31,6 +31,14 @@ Frame counts, as SIM_JSON.cpp keeps them (`hil.codecs.ardupilot_json.FrameTracke
   ground; the state line that follows carries our clock on, which SITL takes as its
   new start.
 
+Beside the physics, ``send`` writes what else is due at ``t_us`` where the board is
+wired for it (`attach`): our u-blox emulator's bytes on the GPS UART (after handing it
+what ArduPilot sent there: its auto-configuration), our CRSF receiver's frames on the
+RC UART (each crossing the plant's RC link), and the ground station's heartbeats through
+the plant's telemetry link to the board's MAVLink port, all on simulation time. The
+throttle stick follows ArduCopter's rules (`hil.profiles.ardupilot.RcSemantics`): low
+while disarmed, at its middle from the moment the board is armed.
+
 The state line carries: timestamp (s, our simulation time), IMU gyro and specific force
 (FRD, from the plant's IMU model with its noise and faults), position and velocity
 (NED from home, m and m/s), the attitude quaternion (body -> NED, w x y z) and the
@@ -45,8 +53,9 @@ import logging
 import select
 import socket
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from array import array
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hil.codecs.ardupilot_json import (
     DEFAULT_PORT,
@@ -74,6 +83,17 @@ _MAX_DATAGRAM = 2048
 #: Packets of other shapes we log before going quiet about them.
 _BAD_PACKETS_LOGGED = 5
 _ZERO: Motors = (0.0, 0.0, 0.0, 0.0)
+_MAX_STAMPS = 2_000_000
+#: Chunks of ArduPilot's GPS-bound bytes read per fix at most.
+_GPS_READS = 16
+#: What SITL sees of our plant: injections that act on parts it computes itself (its
+#: compass and barometer come from our pose and its --home) cannot act through it.
+SUPPORTED_INJECTIONS = frozenset(
+    {
+        "rc_loss", "rc_jamming", "gcs_loss", "gps_loss", "gps_jamming", "gps_spoofing",
+        "battery_sag", "wind", "telemetry_jamming", "imu_noise", "imu_stuck", "imu_clip",
+    }
+)  # fmt: skip
 
 
 def pwm_to_motor(pwm: int) -> float:
@@ -107,6 +127,7 @@ class ArduPilotJsonLink:
     name: ClassVar[str] = "ardupilot_json"
     physics: ClassVar[bool] = True
     pipeline: ClassVar[bool] = False
+    supported_injections: ClassVar[frozenset[str] | None] = SUPPORTED_INJECTIONS
 
     def __init__(
         self,
@@ -134,6 +155,64 @@ class ArduPilotJsonLink:
         self.repeats_answered = 0
         self.superseded = 0
         self.bad_packets = 0
+        #: Set by the loop: told (kind, text) of what the link sees happen.
+        self.on_event: Callable[[str, str], None] | None = None
+        # What `attach` wires: receiver UARTs and their emulators, the GCS's way to the
+        # board, whether it is armed, and the sticks' rules.
+        self.uarts: dict[str, Any] = {}
+        self.gps_emulator: Any = None
+        self.rc_emulator: Any = None
+        self.send_to_board: Callable[[object], None] | None = None
+        self.armed: Callable[[], bool | None] | None = None
+        self.rc: Any = None
+        self.rc_idle: tuple[int, ...] = (1500, 1500, 1000, 1500, 1165, 1500, 1500, 1500)
+        self.gcs_heartbeat_period_us = 1_000_000
+        self._next_gcs = 0
+        self._was_armed: bool | None = None
+        #: Simulation time of every frame SITL answered (in lockstep its main loop runs
+        #: once per frame, at our stamp), and the host clock of each exchange.
+        self.actuator_time_us = array("q")
+        self.sample_sent_ns = array("q")
+        self.answer_read_ns = array("q")
+        self._sent_ns = 0
+
+    def attach(
+        self,
+        *,
+        uarts: Mapping[str, Any] | None = None,
+        rc: Any = None,
+        gcs_heartbeat_hz: float = 1.0,
+    ) -> None:
+        """Wire the board's receiver UARTs ("gps": our u-blox, "rc": our CRSF receiver)
+        and the RC rules (`RcSemantics`) whose idle sticks the loop starts from."""
+        from hil.injectors.gps import GpsReceiverEmulator
+        from hil.injectors.rc import RcReceiverEmulator
+
+        self.uarts = dict(uarts or {})
+        if "gps" in self.uarts:
+            self.gps_emulator = GpsReceiverEmulator("ubx", rate_hz=5.0)
+        if "rc" in self.uarts:
+            # CRSF at 150 Hz says so in its link statistics (rf mode 2, AP_RCProtocol_CRSF).
+            self.rc_emulator = RcReceiverEmulator("crsf", rf_mode=2)
+        if rc is not None:
+            self.rc = rc
+            self.rc_idle = tuple(rc.channels(armed=False))
+        self.gcs_heartbeat_period_us = int(1e6 / gcs_heartbeat_hz) if gcs_heartbeat_hz > 0 else 1 << 62
+
+    @property
+    def rc_rate_hz(self) -> float:
+        """Frames per second our radio sends (the plant's RC link runs at it)."""
+        return self.rc_emulator.rate_hz if self.rc_emulator is not None else 50.0
+
+    def motor_times_ns(self):
+        import numpy as np
+
+        return np.array(self.answer_read_ns, dtype=np.int64)
+
+    def latencies_ns(self):
+        import numpy as np
+
+        return np.zeros(0, dtype=np.int64)
 
     # -- opening and closing ---------------------------------------------------------------
 
@@ -181,10 +260,12 @@ class ArduPilotJsonLink:
         """Answer the servo packet SITL waits on with the plant's state at ``t_us``."""
         if self._pending is None:
             self._take(self._wait_packets(self.first_packet_timeout, f"its first servo packet (t={t_us * 1e-6:.4f} s)"))
+        self._inputs(t_us, plant)
         try:
             line = encode_state_line(state_of(t_us, plant))
         except ArduPilotJsonError as exc:
             raise LinkError(f"the plant's state at t={t_us * 1e-6:.4f} s cannot go to ArduPilot SITL: {exc}") from None
+        self._sent_ns = time.monotonic_ns()
         self._write(line)
         self._last_line = line
         self._pending = None
@@ -200,6 +281,10 @@ class ArduPilotJsonLink:
         while True:
             packet = self._take(self._wait_packets(deadline - time.monotonic(), what))
             if packet is not None:
+                if len(self.actuator_time_us) < _MAX_STAMPS:
+                    self.actuator_time_us.append(t_us)
+                    self.sample_sent_ns.append(self._sent_ns)
+                    self.answer_read_ns.append(time.monotonic_ns())
                 return self._motors(packet)
 
     def _motors(self, packet: ServoPacket) -> Motors:
@@ -234,6 +319,60 @@ class ArduPilotJsonLink:
             self.repeats_answered += 1
             self._write(self._last_line)
         return newest
+
+    # -- what else is due -----------------------------------------------------------------
+
+    def _inputs(self, t_us: int, plant: Plant) -> None:
+        """The sticks' rules, the receivers' bytes due now, the GCS heartbeat."""
+        rc_rules = self.rc
+        armed_now = self.armed() if self.armed is not None else None
+        if rc_rules is not None and armed_now is not None and armed_now != self._was_armed:
+            # ArduCopter arms only with the throttle low; once armed, the middle holds height.
+            plant.rc_channels[rc_rules.throttle] = rc_rules.throttle_mid if armed_now else rc_rules.throttle_low
+            self._was_armed = armed_now
+        rc = self.uarts.get("rc")
+        if rc is not None:
+            data = self.rc_emulator.produce(t_us, plant.rc_channels, plant.rc_link)
+            if data:
+                rc.write(data)
+        t = t_us * 1e-6
+        gps = self.uarts.get("gps")
+        emulator = self.gps_emulator
+        if gps is not None and emulator.due(t):
+            for _ in range(_GPS_READS):  # what ArduPilot sent its GPS: configuration, polls
+                chunk = gps.read(0.0)
+                if chunk is None:
+                    break
+                emulator.on_bytes(chunk.data)
+            data = emulator.produce(t, plant.gnss_observation(t))
+            if data:
+                gps.write(data)
+                baud = emulator.switch_baud()  # its answer has left: now it moves
+                if baud is not None:
+                    gps.set_baudrate(baud)
+                    if self.on_event is not None:
+                        self.on_event("note", f"GPS receiver moved to {baud} baud")
+        send = self.send_to_board
+        telemetry = plant.telemetry_link
+        if send is None or telemetry is None:
+            return
+        if t_us >= self._next_gcs:
+            self._next_gcs = t_us + self.gcs_heartbeat_period_us
+            if plant.gcs_enabled:
+                from hil.mavlink.dialect import mavlink
+
+                telemetry.offer(
+                    t,
+                    mavlink.MAVLink_heartbeat_message(
+                        mavlink.MAV_TYPE_GCS, mavlink.MAV_AUTOPILOT_INVALID, 0, 0, mavlink.MAV_STATE_ACTIVE, 3
+                    ),
+                )
+        if telemetry.pending:
+            for msg in telemetry.due(t):
+                try:
+                    send(msg)
+                except (LinkError, OSError) as exc:
+                    log.debug("GCS heartbeat not sent: %s", exc)
 
     # -- the socket ------------------------------------------------------------------------
 
@@ -288,4 +427,4 @@ class ArduPilotJsonLink:
             raise LinkError(f"cannot send the state line to ArduPilot SITL at {peer[0]}:{peer[1]}: {exc}") from None
 
 
-__all__ = ["ArduPilotJsonLink", "pwm_to_motor", "state_of"]
+__all__ = ["SUPPORTED_INJECTIONS", "ArduPilotJsonLink", "pwm_to_motor", "state_of"]
