@@ -172,65 +172,45 @@ def test_param_files_never_crash(text):
     assert all(isinstance(v, float) for v in values.values())
 
 
-FAKE_SITL = r'''#!{python}
-"""A stand-in for arducopter --model JSON: servo packets out, state lines in, counts of
-the bytes on its SERIAL3/SERIAL4 written to status.txt, a MAVLink TCP port that accepts."""
-import os, select, socket, struct, sys, time
-args = sys.argv[1:]
-def opt(name, default=None):
-    return args[args.index(name) + 1] if name in args else default
-inst = int(opt("-I", "0"))
-port = int(opt("--sim-port-out", str(9002 + 10 * inst)))
-serial = {{a.split("=", 1)[0][8:]: a.split("=", 1)[1][5:] for a in args if a.startswith("--serial")}}
-tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-tcp.bind(("127.0.0.1", 5760 + 10 * inst)); tcp.listen(4)
-fds = {{n: os.open(p, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK) for n, p in serial.items()}}
-got = dict.fromkeys(fds, 0)
-udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.settimeout(1.0)
-frame = 0
-while True:
-    udp.sendto(struct.pack("<HHI16H", 18458, 400, frame, *([1000] * 16)), ("127.0.0.1", port))
+FAKE_SITL = Path(__file__).with_name("fake_arducopter.py")
+
+
+def _fake_exe(tmp_path: Path) -> Path:
+    import sys
+
+    exe = tmp_path / "fake-arducopter"
+    exe.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE_SITL} \"$@\"\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def _status(board) -> tuple[int, ...]:
+    status = board.run_dir / "status.txt"
     try:
-        data = udp.recv(4096)
-    except socket.timeout:
-        continue
-    if b"timestamp" in data:
-        frame += 1
-    for n, fd in fds.items():
-        try:
-            got[n] += len(os.read(fd, 4096))
-        except BlockingIOError:
-            pass
-    if frame % 50 == 0:
-        with open("status.txt.new", "w") as f:
-            f.write(f"{{frame}} {{got.get('3', 0)}} {{got.get('4', 0)}}\n")
-        os.replace("status.txt.new", "status.txt")
-'''
+        return tuple(int(x) for x in status.read_text().split())
+    except (OSError, ValueError):
+        return (0, 0, 0, 0)
+
+
+def _wait_status(board, ok, what: str, within: float = 30.0) -> tuple[int, ...]:
+    import time
+
+    deadline = time.monotonic() + within
+    counts = _status(board)
+    while time.monotonic() < deadline:
+        counts = _status(board)
+        if ok(counts):
+            return counts
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {within:.0f} s; the fake SITL counted {counts}")
 
 
 def test_board_runs_sitl_with_its_physics_and_receivers(tmp_path, monkeypatch):
-    import sys
-    import time
-
-    exe = tmp_path / "fake-arducopter"
-    exe.write_text(FAKE_SITL.format(python=sys.executable))
-    exe.chmod(0o755)
     monkeypatch.delenv("HIL_ARDUPILOT_SITL", raising=False)
-    board = _rig(tmp_path, f'executable = "{exe}"\ninstance = 43\n').boards[0]
+    board = _rig(tmp_path, f'executable = "{_fake_exe(tmp_path)}"\ninstance = 43\n').boards[0]
     board.start()
     try:
-        status = board.run_dir / "status.txt"
-        deadline = time.monotonic() + 30.0
-        counts = (0, 0, 0)
-        while time.monotonic() < deadline:
-            if status.exists():
-                counts = tuple(int(x) for x in status.read_text().split())
-                if counts[0] >= 200 and counts[1] > 0 and counts[2] > 0:
-                    break
-            time.sleep(0.1)
-        assert counts[0] >= 200, f"the fake SITL took {counts[0]} state lines within 30 s"
-        assert counts[1] > 0, "no GPS bytes reached SERIAL3 within 30 s"
-        assert counts[2] > 0, "no CRSF bytes reached SERIAL4 within 30 s"
+        _wait_status(board, lambda c: c[0] >= 200 and c[1] > 0 and c[2] > 0, "200 frames, GPS and CRSF bytes")
         assert board.loop is not None and board.loop.error is None and board.loop.steps >= 200
         assert board.state == "running"
         args = (board.run_dir / "sitl.log").read_text()
@@ -241,3 +221,31 @@ def test_board_runs_sitl_with_its_physics_and_receivers(tmp_path, monkeypatch):
     assert board.state == "off"
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_sessions_fly_the_boards_running_loop_and_restart_sitl(tmp_path, monkeypatch):
+    from hil.session import session_for
+    from hil.sim.loop import SimConfig
+
+    monkeypatch.delenv("HIL_ARDUPILOT_SITL", raising=False)
+    board = _rig(tmp_path, f'executable = "{_fake_exe(tmp_path)}"\ninstance = 44\n').boards[0]
+    try:
+        with session_for(board) as session:
+            assert type(session).__name__ == "ArduPilotSitlSession"
+            assert session.param_snapshot["SCHED_LOOP_RATE"] == 400.0
+            first_pid = board.sitl.proc.pid
+            sim = session.make_sim(SimConfig(seed=3, wind_speed=2.0))
+            sim.start(gated=True)  # attaches; the physics was running already
+            assert sim.plant.wind.speed == 2.0 and sim.running
+            _wait_status(board, lambda c: c[3] >= 2, "GCS heartbeats on simulation time")
+            t0 = sim.time
+            sim.schedule("gcs_loss", t0 + 0.1, None)
+            sim.stop()  # the run leaves: its injection is gone, the physics runs on
+            assert board.loop.running and board.loop.plant.gcs_enabled
+            session.param_snapshot["BARO1_GND_PRESS"] = 2.0  # the board measured it again
+        assert session.problems == []  # the board's calibration is not written back
+        assert board.state == "running"
+        with session_for(board):
+            assert board.sitl.proc.pid != first_pid  # a fresh SITL, a fresh vehicle
+    finally:
+        board.stop()

@@ -308,7 +308,9 @@ class ArduPilotSitlBoard(Board):
         if loop is not None:
             loop.controller = None  # its end is not a failure of the session's waits
         if self.sitl is not None:
-            self.sitl.stop()  # first: a loop waiting on SITL's next packet then fails fast
+            self.sitl.stop()
+        if self.link is not None:
+            self.link.close()  # a loop waiting on SITL's next packet gives up at once
         if loop is not None:
             try:
                 loop.stop(timeout=STEP_TIMEOUT_S + 2.0)

@@ -395,7 +395,12 @@ class ArduPilotJsonLink:
                     f"ArduPilot SITL sent no servo packet to UDP {self.host}:{self.port} within "
                     f"{max(0.0, timeout):.1f} s while the harness waited for {what} ({heard})"
                 )
-            select.select([sock], [], [], min(remaining, 0.5))
+            try:
+                select.select([sock], [], [], min(remaining, 0.1))
+            except (OSError, ValueError):  # closed under us: the board is stopping
+                raise LinkError(f"the ardupilot_json link on UDP {self.host}:{self.port} was closed") from None
+            if self._sock is None:
+                raise LinkError(f"the ardupilot_json link on UDP {self.host}:{self.port} was closed")
 
     def _drain(self, sock: socket.socket) -> list[ServoPacket]:
         out: list[ServoPacket] = []
