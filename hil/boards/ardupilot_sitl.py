@@ -59,6 +59,9 @@ RC_SERIAL = 4
 DEFAULTS_NAME = "harness-defaults.parm"
 #: Wall seconds the loop waits for SITL's answer to one frame (its boot takes a few).
 STEP_TIMEOUT_S = 10.0
+#: Wall seconds SITL may take from its start to its first servo packet and its MAVLink
+#: port (parameter defaults loaded, storage wiped; slow on a loaded host).
+BOOT_TIMEOUT_S = 60.0
 
 #: What the harness's wiring needs, as ArduPilot parameters (names and values from
 #: ArduPilot's parameter documentation: AP_SerialManager, AP_GPS, AP_RCProtocol,
@@ -265,7 +268,7 @@ class ArduPilotSitlBoard(Board):
                     RC_SERIAL: f"uart:{self._bridges['rc'].firmware_path}",
                 },
             )
-            link = ArduPilotJsonLink(sitl.json_port)
+            link = ArduPilotJsonLink(sitl.json_port, first_packet_timeout=BOOT_TIMEOUT_S)
             self.link = link
             params = self.parameters_at_boot()
             config = config or SimConfig()
@@ -282,7 +285,7 @@ class ArduPilotSitlBoard(Board):
             sitl.start()
             self.sitl = sitl
             self.loop.start()  # free-running lockstep: SITL waits on it from its first frame
-            sitl.wait_mavlink_port(60.0)
+            sitl.wait_mavlink_port(BOOT_TIMEOUT_S)
         except BaseException:
             self.stop()
             raise
