@@ -216,6 +216,11 @@ class Board(ABC):
         """True when the harness flies the vehicle (closed loop) for this board."""
         return True
 
+    def physics_refusal(self) -> str | None:
+        """Why the harness cannot be this board's physics although the rig asks for it
+        (None: it can, or the rig does not ask)."""
+        return None
+
     @property
     def usb_serial(self) -> str:
         return str(self.spec.get("usb_serial", ""))

@@ -249,3 +249,14 @@ def test_sessions_fly_the_boards_running_loop_and_restart_sitl(tmp_path, monkeyp
             assert board.sitl.proc.pid != first_pid  # a fresh SITL, a fresh vehicle
     finally:
         board.stop()
+
+
+def test_simulate_true_on_an_ardupilot_board_is_refused_with_the_way_out(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text('[[board]]\nname = "fc"\ntype = "mavlink"\nurl = "tcp:127.0.0.1:5760"\nsimulate = true\n')
+    board = Rig.load(path, work_dir=tmp_path / "s").boards[0]
+    assert not board.simulated  # its RC override would switch an ArduPilot's modes
+    assert 'type = "ardupilot-sitl"' in board.physics_refusal()
+    path.write_text(path.read_text() + 'profile = "px4"\n')
+    px4 = Rig.load(path, work_dir=tmp_path / "s2").boards[0]
+    assert px4.simulated and px4.physics_refusal() is None

@@ -55,7 +55,19 @@ class MavlinkBoard(Board):
 
     @property
     def simulated(self) -> bool:
-        return self.spec.get("simulate", False) is True
+        return self.spec.get("simulate", False) is True and self.physics_refusal() is None
+
+    def physics_refusal(self) -> str | None:
+        """ArduPilot reads no sensors over MAVLink HIL (it has no HIL_SENSOR input), so
+        `simulate = true` cannot make the harness its physics; the closed loop's RC
+        override would still reach it and switch its modes."""
+        if self.spec.get("simulate", False) is not True or self.profile.family != "ArduPilot":
+            return None
+        return (
+            f"board {self.name} runs ArduPilot, which takes no sensors over MAVLink HIL: "
+            "simulate = true cannot make the harness its physics (for ArduPilot SITL use "
+            'type = "ardupilot-sitl", which flies it over its JSON interface)'
+        )
 
     @property
     def baud(self) -> int:
