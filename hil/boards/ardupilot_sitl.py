@@ -222,6 +222,11 @@ class ArduPilotSitlBoard(Board):
             return "off"
         return "running" if self.sitl.alive else "stopped"
 
+    @property
+    def running(self) -> bool:
+        """SITL is up and its physics steps."""
+        return self.sitl is not None and self.sitl.alive and self.loop is not None and self.loop.running
+
     def url(self, timeout: float = 10.0) -> str:
         if self.sitl is None or not self.sitl.alive:
             raise HilError(f"ArduPilot SITL board {self.name} is not running")
@@ -245,7 +250,7 @@ class ArduPilotSitlBoard(Board):
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self, config: SimConfig | None = None) -> None:
-        if self.sitl is not None and self.sitl.alive and self.loop is not None and self.loop.running:
+        if self.running:
             return
         self.stop()
         exe = find_executable(self._executable)
@@ -350,7 +355,7 @@ class ArduPilotSitlSession(BoardSession):
         board = self.board
         assert isinstance(board, ArduPilotSitlBoard)
         board.lifecycle.reach(BoardState.APP, "a test session")
-        if board.used:
+        if board.used or not board.running:  # used by a test, or its SITL or physics died
             board.restart()
             board.lifecycle.mark(BoardState.APP, "SITL started afresh")
         board.used = True
