@@ -21,7 +21,8 @@ from hil.profiles import profile
 from hil.receivers import FRAMING, Receiver
 from hil.rig import Rig
 from hil.scenario import Timeline, evaluate, parse_scenario
-from hil.sim.bench_link import ARM_US, DISARM_US, BenchLink
+from hil.sim.bench_link import BenchLink, bench_loop
+from hil.sim.loop import ARM_US, DISARM_US, ClosedLoop
 from hil.sitl.bench_build import BenchBuildError, Edit, apply_edits, build_key
 from hil.sitl.bench_stand import GRAVITY, STATE, rest_packet
 
@@ -102,9 +103,9 @@ class FakeUart:
         return crsf.CrsfParser().feed(data)
 
 
-def bench_link(uart: FakeUart) -> BenchLink:
+def bench_link(uart: FakeUart) -> ClosedLoop:
     receiver = Receiver("rc", "crsf", "socket://127.0.0.1:1", baud=420000, fc_port="UART2")
-    return BenchLink(receiver, receiver.device, opener=lambda r: uart)
+    return bench_loop(receiver, receiver.device, opener=lambda r: uart)
 
 
 def _wait_for(what, predicate, within=3.0):
@@ -131,7 +132,7 @@ def test_the_bench_link_is_a_crsf_radio_with_an_arm_switch():
         _wait_for("more frames", lambda: len(uart.data) > 100)
         assert all(abs(f.to_us()[4] - ARM_US) <= 1 for f in uart.take() if isinstance(f, crsf.RcChannelsPacked))
     assert stats and stats[-1].uplink_link_quality == 100
-    timing = link.timing()
+    timing = link.link.timing()
     assert timing.frames > 10 and timing.write_errors == 0
 
 
@@ -149,11 +150,11 @@ def test_rc_loss_on_the_bench_link_silences_the_rc_frames():
 
 def test_the_bench_link_does_not_fly():
     link = bench_link(FakeUart())
-    with pytest.raises(HilError, match="cannot fly"):
+    with pytest.raises(HilError, match="no physics"):
         link.hold_altitude(5.0)
     link.hold_altitude(None)
-    assert link.pose() == (0.0,) * 6 and link.altitude == 0.0 and link.physics is False
-    with pytest.raises(HilError, match="cannot act on BenchLink"):
+    assert link.pose() == (0.0,) * 6 and link.altitude == 0.0 and link.link.physics is False
+    with pytest.raises(HilError, match="cannot act on the bench link"):
         link.schedule("gps_jamming", 1.0, None, {"js_db": 40.0})
 
 

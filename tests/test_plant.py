@@ -11,7 +11,7 @@ import pytest
 
 from hil.injectors.rc import RcReceiverEmulator
 from hil.receivers import Receiver
-from hil.sim.bench_link import BenchLink
+from hil.sim.bench_link import bench_loop
 from hil.sim.betaflight_loop import BetaflightLoopConfig, betaflight_loop
 from hil.sim.injections import InjectionSchedule
 from hil.sim.loop import ClosedLoop, SimConfig, mavlink_loop
@@ -44,9 +44,9 @@ def _betaflight_loop(seed: int = 0) -> ClosedLoop:
     return betaflight_loop("127.0.0.1", "127.0.0.1", None, BetaflightLoopConfig(seed=seed), motor_port=0)
 
 
-def _bench_link(seed: int = 0) -> BenchLink:
+def _bench_link(seed: int = 0) -> ClosedLoop:
     receiver = Receiver("rc", "crsf", "socket://127.0.0.1:1", baud=420000, fc_port="UART2")
-    return BenchLink(receiver, receiver.device, seed=seed, opener=lambda r: _NoUart())
+    return bench_loop(receiver, receiver.device, seed=seed, opener=lambda r: _NoUart())
 
 
 LOOPS: dict[str, Callable[[], InjectionSchedule]] = {

@@ -232,7 +232,7 @@ class BetaflightBoard(Board):
     def simulator_link(self, config: Any = None):
         """The bench link: our receiver on the board's receiver UART, no physics."""
         from hil.receivers import receiver_device
-        from hil.sim.bench_link import BenchLink
+        from hil.sim.bench_link import bench_loop
 
         seed = int(getattr(config, "seed", 0) or 0)
-        return BenchLink(self.rc_receiver, receiver_device(self.rc_receiver), seed=seed)
+        return bench_loop(self.rc_receiver, receiver_device(self.rc_receiver), seed=seed)

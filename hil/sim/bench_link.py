@@ -8,15 +8,15 @@ model (`hil.threats.rc_link`), so ``rc_loss`` and ``rc_jamming`` reach the firmw
 receiver parser, failsafe and link statistics the way a jammer would. The pilot's hands
 are the sticks and the arm switch (AUX1), which the ``arm_switch`` injection also flips.
 
-Time is the wall clock since the link started, in microseconds, like the Betaflight
-loop's: the firmware runs at the host's pace. The link never flies: `hold_altitude`
-with a height is refused, the vehicle's pose is at rest, its altitude 0.
+The link is flown by the one closed loop (`hil.sim.loop.ClosedLoop`) in real time at
+1 kHz, like the Betaflight link: the firmware runs at the host's pace, and each tick
+writes whatever frame is due. The plant is the radio alone (`Plant.radio_only`): the
+loop never flies, `hold_altitude` with a height is refused, the pose is at rest.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,17 +26,16 @@ import numpy as np
 from hil.errors import HilError, LinkError
 from hil.injectors.rc import DEFAULT_RATE_HZ, RcReceiverEmulator
 from hil.receivers import Receiver
-from hil.sim.injections import InjectionSchedule
+from hil.sim.loop import ClosedLoop
 from hil.sim.plant import Plant
+from hil.sim.simlink import Motors, register
 
 log = logging.getLogger(__name__)
 
 #: AETR + AUX1..4, disarmed, throttle low (Betaflight's default channel map).
-RC_IDLE = [1500, 1500, 1000, 1500, 1000, 1000, 1000, 1000]
-ARM_US = 1900
-DISARM_US = 1000
-#: How often the writer wakes to send the frames due (a CRSF frame is due every 6.7 ms).
-TICK_S = 0.001
+RC_IDLE = (1500, 1500, 1000, 1500, 1000, 1000, 1000, 1000)
+#: How often the loop wakes to send the frames due (a CRSF frame is due every 6.7 ms).
+TICK_HZ = 1000.0
 #: Frame write stamps kept for `timing()`, seconds.
 TIMING_WINDOW_S = 120.0
 
@@ -78,97 +77,44 @@ class RcTiming:
         ]
 
 
-class BenchLink(InjectionSchedule):
+@register
+class BenchLink:
     """Radio in, nothing else: see the module docstring."""
 
+    name = "bench"
     physics = False
+    lockstep = False
+    pipeline = False
     supported_injections = frozenset({"rc_loss", "rc_jamming", "arm_switch"})
+    rc_idle = RC_IDLE
 
-    def __init__(self, receiver: Receiver, device: str, *, seed: int = 0, opener: Opener | None = None) -> None:
+    def __init__(self, receiver: Receiver, device: str, *, opener: Opener | None = None) -> None:
         if receiver.role != "rc" or receiver.protocol not in DEFAULT_RATE_HZ:
             raise HilError(f"the bench link drives an RC receiver (crsf or sbus), not {receiver.role}:{receiver.protocol}")
-        self._init_schedule()
         self.receiver = receiver
         self.device = device
-        rate = DEFAULT_RATE_HZ[receiver.protocol]
-        self.emulator = RcReceiverEmulator(receiver.protocol, rate)  # type: ignore[arg-type]
-        #: No physics: the RC link and the threats set on it.
-        self.plant = Plant.radio_only(rate, seed)
-        self.rc_channels = list(RC_IDLE)
-        self.t_us = 0
-        self.error: BaseException | None = None
+        #: Frames per second the receiver's protocol sends (the RC link model's rate).
+        self.rc_rate_hz = DEFAULT_RATE_HZ[receiver.protocol]
+        self.emulator = RcReceiverEmulator(receiver.protocol, self.rc_rate_hz)  # type: ignore[arg-type]
+        self.on_event: Callable[[str, str], None] | None = None
         self.write_errors = 0
         self.reconnects = 0
         self._open = opener or (lambda r: open_receiver_port(r, device))
         self._port: object | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._started_ns = 0
-        size = int(TIMING_WINDOW_S * rate) + 16
+        size = int(TIMING_WINDOW_S * self.rc_rate_hz) + 16
         self._writes_ns = np.zeros(size, dtype=np.int64)
         self._writes = 0
         self._delivered = 0
 
-    # -- the pilot's hands ------------------------------------------------------------
-
-    def set_sticks(self, roll: int = 1500, pitch: int = 1500, throttle: int | None = None, yaw: int = 1500) -> None:
-        ch = self.rc_channels
-        ch[0], ch[1], ch[3] = int(roll), int(pitch), int(yaw)
-        if throttle is not None:
-            ch[2] = int(throttle)
-
-    def arm_switch(self, on: bool) -> None:
-        self.rc_channels[4] = ARM_US if on else DISARM_US
-
-    def hold_altitude(self, target_m: float | None) -> None:
-        """A bench board stays on the bench: only "hands off" (None or 0) is accepted."""
-        if target_m:
-            raise HilError(f"a board on the bench cannot fly to {target_m:g} m: the bench link has no physics")
-        self.rc_channels[2] = 1000
-
-    # -- what the runner reads --------------------------------------------------------
-
-    @property
-    def altitude(self) -> float:
-        return 0.0
-
-    def pose(self) -> tuple[float, float, float, float, float, float]:
-        """(altitude, north, east, ground speed, roll, pitch): at rest."""
-        return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    # -- running ----------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self.running:
-            return
+    # -- the loop's side ---------------------------------------------------------------
+    def open(self) -> None:
         if self._port is None:
             self._port = self._open(self.receiver)
-        self._stop.clear()
-        self.error = None
         if not self._started_ns:
             self._started_ns = time.monotonic_ns()
-        self._thread = threading.Thread(target=self._run, name="bench-rc", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        thread = self._thread
-        if thread is not None:
-            self._stop.set()
-            thread.join(timeout)
-            self._thread = None
-            if thread.is_alive():
-                raise HilError(f"the bench receiver writer did not stop within {timeout} s")
 
     def close(self) -> None:
-        self.stop()
-        self._close_port()
-
-    def _close_port(self) -> None:
         port, self._port = self._port, None
         if port is not None:
             try:
@@ -176,37 +122,36 @@ class BenchLink(InjectionSchedule):
             except OSError:
                 pass
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic_ns()
-                self.t_us = (now - self._started_ns) // 1000
-                if self._schedule and self._schedule[0].t_us <= self.t_us:
-                    self._apply_due()
-                before = self.emulator.frames
-                data = self.emulator.produce(self.t_us, self.rc_channels, self.plant.rc_link)
-                slots = self.emulator.frames - before
-                if slots:
-                    state = self.emulator.last_state
-                    self._delivered += int(bool(state is not None and state.delivered))
-                    self._writes_ns[self._writes % self._writes_ns.size] = now
-                    self._writes += 1
-                if data:
-                    self._write(data)
-                self._stop.wait(TICK_S)
-        except HilError as exc:  # a scenario's mistake (an injection that cannot be): no traceback
-            self.error = exc
-            log.error("bench link stopped: %s", exc)
-        except Exception as exc:  # kept for the test thread to report
-            self.error = exc
-            log.exception("bench link stopped")
+    def send(self, t_us: int, plant: Plant) -> None:
+        """Write the frame due at ``t_us``, if one is (delivered or lost by the RC link)."""
+        emulator = self.emulator
+        before = emulator.frames
+        data = emulator.produce(t_us, plant.rc_channels, plant.rc_link)
+        if emulator.frames - before:
+            state = emulator.last_state
+            self._delivered += int(bool(state is not None and state.delivered))
+            self._writes_ns[self._writes % self._writes_ns.size] = time.monotonic_ns()
+            self._writes += 1
+        if data:
+            self._write(data)
+
+    def outputs(self, t_us: int, timeout: float) -> Motors | None:
+        """A board on the bench drives no motors we read."""
+        return None
+
+    def motor_times_ns(self) -> np.ndarray:
+        return np.zeros(0, dtype=np.int64)
+
+    def latencies_ns(self) -> np.ndarray:
+        return np.zeros(0, dtype=np.int64)
 
     def _write(self, data: bytes) -> None:
         if self._port is None:
             try:
                 self._port = self._open(self.receiver)
                 self.reconnects += 1
-                self._event("note", f"receiver UART {self.device} opened again")
+                if self.on_event is not None:
+                    self.on_event("note", f"receiver UART {self.device} opened again")
             except LinkError:
                 self.write_errors += 1
                 return
@@ -214,7 +159,7 @@ class BenchLink(InjectionSchedule):
             self._port.write(data)  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 - pyserial raises several kinds; the firmware may be restarting
             self.write_errors += 1
-            self._close_port()
+            self.close()
 
     # -- timing -----------------------------------------------------------------------
 
@@ -254,9 +199,25 @@ class BenchLink(InjectionSchedule):
             "rc_write_errors": timing.write_errors,
         }
 
-    def __enter__(self) -> BenchLink:
-        self.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+@dataclass
+class BenchConfig:
+    """The loop's settings for a board on a bench: a 1 kHz tick, no physics."""
+
+    rate_hz: float = TICK_HZ
+    rc_rate_hz: float = 150.0
+    seed: int = 0
+    truth_rate_hz: float = 1.0
+    step_timeout: float = 2.0
+    pipeline: bool = False
+    realtime_priority: int | None = None
+    #: Sleep to the tick; no spinning (frames are due every 6.7 ms or more).
+    spin_us: int = 0
+
+
+def bench_loop(receiver: Receiver, device: str, *, seed: int = 0, opener: Opener | None = None) -> ClosedLoop:
+    """The closed loop of a board on a bench: the bench link on its receiver UART, the
+    radio-only plant (RC link at the protocol's frame rate), real time at 1 kHz."""
+    link = BenchLink(receiver, device, opener=opener)
+    config = BenchConfig(rc_rate_hz=link.rc_rate_hz, seed=seed)
+    return ClosedLoop(Plant.radio_only(link.rc_rate_hz, seed), link, config)

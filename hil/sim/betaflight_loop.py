@@ -31,6 +31,8 @@ class BetaflightLoopConfig:
     truth_rate_hz: float = 50.0
     #: Ask for SCHED_FIFO for the loop thread (when the process may).
     realtime_priority: int | None = 60  # above the SITL threads (50): the harness must keep time
+    #: Spin the last 200 us before each tick: the send period holds to microseconds.
+    spin_us: int = 200
     # The loop's lockstep knobs (unused in real time).
     step_timeout: float = 2.0
     pipeline: bool = False

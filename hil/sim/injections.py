@@ -66,6 +66,11 @@ class InjectionSchedule:
     plant: Plant
     arm_switch: Callable[[bool], None]  # the pilot's arm switch (a loop that sends RC)
 
+    @property
+    def injection_target(self) -> str:
+        """What injections act on, in words, for messages."""
+        return type(self).__name__
+
     def _init_schedule(self) -> None:
         self.events: list[tuple[float, str, str]] = []
         self.event_hooks: list[Callable[[float, str, str], None]] = []
@@ -91,7 +96,7 @@ class InjectionSchedule:
         known = sorted(k for k in APPLIERS if self.supported_injections is None or k in self.supported_injections)
         if kind not in known:
             raise HilError(
-                f"injection kind {kind!r} cannot act on {type(self).__name__}; it supports: {', '.join(known)}"
+                f"injection kind {kind!r} cannot act on {self.injection_target}; it supports: {', '.join(known)}"
             )
         ident = ident or kind
         items = [_Scheduled(int(round(start * 1e6)), True, kind, ident, dict(params or {}))]

@@ -41,6 +41,8 @@ _STOPPED: Motors = (0.0, 0.0, 0.0, 0.0)
 TRUTH_WINDOW_S = 600.0
 #: Seconds of send stamps a real-time loop keeps for `timing()`.
 TIMING_WINDOW_S = 120.0
+#: Periods a real-time loop integrates to catch up after a stall (beyond: time jumps).
+_MAX_CATCH_UP = 200
 #: The AUX1 arm switch (channel 5), on and off.
 ARM_CHANNEL = 4
 ARM_US = 1900
@@ -68,8 +70,10 @@ class SimConfig:
     truth_rate_hz: float = 10.0
     rc_uart: str | None = None  # "crsf" / "sbus": RC through the board's receiver UART
     gps_uart: str | None = None  # "ubx" / "nmea": GPS through the board's GPS UART
-    #: Real-time pacing: SCHED_FIFO priority asked for the loop thread (None: none).
+    #: Real-time pacing: SCHED_FIFO priority asked for the loop thread (None: none),
+    #: and how long before each tick it stops sleeping and spins.
     realtime_priority: int | None = None
+    spin_us: int = 0
 
 
 def mavlink_loop(autopilot: Any, config: SimConfig | None = None, uart_links: dict[str, Any] | None = None) -> ClosedLoop:
@@ -137,6 +141,10 @@ class ClosedLoop(InjectionSchedule):
         """True when the firmware steps on our samples (the link says)."""
         return self.link.lockstep
 
+    @property
+    def injection_target(self) -> str:
+        return f"the {self.link.name} link"
+
     # -- the pilot's radio -------------------------------------------------------------
     @property
     def rc_channels(self) -> list[int]:
@@ -162,7 +170,7 @@ class ClosedLoop(InjectionSchedule):
     def hold_altitude(self, target_m: float | None) -> None:
         """Let the pilot model fly the throttle to ``target_m`` (None: hands off, throttle
         low). A link without physics has nothing to fly: a height is refused."""
-        if target_m is None:
+        if target_m is None or (target_m == 0 and not self.plant.physics):
             self.pilot = None
             self.plant.rc_channels[2] = 1000
             return
@@ -351,6 +359,10 @@ class ClosedLoop(InjectionSchedule):
             self.error = exc
             self._fail(exc)
             log.warning("closed loop stopped: %s", exc)
+        except HilError as exc:  # a scenario's mistake (an injection that cannot be): no traceback
+            self.error = exc
+            self._fail(exc)
+            log.error("closed loop stopped: %s", exc)
         except Exception as exc:  # a bug here must not leave waits hanging
             self.error = exc
             self._fail(exc)
@@ -369,13 +381,16 @@ class ClosedLoop(InjectionSchedule):
     def _run_realtime(self) -> None:
         """Step by the wall clock: at each tick take the newest answer, integrate, send.
 
-        The thread sleeps to 200 us before the tick and spins the rest, so the send
+        The thread sleeps to `spin_us` before the tick and spins the rest, so the send
         period holds to microseconds when the host lets it; a tick more than a period
-        late is counted missed and the schedule moves on rather than catching up."""
+        late is counted missed, the plant is integrated over the periods lost (nothing
+        is sent for them) and the schedule moves on, so simulation time keeps the wall
+        clock's pace, as the firmware's clock does."""
         self.scheduler = make_realtime(self.config.realtime_priority)
         old_switch = sys.getswitchinterval()
         sys.setswitchinterval(min(old_switch, 0.0005))
         period_ns = self.dt_us * 1000
+        spin_ns = int(self.config.spin_us) * 1000
         mono = time.monotonic_ns
         sleep = time.sleep
         next_ns = mono()
@@ -390,8 +405,8 @@ class ClosedLoop(InjectionSchedule):
         try:
             while not stop.is_set():
                 wait = next_ns - mono()
-                if wait > 250_000:
-                    sleep((wait - 200_000) * 1e-9)
+                if wait > spin_ns + 50_000:
+                    sleep((wait - spin_ns) * 1e-9)
                 while mono() < next_ns:
                     pass
                 sent = mono()
@@ -404,9 +419,16 @@ class ClosedLoop(InjectionSchedule):
                 next_ns += period_ns
                 late = mono() - next_ns
                 if late > period_ns:
-                    skipped = late // period_ns
-                    self._missed += int(skipped)
+                    # The host held us past whole periods: the firmware's clock ran on,
+                    # so the plant catches up (without sending) and simulation time
+                    # stays the wall clock's; the ticks count as missed.
+                    skipped = int(late // period_ns)
+                    self._missed += skipped
                     next_ns += skipped * period_ns
+                    for _ in range(min(skipped, _MAX_CATCH_UP)):
+                        self._integrate()
+                    if skipped > _MAX_CATCH_UP:
+                        self.t_us += (skipped - _MAX_CATCH_UP) * self.dt_us
         finally:
             sys.setswitchinterval(old_switch)
             self.wall_running = (mono() - self._started_ns) * 1e-9
@@ -485,12 +507,17 @@ class ClosedLoop(InjectionSchedule):
 
     def timing_series(self) -> tuple[np.ndarray, np.ndarray, float, int]:
         """(send stamps, answer arrival stamps, target rate Hz, start stamp), host
-        monotonic ns, oldest first: what the report's loop-period figures are made from."""
+        monotonic ns, oldest first: what the report's loop-period figures are made from.
+        A link without physics (the bench) has its own: the radio's frame writes."""
+        if not self.link.physics:
+            return self.link.timing_series()
         send = self._send_ns.values() if self._send_ns is not None else np.zeros(0, dtype=np.int64)
         return send, self.link.motor_times_ns(), self.config.rate_hz, self._started_ns
 
     def report(self, since_s: float = 1.0) -> tuple[list[str], dict[str, object]]:
         """Lines for a scenario's notes and its measurements, from ``since_s`` of the run."""
+        if not self.link.physics:
+            return self.link.report(since_s)
         timing = self.timing(since_s=since_s)
         return timing.lines(), {
             "state_rate_hz": timing.sent / timing.seconds,
