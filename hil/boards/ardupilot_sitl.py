@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hil.errors import ConfigError, HilError, LinkError
+from hil.errors import ConfigError, HilError, LinkError, WaitTimeout
 from hil.lifecycle import BoardState
 from hil.profiles.ardupilot import parse_param_file, rc_semantics
 from hil.receivers import Receiver, virtual_receiver
@@ -59,6 +59,17 @@ RC_SERIAL = 4
 DEFAULTS_NAME = "harness-defaults.parm"
 #: Wall seconds the loop waits for SITL's answer to one frame (its boot takes a few).
 STEP_TIMEOUT_S = 10.0
+#: Physics frames per second: SITL's IMU samples once per frame, and ArduCopter refuses
+#: to arm with a gyro rate under 1.8 x its 400 Hz loop ("PreArm: Gyro 0 rate 400Hz <
+#: loop rate*1.8"); 1200 Hz is SITL's own default frame rate for copters.
+PHYSICS_RATE_HZ = 1200.0
+#: Parameters a session reads one by one when the whole list does not come in time
+#: (what scenarios refer to and what the runner reads).
+SESSION_PARAMS = (
+    "SCHED_LOOP_RATE", "RC_FS_TIMEOUT", "FS_THR_ENABLE", "FS_THR_VALUE", "FS_GCS_ENABLE",
+    "FS_GCS_TIMEOUT", "FS_EKF_ACTION", "FS_EKF_THRESH", "BATT_LOW_VOLT", "BATT_LOW_TIMER",
+    "BATT_FS_LOW_ACT", "GPS_AUTO_CONFIG", "FS_OPTIONS",
+)  # fmt: skip
 #: Wall seconds SITL may take from its start to its first servo packet and its MAVLink
 #: port (parameter defaults loaded, storage wiped; slow on a loaded host).
 BOOT_TIMEOUT_S = 60.0
@@ -277,9 +288,8 @@ class ArduPilotSitlBoard(Board):
             self.link = link
             params = self.parameters_at_boot()
             config = config or SimConfig()
-            rate = params.get("SCHED_LOOP_RATE", 400.0)
             config = replace(
-                config, rate_hz=float(rate), lockstep=True, pipeline=False, step_timeout=STEP_TIMEOUT_S,
+                config, rate_hz=PHYSICS_RATE_HZ, lockstep=True, pipeline=False, step_timeout=STEP_TIMEOUT_S,
                 gps_uart="ubx", rc_uart="crsf",
             )
             link.attach(uarts=self._uarts, rc=rc_semantics(params), gcs_heartbeat_hz=config.gcs_heartbeat_hz)
@@ -369,7 +379,17 @@ class ArduPilotSitlSession(BoardSession):
         loop.controller = autopilot  # the loop failing fails the session's waits
         link.send_to_board = conn.send
         link.armed = lambda: autopilot.armed
-        self.param_snapshot = autopilot.fetch_params(timeout=30.0)
+        try:
+            self.param_snapshot = autopilot.fetch_params(timeout=20.0)
+        except WaitTimeout as exc:
+            log.warning("board %s: the whole parameter list did not come (%s); reading what runs need", board.name, exc)
+            snapshot = {}
+            for name in SESSION_PARAMS:
+                try:
+                    snapshot[name] = autopilot.get_param(name)
+                except HilError:
+                    pass
+            self.param_snapshot = snapshot
         return self
 
     def make_sim(self, config: SimConfig | None = None):
@@ -390,9 +410,28 @@ class ArduPilotSitlSession(BoardSession):
         return
 
     def cleanup(self) -> list[str]:
-        problems = super().cleanup()
+        """Leave the run, check the board answers, disarm a vehicle left armed. Nothing is
+        restored: the next session starts SITL afresh from the defaults files (-w)."""
+        problems: list[str] = []
+        if self.sim is not None:
+            self.sim.stop()
         board = self.board
         assert isinstance(board, ArduPilotSitlBoard)
+        if board.lifecycle.state in (BoardState.ARMABLE, BoardState.FLYING):
+            board.lifecycle.mark(BoardState.APP, "the session ended")
+        ap = self.autopilot
+        if ap is not None:
+            ap.clear_failure()
+            try:
+                ap.ping()
+                if ap.armed:
+                    problems.append(f"the test left board {board.name} armed (mode {ap.mode}); it was disarmed")
+                    ap.disarm(force=True)
+            except HilError as exc:
+                problems.append(f"board {board.name}: {exc}")
+            ap.conn.close()
+            ap.close()
+            self.autopilot = None
         if board.loop is not None:
             board.loop.controller = None
         if board.link is not None:

@@ -171,7 +171,7 @@ class ArduPilotJsonLink:
         self._was_armed: bool | None = None
         #: Simulation time of every frame SITL answered (in lockstep its main loop runs
         #: once per frame, at our stamp), and the host clock of each exchange.
-        self.actuator_time_us = array("q")
+        self.actuator_time_us: list[int] = []  # a list: a numpy view of an array would pin it
         self.sample_sent_ns = array("q")
         self.answer_read_ns = array("q")
         self._sent_ns = 0
