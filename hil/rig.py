@@ -177,6 +177,9 @@ class Board(ABC):
     #: "gnss" (its GPS is fed from the plant's GNSS sky), "failsafe_mode" (stage 2 of its
     #: failsafe shows as the FAILSAFE mode; not so where it flies home instead).
     capabilities: frozenset[str] = frozenset({"physics", "gnss", "failsafe_mode"})
+    #: True when a session asks the firmware for its telemetry streams on connect (the
+    #: profile's `telemetry_streams`): a real ArduPilot sends only HEARTBEAT unasked.
+    asks_for_streams: bool = False
 
     @property
     def lockstep(self) -> bool:
@@ -222,6 +225,11 @@ class Board(ABC):
         from hil.sim.loop import mavlink_loop
 
         return mavlink_loop(autopilot, config, uart_links=uart_links)
+
+    def physics_refusal(self) -> str | None:
+        """Why the harness cannot be this board's physics although the rig asks for it
+        (None: it can, or the rig does not ask)."""
+        return None
 
     @property
     def usb_serial(self) -> str:
@@ -335,6 +343,7 @@ BUILTIN_BOARD_TYPES: Mapping[str, str] = {
     "betaflight": "hil.boards.betaflight:BetaflightBoard",
     "px4-sitl": "hil.boards.px4_sitl:Px4SitlBoard",
     "labgrid": "hil.labgrid.board:LabgridBoard",
+    "ardupilot-sitl": "hil.boards.ardupilot_sitl:ArduPilotSitlBoard",
 }
 
 

@@ -48,6 +48,8 @@ class BoardSession:
             autopilot.ping(self.connect_timeout)
             autopilot.command(mavlink.MAV_CMD_REQUEST_MESSAGE, mavlink.MAVLINK_MSG_ID_HEARTBEAT, check=False, retries=0)
             autopilot.wait_heartbeat(self.connect_timeout)
+            if self.board.asks_for_streams:
+                autopilot.request_streams()
         except HilError as exc:
             conn.close()
             raise BoardNotAnswering(f"board {self.board.name} on {url}: {exc}") from None

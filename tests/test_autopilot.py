@@ -108,3 +108,34 @@ def test_a_board_that_stops_answering_fails_fast_without_hanging(board):
         problems = session.cleanup()
         board.stop()
     assert any("stopped answering" in p for p in problems)
+
+
+def test_restore_leaves_the_boards_own_calibrations_alone(autopilot):
+    from dataclasses import replace
+
+    before = autopilot.fetch_params()
+    autopilot.profile = replace(autopilot.profile, unrestorable=("FS_THR_*",))
+    autopilot.set_param("FS_THR_ENABLE", 3)
+    try:
+        assert autopilot.restore_params(before) == []  # as BARO1_GND_PRESS on ArduPilot
+        assert autopilot.get_param("FS_THR_ENABLE") == 3
+    finally:
+        autopilot.set_param("FS_THR_ENABLE", before["FS_THR_ENABLE"])
+
+
+def test_streams_are_requested_one_message_at_a_time(autopilot):
+    sent = []
+    real_command = autopilot.command
+
+    def command(cmd, *params, **kw):
+        sent.append((cmd, params[:2]))
+        return real_command(cmd, *params, **kw)
+
+    autopilot.command = command
+    problems = autopilot.request_streams(timeout=1.0)
+    from hil.mavlink.dialect import mavlink
+
+    asked = {p[0] for c, p in sent if c == mavlink.MAV_CMD_SET_MESSAGE_INTERVAL}
+    assert mavlink.MAVLINK_MSG_ID_GLOBAL_POSITION_INT in asked and mavlink.MAVLINK_MSG_ID_SYSTEM_TIME in asked
+    assert len(asked) == len(autopilot.profile.telemetry_streams)
+    assert isinstance(problems, list)  # refusals are reported, not raised

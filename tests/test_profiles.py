@@ -358,7 +358,7 @@ def test_an_unknown_board_type_lists_the_plugin_types_too(tmp_path, monkeypatch)
         monkeypatch, EntryPoint("plugin-px4", "hil_plugin_example:PluginBoard", BOARD_GROUP)
     )
     with pytest.raises(
-        ConfigError, match="is not one of: betaflight, betaflight-sitl, labgrid, mavlink, plugin-px4, px4-sitl, virtual"
+        ConfigError, match="is not one of: ardupilot-sitl, betaflight, betaflight-sitl, labgrid, mavlink, plugin-px4, px4-sitl, virtual"
     ):
         Rig.load(_rig(tmp_path, "warp"))
 
@@ -380,6 +380,7 @@ def test_every_built_in_board_type_declares_a_profile():
         "betaflight": "betaflight",
         "px4-sitl": "px4",
         "labgrid": "arducopter",
+        "ardupilot-sitl": "arducopter",
     }
 
 

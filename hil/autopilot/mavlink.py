@@ -11,6 +11,7 @@ comes from the board's firmware profile (hil.profiles); ArduCopter's is the defa
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -33,6 +34,7 @@ from hil.mavlink.dialect import mavlink
 from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, arrival_ns, stamp_vehicle_time, vehicle_time
 from hil.profiles import DEFAULT_PROFILE, FirmwareProfile, ProfileLacks, profile
 
+log = logging.getLogger(__name__)
 _ACTUATORS = HIL_ACTUATOR_CONTROLS.light  # the closed loop's answers, 400 per simulated second
 
 Hook = Callable[[object], None]
@@ -598,6 +600,29 @@ class MavlinkAutopilot:
         reboot = self.profile.reboot
         self.command(int(reboot.code), *reboot.params)
 
+    def request_streams(self, timeout: float = 3.0) -> list[str]:
+        """Ask for the messages the profile says the harness needs (SET_MESSAGE_INTERVAL
+        each); returns what the board refused or did not answer, in words (logged, not
+        raised: a board that streams them unasked still works)."""
+        problems: list[str] = []
+        for name, rate_hz in self.profile.telemetry_streams.items():
+            message_id = getattr(mavlink, f"MAVLINK_MSG_ID_{name}", None)
+            if message_id is None:
+                continue
+            try:
+                result = self.command(
+                    mavlink.MAV_CMD_SET_MESSAGE_INTERVAL, message_id, int(1e6 / rate_hz),
+                    timeout=timeout, retries=1, check=False,
+                )
+            except WaitTimeout as exc:
+                problems.append(f"{name}: {exc}")
+                continue
+            if result != mavlink.MAV_RESULT_ACCEPTED:
+                problems.append(f"{name} at {rate_hz:g} Hz refused ({_RESULT_NAMES.get(result, result)})")
+        for problem in problems:
+            log.warning("telemetry stream request: %s", problem)
+        return problems
+
     def _adopt(self, conn: MavConnection) -> None:
         """Talk to the board over `conn` from now on, forgetting what the old firmware said."""
         with self._cond:
@@ -757,10 +782,13 @@ class MavlinkAutopilot:
     def restore_params(self, snapshot: dict[str, float]) -> list[str]:
         """Put back every parameter that differs from `snapshot`; return their names."""
         now = self.fetch_params()
+        restorable = self.profile.restorable
         changed = [
             name
             for name, value in snapshot.items()
-            if name in now and not math.isclose(now[name], value, rel_tol=1e-6, abs_tol=1e-6)
+            if name in now
+            and restorable(name)  # calibrations, device ids, counters: the board's own
+            and not math.isclose(now[name], value, rel_tol=1e-6, abs_tol=1e-6)
         ]
         for name in changed:
             self.set_param(name, snapshot[name])

@@ -20,6 +20,7 @@ class MavlinkBoard(Board):
 
     type_name = "mavlink"
     profile_name = DEFAULT_PROFILE  # the rig key `profile` names another (px4)
+    asks_for_streams = True  # a real ArduPilot streams nothing but HEARTBEAT unasked
     KEYS: Mapping[str, RigKey] = {
         "name": RigKey("name"),
         "type": RigKey("text"),
@@ -54,7 +55,19 @@ class MavlinkBoard(Board):
 
     @property
     def simulated(self) -> bool:
-        return self.spec.get("simulate", False) is True
+        return self.spec.get("simulate", False) is True and self.physics_refusal() is None
+
+    def physics_refusal(self) -> str | None:
+        """ArduPilot reads no sensors over MAVLink HIL (it has no HIL_SENSOR input), so
+        `simulate = true` cannot make the harness its physics; the closed loop's RC
+        override would still reach it and switch its modes."""
+        if self.spec.get("simulate", False) is not True or self.profile.family != "ArduPilot":
+            return None
+        return (
+            f"board {self.name} runs ArduPilot, which takes no sensors over MAVLink HIL: "
+            "simulate = true cannot make the harness its physics (for ArduPilot SITL use "
+            'type = "ardupilot-sitl", which flies it over its JSON interface)'
+        )
 
     @property
     def baud(self) -> int:

@@ -15,6 +15,10 @@ Sources (ArduPilot/ardupilot):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from hil.profiles.model import (
     MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN,
     Arming,
@@ -81,6 +85,40 @@ _GCS_ACTIONS = {
     5: ("LAND",),
     6: ("AUTO", "RTL"),
     7: ("BRAKE", "LAND"),
+}
+
+#: Parameters a snapshot leaves out and a restore never writes: calibrations the board
+#: measures itself at boot (BARO1_GND_PRESS: "Param write denied" on a write), its
+#: sensors' device ids, counters and read-only facts (AP_Baro, AP_Compass,
+#: AP_InertialSensor, AP_Stats, AP_Param's FORMAT_VERSION and SYSID_SW_*).
+UNRESTORABLE = (
+    "BARO*_GND_PRESS",
+    "BARO_GND_PRESS",
+    "GND_ABS_PRESS*",
+    "BARO*_DEVID",
+    "COMPASS_DEV_ID*",
+    "COMPASS_PRIO*_ID",
+    "INS_ACC*_ID",
+    "INS_GYR*_ID",
+    "STAT_*",
+    "FORMAT_VERSION",
+    "SYSID_SW_*",
+    "STAT_BOOTCNT",
+)
+
+#: Messages a harness needs streamed, Hz (ArduPilot sends only HEARTBEAT until asked:
+#: SET_MESSAGE_INTERVAL, handled in GCS_Common.cpp handle_command_set_message_interval).
+TELEMETRY_STREAMS: dict[str, float] = {
+    "SYS_STATUS": 2.0,
+    "SYSTEM_TIME": 2.0,
+    "GPS_RAW_INT": 5.0,
+    "ATTITUDE": 10.0,
+    "GLOBAL_POSITION_INT": 10.0,
+    "LOCAL_POSITION_NED": 10.0,
+    "RC_CHANNELS": 5.0,
+    "VFR_HUD": 5.0,
+    "BATTERY_STATUS": 2.0,
+    "EKF_STATUS_REPORT": 2.0,
 }
 
 ARDUCOPTER = FirmwareProfile(
@@ -162,9 +200,130 @@ ARDUCOPTER = FirmwareProfile(
             note="ACK first, then the bootloader about 200 ms later; refused while armed",
         ),
     ),
+    unrestorable=UNRESTORABLE,
+    telemetry_streams=TELEMETRY_STREAMS,
     sources=(
         "ArduPilot ArduCopter/mode.h",
         "ArduPilot libraries/GCS_MAVLink/GCS_Common.cpp",
         "ArduPilot ArduCopter/Parameters.cpp",
     ),
 )
+
+
+# -- RC as ArduCopter reads it ---------------------------------------------------------------
+
+#: ArduCopter's defaults for what RcSemantics reads (ArduCopter/Parameters.cpp,
+#: config.h FLIGHT_MODE_n, libraries/RC_Channel RCn_MIN/MAX, AP_RCMapper).
+RC_DEFAULTS: dict[str, float] = {
+    "RCMAP_ROLL": 1, "RCMAP_PITCH": 2, "RCMAP_THROTTLE": 3, "RCMAP_YAW": 4,
+    "FLTMODE_CH": 5, "INITIAL_MODE": 0, "FS_THR_VALUE": 975,
+    **{f"FLTMODE{i}": 0 for i in range(1, 7)},
+}  # fmt: skip
+#: The PWM in the middle of each flight-mode switch position (RC_Channel.cpp
+#: read_6pos_switch: positions end at 1230, 1360, 1490, 1620, 1749).
+MODE_SWITCH_PWM = (1165, 1295, 1425, 1555, 1685, 1815)
+#: Modes a harness may leave a switch in when none selects the boot mode: they neither
+#: fly off on their own nor refuse to arm.
+_HARMLESS = ("STABILIZE", "ALT_HOLD", "LOITER", "POSHOLD", "GUIDED")
+RC_CHANNELS = 16
+
+
+@dataclass(frozen=True)
+class RcSemantics:
+    """The sticks and switches as an ArduCopter reads them (0-based channel indexes).
+
+    ArduCopter arms only with the throttle low, and in LOITER and ALT_HOLD holds its
+    altitude with the throttle in the middle; a change of the flight-mode channel's
+    position changes the mode, so the harness leaves it at `mode_pwm`, a position that
+    selects the mode the board boots in (`note` says when none does).
+    """
+
+    roll: int = 0
+    pitch: int = 1
+    throttle: int = 2
+    yaw: int = 3
+    mode_channel: int | None = 4
+    mode_pwm: int = MODE_SWITCH_PWM[0]
+    throttle_low: int = 1100
+    throttle_mid: int = 1500
+    centre: tuple[int, ...] = (1500,) * RC_CHANNELS
+    note: str = ""
+
+    def channels(self, *, armed: bool) -> list[int]:
+        ch = list(self.centre)
+        ch[self.throttle] = self.throttle_mid if armed else self.throttle_low
+        if self.mode_channel is not None:
+            ch[self.mode_channel] = self.mode_pwm
+        return ch
+
+
+def _int(params: Mapping[str, float], name: str) -> int:
+    value = params.get(name, RC_DEFAULTS.get(name, 0))
+    return int(value) if math.isfinite(value) else int(RC_DEFAULTS.get(name, 0))
+
+
+def rc_semantics(params: Mapping[str, float]) -> RcSemantics:
+    """RcSemantics from a board's parameters (missing ones at ArduCopter's defaults)."""
+
+    def channel(name: str, default: int) -> int:
+        n = _int(params, name)
+        return n - 1 if 1 <= n <= RC_CHANNELS else default
+
+    roll, pitch, throttle, yaw = (
+        channel("RCMAP_ROLL", 0), channel("RCMAP_PITCH", 1),
+        channel("RCMAP_THROTTLE", 2), channel("RCMAP_YAW", 3),
+    )  # fmt: skip
+    centre = []
+    for i in range(RC_CHANNELS):
+        lo = params.get(f"RC{i + 1}_MIN", 1100.0)
+        hi = params.get(f"RC{i + 1}_MAX", 1900.0)
+        trim = params.get(f"RC{i + 1}_TRIM", 1500.0)
+        centre.append(int(trim) if lo <= trim <= hi else int((lo + hi) / 2))
+    lo = params.get(f"RC{throttle + 1}_MIN", 1100.0)
+    hi = params.get(f"RC{throttle + 1}_MAX", 1900.0)
+    low = int(max(lo, params.get("FS_THR_VALUE", 975.0) + 10))
+    mode_ch = _int(params, "FLTMODE_CH")
+    mode_channel = mode_ch - 1 if 1 <= mode_ch <= RC_CHANNELS else None
+    note = ""
+    position = 0
+    if mode_channel is not None:
+        modes = [_int(params, f"FLTMODE{i}") for i in range(1, 7)]
+        boot = _int(params, "INITIAL_MODE")
+        if boot in modes:
+            position = modes.index(boot)
+        else:
+            names = [COPTER_NAMES.get(m, f"MODE({m})") for m in modes]
+            harmless = [i for i, name in enumerate(names) if name in _HARMLESS]
+            position = harmless[0] if harmless else 0
+            note = (
+                f"no flight-mode switch position selects the boot mode "
+                f"{COPTER_NAMES.get(boot, boot)}; the switch stays at position {position + 1} "
+                f"({names[position]}), which the board enters when RC first arrives"
+            )
+    return RcSemantics(
+        roll, pitch, throttle, yaw, mode_channel, MODE_SWITCH_PWM[position],
+        low, int((lo + hi) / 2), tuple(centre), note,
+    )  # fmt: skip
+
+
+COPTER_NAMES = {number: name for name, number in COPTER_MODES.items()}
+
+
+def parse_param_file(text: str) -> dict[str, float]:
+    """An ArduPilot parameter file ("NAME value" or "NAME,value" per line, # comments);
+    lines that are not a name and a number are skipped, as ArduPilot skips them."""
+    out: dict[str, float] = {}
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.replace(",", " ").split()
+        if len(parts) < 2:
+            continue
+        try:
+            value = float(parts[1])
+        except ValueError:
+            continue
+        if math.isfinite(value) and parts[0].replace("_", "").isalnum():
+            out[parts[0].upper()] = value
+    return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any
 
@@ -140,6 +141,12 @@ class FirmwareProfile:
     #: order a flasher tries them (hil.flash.msp_dfu).
     rom_dfu: tuple[Command, ...] = ()
     failsafe_phases: tuple[str, ...] = ()
+    #: Parameter names (fnmatch patterns) a snapshot skips and a restore never writes:
+    #: calibrations the board measures itself, device ids, counters, read-only facts.
+    unrestorable: tuple[str, ...] = ()
+    #: Messages a harness asks the board to stream on connect, name -> Hz (empty: the
+    #: board streams what it needs unasked).
+    telemetry_streams: Mapping[str, float] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
     #: How MAV_CMD_DO_SET_MODE names a mode: "custom_mode" (param2 is HEARTBEAT's
     #: custom_mode, ArduPilot) or "main_sub" (param2 the main mode, param3 the sub mode:
@@ -192,6 +199,7 @@ class FirmwareProfile:
                             f"profile {self.name}: failsafe {fs.kind} value {value!r}: {word!r} is "
                             "neither a scenario word nor one of its modes"
                         )
+        object.__setattr__(self, "telemetry_streams", _frozen(self.telemetry_streams))
         object.__setattr__(self, "modes", _frozen(self.modes))
         object.__setattr__(self, "vocabulary", _frozen(self.vocabulary))
         if self.set_mode_form not in ("custom_mode", "main_sub"):
@@ -199,6 +207,10 @@ class FirmwareProfile:
         for name in ("setting_words", "statustexts", "act_at_timeout"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         object.__setattr__(self, "_names", _frozen(names))
+
+    def restorable(self, name: str) -> bool:
+        """False for a parameter a snapshot must leave alone (`unrestorable`)."""
+        return not any(fnmatchcase(name, pattern) for pattern in self.unrestorable)
 
     # -- modes ----------------------------------------------------------------------------
     def set_mode_params(self, number: int) -> tuple[float, float, float]:

@@ -80,8 +80,10 @@ def sim(board_session: BoardSession | MspBoardSession) -> Iterator[ClosedLoop]:
     """
     board = board_session.board
     if not board.simulated:
+        refusal = getattr(board, "physics_refusal", None)  # a Board's; duck-typed boards may lack it
         pytest.skip(
-            f"board {board.name} ({board.type_name or board.board_class}) flies on its own "
+            (refusal() if refusal is not None else None)
+            or f"board {board.name} ({board.type_name or board.board_class}) flies on its own "
             f"sensors, not in the harness's simulation: the sim fixture needs a board the "
             f"harness flies in a closed loop"
         )

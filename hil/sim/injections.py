@@ -106,6 +106,17 @@ class InjectionSchedule:
             for item in items:  # an insertion, not a sort per call: 10,000 injections took 25 s
                 bisect.insort_right(self._schedule, item, key=_order)
 
+    def clear_injections(self) -> None:
+        """Forget every scheduled injection and undo those in effect, newest first (a
+        loop that outlives one run: the next run starts with no threat set)."""
+        with self._sched_lock:
+            self._schedule.clear()
+            active = [item for stack in self._active.values() for item in stack]
+            self._active.clear()
+        for item in reversed(active):
+            APPLIERS[item.kind].stop(self, item.params)  # type: ignore[arg-type]
+            self._event("injection_stop", item.ident)
+
     def _apply_due(self) -> None:
         with self._sched_lock:
             while self._schedule and self._schedule[0].t_us <= self.t_us:
