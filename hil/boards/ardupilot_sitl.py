@@ -201,7 +201,8 @@ class ArduPilotSitlBoard(Board):
 
     @property
     def run_dir(self) -> Path:
-        return self.rig.work_dir / self.name
+        """Absolute: SITL runs in it, and every path it is given must hold from there."""
+        return (self.rig.work_dir / self.name).resolve()
 
     @property
     def lockstep(self) -> bool:
@@ -276,7 +277,7 @@ class ArduPilotSitlBoard(Board):
             sitl = ArduPilotSitl(
                 self.run_dir,
                 exe,
-                defaults=[self.run_dir / DEFAULTS_NAME, *self.defaults],
+                defaults=[self.run_dir / DEFAULTS_NAME, *(Path(d).resolve() for d in self.defaults)],
                 instance=self.instance,
                 speedup=self.speedup,
                 serials={
