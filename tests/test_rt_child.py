@@ -226,3 +226,14 @@ def test_the_child_dies_with_the_harness(tmp_path):
         if parent.poll() is None:
             parent.kill()
             parent.wait(10)
+
+
+def test_the_bench_compares_thread_and_process_in_alternating_runs(monkeypatch):
+    from hil import bench
+
+    monkeypatch.setattr(bench, "_sitl_missing", lambda: "Betaflight SITL is not installed")
+    figures = bench.realtime_compare(seconds=1.0, runs=2, harness_load=True)
+    names = [f.name for f in figures]
+    assert len(figures) == 6 and len(set(names)) == 6
+    assert sum("own process" in n for n in names) == 3 and all("harness loaded" in n for n in names)
+    assert all(not f.runs and f.passed is None for f in figures)
