@@ -57,10 +57,11 @@ def test_state_round_trips(values):
     assert decode_state(encode_state(values)) == values
 
 
-@given(st.lists(_ch, max_size=CHANNELS), st.booleans(), _f64)
-def test_command_round_trips(channels, on, target):
-    got_channels, got_on, got_target = decode_command(encode_command(channels, on, target))
+@given(st.lists(_ch, max_size=CHANNELS), st.lists(st.integers(0, 2**40), max_size=CHANNELS), st.booleans(), _f64)
+def test_command_round_trips(channels, writes, on, target):
+    got_channels, got_writes, got_on, got_target = decode_command(encode_command(channels, writes, on, target))
     assert got_channels == channels + [1500] * (CHANNELS - len(channels))
+    assert got_writes == [w % 2**32 for w in writes] + [0] * (CHANNELS - len(writes))
     assert (got_on, got_target) == (on, target)
 
 
@@ -76,7 +77,7 @@ def test_garbage_blocks_decode_or_are_refused(data):
 
 def test_values_that_do_not_fit_are_refused():
     with pytest.raises(BlockError):
-        encode_command([2**40], False, 0.0)
+        encode_command([2**40], [], False, 0.0)
     with pytest.raises(BlockError):
         encode_state((1, 2))
 
@@ -96,7 +97,7 @@ def test_sequence_lock_gives_the_last_complete_write_only():
         writer.write(b"short")
     # The two blocks do not overlap.
     cmd = command_block(buf)
-    cmd.write(encode_command([1000] * CHANNELS, True, 5.0))
+    cmd.write(encode_command([1000] * CHANNELS, [1] * CHANNELS, True, 5.0))
     buf[0:8] = (2).to_bytes(8, "little")
     assert reader.read()[1] == first
 
@@ -166,6 +167,15 @@ def test_the_process_loop_keeps_the_loop_interface():
         loop.schedule("rc_loss", t + 0.1, t + 0.2)
         _wait_for("the injection's events", lambda: len(loop.events) == 2)
         assert [e[1:] for e in loop.events] == [("injection_start", "rc_loss"), ("injection_stop", "rc_loss")]
+        # An injection moves the arm switch in the loop; the harness's switch, written
+        # again to where it was, still wins (a write counts, not a change of value).
+        loop.arm_switch(False)
+        _wait_for("disarmed by the switch", lambda: loop.rc_channels[4] == 1000)
+        t = loop.time
+        loop.schedule("arm_switch", t + 0.05, None)
+        _wait_for("armed by the injection", lambda: loop.rc_channels[4] == 1900)
+        loop.arm_switch(False)
+        _wait_for("disarmed by the switch again", lambda: loop.rc_channels[4] == 1000)
         with pytest.raises(HilError, match="cannot act on"):
             loop.schedule("gps_spoofing", 1.0, 2.0)
         loop.plant.rc_link.configure(loss=0.0, total=True)

@@ -69,9 +69,11 @@ CHANNELS = 16
 #: (4), position NED (3), velocity NED (3), attitude quaternion (4), roll/pitch/yaw (3),
 #: RC channels (16), the RC link's total flag and loss, rc_enabled, running.
 STATE = struct.Struct(f"<qqqd4d3d3d4d3d{CHANNELS}i?d??")
-#: What the harness writes: RC channels (16), the pilot model on (1) or off (0), its
-#: target altitude.
-COMMAND = struct.Struct(f"<{CHANNELS}iBd")
+#: What the harness writes: RC channels (16), how many times it wrote each (16: the
+#: loop takes a channel only when its count moved, so a channel an injection moved in
+#: the loop is not put back by a write of another), the pilot model on (1) or off (0),
+#: its target altitude.
+COMMAND = struct.Struct(f"<{CHANNELS}i{CHANNELS}IBd")
 _SEQ = struct.Struct("<Q")
 #: Bytes of shared memory: a sequence word and the payload per block, 8-byte aligned.
 _STATE_OFF = 0
@@ -99,20 +101,28 @@ def decode_state(data: bytes) -> tuple:
     return STATE.unpack(data)
 
 
-def encode_command(channels: list[int] | tuple[int, ...], pilot_on: bool, target_m: float) -> bytes:
-    """The harness's RC channels (padded with 1500 to `CHANNELS`) and pilot target."""
-    padded = [int(c) for c in list(channels)[:CHANNELS]] + [1500] * max(0, CHANNELS - len(channels))
+def _pad(values, fill: int) -> list[int]:
+    return [int(c) for c in list(values)[:CHANNELS]] + [fill] * max(0, CHANNELS - len(values))
+
+
+def encode_command(
+    channels: list[int] | tuple[int, ...], writes: list[int] | tuple[int, ...], pilot_on: bool, target_m: float
+) -> bytes:
+    """The harness's RC channels (padded with 1500 to `CHANNELS`), its write count per
+    channel (padded with 0; counted modulo 2**32) and the pilot target."""
+    counts = [c & 0xFFFFFFFF for c in _pad(writes, 0)]
     try:
-        return COMMAND.pack(*padded, 1 if pilot_on else 0, float(target_m))
+        return COMMAND.pack(*_pad(channels, 1500), *counts, 1 if pilot_on else 0, float(target_m))
     except struct.error as exc:
         raise BlockError(f"command does not fit the block: {exc}") from None
 
 
-def decode_command(data: bytes) -> tuple[list[int], bool, float]:
+def decode_command(data: bytes) -> tuple[list[int], list[int], bool, float]:
     if len(data) != COMMAND.size:
         raise BlockError(f"command block of {len(data)} bytes, not {COMMAND.size}")
     values = COMMAND.unpack(data)
-    return list(values[:CHANNELS]), bool(values[CHANNELS]), values[CHANNELS + 1]
+    n = 2 * CHANNELS
+    return list(values[:CHANNELS]), list(values[CHANNELS:n]), bool(values[n]), values[n + 1]
 
 
 class SeqBlock:
@@ -256,7 +266,7 @@ class _Child:
         self.loop: Any = None
         self._send_lock = threading.Lock()
         self._cmd_seq = -1
-        self._last_channels: list[int] | None = None
+        self._last_writes = [0] * CHANNELS
         self._pilot_on = False
         self._reported_error = False
         self.memory = "memory not locked"
@@ -277,7 +287,7 @@ class _Child:
                 self._apply(*decode_command(got[1]))
         self.publish()
 
-    def _apply(self, channels: list[int], pilot_on: bool, target_m: float) -> None:
+    def _apply(self, channels: list[int], writes: list[int], pilot_on: bool, target_m: float) -> None:
         loop = self.loop
         if pilot_on:
             if not self._pilot_on or loop.pilot is None or loop.pilot.target_m != target_m:
@@ -286,16 +296,15 @@ class _Child:
             loop.pilot = None
         self._pilot_on = pilot_on
         ch = loop.plant.rc_channels
-        last = self._last_channels
-        n = min(len(ch), CHANNELS)
-        # Only the channels the harness changed since its last write: an injection (the
-        # arm switch) may have moved another one here.
-        for i in range(n):
-            if last is None or channels[i] != last[i]:
+        last = self._last_writes
+        # Only the channels the harness wrote since the last look: an injection (the arm
+        # switch) may have moved another one here.
+        for i in range(min(len(ch), CHANNELS)):
+            if writes[i] != last[i]:
                 if i == 2 and loop.pilot is not None:
                     continue  # the pilot model flies the throttle
                 ch[i] = channels[i]
-        self._last_channels = channels
+        self._last_writes = writes
 
     def publish(self) -> None:
         loop = self.loop
@@ -608,7 +617,8 @@ class ProcessLoop:
         self.rate_hz = info["rate_hz"]
         self.dt_us = info["dt_us"]
         self.config = type("ProcessLoopConfig", (), {"rate_hz": self.rate_hz})()
-        self._channels = list(info["rc_idle"]) + [1500] * (CHANNELS - len(info["rc_idle"]))
+        self._channels = _pad(info["rc_idle"], 1500)
+        self._writes = [0] * CHANNELS
         self._write_command()
         self.plant = _PlantView(self)
         self._reader = threading.Thread(target=self._read, name="rt-loop-reader", daemon=True)
@@ -734,9 +744,12 @@ class ProcessLoop:
             raise HilError("the real-time loop process's state block stayed mid-write")
         return self._last_state
 
-    def _write_command(self) -> None:
+    def _write_command(self, *written: int) -> None:
+        """Publish the channels, counting a write of each channel in ``written``."""
+        for i in written:
+            self._writes[i] = (self._writes[i] + 1) & 0xFFFFFFFF
         on, target = self._hold
-        self._command.write(encode_command(self._channels, on, target))
+        self._command.write(encode_command(self._channels, self._writes, on, target))
 
     # -- the pilot's radio ---------------------------------------------------------------
     @property
@@ -745,9 +758,10 @@ class ProcessLoop:
 
     @rc_channels.setter
     def rc_channels(self, values: list[int]) -> None:
-        for i, v in enumerate(list(values)[:CHANNELS]):
+        values = list(values)[:CHANNELS]
+        for i, v in enumerate(values):
             self._channels[i] = int(v)
-        self._write_command()
+        self._write_command(*range(len(values)))
 
     def set_sticks(self, roll: int = 1500, pitch: int = 1500, throttle: int | None = None, yaw: int = 1500) -> None:
         ch = self._channels
@@ -755,18 +769,20 @@ class ProcessLoop:
         if throttle is not None:
             self._hold = (False, 0.0)
             ch[2] = int(throttle)
-        self._write_command()
+            self._write_command(0, 1, 2, 3)
+        else:
+            self._write_command(0, 1, 3)
 
     def arm_switch(self, on: bool) -> None:
         self._channels[ARM_CHANNEL] = ARM_US if on else DISARM_US
-        self._write_command()
+        self._write_command(ARM_CHANNEL)
 
     def hold_altitude(self, target_m: float | None) -> None:
         physics = self.link.physics
         if target_m is None or (target_m == 0 and not physics):
             self._hold = (False, 0.0)
             self._channels[2] = 1000
-            self._write_command()
+            self._write_command(2)
             return
         if not physics:
             raise HilError(f"the {self.link.name} link has no physics: there is no height to hold")
