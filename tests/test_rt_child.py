@@ -182,6 +182,11 @@ def test_the_process_loop_keeps_the_loop_interface():
         _wait_for("the RC link's state", lambda: loop.plant.rc_link.total)
         loop.plant.rc_enabled = False
         assert loop.plant.rc_enabled is False
+        # The link's public attributes, read in the loop's process.
+        assert loop.link.rc_frames_sent == 0 and loop.link.gps_feed is None
+        assert loop.link.state_port > 0
+        with pytest.raises(HilError, match="no link.nonesuch"):
+            loop.link.nonesuch
         loop.stop()
         lines, figures = loop.report(since_s=0.1)
         assert "own process" in figures["loop_scheduler"] and lines

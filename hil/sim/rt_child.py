@@ -240,6 +240,44 @@ def _build(factory: str, kwargs: dict[str, Any]):
     return func(**kwargs)
 
 
+_PLAIN = (int, float, str, bytes, bool, type(None))
+
+
+def _resolve(loop: Any, path: tuple[str, ...]) -> Any:
+    """``loop.link.gps_feed...``: public attributes only."""
+    value = loop
+    for name in path:
+        if name.startswith("_"):
+            raise HilError(f"{'.'.join(path)}: not a public attribute of the loop")
+        try:
+            value = getattr(value, name)
+        except AttributeError:
+            raise HilError(f"the loop has no {'.'.join(path)}") from None
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A copy of a plain value (numbers, text, containers of them) to send back, or
+    ``_OBJECT`` for anything else (the harness then reads its attributes one by one)."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_plain(v) for v in value]
+        if all(i is not _OBJECT for i in items):
+            return type(value)(items) if not isinstance(value, tuple) or type(value) is tuple else tuple(items)
+    if isinstance(value, dict):
+        items = {k: _plain(v) for k, v in value.items()}
+        if all(isinstance(k, _PLAIN) for k in items) and all(v is not _OBJECT for v in items.values()):
+            return items
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    return _OBJECT
+
+
+#: What `_plain` answers for an object that is not sent whole.
+_OBJECT = "<hil.sim.rt_child object>"
+
+
 def _lock_memory() -> str:
     """mlockall where permitted; what it got, in words."""
     try:
@@ -381,6 +419,8 @@ class _Child:
                 value = self.series()
             elif op == "report":
                 value = loop.report(*args)
+            elif op == "get":
+                value = _plain(_resolve(loop, args[0]))
             else:
                 raise HilError(f"unknown command {op!r}")
         except HilError as exc:
@@ -534,8 +574,26 @@ class _PlantView:
         return self._owner.rc_channels
 
 
-class _LinkView:
-    def __init__(self, info: Mapping[str, Any]) -> None:
+class _Remote:
+    """An object in the loop's process, read attribute by attribute (each read is one
+    bounded request; plain values come back as copies), for tests that look into the
+    link (``loop.link.gps_feed.emulator.acked``)."""
+
+    def __init__(self, owner: ProcessLoop, path: tuple[str, ...]) -> None:
+        self._owner = owner
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        path = (*self._path, name)
+        value = self._owner.request("get", path)
+        return _Remote(self._owner, path) if value == _OBJECT else value
+
+
+class _LinkView(_Remote):
+    def __init__(self, owner: ProcessLoop, info: Mapping[str, Any]) -> None:
+        super().__init__(owner, ("link",))
         self.name = info["name"]
         self.physics = info["physics"]
         self.rc_idle = info["rc_idle"]
@@ -612,7 +670,7 @@ class ProcessLoop:
         self._command = command_block(self._buf)
         self._sock.sendall(encode_message(("spec", factory, kwargs)))
         info = self._hello(hello_timeout)
-        self.link = _LinkView(info)
+        self.link = _LinkView(self, info)
         self.supported_injections = info["supported_injections"]
         self.rate_hz = info["rate_hz"]
         self.dt_us = info["dt_us"]
