@@ -36,11 +36,18 @@ class BetaflightLoopConfig:
     #: Spin the last 200 us before each tick: the send period holds to microseconds.
     spin_us: int = 200
     #: Run the loop in a process of its own (`hil.sim.rt_child`): no thread of the
-    #: harness can hold it up. Opt-in (or HIL_LOOP_PROCESS=1): see docs/architecture.md for what it measured.
-    process: bool = field(default_factory=lambda: os.environ.get("HIL_LOOP_PROCESS", "") == "1")
+    #: harness can hold it up. See docs/architecture.md for what it measured.
+    #: None: the board decides (the SITL board: its own process); HIL_LOOP_PROCESS=1 or 0
+    #: decides for every loop.
+    process: bool | None = field(default_factory=lambda: _process_from_env())
     # The loop's lockstep knobs (unused in real time).
     step_timeout: float = 2.0
     pipeline: bool = False
+
+
+def _process_from_env() -> bool | None:
+    value = os.environ.get("HIL_LOOP_PROCESS", "").strip()
+    return {"1": True, "0": False}.get(value)
 
 
 def betaflight_loop(
