@@ -23,8 +23,9 @@ scenario's load. Here the loop runs in a child process that holds nothing else o
   (`hil.children`), has the parent-death signal, and is registered with the guard.
 
 `ProcessLoop` is the harness's end: the `ClosedLoop` interface the flights, sessions,
-pilots and the bench use. Opt-in (``BetaflightLoopConfig.process``); see
-docs/architecture.md for what it measured.
+pilots and the bench use. The Betaflight SITL board's default
+(``BetaflightLoopConfig.process``; ``HIL_LOOP_PROCESS=0`` keeps the loop in a thread);
+see docs/architecture.md for what it measured.
 """
 
 from __future__ import annotations
