@@ -317,7 +317,6 @@ class _Child:
 
     # The loop thread: after every send.
     def tick(self) -> None:
-        loop = self.loop
         seq = self.command.sequence()
         if seq != self._cmd_seq and not seq & 1:
             got = self.command.read()
