@@ -386,7 +386,7 @@ def _until(
 
 # -- the real-time loop against Betaflight SITL --------------------------------------------
 
-_LOOP_THREAD = "betaflight-loop"
+_LOOP_THREAD = "closed-loop"
 _RT_TARGET_JITTER_US = 100.0
 
 
@@ -403,24 +403,59 @@ def _sitl_missing() -> str | None:
     return None
 
 
-def _thread_sched(name: str) -> tuple[int, int] | None:
-    """(ns waited on the run queue, involuntary switches) of this process's thread `name`."""
-    for thread in threading.enumerate():
-        if thread.name == name and thread.native_id is not None:
-            base = f"/proc/self/task/{thread.native_id}"
-            try:
-                with open(f"{base}/schedstat") as handle:
-                    wait_ns = int(handle.read().split()[1])
-                with open(f"{base}/status") as handle:
-                    forced = next(
-                        int(line.split()[1])
-                        for line in handle
-                        if line.startswith("nonvoluntary_ctxt_switches")
-                    )
-            except (OSError, ValueError, IndexError, StopIteration):
-                return None
-            return wait_ns, forced
-    return None
+def _thread_sched(name: str, pid: int | None = None) -> tuple[int, int] | None:
+    """(ns waited on the run queue, involuntary switches) of this process's thread `name`,
+    or with `pid`, of that process's SCHED_FIFO thread (the loop process's loop thread)."""
+    base = None
+    if pid is None:
+        for thread in threading.enumerate():
+            if thread.name == name and thread.native_id is not None:
+                base = f"/proc/self/task/{thread.native_id}"
+    else:
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/stat") as handle:
+                    text = handle.read()
+                fields = text[text.rfind(")") + 2 :].split()
+                if len(fields) > 38 and int(fields[38]) == 1:
+                    base = f"/proc/{pid}/task/{tid}"
+    if base is None:
+        return None
+    try:
+        with open(f"{base}/schedstat") as handle:
+            wait_ns = int(handle.read().split()[1])
+        with open(f"{base}/status") as handle:
+            forced = next(
+                int(line.split()[1]) for line in handle if line.startswith("nonvoluntary_ctxt_switches")
+            )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return wait_ns, forced
+
+
+@contextlib.contextmanager
+def _harness_load(on: bool):
+    """A thread of the harness that holds the GIL 2 ms in every 10 (pure Python work, as a
+    status poller decoding its answers does), while the real-time loop is measured."""
+    if not on:
+        yield
+        return
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            end = time.perf_counter() + 0.002
+            while time.perf_counter() < end:
+                sum(i * i for i in range(100))
+            stop.wait(0.008)
+
+    thread = threading.Thread(target=work, name="bench-harness-load", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(2.0)
 
 
 def host_steal_ms() -> float | None:
@@ -446,9 +481,11 @@ class _RealtimeRig:
     """
 
     def __init__(
-        self, rate_hz: float, warmup_s: float = 1.5, attempts: int = 3, log: Log = _stderr
+        self, rate_hz: float, warmup_s: float = 1.5, attempts: int = 3, log: Log = _stderr,
+        process: bool = False,
     ) -> None:
         self.rate_hz = rate_hz
+        self.process = process
         self.warmup_s = warmup_s
         self.attempts = attempts
         self.log = log
@@ -495,7 +532,8 @@ class _RealtimeRig:
         from hil.sim.betaflight_loop import BetaflightLoopConfig, betaflight_loop
 
         self.loop = betaflight_loop(
-            self.sitl.fc_ip, self.sitl.host_ip, None, BetaflightLoopConfig(rate_hz=self.rate_hz)
+            self.sitl.fc_ip, self.sitl.host_ip, None,
+            BetaflightLoopConfig(rate_hz=self.rate_hz, process=self.process),
         )
         self.started = time.monotonic()
         self.loop.start()
@@ -546,15 +584,23 @@ def realtime_neighbours(exclude: set[int] | None = None) -> dict[str, int]:
 
 
 def realtime_loop(
-    seconds: float = 10.0, runs: int = 3, rate_hz: float = 1000.0, log: Log = _stderr
+    seconds: float = 10.0, runs: int = 3, rate_hz: float = 1000.0, log: Log = _stderr,
+    process: bool = False, harness_load: bool = False,
 ) -> list[Figure]:
     """Send-period jitter p99, missed steps and motor-packet rate of `runs` separate runs.
+
+    ``process``: the loop in a process of its own (`hil.sim.rt_child`) instead of a thread
+    of this one; ``harness_load``: a thread here holds the GIL 2 ms in every 10 meanwhile.
 
     Each run starts Betaflight SITL in a scratch directory, runs the loop through a
     warm-up, then measures `seconds`. The loop's statistics are taken once, after the
     run: computing them holds the GIL for milliseconds, which would make the loop late.
     """
     hz = f"{rate_hz:.0f} Hz"
+    if process:
+        hz += ", own process"
+    if harness_load:
+        hz += ", harness loaded"
     names = (
         (f"real-time {hz} (BF SITL): jitter p99", "us", f"<= {_RT_TARGET_JITTER_US:.0f} us"),
         (f"real-time {hz} (BF SITL): missed steps", f"per {seconds:g} s", "0 in 60 s"),
@@ -578,19 +624,20 @@ def realtime_loop(
     stolen_ms: list[float] = []
     for i in range(runs):
         log(f"real-time run {i + 1} of {runs}")
-        with _RealtimeRig(rate_hz, log=log) as rig:
+        with _RealtimeRig(rate_hz, log=log, process=process) as rig, _harness_load(harness_load):
             loop = rig.loop
+            loop_pid = getattr(loop, "pid", None)
             origin = rig.elapsed + 0.05
             warmup = origin
-            before = _thread_sched(_LOOP_THREAD)
+            before = _thread_sched(_LOOP_THREAD, loop_pid)
             steal_before = host_steal_ms()
             time.sleep(seconds + 0.05)
-            after = _thread_sched(_LOOP_THREAD)
+            after = _thread_sched(_LOOP_THREAD, loop_pid)
             steal_after = host_steal_ms()
             if steal_before is not None and steal_after is not None:
                 stolen_ms.append(steal_after - steal_before)
             loads.append(os.getloadavg()[0])
-            for key, count in realtime_neighbours({os.getpid(), rig.sitl.proc.pid}).items():
+            for key, count in realtime_neighbours({os.getpid(), rig.sitl.proc.pid, loop_pid or 0}).items():
                 neighbours[key] = max(neighbours.get(key, 0), count)
             loop.stop()
             if loop.error is not None:
@@ -678,6 +725,46 @@ def realtime_loop(
             f"at most one motor packet per state packet ({rate_hz:.0f}/s), disarmed",
         ),
     ]
+
+
+def realtime_compare(
+    seconds: float = 10.0, runs: int = 3, rate_hz: float = 1000.0, log: Log = _stderr,
+    harness_load: bool = False,
+) -> list[Figure]:
+    """The real-time loop in a thread of this process and in a process of its own,
+    measured in alternating runs (thread, process, process, thread, ...) on the same
+    host, so that the host's load changes fall on both alike."""
+    from dataclasses import replace
+
+    merged: dict[bool, list[Figure]] = {}
+    for i in range(runs):
+        order = (False, True) if i % 2 == 0 else (True, False)
+        for process in order:
+            log(f"pair {i + 1} of {runs}: loop in {'its own process' if process else 'a thread'}")
+            figs = realtime_loop(seconds, 1, rate_hz, log, process=process, harness_load=harness_load)
+            if process not in merged:
+                merged[process] = figs
+                continue
+            merged[process] = [
+                replace(
+                    old,
+                    runs=old.runs + new.runs,
+                    detail=old.detail + " | " + new.detail,
+                    extra={k: (v if not isinstance(v, list) else v + new.extra.get(k, []))
+                           for k, v in old.extra.items()},
+                )
+                for old, new in zip(merged[process], figs, strict=True)
+            ]
+    out: list[Figure] = []
+    for process in (False, True):
+        jitter, missed, motor = merged[process]
+        out += [
+            replace(jitter, passed=bool(jitter.runs) and float(np.median(jitter.runs)) <= _RT_TARGET_JITTER_US
+                    if jitter.runs else None),
+            replace(missed, passed=all(m == 0 for m in missed.runs) if missed.runs else None),
+            motor,
+        ]
+    return out
 
 
 # -- flashing throughput --------------------------------------------------------------------
@@ -1233,6 +1320,12 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _realtime(seconds: float, runs: int, log: Log, where: str, load: bool) -> list[Figure]:
+    if where == "both":
+        return realtime_compare(seconds=seconds, runs=runs, log=log, harness_load=load)
+    return realtime_loop(seconds=seconds, runs=runs, log=log, process=where == "process", harness_load=load)
+
+
 def run_all(
     quick: bool = False,
     realtime_seconds: float | None = None,
@@ -1241,16 +1334,26 @@ def run_all(
     soak_minutes: float = 0.0,
     boards: int = 0,
     log: Log = _stderr,
+    realtime_where: str = "thread",
+    realtime_load: bool = False,
+    realtime_only: bool = False,
 ) -> list[Figure]:
-    """Every figure; `quick` shortens each (a smoke test: wider spread)."""
+    """Every figure; `quick` shortens each (a smoke test: wider spread).
+
+    ``realtime_where``: the real-time loop in a ``thread`` of the harness, in a
+    ``process`` of its own, or ``both`` in alternating runs; ``realtime_load``: a harness
+    thread holds the GIL meanwhile; ``realtime_only``: measure that and nothing else."""
+    seconds = realtime_seconds if realtime_seconds is not None else (2.0 if quick else 10.0)
+    runs = 1 if quick and realtime_seconds is None else realtime_runs
+    if realtime_only:
+        log(f"real-time loop against Betaflight SITL ({realtime_where}), {runs} x {seconds:g} s")
+        return _realtime(seconds, runs, log, realtime_where, realtime_load)
     log("harness cost per step")
     figures = list(step_cost(steps=5_000 if quick else 20_000))
     log("lockstep speed on the virtual rig")
     figures.append(lockstep_speed(seconds=5.0 if quick else 20.0))
-    seconds = realtime_seconds if realtime_seconds is not None else (2.0 if quick else 10.0)
-    runs = 1 if quick and realtime_seconds is None else realtime_runs
-    log(f"real-time loop against Betaflight SITL, {runs} x {seconds:g} s")
-    figures.extend(realtime_loop(seconds=seconds, runs=runs, log=log))
+    log(f"real-time loop against Betaflight SITL ({realtime_where}), {runs} x {seconds:g} s")
+    figures.extend(_realtime(seconds, runs, log, realtime_where, realtime_load))
     for method in ("serial", "dfu"):
         log(f"flashing throughput over {method}")
         figures.append(

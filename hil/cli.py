@@ -260,6 +260,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         suite_runs=args.suite or 0,
         soak_minutes=args.soak or 0.0,
         boards=args.boards or 0,
+        realtime_where=args.realtime_loop,
+        realtime_load=args.realtime_harness_load,
+        realtime_only=args.realtime_only,
     )
     print(bench.to_json(figures) if args.json else bench.format_table(figures))
     return 0
@@ -339,6 +342,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--realtime-runs", type=int, default=3, metavar="N", help="real-time runs (default 3)"
+    )
+    bench.add_argument(
+        "--realtime-loop",
+        choices=("thread", "process", "both"),
+        default="thread",
+        help="run the real-time loop in a thread of the harness, in a process of its own, or "
+        "both in alternating runs (default thread)",
+    )
+    bench.add_argument(
+        "--realtime-harness-load",
+        action="store_true",
+        help="a harness thread holds the GIL 2 ms in every 10 while the real-time loop is measured",
+    )
+    bench.add_argument(
+        "--realtime-only", action="store_true", help="measure the real-time loop and nothing else"
     )
     bench.add_argument(
         "--suite",

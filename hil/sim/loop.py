@@ -121,6 +121,9 @@ class ClosedLoop(InjectionSchedule):
         self._started_ns = 0
         self.error: BaseException | None = None
         self.wall_running = 0.0
+        #: Called in the real-time loop thread after every send (the loop process's
+        #: shared-memory exchange, `hil.sim.rt_child`); None: nothing.
+        self.on_tick: Callable[[], None] | None = None
         self._init_schedule()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -195,6 +198,11 @@ class ClosedLoop(InjectionSchedule):
         pn, pe, pd = v.pos
         roll, pitch, _ = v.euler()
         return (-pd, pn, pe, float(np.hypot(v.vel[0], v.vel[1])), roll, pitch)
+
+    @property
+    def missed_periods(self) -> int:
+        """Real-time ticks the host held the loop past (integrated without sending)."""
+        return self._missed
 
     # -- what the link measured --------------------------------------------------------
     @property
@@ -402,6 +410,7 @@ class ClosedLoop(InjectionSchedule):
             self._send_ns = Ring(int(TIMING_WINDOW_S * self.config.rate_hz) + 16)
         stamps = self._send_ns
         stop = self._stop
+        on_tick = self.on_tick
         try:
             while not stop.is_set():
                 wait = next_ns - mono()
@@ -416,6 +425,8 @@ class ClosedLoop(InjectionSchedule):
                 self._integrate()
                 link.send(self.t_us, plant)
                 stamps.append(sent)
+                if on_tick is not None:
+                    on_tick()
                 next_ns += period_ns
                 late = mono() - next_ns
                 if late > period_ns:

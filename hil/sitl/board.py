@@ -263,15 +263,13 @@ class BetaflightSitlBoard(Board):
         if sitl is None:
             raise HilError(f"Betaflight SITL board {self.name} is not running")
         config = replace(config, rate_hz=self.state_rate_hz) if config is not None else BetaflightLoopConfig(rate_hz=self.state_rate_hz)
-        gps_feed = None
-        if self.gps_uart is not None:
-            from hil.sim.gps_feed import GpsFeed, TcpUart
-
-            # A receiver out of the box (u-blox M10: 38400 baud, 1 solution per second);
-            # Betaflight's driver moves it to gps_baud and its own rate.
-            gps_feed = GpsFeed.ublox(TcpUart(sitl.uart_url(self.gps_uart)), model=self.gps_model, baud=38400)
+        if config.process is None:  # the loop in a process of its own unless asked otherwise
+            config = replace(config, process=True)
+        # A receiver out of the box (u-blox M10: 38400 baud, 1 solution per second);
+        # Betaflight's driver moves it to gps_baud and its own rate.
+        gps = (sitl.uart_url(self.gps_uart), self.gps_model, 38400) if self.gps_uart is not None else None
         return betaflight_loop(
-            sitl.fc_ip, sitl.host_ip, self.rc_url, config, clock_offset_s=sitl.uptime, gps_feed=gps_feed
+            sitl.fc_ip, sitl.host_ip, self.rc_url, config, clock_offset_s=sitl.uptime, gps_uart=gps
         )
 
     def power_cycle(self) -> None:
