@@ -4,7 +4,6 @@ and the child dying with the harness."""
 
 from __future__ import annotations
 
-import math
 import mmap
 import os
 import signal
@@ -186,7 +185,7 @@ def test_the_process_loop_keeps_the_loop_interface():
         assert loop.link.rc_frames_sent == 0 and loop.link.gps_feed is None
         assert loop.link.state_port > 0
         with pytest.raises(HilError, match="no link.nonesuch"):
-            loop.link.nonesuch
+            _ = loop.link.nonesuch
         loop.stop()
         lines, figures = loop.report(since_s=0.1)
         assert "own process" in figures["loop_scheduler"] and lines
