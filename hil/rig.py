@@ -175,7 +175,9 @@ class Board(ABC):
     #: "arm_switch" (armed by an RC switch the harness holds), "rc_receiver" (RC through
     #: a receiver UART), "link_statistics" (the receiver reports RSSI/LQ to the firmware),
     #: "gnss" (its GPS is fed from the plant's GNSS sky), "failsafe_mode" (stage 2 of its
-    #: failsafe shows as the FAILSAFE mode; not so where it flies home instead).
+    #: failsafe shows as the FAILSAFE mode; not so where it flies home instead),
+    #: "gps_rescue" (its failsafe flies home by GPS: Betaflight then refuses arming
+    #: without a fix, the profile's "gps_fix" arming check).
     capabilities: frozenset[str] = frozenset({"physics", "gnss", "failsafe_mode"})
     #: True when a session asks the firmware for its telemetry streams on connect (the
     #: profile's `telemetry_streams`): a real ArduPilot sends only HEARTBEAT unasked.

@@ -1,7 +1,8 @@
 """Betaflight's own GPS driver (src/main/io/gps.c) against our u-blox emulator, over a
 UART of the bench SITL variant flown with our physics (fixtures/betaflight-gps.toml):
 the driver configures the receiver, gets a 3D fix from our stream and loses it under
-gps_jamming; `hil run` passes the GPS Rescue scenarios. Gated like the other Betaflight
+gps_jamming; `hil run` passes the GPS Rescue scenarios and the ground ones (arming
+refused without a fix, a GPS lost while armed on the ground). Gated like the other Betaflight
 SITL tests (tests/sitl_support.py): CI sets HIL_REQUIRE_SITL, so there they run."""
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from tests.sitl_support import require_sitl, until
 ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "fixtures" / "betaflight-gps.toml"
 RESCUE = {"bf-gps-rescue-rc-loss": "bf_gps_rescue_rc_loss.toml", "bf-gps-rescue-gps-lost": "bf_gps_rescue_gps_lost.toml"}
+#: On the ground (issue 14, bench scenarios): arming refused without a fix (GPS Rescue
+#: configured), and a GPS lost while armed on the ground changing nothing. After the
+#: rescue scenarios, which armed the board: the first needs the firmware rebooted.
+GROUND = {"bench-gps-arming-needs-fix": "bench_gps_arming_needs_fix.toml", "bench-gps-lost-armed-on-ground": "bench_gps_lost_armed_on_ground.toml"}
 
 
 @pytest.fixture
@@ -57,15 +62,18 @@ def test_betaflights_gps_driver_configures_our_receiver_gets_a_fix_and_loses_it_
             loop.close()
 
 
-def test_hil_run_passes_the_gps_rescue_scenarios_on_the_gps_rig(tmp_path):
+def test_hil_run_passes_the_gps_rescue_and_ground_scenarios_on_the_gps_rig(tmp_path):
     require_sitl()
     report = tmp_path / "report"
     proc = subprocess.run(
         [sys.executable, "-m", "hil.cli", "run", "--rig", str(RIG), "--report", str(report),
-         "--state-dir", str(tmp_path / "state"), *(str(ROOT / "scenarios" / f) for f in RESCUE.values())],
+         "--state-dir", str(tmp_path / "state"), *(str(ROOT / "scenarios" / f) for f in (*RESCUE.values(), *GROUND.values()))],
         capture_output=True, text=True, timeout=420, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     ran = {s["name"]: s for s in json.loads((report / "summary.json").read_text())["scenarios"]}
-    assert set(RESCUE) <= set(ran), sorted(ran)
-    assert all(ran[n]["passed"] for n in RESCUE), {n: ran[n]["error"] for n in RESCUE}
+    assert set(RESCUE) | set(GROUND) <= set(ran), sorted(ran)
+    assert all(ran[n]["passed"] for n in (*RESCUE, *GROUND)), {n: ran[n]["error"] for n in (*RESCUE, *GROUND)}
+    refused = {e["kind"]: e for e in ran["bench-gps-arming-needs-fix"]["expectations"]}
+    assert refused["disarmed_throughout"]["passed"] and refused["armed"]["passed"]
+    assert any("first arming since boot" in n for n in ran["bench-gps-arming-needs-fix"]["notes"])

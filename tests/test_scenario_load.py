@@ -170,7 +170,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
      ['[scenario].duration: must be a number > 0, got "60"']),
     ("unknown scenario key", edit(base(), "scenario.durration", 3),
      ['[scenario]: unknown key "durration"',
-      "allowed keys: applies_to, description, duration, name, seed"]),
+      "allowed keys: applies_to, arming_checks, description, duration, name, seed"]),
     ("seed negative", edit(base(), "scenario.seed", -1),
      ["[scenario].seed: must be an integer >= 0, got -1"]),
     ("seed float", edit(base(), "scenario.seed", 1.5),

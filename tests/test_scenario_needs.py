@@ -147,3 +147,54 @@ def test_gate_names_why_no_scenario_can_fly_on_the_board(tmp_path):
     assert "none of the scenarios applies to board bf1 (msp)" in message
     assert "needs: Betaflight (betaflight) has no LAND mode" in message
     assert "\n" not in message
+
+
+# -- arming checks a scenario relies on ----------------------------------------------------
+GPS_RIG_BOARD = frozenset({"physics", "arm_switch", "gnss", "gps_rescue"})
+
+
+def _relies_on_the_gps_arming_check(**head: Any):
+    return scenario(
+        scenario={"name": "fix", "duration": 10.0, "applies_to": ["msp"], "arming_checks": ["gps_fix"], **head},
+        setup={"mode": "ANGLE", "armed": False},
+        injection=[{"kind": "gps_loss", "id": "gps", "start": 0.0}, {"kind": "arm_switch", "id": "arm", "start": 2.0}],
+        expect=[{"kind": "disarmed_throughout", "after": "arm.start"}],
+    )
+
+
+def test_a_scenario_names_the_arming_checks_it_relies_on_in_its_needs():
+    assert _relies_on_the_gps_arming_check().needs().arming_checks == ("gps_fix",)
+    assert scenario().needs().arming_checks == ()
+
+
+def test_betaflight_makes_the_gps_arming_check_only_with_gps_rescue_configured():
+    s = _relies_on_the_gps_arming_check()
+    assert s.lacked_by(BETAFLIGHT, GPS_RIG_BOARD) is None
+    why = s.lacked_by(BETAFLIGHT, GPS_RIG_BOARD - {"gps_rescue"})
+    assert why is not None and "GPS Rescue configured" in why and "gps_rescue" in why
+    check = BETAFLIGHT.arming.checks["gps_fix"]
+    assert check.flag == "GPS" and check.until_first_arm  # fc/core.c: WAS_EVER_ARMED clears it
+
+
+def test_a_firmware_whose_profile_has_no_such_arming_check_skips_with_the_reason():
+    why = _relies_on_the_gps_arming_check().lacked_by(INAV, GPS_RIG_BOARD)
+    assert why is not None and "no arming check of the kind 'gps_fix'" in why
+
+
+def test_an_unknown_arming_check_word_is_a_scenario_error_naming_the_words():
+    from hil.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match="gps_fix"):
+        _relies_on_the_gps_arming_check(arming_checks=["compass_calibrated"])
+    with pytest.raises(ScenarioError, match="arming_checks"):
+        _relies_on_the_gps_arming_check(arming_checks="gps_fix")
+
+
+def test_the_gps_bench_scenarios_apply_to_the_gps_rig_board_only():
+    fix = load_scenario(ROOT / "scenarios" / "bench_gps_arming_needs_fix.toml")
+    armed = load_scenario(ROOT / "scenarios" / "bench_gps_lost_armed_on_ground.toml")
+    bench_board = frozenset({"rc_receiver", "link_statistics", "arm_switch", "failsafe_mode"})
+    for s in (fix, armed):
+        assert s.lacked_by(BETAFLIGHT, GPS_RIG_BOARD) is None
+        assert "no physics" in (s.lacked_by(BETAFLIGHT, bench_board) or "")
+    assert fix.needs().arming_checks == ("gps_fix",)

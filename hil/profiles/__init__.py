@@ -17,6 +17,7 @@ from hil.profiles.betaflight import BETAFLIGHT
 from hil.profiles.inav import INAV
 from hil.profiles.model import (
     Arming,
+    ArmingCheck,
     Command,
     Failsafe,
     FirmwareProfile,
@@ -43,6 +44,7 @@ __all__ = [
     "MODE_WORDS",
     "PX4_MULTICOPTER",
     "Arming",
+    "ArmingCheck",
     "Command",
     "Failsafe",
     "FirmwareProfile",

@@ -25,7 +25,7 @@ the ROM's).
 
 from __future__ import annotations
 
-from hil.profiles.model import MSP_REBOOT, Arming, Command, Failsafe, FirmwareProfile
+from hil.profiles.model import MSP_REBOOT, Arming, ArmingCheck, Command, Failsafe, FirmwareProfile
 
 #: Box name -> permanent id (msp_box.c). Ids 9, 10, 14, 16, 18, 21, 22 and 38 belonged to
 #: boxes since removed and are never reused.
@@ -146,6 +146,24 @@ BETAFLIGHT = FirmwareProfile(
             "the ARM switch moves from off to on (a switch already on at boot sets "
             "ARM_SWITCH and does not arm)",
         ),
+        checks={
+            # fc/core.c updateArmingStatus(): while disarmed and gpsRescueIsConfigured()
+            # (flight/gps_rescue_multirotor.c: failsafe_procedure = GPS-RESCUE, or a mode
+            # range for the GPS RESCUE box), ARMING_DISABLED_GPS (MSP name "GPS",
+            # fc/runtime_config.h bit 18) is set unless gps_rescue_allow_arming_without_fix
+            # is ON (default OFF), or there is a fix with at least gps_rescue_min_sats
+            # satellites (default 8, pg/gps_rescue_multirotor.c), or the craft has armed
+            # once since boot (WAS_EVER_ARMED), or the crash-flip box is on.
+            "gps_fix": ArmingCheck(
+                flag="GPS",
+                capability="gps_rescue",
+                until_first_arm=True,
+                when="with GPS Rescue configured (failsafe_procedure = GPS-RESCUE or a GPS RESCUE mode range)",
+                note="a fix with gps_rescue_min_sats (8) satellites, unless "
+                "gps_rescue_allow_arming_without_fix = ON; only until the first arming since boot "
+                "(fc/core.c updateArmingStatus, flight/gps_rescue_multirotor.c gpsRescueIsConfigured)",
+            ),
+        },
     ),
     reboot=Command(
         "msp",
@@ -177,5 +195,8 @@ BETAFLIGHT = FirmwareProfile(
         "Betaflight src/main/flight/failsafe.h",
         "Betaflight src/main/msp/msp.c",
         "Betaflight src/main/cli/cli.c",
+        "Betaflight src/main/fc/core.c",
+        "Betaflight src/main/flight/gps_rescue_multirotor.c",
+        "Betaflight src/main/pg/gps_rescue_multirotor.c",
     ),
 )

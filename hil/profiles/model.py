@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from hil.errors import ConfigError, HilError
-from hil.profiles.vocabulary import ACTION_WORDS, FAILSAFE_KINDS, MODE_WORDS
+from hil.profiles.vocabulary import ACTION_WORDS, ARMING_CHECK_WORDS, FAILSAFE_KINDS, MODE_WORDS
 
 PROTOCOLS = ("mavlink", "msp")
 
@@ -102,11 +102,34 @@ class Failsafe:
 
 
 @dataclass(frozen=True)
+class ArmingCheck:
+    """One condition the firmware checks before it lets the vehicle arm.
+
+    `flag`: how the firmware reports the refusal (an MSP arming-disable flag name, or
+    the text of a pre-arm message). `capability`: what the board must have (see
+    `hil.rig.Board.capabilities`) for the firmware to make the check at all (None:
+    always). `until_first_arm`: the check is made only until the vehicle has armed once
+    since boot, so a scenario relying on it needs a freshly booted firmware. `when`:
+    the condition that `capability` stands for, in words ("with GPS Rescue
+    configured"); `note`: the rest, with the settings that govern it and the source.
+    """
+
+    flag: str
+    capability: str | None = None
+    until_first_arm: bool = False
+    when: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Arming:
     """How the firmware is armed and disarmed.
 
     `force_arm` / `force_disarm`: the COMPONENT_ARM_DISARM param2 that skips the checks
     (None where there is no such thing). `steps` are what a pilot does, in order.
+    `checks`: arming checks a scenario may rely on, by their word in
+    `hil.profiles.vocabulary.ARMING_CHECK_WORDS` (a word missing: the firmware does not
+    refuse arming for that reason, or the profile does not know it does).
     """
 
     method: str
@@ -114,6 +137,13 @@ class Arming:
     force_arm: float | None = None
     force_disarm: float | None = None
     checks_setting: str | None = None
+    checks: Mapping[str, ArmingCheck] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.checks) - set(ARMING_CHECK_WORDS))
+        if unknown:
+            raise ValueError(f"arming checks {unknown} are not words of {sorted(ARMING_CHECK_WORDS)}")
+        object.__setattr__(self, "checks", _frozen(self.checks))
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,6 +287,17 @@ class FirmwareProfile:
     def mode_name(self, number: int) -> str:
         """The firmware's name for a mode number, or `MODE(n)` when unknown."""
         return self._names.get(number, f"MODE({number})")
+
+    def lacks_arming_check(self, word: str, capabilities: frozenset[str] | None = None) -> str | None:
+        """Why a board with this firmware (that can do `capabilities`; None: not asked)
+        will not refuse arming for the reason `word` (None: it will)."""
+        what = ARMING_CHECK_WORDS.get(word, word)
+        check = self.arming.checks.get(word)
+        if check is None:
+            return f"{self.family} ({self.name}) has no arming check of the kind '{word}' ({what}) in its profile"
+        if capabilities is not None and check.capability is not None and check.capability not in capabilities:
+            return f"{self.family} makes the '{word}' arming check only {check.when or 'on some boards'}, and this board is not one ({check.capability!r} is not among its capabilities)"
+        return None
 
     # -- failsafes --------------------------------------------------------------------
     def failsafe(self, kind: str) -> Failsafe | None:

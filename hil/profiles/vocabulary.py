@@ -43,6 +43,14 @@ ACTION_WORDS: Mapping[str, str] = MappingProxyType(
     }
 )
 
+#: Arming checks a scenario may rely on (a profile says which its firmware makes, and
+#: when: `hil.profiles.model.ArmingCheck`).
+ARMING_CHECK_WORDS: Mapping[str, str] = MappingProxyType(
+    {
+        "gps_fix": "arming is refused without a GPS fix with enough satellites",
+    }
+)
+
 #: Kinds of failsafe a profile describes.
 FAILSAFE_KINDS: Mapping[str, str] = MappingProxyType(
     {

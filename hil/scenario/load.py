@@ -18,7 +18,7 @@ from typing import Any
 
 from hil.errors import ScenarioError
 from hil.profiles import firmware_mode_names, profile_names
-from hil.profiles.vocabulary import MODE_WORDS
+from hil.profiles.vocabulary import ARMING_CHECK_WORDS, MODE_WORDS
 from hil.scenario.model import (
     BATTERY_PARAMS,
     BOARD_CLASSES,
@@ -45,7 +45,7 @@ from hil.scenario.model import (
 __all__ = ["MAX_DURATION_S", "load_scenario", "parse_scenario"]
 
 _TOP_KEYS = ("scenario", "setup", "injection", "expect", "limits")
-_SCENARIO_KEYS = ("name", "description", "applies_to", "duration", "seed")
+_SCENARIO_KEYS = ("name", "description", "applies_to", "duration", "seed", "arming_checks")
 _SETUP_KEYS = ("mode", "altitude", "fly_to", "armed", "params", "wind", "battery")
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PARAM_NAME_RE = re.compile(r"[A-Z][A-Z0-9_]{0,15}")
@@ -226,6 +226,7 @@ class _Parser:
             )
         duration = self.value(head, "duration", "[scenario]", _POSITIVE)
         seed = self.value(head, "seed", "[scenario]", ParamSpec(int, default=0, min=0))
+        arming_checks = self.arming_checks(head)
 
         if "setup" not in top:
             raise self.error("[setup]", "missing; it needs at least mode and altitude")
@@ -273,6 +274,7 @@ class _Parser:
             injections=injections,
             expectations=expectations,
             limits=limits,
+            arming_checks=arming_checks,
         )
 
     def limits(self, raw: Any) -> tuple[Limit, ...]:
@@ -319,6 +321,18 @@ class _Parser:
         if not (math.isfinite(scale) and math.isfinite(offset)) or scale <= 0:
             raise self.error(where, f"{_show(value)}: the factor must be a positive finite number")
         return BoardTime(m.group("name"), scale, offset)
+
+    def arming_checks(self, head: Mapping[str, Any]) -> tuple[str, ...]:
+        """``[scenario].arming_checks``: the firmware's arming checks the scenario relies on."""
+        where = "[scenario].arming_checks"
+        value = head.get("arming_checks", [])
+        allowed = ", ".join(ARMING_CHECK_WORDS)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(where, f"must be a list of arming check words ({allowed}), got {_show(value)}")
+        for word in value:
+            if word not in ARMING_CHECK_WORDS:
+                raise self.error(where, f"{_show(word)} is not an arming check word; words: {allowed}")
+        return tuple(dict.fromkeys(value))
 
     def applies_to(self, head: Mapping[str, Any]) -> tuple[str, ...]:
         where = "[scenario].applies_to"

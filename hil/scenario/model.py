@@ -648,6 +648,9 @@ class Needs:
     capabilities: tuple[str, ...] = ()
     #: The setup's settings, in ArduCopter's names (see `hil.profiles.translate`).
     settings: tuple[tuple[str, float], ...] = ()
+    #: Arming checks the scenario relies on (words of
+    #: `hil.profiles.vocabulary.ARMING_CHECK_WORDS`, the file's `[scenario].arming_checks`).
+    arming_checks: tuple[str, ...] = ()
 
     def lacking(self, profile: FirmwareProfile, capabilities: frozenset[str] | None = None) -> list[str]:
         """Why the firmware of `profile` (on a board that can do `capabilities`; None: do
@@ -656,6 +659,7 @@ class Needs:
         reasons += translate_settings(dict(self.settings), profile, self.injections)[1]
         if capabilities is not None:
             reasons += [CAPABILITY_REASONS[c] for c in self.capabilities if c not in capabilities]
+        reasons += [r for w in self.arming_checks if (r := profile.lacks_arming_check(w, capabilities)) is not None]
         return reasons
 
 
@@ -669,6 +673,7 @@ CAPABILITY_REASONS: Mapping[str, str] = MappingProxyType(
         "link_statistics": "the scenario reads the RC link quality, and no receiver on this board reports it",
         "gnss": "the scenario needs a GPS whose sky is the harness's GNSS model (GPS threats, flying home), and this board has none",
         "failsafe_mode": "the scenario expects the FAILSAFE mode (a failsafe procedure that lands or drops), and this board's procedure is another (GPS Rescue)",
+        "gps_rescue": "the scenario needs a board whose failsafe procedure is GPS Rescue, and this board's is another",
     }
 )
 
@@ -687,6 +692,8 @@ class Scenario:
     injections: tuple[Injection, ...]
     expectations: tuple[Expectation, ...]
     limits: tuple[Limit, ...] = ()
+    #: Arming checks of the firmware the scenario relies on (see `Needs.arming_checks`).
+    arming_checks: tuple[str, ...] = ()
 
     def injection(self, injection_id: str) -> Injection:
         """The injection with that id (KeyError if none)."""
@@ -712,7 +719,7 @@ class Scenario:
         if "FAILSAFE" in modes[1:]:  # an expected mode, not the setup's
             caps.append("failsafe_mode")
         settings = tuple((str(k), float(v)) for k, v in self.setup.params.items())
-        return Needs(tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(kinds)), tuple(caps), settings)
+        return Needs(tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(kinds)), tuple(caps), settings, self.arming_checks)
 
     def lacked_by(self, profile: FirmwareProfile, capabilities: frozenset[str] | None = None) -> str | None:
         """Why a board whose firmware is `profile` (and that can do `capabilities`, see

@@ -197,6 +197,13 @@ class MspFlight:
     def bring_up(self, scenario: Scenario, capture: Any = None) -> None:
         """The loop running and the board armable but for its switch, the recorder on,
         and a first status report in hand (the timeline must know the state at its start)."""
+        first_arm = [w for w in scenario.arming_checks if (c := self.profile.arming.checks.get(w)) and c.until_first_arm]
+        if first_arm:
+            # The firmware makes these checks only until its first arming since boot, and
+            # an earlier scenario may have armed it: start it afresh.
+            self.board.lifecycle.power_cycle(f"the {', '.join(first_arm)} arming check needs a firmware not armed since boot")
+            self.ap.reopen()
+            self.session.notes.append(f"restarted before the run: the {', '.join(first_arm)} arming check is made only until the first arming since boot")
         loop = self.loop = self.session.start_loop(loop_config_for(scenario))
         recorder = self.recorder = _MspRecorder(self.session, loop)
         loop.event_hooks.append(recorder.on_sim_event)

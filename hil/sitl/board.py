@@ -123,7 +123,9 @@ class BetaflightSitlBoard(Board):
             #: modes apply (hil.scenario.model.Needs).
             #: Its stage 2 is GPS Rescue (GPS_SETTINGS): the GPS RESCUE mode, not FAILSAFE
             #: (flight/failsafe.c), so scenarios expecting FAILSAFE do not apply.
-            self.capabilities = (self.capabilities | {"gnss"}) - {"failsafe_mode"}
+            #: GPS Rescue configured: Betaflight refuses arming without a fix (the profile's
+            #: "gps_fix" arming check).
+            self.capabilities = (self.capabilities | {"gnss", "gps_rescue"}) - {"failsafe_mode"}
         self.sitl: BetaflightSitl | None = None
         self._host_lock: BoardLock | None = None
         #: Set by a session that changed the configuration: the next one starts clean.
