@@ -86,6 +86,16 @@ class LoopTiming:
     latency_p50_us: float
     scheduler: str
 
+    def measurements(self) -> dict[str, object]:
+        """The figures a scenario's measurements keep."""
+        return {
+            "state_rate_hz": self.sent / self.seconds,
+            "state_jitter_p99_us": self.send_jitter_p99_us,
+            "motor_rate_hz": self.motor_rate_hz,
+            "motor_period_p99_us": self.motor_period_p99_us,
+            "loop_scheduler": self.scheduler,
+        }
+
     def lines(self) -> list[str]:
         return [
             f"state sent at {self.sent / self.seconds:.0f}/s for {self.seconds:.1f} s "

@@ -990,13 +990,7 @@ class ProcessLoop:
         if not self.link.physics:
             return self.request("report", since_s)
         timing = self.timing(since_s=since_s)
-        return timing.lines(), {
-            "state_rate_hz": timing.sent / timing.seconds,
-            "state_jitter_p99_us": timing.send_jitter_p99_us,
-            "motor_rate_hz": timing.motor_rate_hz,
-            "motor_period_p99_us": timing.motor_period_p99_us,
-            "loop_scheduler": timing.scheduler,
-        }
+        return timing.lines(), timing.measurements()
 
 
 if __name__ == "__main__":
