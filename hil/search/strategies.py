@@ -393,6 +393,8 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
     head["duration"] = scenario.duration
     if scenario.seed:
         head["seed"] = scenario.seed
+    if scenario.arming_checks:
+        head["arming_checks"] = list(scenario.arming_checks)
     s = scenario.setup
     setup: dict[str, Any] = {}
     if not s.armed:
