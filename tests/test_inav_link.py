@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 import pytest
 
@@ -16,20 +15,10 @@ from hil.codecs.msp_simulator import (
     SimulatorRequest,
 )
 from hil.errors import LinkError
+from hil.sim.betaflight_loop import BetaflightLoopConfig
 from hil.sim.inav_link import InavMspSimulatorLink
 from hil.sim.plant import Plant
 from hil.sim.simlink import LINKS, SimulatorLink
-
-
-@dataclass
-class _Config:
-    seed: int = 0
-    rc_rate_hz: float = 50.0
-    battery_cells: int = 4
-    battery_capacity_mah: float = 1500.0
-    wind_speed: float = 0.0
-    wind_direction: float = 0.0
-    wind_gust: float = 0.0
 
 
 class FakeInav:
@@ -88,7 +77,7 @@ class FakeInav:
 
 
 def _plant() -> Plant:
-    return Plant.for_betaflight(_Config())
+    return Plant.for_betaflight(BetaflightLoopConfig())
 
 
 def _link(fake: FakeInav, **kw) -> InavMspSimulatorLink:

@@ -20,7 +20,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from hil import children, geo
 from hil.codecs import msp
 from hil.codecs.inav_msp import MSP2_INAV_STATUS, MSP_ALTITUDE, Altitude, InavStatus
 from hil.profiles.inav import HITL_SETUP_CLI, HITL_START_AFTER_BOOT_S, INAV
+from hil.sim.betaflight_loop import BetaflightLoopConfig
 from hil.sim.inav_link import InavMspSimulatorLink
 from hil.sim.plant import Plant
 from hil.sitl.netns import NetNamespace, namespaces_available
@@ -40,17 +40,6 @@ pytestmark = pytest.mark.skipif(
 )
 UART1, UART2 = 5760, 5761
 MSP_RAW_GPS = 106
-
-
-@dataclass
-class _Config:
-    seed: int = 0
-    rc_rate_hz: float = 50.0
-    battery_cells: int = 4
-    battery_capacity_mah: float = 1500.0
-    wind_speed: float = 0.0
-    wind_direction: float = 0.0
-    wind_gust: float = 0.0
 
 
 def _connect(ip: str, port: int, within: float) -> socket.socket:
@@ -188,7 +177,7 @@ def _run(link: InavMspSimulatorLink, plant: Plant, seconds: float, until: Callab
 
 def test_inav_sitl_in_hitl_at_rest_then_armed(inav_sitl: str) -> None:
     ip = inav_sitl
-    plant = Plant.for_betaflight(_Config())
+    plant = Plant.for_betaflight(BetaflightLoopConfig())
     plant.rc_channels[:] = InavMspSimulatorLink.rc_idle  # what the closed loop does
     plant.vehicle.reset(yaw=math.radians(30.0))
     link = InavMspSimulatorLink(f"socket://{ip}:{UART2}", rc_over_simulator=True)
@@ -304,7 +293,7 @@ def test_inav_sitl_corrects_a_held_vehicle_the_right_way(inav_sitl: str) -> None
     difference is compared with the one just before, level and still, so an axis fed
     with the wrong sign or motors in the wrong places fail by sign, not by timing."""
     ip = inav_sitl
-    plant = Plant.for_betaflight(_Config())
+    plant = Plant.for_betaflight(BetaflightLoopConfig())
     plant.rc_channels[:] = InavMspSimulatorLink.rc_idle  # what the closed loop does
     plant.imu.accel_noise = plant.imu.gyro_noise = 0.0
     v = plant.vehicle
