@@ -321,7 +321,7 @@ def timing_error(periods: int = 4000, runs: int = 3, rig_path=None, log: Log = _
                 ):
                     ap.set_param(name, value)
                 loop = mavlink_loop(ap, SimConfig(rate_hz=rate, lockstep=True, seed=seed))
-                stamps = loop.actuator_time_us
+                stamps = loop.link.answer_log.board_us  # grows as the loop takes answers
                 wanted = periods + 3
                 loop.link.open()
                 try:

@@ -69,3 +69,21 @@ def test_real_time_mode_paces_itself_by_the_wall_clock(board_session):
     # Paced, not free-running: a lockstep loop would do thousands of steps in a second.
     assert 50 <= loop.steps <= rate * wall * 1.2
     assert board_session.autopilot.vehicle_time > 0.2
+
+
+def test_answer_log_pairs_only_answers_whose_sample_time_is_known_and_stops_at_its_limit():
+    from hil.sim.simlink import AnswerLog
+
+    log = AnswerLog(limit=3)
+    log.add(100, sent_ns=10, read_ns=15)
+    log.add(200)  # its sample's send time unknown: a board stamp, no pair
+    log.add(300, sent_ns=30, read_ns=38)
+    log.add(400, sent_ns=40, read_ns=44)  # over the limit: dropped
+    stamps = log.stamps()
+    assert stamps.board_us.tolist() == [100, 200, 300]
+    assert stamps.sent_ns.tolist() == [10, 30] and stamps.read_ns.tolist() == [15, 38]
+    assert log.read_times_ns().tolist() == [15, 38]
+    # A copy: what a reader holds does not move when the log grows.
+    log.limit = 10
+    log.add(500, sent_ns=50, read_ns=51)
+    assert stamps.board_us.tolist() == [100, 200, 300] and len(log) == 4

@@ -68,7 +68,7 @@ def _fly(rig_path: Path, tmp_path: Path, seed: int) -> dict:
             sim = session.sim
             assert sim is not None
             truth = sim.truth.values().tolist()
-            answers = list(sim.actuator_time_us)
+            answers = sim.answer_stamps().board_us.tolist()
     finally:
         rig.stop()
     assert result.error is None, result.error

@@ -4,8 +4,8 @@ limit asks of the board: unit cases, then runs on the virtual board through the 
 from __future__ import annotations
 
 import time
-from array import array
 
+import numpy as np
 import pytest
 
 from hil.mavlink.dialect import mavlink
@@ -15,6 +15,7 @@ from hil.scenario.load import load_scenario
 from hil.scenario.runner import ScenarioResult, run_scenario
 from hil.scenario.timeline import RecorderBase, Timeline
 from hil.sim.loop import SimConfig, mavlink_loop
+from hil.sim.simlink import AnswerStamps
 from hil.timeout import Deadline
 from tests.test_scenario_limits import _scenario
 
@@ -64,9 +65,14 @@ class _Ap:
 
 class _Loop:
     def __init__(self, sent, read, stamps):
-        self.sample_sent_ns = array("q", sent)
-        self.answer_read_ns = array("q", read)
-        self.actuator_time_us = stamps
+        self._stamps = AnswerStamps(
+            board_us=np.array(stamps, dtype=np.int64),
+            sent_ns=np.array(sent, dtype=np.int64),
+            read_ns=np.array(read, dtype=np.int64),
+        )
+
+    def answer_stamps(self):
+        return self._stamps
 
 
 def test_host_latencies_from_logged_commands_and_answered_samples():
@@ -120,7 +126,7 @@ def test_a_real_time_board_clock_is_aligned_and_its_answers_placed_on_the_host_c
     loop.start()
     try:
         deadline = Deadline(10.0)
-        while len(loop.actuator_time_us) < 200:
+        while len(loop.link.answer_log) < 200:
             assert loop.error is None, loop.error
             assert not deadline.expired, "no 200 answers from the virtual board in real time within 10 s"
             time.sleep(0.05)

@@ -9,6 +9,7 @@ from hil.scenario.limits import failsafe_latency, judge
 from hil.scenario.load import parse_scenario
 from hil.scenario.runner import ScenarioResult
 from hil.scenario.timeline import Timeline
+from hil.sim.simlink import AnswerLog
 
 
 def _scenario(limits: dict):
@@ -45,8 +46,14 @@ def test_bad_limits_are_refused_with_the_key(limits, message):
 
 class _Loop:
     def __init__(self, stamps, rate):
-        self.actuator_time_us = stamps
+        log = AnswerLog()
+        for s in stamps:
+            log.add(s)
+        self._log = log
         self.config = type("C", (), {"rate_hz": rate})()
+
+    def answer_stamps(self):
+        return self._log.stamps()
 
 
 def _result(sc, events):
@@ -93,12 +100,16 @@ def test_loop_stamps_come_from_the_loops_public_timing():
 
     config = SimpleNamespace(rate_hz=400.0)
     # A MAVLink closed loop: the board's own stamps, in us.
-    mavlink = SimpleNamespace(config=config, actuator_time_us=[0, 2500, 5000, 7500])
+    log = AnswerLog()
+    for s in (0, 2500, 5000, 7500):
+        log.add(s)
+    mavlink = SimpleNamespace(config=config, answer_stamps=log.stamps)
     stamps, rate, resolution = loop_stamps_us(mavlink)
     assert list(stamps) == [0, 2500, 5000, 7500] and rate == 400.0 and resolution == 1.0
     # A real-time loop without them (Betaflight SITL): its motor packets' arrival, in ns.
     arrivals = np.array([1_000_000, 3_500_000, 6_000_000], dtype=np.int64)
-    realtime = SimpleNamespace(config=config, motor_times_ns=lambda: arrivals)
+    realtime = SimpleNamespace(config=config, answer_stamps=lambda: None, motor_times_ns=lambda: arrivals)
     stamps, rate, resolution = loop_stamps_us(realtime)
     assert list(stamps) == [1000.0, 3500.0, 6000.0] and resolution == 0.001
-    assert loop_stamps_us(SimpleNamespace(config=config, motor_times_ns=lambda: arrivals[:2])) is None
+    short = SimpleNamespace(config=config, answer_stamps=lambda: None, motor_times_ns=lambda: arrivals[:2])
+    assert loop_stamps_us(short) is None

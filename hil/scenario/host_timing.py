@@ -176,17 +176,10 @@ class HostTiming:
         ]
 
     def _pairs(self) -> tuple[np.ndarray, np.ndarray] | None:
-        loop = self.loop
-        sent = getattr(loop, "sample_sent_ns", None)
-        read = getattr(loop, "answer_read_ns", None)
-        if sent is None or read is None:
+        stamps = self.loop.answer_stamps()
+        if stamps is None or stamps.sent_ns.size < 3:
             return None
-        n = min(len(sent), len(read))
-        if n < 3:
-            return None
-        # Slices copy the arrays at once (the loop may still be appending to them); a
-        # numpy view of a growing array would stop it from growing.
-        return np.array(sent[:n], dtype=np.int64), np.array(read[:n], dtype=np.int64)
+        return stamps.sent_ns, stamps.read_ns
 
     def _sensor_actuator_latency(self) -> list[Measurement]:
         pairs = self._pairs()
@@ -232,12 +225,10 @@ class HostTiming:
         return out
 
     def _answer_board_times(self) -> tuple[np.ndarray, np.ndarray] | None:
-        pairs = self._pairs()
-        stamps = getattr(self.loop, "actuator_time_us", None)
-        if pairs is None or stamps is None or len(stamps) != pairs[0].size:
+        stamps = self.loop.answer_stamps()
+        if stamps is None or stamps.sent_ns.size < 3 or stamps.board_us.size != stamps.sent_ns.size:
             return None  # not one stamp per paired answer: cannot tell which belongs to which
-        board = np.asarray(stamps, dtype=np.float64)
-        return pairs[0].astype(np.float64), board
+        return stamps.sent_ns.astype(np.float64), stamps.board_us.astype(np.float64)
 
     def summary(self) -> dict[str, Any]:
         return {

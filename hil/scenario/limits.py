@@ -27,16 +27,14 @@ from hil.timing import Measurement, loop_stats
 
 def loop_stamps_us(loop) -> tuple[np.ndarray, float, float] | None:
     """(per-loop stamps in us, nominal rate Hz, stamp resolution us) from a closed loop."""
-    stamps = getattr(loop, "actuator_time_us", None)
+    stamps = loop.answer_stamps()
     if stamps is not None:
-        if len(stamps) < 3:
+        if stamps.board_us.size < 3:
             return None
-        return np.asarray(stamps, dtype=np.float64), float(loop.config.rate_hz), 1.0
-    motor_times_ns = getattr(loop, "motor_times_ns", None)
-    if motor_times_ns is not None:
-        motor = motor_times_ns()
-        if len(motor) >= 3:
-            return np.asarray(motor, dtype=np.float64) / 1000.0, float(loop.config.rate_hz), 0.001
+        return stamps.board_us.astype(np.float64), float(loop.config.rate_hz), 1.0
+    motor = loop.motor_times_ns()
+    if len(motor) >= 3:
+        return np.asarray(motor, dtype=np.float64) / 1000.0, float(loop.config.rate_hz), 0.001
     return None
 
 

@@ -53,7 +53,6 @@ import logging
 import select
 import socket
 import time
-from array import array
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -68,7 +67,7 @@ from hil.codecs.ardupilot_json import (
     encode_state_line,
 )
 from hil.errors import BoardNotAnswering, LinkError
-from hil.sim.simlink import Motors, register
+from hil.sim.simlink import AnswerLog, AnswerStamps, Motors, register
 
 if TYPE_CHECKING:
     from hil.sim.plant import Plant
@@ -83,7 +82,6 @@ _MAX_DATAGRAM = 2048
 #: Packets of other shapes we log before going quiet about them.
 _BAD_PACKETS_LOGGED = 5
 _ZERO: Motors = (0.0, 0.0, 0.0, 0.0)
-_MAX_STAMPS = 2_000_000
 #: Chunks of ArduPilot's GPS-bound bytes read per fix at most.
 _GPS_READS = 16
 #: What SITL sees of our plant: injections that act on parts it computes itself (its
@@ -171,9 +169,7 @@ class ArduPilotJsonLink:
         self._was_armed: bool | None = None
         #: Simulation time of every frame SITL answered (in lockstep its main loop runs
         #: once per frame, at our stamp), and the host clock of each exchange.
-        self.actuator_time_us: list[int] = []  # a list: a numpy view of an array would pin it
-        self.sample_sent_ns = array("q")
-        self.answer_read_ns = array("q")
+        self.answer_log = AnswerLog()
         self._sent_ns = 0
 
     def attach(
@@ -205,9 +201,10 @@ class ArduPilotJsonLink:
         return self.rc_emulator.rate_hz if self.rc_emulator is not None else 50.0
 
     def motor_times_ns(self):
-        import numpy as np
+        return self.answer_log.read_times_ns()
 
-        return np.array(self.answer_read_ns, dtype=np.int64)
+    def answer_stamps(self) -> AnswerStamps:
+        return self.answer_log.stamps()
 
     def latencies_ns(self):
         import numpy as np
@@ -281,10 +278,7 @@ class ArduPilotJsonLink:
         while True:
             packet = self._take(self._wait_packets(deadline - time.monotonic(), what))
             if packet is not None:
-                if len(self.actuator_time_us) < _MAX_STAMPS:
-                    self.actuator_time_us.append(t_us)
-                    self.sample_sent_ns.append(self._sent_ns)
-                    self.answer_read_ns.append(time.monotonic_ns())
+                self.answer_log.add(t_us, self._sent_ns, time.monotonic_ns())
                 return self._motors(packet)
 
     def _motors(self, packet: ServoPacket) -> Motors:

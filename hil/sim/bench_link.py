@@ -142,6 +142,10 @@ class BenchLink:
     def motor_times_ns(self) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
 
+    def answer_stamps(self) -> None:
+        """A board on the bench answers no samples."""
+        return None
+
     def latencies_ns(self) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
 

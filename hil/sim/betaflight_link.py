@@ -217,6 +217,10 @@ class BetaflightUdpLink:
         """State send -> motor arrival, ns, per motor packet (kernel stamps), oldest first."""
         return self._latency_ns.values()
 
+    def answer_stamps(self) -> None:
+        """Betaflight SITL's motor packets do not say which state packet they answer."""
+        return None
+
     # -- the state stamp ---------------------------------------------------------------
     def stamp(self, now_ns: int) -> float:
         """The state packet's timestamp: wall-clock seconds since the link opened, plus

@@ -339,6 +339,10 @@ class InavMspSimulatorLink:
         """When each motor answer (MSP_MOTOR) arrived, host monotonic ns, oldest first."""
         return self._answer_ns.values()
 
+    def answer_stamps(self) -> None:
+        """INAV's MSP_SIMULATOR answers carry no sample stamp."""
+        return None
+
     def latencies_ns(self) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
 

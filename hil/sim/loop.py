@@ -30,7 +30,7 @@ from hil.sim.mavlink_hil_link import MavlinkHilLink
 from hil.sim.pilot import AltitudePilot
 from hil.sim.plant import Plant
 from hil.sim.realtime import LoopTiming, Ring, loop_timing, make_realtime
-from hil.sim.simlink import Motors, SimulatorLink
+from hil.sim.simlink import AnswerStamps, Motors, SimulatorLink
 from hil.sim.vehicle import Quadrotor
 
 log = logging.getLogger(__name__)
@@ -205,18 +205,9 @@ class ClosedLoop(InjectionSchedule):
         return self._missed
 
     # -- what the link measured --------------------------------------------------------
-    @property
-    def actuator_time_us(self) -> list[int]:
-        """The board's stamp of every answer taken (see `MavlinkHilLink`)."""
-        return self.link.actuator_time_us
-
-    @property
-    def sample_sent_ns(self):
-        return self.link.sample_sent_ns
-
-    @property
-    def answer_read_ns(self):
-        return self.link.answer_read_ns
+    def answer_stamps(self) -> AnswerStamps | None:
+        """The link's stamps of every answer so far (None: its answers name no sample)."""
+        return self.link.answer_stamps()
 
     def motor_times_ns(self) -> np.ndarray:
         """When each answer to a sample (the board's motor outputs) was read, host

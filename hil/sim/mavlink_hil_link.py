@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -28,13 +27,12 @@ from hil.errors import BoardNotAnswering
 from hil.mavlink.dialect import UINT16_MAX, mavlink
 from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, HotCodec, arrival_ns
 from hil.mavlink.uart_marker import pack_marker
-from hil.sim.simlink import Motors, register
+from hil.sim.simlink import AnswerLog, AnswerStamps, Motors, register
 
 if TYPE_CHECKING:
     from hil.autopilot.mavlink import MavlinkAutopilot
     from hil.sim.plant import Plant
 
-_MAX_STAMPS = 2_000_000  # ~80 min at 400 Hz: bounded memory in long runs
 _ALL_FIELDS = 0x1FFF  # accel, gyro, mag, abs/diff pressure, pressure alt, temperature
 _ARMED = mavlink.MAV_MODE_FLAG_SAFETY_ARMED
 _ACTUATORS = HIL_ACTUATOR_CONTROLS.light  # the class of the answers the fast path decodes
@@ -101,13 +99,10 @@ class MavlinkHilLink:
         #: Bytes written to each receiver UART in this step, announced by a marker
         #: before the step's sample (lockstep only; see hil.mavlink.uart_marker).
         self._uart_written: dict[str, int] = {}
-        #: time_usec of every HIL_ACTUATOR_CONTROLS taken: the board's own per-loop stamps
-        #: (its sample times in plain lockstep, its loop clock with a loop-time model).
-        self.actuator_time_us: list[int] = []
-        #: Host clock (monotonic ns) of each answered sample: when its bytes were written,
-        #: and when the answer's bytes were read; parallel arrays, one entry per answer.
-        self.sample_sent_ns = array("q")
-        self.answer_read_ns = array("q")
+        #: Every HIL_ACTUATOR_CONTROLS taken: its time_usec, the board's own per-loop stamp
+        #: (its sample times in plain lockstep, its loop clock with a loop-time model), and
+        #: when its sample's bytes were written and its own bytes read (host clock).
+        self.answer_log = AnswerLog()
         self._sent_ns: dict[int, int] = {}
         self._motors: Motors = _STOPPED
 
@@ -173,9 +168,10 @@ class MavlinkHilLink:
 
     def motor_times_ns(self):
         """When each answer was read, host monotonic ns, oldest first."""
-        import numpy as np
+        return self.answer_log.read_times_ns()
 
-        return np.array(self.answer_read_ns, dtype=np.int64)
+    def answer_stamps(self) -> AnswerStamps:
+        return self.answer_log.stamps()
 
     # -- lockstep answers --------------------------------------------------------------
     def _await_actuators(self, t_us: int) -> Motors:
@@ -212,14 +208,8 @@ class MavlinkHilLink:
             backlog.extend(conn.read_messages(remaining))
 
     def _take_actuators(self, msg, sample_us: int | None = None) -> Motors:
-        stamps = self.actuator_time_us
-        if len(stamps) < _MAX_STAMPS:
-            stamps.append(msg.time_usec)
-            if sample_us is not None:
-                sent = self._sent_ns.pop(sample_us, 0)
-                if sent:
-                    self.sample_sent_ns.append(sent)
-                    self.answer_read_ns.append(arrival_ns(msg, 0) or _monotonic_ns())
+        sent = self._sent_ns.pop(sample_us, 0) if sample_us is not None else 0
+        self.answer_log.add(msg.time_usec, sent, (arrival_ns(msg, 0) or _monotonic_ns()) if sent else 0)
         if msg.mode & _ARMED:
             c = msg.controls
             return (c[0], c[1], c[2], c[3])

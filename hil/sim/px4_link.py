@@ -40,7 +40,6 @@ import logging
 import select
 import socket
 import time
-from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,7 +49,7 @@ from hil.errors import BoardNotAnswering, LinkError
 from hil.mavlink.dialect import GCS_SYSTEM_ID, SIM_COMPONENT_ID, UINT16_MAX, mavlink, new_codec
 from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, FrameReader, HotCodec
 from hil.sim.mavlink_hil_link import gnss_fields, period_us
-from hil.sim.simlink import Motors, register
+from hil.sim.simlink import AnswerLog, AnswerStamps, Motors, register
 
 if TYPE_CHECKING:
     from hil.sim.plant import Plant
@@ -70,7 +69,6 @@ _READ = 65536
 _STALL_S = 0.5
 _monotonic = time.monotonic
 _monotonic_ns = time.monotonic_ns
-_MAX_STAMPS = 2_000_000
 _GCS_HEARTBEAT = mavlink.MAVLink_heartbeat_message(
     mavlink.MAV_TYPE_GCS, mavlink.MAV_AUTOPILOT_INVALID, 0, 0, mavlink.MAV_STATE_ACTIVE, 3
 )
@@ -239,10 +237,8 @@ class Px4TcpLink:
         self._next_rc = 0
         self._next_gcs = 0
         #: The board's stamp of every answer, and the host clock (monotonic ns) of each
-        #: answered sample's write and of its answer's read (parallel arrays).
-        self.actuator_time_us: list[int] = []
-        self.sample_sent_ns = array("q")
-        self.answer_read_ns = array("q")
+        #: answered sample's write and of its answer's read.
+        self.answer_log = AnswerLog()
         self._sent_ns: dict[int, int] = {}
         self._conn: socket.socket | None = None
         self._latest: Motors | None = None  # the newest answer taken
@@ -285,9 +281,10 @@ class Px4TcpLink:
 
     def motor_times_ns(self):
         """When each answer was read, host monotonic ns, oldest first."""
-        import numpy as np
+        return self.answer_log.read_times_ns()
 
-        return np.array(self.answer_read_ns, dtype=np.int64)
+    def answer_stamps(self) -> AnswerStamps:
+        return self.answer_log.stamps()
 
     def send(self, t_us: int, plant: Plant) -> None:
         """HIL_SENSOR for `t_us`, after the RC and GPS frames that are due (and the GCS
@@ -359,14 +356,8 @@ class Px4TcpLink:
 
     def _take(self, answer: tuple[int, int, Motors, int], sample_us: int | None) -> Motors:
         stamp, _, motors, read_ns = answer
-        stamps = self.actuator_time_us
-        if len(stamps) < _MAX_STAMPS:
-            stamps.append(stamp)
-            if sample_us is not None:
-                sent = self._sent_ns.pop(sample_us, 0)
-                if sent:
-                    self.sample_sent_ns.append(sent)
-                    self.answer_read_ns.append(read_ns)
+        sent = self._sent_ns.pop(sample_us, 0) if sample_us is not None else 0
+        self.answer_log.add(stamp, sent, read_ns)
         self._latest = motors
         return motors
 

@@ -986,6 +986,11 @@ class ProcessLoop:
     def motor_times_ns(self) -> np.ndarray:
         return self._series()["motor"]
 
+    def answer_stamps(self) -> None:
+        """The loop in its own process runs real-time links only: their answers name no
+        sample."""
+        return None
+
     def report(self, since_s: float = 1.0) -> tuple[list[str], dict[str, object]]:
         if not self.link.physics:
             return self.request("report", since_s)

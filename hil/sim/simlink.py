@@ -27,13 +27,73 @@ firmware is disarmed.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
 
 if TYPE_CHECKING:
     from hil.sim.plant import Plant
 
 Motors = tuple[float, float, float, float]
+
+#: Answers an `AnswerLog` keeps (~80 min at 400 Hz): bounded memory in long runs.
+MAX_ANSWERS = 2_000_000
+
+
+@dataclass(frozen=True)
+class AnswerStamps:
+    """A copy of what a link stamped on the answers it took, oldest first.
+
+    ``board_us``: the firmware's own time stamp of each answer (us; for a lockstep link,
+    the sample time it answered). ``sent_ns`` and ``read_ns``: for each answer that could
+    be paired with its sample, when the sample was sent and when the answer was read
+    (host monotonic ns), index by index.
+    """
+
+    board_us: np.ndarray
+    sent_ns: np.ndarray
+    read_ns: np.ndarray
+
+
+class AnswerLog:
+    """The per-answer stamps of a link whose answers name the sample they answer.
+
+    Appends are cheap (a list and two ``array('q')``); `stamps` copies at once, so a
+    reader never holds a view of arrays the loop is still growing.
+    """
+
+    def __init__(self, limit: int = MAX_ANSWERS) -> None:
+        self.limit = limit
+        self.board_us: list[int] = []
+        self.sent_ns = array("q")
+        self.read_ns = array("q")
+
+    def __len__(self) -> int:
+        return len(self.board_us)
+
+    def add(self, board_us: int, sent_ns: int = 0, read_ns: int = 0) -> None:
+        """One answer; ``sent_ns`` 0 when its sample's send time is not known."""
+        if len(self.board_us) >= self.limit:
+            return
+        self.board_us.append(board_us)
+        if sent_ns:
+            self.sent_ns.append(sent_ns)
+            self.read_ns.append(read_ns)
+
+    def read_times_ns(self) -> np.ndarray:
+        """When each paired answer was read (host monotonic ns), a copy."""
+        return np.array(self.read_ns, dtype=np.int64)
+
+    def stamps(self) -> AnswerStamps:
+        n = min(len(self.sent_ns), len(self.read_ns))
+        return AnswerStamps(
+            board_us=np.array(self.board_us, dtype=np.int64),
+            sent_ns=np.array(self.sent_ns[:n], dtype=np.int64),
+            read_ns=np.array(self.read_ns[:n], dtype=np.int64),
+        )
 
 
 @runtime_checkable
@@ -71,6 +131,10 @@ class SimulatorLink(Protocol):
 
     def motor_times_ns(self) -> Any:
         """Host monotonic ns at which each answer arrived, oldest first (numpy int64)."""
+
+    def answer_stamps(self) -> AnswerStamps | None:
+        """The stamps of every answer so far (see `AnswerStamps`); None for a link whose
+        answers do not name the sample they answer (real-time links, the bench)."""
 
 
 #: Link classes by name; a link module registers its class with `register`.
