@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from hil.errors import EXIT_BOARD, EXIT_USAGE
+from hil.rig import BUILTIN_BOARD_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +104,7 @@ def _rig(tmp_path: Path, board: str) -> Path:
 @pytest.mark.parametrize(
     ("board", "key", "allowed"),
     [
-        ("type = 'warp'\nusb_serial = 'X'\n", ".type", "is not one of: ardupilot-sitl, betaflight, betaflight-sitl, labgrid, mavlink, px4-sitl, virtual"),
+        ("type = 'warp'\nusb_serial = 'X'\n", ".type", "is not one of: " + ", ".join(sorted(BUILTIN_BOARD_TYPES))),
         ("type = ['virtual']\nusb_serial = 'X'\n", ".type", "is not one of"),
         ("type = 'virtual'\nusb_serial = 'X'\nboard_id = 'abc'\n", ".board_id = 'abc'", "a whole number from 0"),
         ("type = 'mavlink'\nurl = 'tcp:127.0.0.1:5760'\nbaud = 'fast'\n", ".baud = 'fast'", "bits per second"),
