@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -431,9 +432,12 @@ def check_builds(board, baseline: Build, candidate: Build) -> tuple[Build, Build
     from hil.profiles.ardupilot import read_param_file
 
     takes_builds = getattr(board, "use_build", None) is not None
+    runs_executables = takes_builds or getattr(board, "use_executable", None) is not None
     for role, build in (("baseline", baseline), ("candidate", candidate)):
         if build.image is not None and not Path(build.image).is_file():
             raise ConfigError(f"{role}: image {build.image} does not exist")
+        if build.image is not None and runs_executables and not os.access(build.image, os.X_OK):
+            raise ConfigError(f"{role}: {build.image} is not executable (a SITL board runs the build)")
         if build.defaults and not takes_builds:
             raise ConfigError(_no_defaults(board))
         for path in build.defaults:

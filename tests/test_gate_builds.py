@@ -170,6 +170,15 @@ def test_bad_defaults_on_an_ardupilot_board_are_one_line(tmp_path, capsys, which
     assert not (tmp_path / "state" / "ap" / "sitl.log").exists()  # refused before SITL started
 
 
+def test_a_candidate_that_is_not_executable_is_refused_before_anything_flies(tmp_path, capsys):
+    rig = _ap_rig(tmp_path, _exe(tmp_path))
+    code = _gate_cli(tmp_path, "--rig", str(rig.path), "--candidate", str(RELEASE))
+    err = capsys.readouterr().err
+    assert code not in (0, 1)
+    assert f"candidate: {RELEASE} is not executable" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "state" / "ap" / "sitl.log").exists()
+
+
 def test_the_help_says_how_to_give_both(capsys):
     with pytest.raises(SystemExit):
         main(["gate", "--help"])
