@@ -13,8 +13,17 @@ change from run to run), and compares:
   (p <= alpha) and larger than the practical threshold (``min_effect``, seconds or
   relative), so run-to-run noise never blocks a ship and one lucky run never passes one.
 
-The verdict is SHIP or DO NOT SHIP with the reasons; the evidence (both images by
-sha256, every sample) goes to ``gate.json`` and ``gate.txt`` in the report directory.
+On a SITL board that runs an executable with parameter files (``ardupilot-sitl``) each
+side is a `Build`: an executable, defaults (.parm) files, or both. A defaults-only
+candidate runs the baseline's executable (or the rig's) with its files; SITL starts
+afresh for every run with its storage wiped, so nothing of the other side's parameters
+carries over. The parameters the two sides' files name are theirs to decide: a
+scenario's own ``[setup] params`` does not overwrite them (said in the notes), and each
+run reads them back from the board into the evidence.
+
+The verdict is SHIP or DO NOT SHIP with the reasons; the evidence (both images or
+executables and every defaults file by sha256, the parameters that differ, every
+sample) goes to ``gate.json`` and ``gate.txt`` in the report directory.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -49,6 +59,47 @@ class RunRecord:
     #: Other figures the run reported (loop rate, jitter), name -> value.
     figures: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    #: Parameters the gated defaults files name, as the board reported them in this run.
+    params: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Build:
+    """One side of the gate: an image to flash or a SITL executable (None: the one the
+    rig names, or the baseline's for the candidate), and parameter files SITL starts with
+    after the rig's (``ardupilot-sitl`` boards only)."""
+
+    image: Path | None = None
+    defaults: tuple[Path, ...] = ()
+
+    def describe(self) -> str:
+        parts = [str(self.image) if self.image is not None else "the rig's executable"]
+        parts += [f"defaults {d}" for d in self.defaults]
+        return " + ".join(parts)
+
+
+def _as_build(value: Build | Path | str) -> Build:
+    return value if isinstance(value, Build) else Build(image=Path(value))
+
+
+def merged_params(files: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The values a list of defaults-file records (`load_onto`'s) sets, later files winning."""
+    out: dict[str, float] = {}
+    for record in files:
+        out.update(record["params"])
+    return out
+
+
+def parameter_differences(baseline: dict[str, Any], candidate: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Parameters whose value the two sides' defaults files set differently (None: the
+    side's files do not set it; the firmware's default holds)."""
+    a = merged_params(baseline.get("defaults", []))
+    b = merged_params(candidate.get("defaults", []))
+    return {
+        name: {"baseline": a.get(name), "candidate": b.get(name)}
+        for name in sorted(set(a) | set(b))
+        if a.get(name) != b.get(name)
+    }
 
 
 @dataclass(frozen=True)
@@ -152,6 +203,18 @@ class GateResult:
     def ship(self) -> bool:
         return not self.reasons
 
+    def read_back(self, role: str, name: str) -> list[float]:
+        """The values of parameter ``name`` the board reported in ``role``'s runs."""
+        return [r.params[name] for r in self.runs.get(role, []) if name in r.params]
+
+    def differences(self) -> dict[str, dict[str, Any]]:
+        """`parameter_differences`, with the values read back from the board in the runs."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, sides in parameter_differences(self.baseline, self.candidate).items():
+            read = {role: sorted(set(self.read_back(role, name))) for role in ("baseline", "candidate")}
+            out[name] = {**sides, "read_back": read}
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
@@ -160,6 +223,7 @@ class GateResult:
             "notes": self.notes,
             "baseline": self.baseline,
             "candidate": self.candidate,
+            "parameter_differences": self.differences(),
             "runs": {k: [vars(r) for r in v] for k, v in self.runs.items()},
             "comparisons": [
                 {**vars(c), "baseline": list(c.baseline), "candidate": list(c.candidate)}
@@ -181,8 +245,23 @@ class GateResult:
             bad = any(reason.startswith(name + ":") for reason in self.reasons)
             lines.append(f"{name:{w}}  {bp:9} {cp:10} {'REGRESSION' if bad else 'ok'}")
         lines.append("")
-        lines.append(f"baseline  {self.baseline['path']} sha256 {self.baseline['sha256']}")
-        lines.append(f"candidate {self.candidate['path']} sha256 {self.candidate['sha256']}")
+        for role, info in (("baseline", self.baseline), ("candidate", self.candidate)):
+            lines.append(f"{role:9} {info['path']} sha256 {info['sha256']}")
+            for record in info.get("defaults", []):
+                lines.append(f"{'':10}+ defaults {record['path']} sha256 {record['sha256']}")
+        differences = self.differences()
+        if differences:
+            lines.append("parameters the defaults files set differently (baseline -> candidate):")
+            for name, d in differences.items():
+                line = f"  {name}: {_value(d['baseline'])} -> {_value(d['candidate'])}"
+                read = d["read_back"]
+                if read["baseline"] or read["candidate"]:
+                    line += (
+                        f" (read back from the board: {_values(read['baseline'])} -> {_values(read['candidate'])})"
+                    )
+                lines.append(line)
+        elif self.baseline.get("defaults") or self.candidate.get("defaults"):
+            lines.append("the two sides' defaults files set the same values")
         lines.append("")
         if self.ship:
             lines.append("verdict: SHIP (no verdict regressed, no measurement got significantly worse)")
@@ -192,6 +271,14 @@ class GateResult:
         for note in self.notes:
             lines.append(f"note: {note}")
         return "\n".join(lines)
+
+
+def _value(v: float | None) -> str:
+    return "firmware default" if v is None else f"{v:g}"
+
+
+def _values(vs: Sequence[float]) -> str:
+    return "not read" if not vs else "/".join(f"{v:g}" for v in vs)
 
 
 def _latencies(result) -> dict[str, float]:
@@ -230,8 +317,10 @@ def fly(
     scenarios: Sequence[Scenario],
     repeats: int,
     progress: Callable[[str], None] = lambda s: None,
+    watch: Sequence[str] = (),
 ) -> list[RunRecord]:
-    """Fly every scenario ``repeats`` times (seeds seed, seed+1, ...) on ``board``."""
+    """Fly every scenario ``repeats`` times (seeds seed, seed+1, ...) on ``board``;
+    the parameters named in ``watch`` are read back from the board in each run."""
     from hil.scenario.runner import run_scenario
     from hil.session import session_for
 
@@ -241,6 +330,7 @@ def fly(
             sc = replace(scenario, seed=scenario.seed + k)
             t0 = time.monotonic()
             with session_for(board) as session:
+                params = _read_params(session, watch)
                 result = run_scenario(sc, session)
             problems = list(session.problems)
             failures = [v.message for v in result.verdicts if not v.passed] + problems
@@ -252,6 +342,7 @@ def fly(
                 latencies=_latencies(result) if result.error is None else {},
                 figures=_figures(result),
                 error=result.error,
+                params=params,
             )
             records.append(record)
             progress(
@@ -261,15 +352,56 @@ def fly(
     return records
 
 
-def load_onto(board, image_path: Path, method: str | None = None) -> dict[str, Any]:
-    """Put the image on the board (flash it, or for a SITL board run that executable)."""
+def _read_params(session, names: Sequence[str]) -> dict[str, float]:
+    """The board's values of ``names`` at the start of a session (before a scenario's
+    setup writes any): from its parameter snapshot, else asked one by one."""
+    if not names:
+        return {}
+    snapshot = getattr(session, "param_snapshot", None) or {}
+    out: dict[str, float] = {}
+    for name in names:
+        if name in snapshot:
+            out[name] = float(snapshot[name])
+            continue
+        try:
+            out[name] = float(session.autopilot.get_param(name))
+        except (HilError, AttributeError):
+            pass
+    return out
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _defaults_record(path: Path) -> dict[str, Any]:
+    from hil.profiles.ardupilot import read_param_file
+
+    return {"path": str(path), "sha256": _sha256(path), "params": read_param_file(path)}
+
+
+def load_onto(board, image: Build | Path, method: str | None = None) -> dict[str, Any]:
+    """Put the build on the board (flash the image; for a SITL board run that executable,
+    with the build's defaults files where the board takes them)."""
+    build = _as_build(image)
+    use_build = getattr(board, "use_build", None)  # a SITL board with parameter files
+    if use_build is not None:
+        use_build(build.image, build.defaults)
+        exe = Path(board.executable)
+        files = [_defaults_record(Path(d)) for d in build.defaults]
+        how = "executable" + (f" with {len(files)} defaults file{'s' if len(files) > 1 else ''}" if files else "")
+        return {"path": str(exe), "sha256": _sha256(exe), "version": "?", "how": how, "defaults": files}
+    if build.defaults:
+        raise ConfigError(_no_defaults(board))
+    if build.image is None:
+        raise ConfigError(f"board {board.name} ({board.type_name}): name the image to put on it")
+    image_path = build.image
     use_executable = getattr(board, "use_executable", None)  # a SITL board runs the image
     if use_executable is not None:
-        import hashlib
-
         use_executable(image_path)
-        digest = hashlib.sha256(image_path.read_bytes()).hexdigest()
-        return {"path": str(image_path), "sha256": digest, "version": "?", "how": "executable"}
+        return {"path": str(image_path), "sha256": _sha256(image_path), "version": "?", "how": "executable"}
     from hil.firmware.image import ImageError, load_image
 
     try:
@@ -286,11 +418,58 @@ def load_onto(board, image_path: Path, method: str | None = None) -> dict[str, A
     }
 
 
+def _no_defaults(board) -> str:
+    return (
+        f"board {board.name} ({board.type_name}) takes no defaults files: --baseline-defaults and "
+        f"--candidate-defaults are for boards that start from parameter files (ardupilot-sitl)"
+    )
+
+
+def check_builds(board, baseline: Build, candidate: Build) -> tuple[Build, Build]:
+    """Both sides checked before anything runs (files there, defaults files readable line
+    by line, a board that takes them); the candidate without an image gets the baseline's.
+    ConfigError names what is wrong."""
+    from hil.profiles.ardupilot import read_param_file
+
+    takes_builds = getattr(board, "use_build", None) is not None
+    runs_executables = takes_builds or getattr(board, "use_executable", None) is not None
+    for role, build in (("baseline", baseline), ("candidate", candidate)):
+        if build.image is not None and not Path(build.image).is_file():
+            raise ConfigError(f"{role}: image {build.image} does not exist")
+        if build.image is not None and runs_executables and not os.access(build.image, os.X_OK):
+            raise ConfigError(f"{role}: {build.image} is not executable (a SITL board runs the build)")
+        if build.defaults and not takes_builds:
+            raise ConfigError(_no_defaults(board))
+        for path in build.defaults:
+            if not Path(path).is_file():
+                raise ConfigError(f"{role}: defaults file {path} does not exist")
+            read_param_file(Path(path))
+    if baseline.image is None and not takes_builds:
+        raise ConfigError(f"--baseline: board {board.name} ({board.type_name}) is flashed; name the image in service")
+    if candidate.image is None:
+        candidate = replace(candidate, image=baseline.image)
+    return baseline, candidate
+
+
+def _leave_gated_params(scenario: Scenario, names: set[str]) -> tuple[Scenario, str | None]:
+    """The scenario without the setup parameters the gated defaults files decide."""
+    taken = sorted(n for n in scenario.setup.params if n.upper() in names)
+    if not taken:
+        return scenario, None
+    params = {k: v for k, v in scenario.setup.params.items() if k not in taken}
+    note = (
+        f"{scenario.name}: its setup's "
+        + ", ".join(f"{n} = {scenario.setup.params[n]:g}" for n in taken)
+        + " not written: the defaults files under test decide it"
+    )
+    return replace(scenario, setup=replace(scenario.setup, params=params)), note
+
+
 def run_gate(
     rig,
     board_name: str | None,
-    baseline: Path,
-    candidate: Path,
+    baseline: Build | Path,
+    candidate: Build | Path,
     scenarios: Sequence[Scenario],
     *,
     repeats: int = 5,
@@ -300,13 +479,15 @@ def run_gate(
     method: str | None = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> GateResult:
-    """Fly ``scenarios`` with both images and compare them (see the module doc)."""
+    """Fly ``scenarios`` with both builds and compare them (see the module doc)."""
     if repeats < 2:
         raise ConfigError(f"--repeats {repeats}: a two-sample comparison needs at least 2 runs per image")
-    for path in (baseline, candidate):
-        if not Path(path).is_file():
-            raise ConfigError(f"image {path} does not exist")
+    baseline, candidate = _as_build(baseline), _as_build(candidate)
+    for build in (baseline, candidate):
+        if build.image is not None and not Path(build.image).is_file():
+            raise ConfigError(f"image {build.image} does not exist")
     board = rig.select(board_name)
+    baseline, candidate = check_builds(board, baseline, candidate)
     applicable = [s for s in scenarios if board.board_class in s.applies_to]
     skipped = [s.name for s in scenarios if board.board_class not in s.applies_to]
     lacked = {s.name: why for s in applicable if (why := s.lacked_by(board.profile, board.capabilities)) is not None}
@@ -316,16 +497,25 @@ def run_gate(
         raise ConfigError(
             f"none of the scenarios applies to board {board.name} ({board.board_class}){why}"
         )
+    from hil.profiles.ardupilot import read_param_file
+
+    gated = sorted({name for b in (baseline, candidate) for d in b.defaults for name in read_param_file(Path(d))})
+    setup_notes = []
+    for i, scenario in enumerate(applicable):
+        applicable[i], note = _leave_gated_params(scenario, set(gated))
+        if note:
+            setup_notes.append(note)
     images: dict[str, dict[str, Any]] = {}
     runs: dict[str, list[RunRecord]] = {}
-    for role, path in (("baseline", baseline), ("candidate", candidate)):
-        progress(f"{role}: {path}")
-        images[role] = load_onto(board, Path(path), method)
+    for role, build in (("baseline", baseline), ("candidate", candidate)):
+        progress(f"{role}: {build.describe()}")
+        images[role] = load_onto(board, build, method)
         progress(f"  {images[role]['how']}, sha256 {images[role]['sha256'][:16]}..., version {images[role]['version']}")
-        runs[role] = fly(board, applicable, repeats, progress)
+        runs[role] = fly(board, applicable, repeats, progress, watch=gated)
 
     reasons: list[str] = []
     notes = [f"skipped (not for {board.board_class} boards): {', '.join(skipped)}"] if skipped else []
+    notes.extend(setup_notes)
     notes.extend(f"skipped {name}: {reason}" for name, reason in lacked.items())
     comparisons: list[Comparison] = []
     for scenario in applicable:
@@ -388,8 +578,26 @@ def add_command(sub) -> None:
         help="fly the scenarios with a baseline and a candidate image; ship or do not ship",
     )
     gate.add_argument("scenarios", nargs="*", help="scenario files or directories (default: scenarios/)")
-    gate.add_argument("--baseline", required=True, help="the image in service (.apj, .hex, .dfu; a SITL executable)")
-    gate.add_argument("--candidate", required=True, help="the field patch to judge")
+    gate.add_argument(
+        "--baseline", metavar="IMAGE|EXE",
+        help="the image in service (.apj, .hex, .dfu) or SITL executable; on a SITL board it may be left "
+        "out: the rig's executable",
+    )
+    gate.add_argument(
+        "--baseline-defaults", action="append", default=[], metavar="PARM",
+        help="a parameter file the baseline starts with (ardupilot-sitl; repeatable, in order, after "
+        "the rig's)",
+    )
+    gate.add_argument(
+        "--candidate", metavar="IMAGE|EXE",
+        help="the field patch to judge; left out with --candidate-defaults: the baseline's executable",
+    )
+    gate.add_argument(
+        "--candidate-defaults", action="append", default=[], metavar="PARM",
+        help="a parameter file the candidate starts with (ardupilot-sitl; repeatable). A side is an "
+        "executable, defaults files, or both: e.g. --candidate new/arducopter --candidate-defaults "
+        "fs.parm. The parameters these files name are not overwritten by a scenario's setup",
+    )
     gate.add_argument("--rig", help="rig file (default: fixtures/virtual.toml)")
     gate.add_argument("--board", help="board of the rig (name or USB serial)")
     gate.add_argument("--repeats", type=int, default=5, help="runs per scenario and image, seeds differ (default 5)")
@@ -404,6 +612,13 @@ def add_command(sub) -> None:
     )
     gate.add_argument("--report", help="directory for gate.json and gate.txt (default: hil-runs/gate-<time>)")
     gate.add_argument("--state-dir", help="where virtual boards keep flash and parameters (default: .hil/rigs/<rig>)")
+    gate.epilog = (
+        "ArduPilot SITL: hil gate scenarios/rc_loss_rtl.toml --rig my-ap.toml --candidate-defaults "
+        "rc-fs-3s.parm --repeats 2 (the rig's arducopter with and without the file). A verdict "
+        "regression needs 2 runs per side; a latency or figure that got worse within the "
+        "scenario's limits needs at least 3 (the exact permutation test's smallest p-value is "
+        "1/20 with 3 + 3 runs)."
+    )
     gate.set_defaults(func=_cmd_gate)
 
 
@@ -420,6 +635,10 @@ def _scenario_files(targets: Sequence[str]) -> list[Path]:
     return files
 
 
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
 def _cmd_gate(args) -> int:
     import sys
 
@@ -427,6 +646,8 @@ def _cmd_gate(args) -> int:
     from hil.rig import Rig, state_dir
     from hil.scenario.load import load_scenario
 
+    if args.candidate is None and not args.candidate_defaults:
+        raise ConfigError("give the candidate: --candidate IMAGE|EXE, --candidate-defaults PARM, or both")
     targets = list(args.scenarios) or ["scenarios"]
     scenarios = [load_scenario(p) for p in _scenario_files(targets)]
     if args.keyword:
@@ -440,7 +661,10 @@ def _cmd_gate(args) -> int:
     rig = Rig.load(rig_path, work_dir=state_dir(rig_path, args.state_dir))
     try:
         result = run_gate(
-            rig, args.board, Path(args.baseline), Path(args.candidate), scenarios,
+            rig, args.board,
+            Build(_path(args.baseline), tuple(Path(d) for d in args.baseline_defaults)),
+            Build(_path(args.candidate), tuple(Path(d) for d in args.candidate_defaults)),
+            scenarios,
             repeats=args.repeats, alpha=args.alpha, min_latency_s=args.min_latency,
             method=args.method, progress=lambda line: print(line, file=sys.stderr, flush=True),
         )

@@ -1,9 +1,9 @@
 """A stand-in for ``arducopter --model JSON`` in tests (not ArduPilot's code, nothing of
 its behaviour beyond the wire): SIM_JSON's servo/state exchange on UDP, the receiver
 UARTs it is given read and counted, and just enough MAVLink on its TCP port for a
-session (HEARTBEAT, TIMESYNC, COMMAND_ACK, a short parameter list, SYSTEM_TIME on the
-physics' clock). ``status.txt`` in its directory: frames, GPS bytes, RC bytes, GCS
-heartbeats heard."""
+session (HEARTBEAT, TIMESYNC, COMMAND_ACK, a short parameter list that the --defaults
+files may change, SYSTEM_TIME on the physics' clock). ``status.txt`` in its directory:
+frames, GPS bytes, RC bytes, GCS heartbeats heard."""
 
 from __future__ import annotations
 
@@ -36,6 +36,12 @@ udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 udp.settimeout(1.0)
 params = {"SCHED_LOOP_RATE": 400.0, "RC_FS_TIMEOUT": 1.0, "FS_THR_ENABLE": 1.0, "GPS_AUTO_CONFIG": 1.0,
           "BARO1_GND_PRESS": 95000.0}
+# The --defaults files, in order (each start from them alone, as -w gives the real one).
+for defaults_file in filter(None, opt("--defaults", "").split(",")):
+    for line in open(defaults_file):
+        fields = line.split("#", 1)[0].replace(",", " ").split()
+        if len(fields) >= 2:
+            params[fields[0]] = float(fields[1])
 client = None
 link = mav.MAVLink(None, srcSystem=1, srcComponent=1)
 armed = False

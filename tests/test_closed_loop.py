@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from hil.errors import CommandRefused
 from hil.sim.loop import SimConfig
 
@@ -38,13 +40,14 @@ def test_lockstep_takeoff_reaches_and_holds_the_commanded_altitude(autopilot, si
 
 
 def test_injection_starts_at_its_exact_simulation_time(autopilot, sim):
-    sim.schedule("rc_loss", start=0.5, stop=0.8, ident="rc")
-    target = 1.0
-    autopilot.wait_for("t = 1 s", lambda m: sim.time >= target, within=5.0)
+    t0 = sim.time  # the sim fixture hands the loop over once the vehicle is ready to fly
+    sim.schedule("rc_loss", start=t0 + 0.5, stop=t0 + 0.8, ident="rc")
+    target = t0 + 1.0
+    autopilot.wait_for("t0 + 1 s", lambda m: sim.time >= target, within=5.0)
     starts = [(t, text) for t, kind, text in sim.events if kind == "injection_start"]
     stops = [(t, text) for t, kind, text in sim.events if kind == "injection_stop"]
-    assert starts == [(0.5, "rc")]
-    assert stops == [(0.8, "rc")]
+    assert starts == [(pytest.approx(t0 + 0.5, abs=1e-9), "rc")]
+    assert stops == [(pytest.approx(t0 + 0.8, abs=1e-9), "rc")]
     assert sim.plant.rc_enabled
 
 

@@ -396,6 +396,53 @@ class MavlinkAutopilot:
         )
         return vehicle_time(msg)
 
+    def wait_ready(self, *, within: float = 60.0) -> float:
+        """Wait until the board could enter a position mode (GUIDED, LOITER) and arm:
+        the pre-arm checks pass where SYS_STATUS reports them (MAV_SYS_STATUS_PREARM_CHECK
+        enabled and healthy; ArduPilot's GCS.cpp sets it healthy while armed or while the
+        checks pass) and, on a board whose profile streams EKF_STATUS_REPORT (ArduPilot),
+        the estimator has an absolute horizontal position (EKF_POS_HORIZ_ABS, or
+        EKF_PRED_POS_HORIZ_ABS while disarmed, and not EKF_CONST_POS_MODE: what
+        ArduCopter's position_ok() asks of it). Returns the vehicle time it was seen."""
+        with self._cond:
+            if self.armed:
+                return self.vehicle_time
+        bit = mavlink.MAV_SYS_STATUS_PREARM_CHECK
+        positioned = mavlink.EKF_POS_HORIZ_ABS | mavlink.EKF_PRED_POS_HORIZ_ABS
+        needs_position = "EKF_STATUS_REPORT" in self.profile.telemetry_streams
+        seen: dict[str, Any] = {"prearm": None, "ekf_flags": None}
+
+        def ready(msg) -> bool:
+            kind = msg.get_type()
+            if kind == "SYS_STATUS":
+                checked = bool(msg.onboard_control_sensors_enabled & bit)
+                seen["prearm"] = "not checked" if not checked else (
+                    "passing" if msg.onboard_control_sensors_health & bit else "failing"
+                )
+            elif kind == "EKF_STATUS_REPORT":
+                seen["ekf_flags"] = int(msg.flags)
+            elif kind != "HEARTBEAT":
+                return False
+            if seen["prearm"] not in ("passing", "not checked"):
+                return False
+            flags = seen["ekf_flags"]
+            if not needs_position:
+                return True
+            return flags is not None and bool(flags & positioned) and not flags & mavlink.EKF_CONST_POS_MODE
+
+        what = "the board ready to fly (pre-arm checks passing" + (
+            ", an absolute position in EKF_STATUS_REPORT)" if needs_position else ")"
+        )
+        try:
+            msg = self.wait_for(what, ready, within=within)
+        except WaitTimeout as exc:
+            flags = seen["ekf_flags"]
+            state = f"pre-arm checks {seen['prearm'] or 'never reported (no SYS_STATUS)'}"
+            if needs_position:
+                state += f", EKF flags {'never reported' if flags is None else hex(flags)}"
+            raise WaitTimeout(f"{exc}; last seen: {state}") from None
+        return vehicle_time(msg)
+
     def wait_and_maintain(
         self,
         what: str,

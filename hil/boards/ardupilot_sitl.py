@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hil.errors import ConfigError, HilError, LinkError, WaitTimeout
 from hil.lifecycle import BoardState
-from hil.profiles.ardupilot import parse_param_file, rc_semantics
+from hil.profiles.ardupilot import parse_param_file, rc_semantics, read_param_file
 from hil.receivers import Receiver, virtual_receiver
 from hil.rig import Board, Rig, RigKey
 from hil.session import BoardSession
@@ -174,6 +174,7 @@ class ArduPilotSitlBoard(Board):
         where = f"{rig.path}: board {name!r}"
         exe = spec.get("executable") or os.environ.get(EXECUTABLE_ENV)
         self._executable = self.rig_path(str(exe)) if exe else None
+        self._rig_executable = self._executable
         defaults = spec.get("defaults", [])
         if isinstance(defaults, str):
             defaults = [defaults]
@@ -183,6 +184,8 @@ class ArduPilotSitlBoard(Board):
         for path in self.defaults:
             if not path.is_file():
                 raise ConfigError(f"{where}: defaults file {path} does not exist")
+        #: Parameter files a gate's build adds after the rig's (`use_build`).
+        self.extra_defaults: list[Path] = []
         self.instance = int(spec.get("instance", 0))
         self.speedup = float(spec.get("speedup", 100.0))
         self.sitl: ArduPilotSitl | None = None
@@ -197,7 +200,9 @@ class ArduPilotSitlBoard(Board):
 
     @property
     def usb_serial(self) -> str:
-        return str(self.spec.get("usb_serial", f"SITL-{self.name}"))
+        # The host-wide board lock is taken on this name; what two rigs must not share
+        # is SITL's ports, which the instance number decides (not the board's name).
+        return str(self.spec.get("usb_serial", f"ardupilot-sitl-I{self.instance}"))
 
     @property
     def run_dir(self) -> Path:
@@ -252,7 +257,7 @@ class ArduPilotSitlBoard(Board):
     def parameters_at_boot(self) -> dict[str, float]:
         """The parameters SITL starts with beyond its own defaults: ours, then the user's."""
         values = dict(HARNESS_DEFAULTS)
-        for path in self.defaults:
+        for path in [*self.defaults, *self.extra_defaults]:
             try:
                 values.update(parse_param_file(path.read_text(encoding="utf-8", errors="replace")))
             except OSError as exc:
@@ -277,7 +282,10 @@ class ArduPilotSitlBoard(Board):
             sitl = ArduPilotSitl(
                 self.run_dir,
                 exe,
-                defaults=[self.run_dir / DEFAULTS_NAME, *(Path(d).resolve() for d in self.defaults)],
+                defaults=[
+                    self.run_dir / DEFAULTS_NAME,
+                    *(Path(d).resolve() for d in [*self.defaults, *self.extra_defaults]),
+                ],
                 instance=self.instance,
                 speedup=self.speedup,
                 serials={
@@ -316,6 +324,32 @@ class ArduPilotSitlBoard(Board):
         plant.vehicle = loop.plant.vehicle
         plant.rc_channels[:] = loop.plant.rc_channels
         loop.plant = plant
+
+    @property
+    def executable(self) -> Path:
+        """The build this board runs (ConfigError when there is none, or it is not there)."""
+        return find_executable(self._executable)
+
+    def use_build(self, executable: Path | None = None, defaults: Sequence[Path] = ()) -> None:
+        """Run this build from now on (the field-patch gate's baseline or candidate):
+        ``executable`` (None: the one the rig names) with the rig's defaults files and
+        then ``defaults``, each checked line by line (`read_param_file`). SITL is
+        stopped; the next session starts it afresh with its storage wiped (``-w``), so
+        no parameter of the build before carries over."""
+        exe = find_executable(Path(executable) if executable is not None else self._rig_executable)
+        extra = [Path(d) for d in defaults]
+        for path in extra:
+            if not path.is_file():
+                raise ConfigError(f"defaults file {path} does not exist")
+            read_param_file(path)
+        self.stop()
+        self._executable = exe
+        self.extra_defaults = extra
+        self.used = True
+
+    def use_executable(self, path: str | Path) -> None:
+        """Run another build (a field patch) from now on, with the rig's defaults only."""
+        self.use_build(Path(path))
 
     def restart(self, config: SimConfig | None = None) -> None:
         """SITL and its physics from the beginning: a fresh vehicle at home."""

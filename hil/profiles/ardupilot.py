@@ -16,8 +16,12 @@ Sources (ArduPilot/ardupilot):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from hil.errors import ConfigError
 
 from hil.profiles.model import (
     MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN,
@@ -307,6 +311,53 @@ def rc_semantics(params: Mapping[str, float]) -> RcSemantics:
 
 
 COPTER_NAMES = {number: name for name, number in COPTER_MODES.items()}
+
+
+#: Longest parameter name ArduPilot knows (libraries/AP_Param/AP_Param.h, AP_MAX_NAME_SIZE).
+PARAM_NAME_MAX = 16
+_PARAM_SEPARATORS = re.compile(r"[,= \t]+")
+_PARAM_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def read_param_file(path: Path) -> dict[str, float]:
+    """A defaults file the user hands us, checked line by line: ConfigError (one line,
+    naming the file and the line) for anything ArduPilot would skip or misread.
+
+    ArduPilot's reader (AP_Param::parse_param_line) takes a name and a value per line,
+    separated by commas, spaces, tabs or '=', ignores lines starting with '#' and
+    names longer than 16 characters, and reads an unparseable value as 0; a third
+    field may be ``@READONLY``. Silently skipping or zeroing would gate a parameter
+    set other than the one the user meant, so here each of those is an error.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"defaults file {path}: cannot read it ({exc})") from None
+    out: dict[str, float] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = [f for f in _PARAM_SEPARATORS.split(line) if f]
+        shown = raw.strip()[:60]
+        if len(fields) < 2 or len(fields) > 3 or (len(fields) == 3 and fields[2] != "@READONLY"):
+            raise ConfigError(f"defaults file {path} line {number}: {shown!r} is not 'NAME VALUE'")
+        name, value_text = fields[0], fields[1]
+        if not _PARAM_NAME.fullmatch(name) or len(name) > PARAM_NAME_MAX:
+            raise ConfigError(
+                f"defaults file {path} line {number}: {name[:40]!r} is not an ArduPilot parameter name "
+                f"(capitals, digits and _, at most {PARAM_NAME_MAX} characters)"
+            )
+        try:
+            value = float(value_text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ConfigError(f"defaults file {path} line {number}: {name} = {value_text[:40]!r} is not a number")
+        out[name] = value
+    if not out:
+        raise ConfigError(f"defaults file {path}: no 'NAME VALUE' line in it")
+    return out
 
 
 def parse_param_file(text: str) -> dict[str, float]:

@@ -19,6 +19,10 @@ from hil.pytest_plugin.options import STATE, HilState
 from hil.rig import Board, Rig
 from hil.session import session_for
 
+#: Vehicle seconds the sim fixture waits for a fresh vehicle to be ready to fly (the
+#: virtual board takes about 3; ArduPilot SITL's EKF takes tens on our GPS).
+READY_WITHIN_S = 90.0
+
 if TYPE_CHECKING:
     from hil.autopilot.mavlink import MavlinkAutopilot
     from hil.autopilot.msp import MspAutopilot
@@ -74,7 +78,8 @@ def autopilot(board_session: BoardSession | MspBoardSession) -> MavlinkAutopilot
 @pytest.fixture
 def sim(board_session: BoardSession | MspBoardSession) -> Iterator[ClosedLoop]:
     """The closed loop flying the board's vehicle, running in the background
-    (lockstep MAVLink, or real time over UDP for Betaflight SITL).
+    (lockstep MAVLink, or real time over UDP for Betaflight SITL). On a MAVLink board it
+    is handed over once the vehicle is ready to fly (`MavlinkAutopilot.wait_ready`).
 
     A test asking for it on a board the harness does not fly is skipped, with the reason.
     """
@@ -100,5 +105,15 @@ def sim(board_session: BoardSession | MspBoardSession) -> Iterator[ClosedLoop]:
             f"board type does not have"
         )
     loop.start()
+    # A fresh vehicle on the ground: the test gets it once it could take off (pre-arm
+    # checks passing, a position), as a pilot waits for "ready to arm" before the first
+    # command; the README's example sets GUIDED and arms at once.
+    wait_ready = getattr(board_session.autopilot, "wait_ready", None)
+    if wait_ready is not None:
+        try:
+            wait_ready(within=READY_WITHIN_S)
+        except HilError as exc:
+            loop.stop()
+            pytest.fail(f"sim: board {board.name} was not ready to fly: {exc}", pytrace=False)
     yield loop
     loop.stop()

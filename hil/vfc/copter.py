@@ -554,7 +554,19 @@ class Copter:
         self._text(INFO, "Arming motors")
         return True, ""
 
-    def _prearm_failure(self) -> str:
+    @property
+    def arming_checks(self) -> bool:
+        """Pre-arm checks are on (ARMING_CHECK not 0)."""
+        return self._p("ARMING_CHECK") != 0
+
+    @property
+    def prearm_ok(self) -> bool:
+        """The pre-arm checks pass in the present mode (SYS_STATUS's pre-arm bit). The
+        throttle stick is not one of them: ArduCopter checks it when asked to arm
+        (AP_Arming_Copter::arm_checks), not among the pre-arm checks it reports."""
+        return not self._prearm_failure(arming=False)
+
+    def _prearm_failure(self, arming: bool = True) -> str:
         est = self.est
         if not est.initialised or est.time_s < 3.0:
             return "PreArm: Gyros still settling"
@@ -567,7 +579,7 @@ class Copter:
         low = self._p("BATT_LOW_VOLT")
         if self._battery is not None and low > 0.0 and self._battery[0] < low:
             return f"PreArm: Battery 1 low voltage {self._battery[0]:.2f}V"
-        if self._mode.manual_throttle and self.rc_ok and self._sticks[3] > 0.02:
+        if arming and self._mode.manual_throttle and self.rc_ok and self._sticks[3] > 0.02:
             return "PreArm: Throttle too high"
         return ""
 

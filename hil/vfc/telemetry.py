@@ -67,6 +67,12 @@ class TelemetryBuilders:
             | S.MAV_SYS_STATUS_SENSOR_BATTERY
         )
         health = S.MAV_SYS_STATUS_SENSOR_MOTOR_OUTPUTS
+        # As ArduPilot (libraries/GCS_MAVLink/GCS.cpp): the pre-arm bit is present, enabled
+        # while arming checks are, and healthy while armed or while the checks pass.
+        enabled = present | S.MAV_SYS_STATUS_PREARM_CHECK if c.arming_checks else present
+        present |= S.MAV_SYS_STATUS_PREARM_CHECK
+        if c.armed or c.prearm_ok:
+            health |= S.MAV_SYS_STATUS_PREARM_CHECK
         if self.steps:
             health |= S.MAV_SYS_STATUS_SENSOR_3D_GYRO | S.MAV_SYS_STATUS_SENSOR_3D_ACCEL
             if not self._failsafe("ekf"):
@@ -92,7 +98,7 @@ class TelemetryBuilders:
         pct = max(-1, min(100, int(round(remaining))))
         errors = min(self.reader.bad_bytes, UINT16_MAX)
         return self.codec.sys_status_encode(
-            present, present, health, self.load_permille(), mv, ca, pct, 0, errors, 0, 0, 0, 0
+            present, enabled, health, self.load_permille(), mv, ca, pct, 0, errors, 0, 0, 0, 0
         )
 
     def _attitude(self) -> Any:
