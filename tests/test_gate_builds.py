@@ -218,7 +218,6 @@ def _records(scenario, role: str, repeats: int, params: dict[str, float]) -> lis
 def test_the_evidence_names_executable_defaults_and_what_differs(tmp_path, monkeypatch):
     exe = _exe(tmp_path)
     rig = _ap_rig(tmp_path, exe)
-    board = rig.boards[0]
     parm = _parm(tmp_path, "rc-fs-3s.parm", "# later radio failsafe\nRC_FS_TIMEOUT 3\n")
     flown: list = []
 

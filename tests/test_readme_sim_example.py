@@ -1,8 +1,8 @@
 """The README's `sim` fixture example, run as a user runs it: its code as a test file,
 pytest with the plugin, on the default virtual rig (CI) and on ArduCopter SITL (needs
-HIL_ARDUPILOT_SITL). The example's code is taken from docs/readme-apgate.md, the README
-text this work hands over ("Writing tests in Python"); the `sim` fixture hands a MAVLink
-board over once it is ready to fly (`MavlinkAutopilot.wait_ready`)."""
+HIL_ARDUPILOT_SITL). The example's code is the first python block of README.md ("Writing
+tests in Python"); the `sim` fixture hands a MAVLink board over once it is ready to fly
+(`MavlinkAutopilot.wait_ready`)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from hil.mavlink.dialect import mavlink
 from hil.rig import DEFAULT_RIG
 
 ROOT = Path(__file__).resolve().parent.parent
-README_TEXT = ROOT / "docs" / "readme-apgate.md"
+README_TEXT = ROOT / "README.md"
 #: SITL -I for the ArduPilot run (ports 5760/9002 + 10 x 40).
 INSTANCE = 40
 
 
 def readme_example() -> str:
-    """The first python block of the README text: the `sim` example."""
+    """The first python block of the README: the `sim` example."""
     blocks = re.findall(r"```python\n(.*?)```", README_TEXT.read_text(), flags=re.S)
     assert blocks, f"no python example in {README_TEXT}"
     return blocks[0]

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hil.errors import ConfigError
-
 from hil.profiles.model import (
     MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN,
     Arming,
