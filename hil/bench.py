@@ -1350,6 +1350,10 @@ def run_all(
     thread holds the GIL meanwhile; ``realtime_only``: measure that and nothing else.
     ``ardupilot`` (a `hil.bench_ardupilot.ArduPilotBench`): also ArduPilot SITL with the
     harness as its physics against its own quad model; ``ardupilot_only``: only that."""
+    if ardupilot is not None:
+        from dataclasses import replace
+
+        ardupilot = replace(ardupilot, cpu_ns=process_cpu_ns)
     if ardupilot_only and ardupilot is not None:
         from hil import bench_ardupilot
 
@@ -1429,13 +1433,16 @@ def ardupilot_figures(comparison: Any) -> list[Figure]:
 
     def where(run: SpeedRun, load: tuple[float, float, float]) -> str:
         how = "hovering at 10 m" if run.hovering else run.note
+        cpu = ", ".join(f"{name} {sec:.2f}" for name, sec in run.cpu_s.items())
         return (
-            f"{run.vehicle_s:.1f} vehicle s in {run.wall_s:.2f} wall s, {how}; load average "
-            f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+            f"{run.vehicle_s:.1f} vehicle s in {run.wall_s:.2f} wall s, {how}"
+            + (f"; CPU s over it: {cpu}" if cpu else "")
+            + f"; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         )
 
     def extra(run: SpeedRun, **more: Any) -> dict[str, Any]:
-        return {**more, "vehicle_s": run.vehicle_s, "wall_s": run.wall_s, "hovering": run.hovering}
+        return {**more, "vehicle_s": run.vehicle_s, "wall_s": run.wall_s, "hovering": run.hovering,
+                "cpu_s": dict(run.cpu_s)}
 
     unit = "x real time"
     out = []

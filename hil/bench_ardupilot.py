@@ -29,7 +29,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hil.errors import CommandRefused, ConfigError, HilError
@@ -75,6 +75,9 @@ class ArduPilotBench:
     seconds: float = DEFAULT_SECONDS
     speedups: tuple[float, ...] = DEFAULT_SPEEDUPS
     instance: int = 0
+    #: CPU nanoseconds of a process so far (hil.bench.process_cpu_ns, handed in by the
+    #: bench): each flight then says how its wall time split between SITL and the harness.
+    cpu_ns: Callable[[int], int] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class SpeedRun:
     wall_s: float
     hovering: bool
     note: str = ""
+    #: CPU seconds each process ("SITL", "harness") spent over the timed stretch.
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def speed(self) -> float:
@@ -178,14 +183,21 @@ def _hover(ap, log: Log) -> str:
     return ""
 
 
-def timed_flight(ap, seconds: float, log: Log) -> SpeedRun:
-    """Hover (`_hover`), then time `seconds` of vehicle time."""
+def timed_flight(
+    ap, seconds: float, log: Log, *, pids: dict[str, int] | None = None,
+    cpu_ns: Callable[[int], int] | None = None,
+) -> SpeedRun:
+    """Hover (`_hover`), then time `seconds` of vehicle time (and the CPU of `pids`)."""
     why = _hover(ap, log)
+    pids = pids if cpu_ns is not None and pids else {}
+    cpu0 = {name: cpu_ns(pid) for name, pid in pids.items()} if cpu_ns else {}
     t0 = ap.vehicle_time
     start = time.perf_counter()
     _wait_vehicle(ap, seconds, f"{seconds:g} s of timed flight")
     wall = time.perf_counter() - start
-    return SpeedRun(ap.vehicle_time - t0, wall, hovering=not why, note=why)
+    vehicle = ap.vehicle_time - t0
+    cpu = {name: (cpu_ns(pid) - cpu0[name]) * 1e-9 for name, pid in pids.items()} if cpu_ns else {}
+    return SpeedRun(vehicle, wall, hovering=not why, note=why, cpu_s=cpu)
 
 
 def json_physics_run(bench: ArduPilotBench, log: Log, work: Path) -> SpeedRun:
@@ -203,8 +215,12 @@ def json_physics_run(bench: ArduPilotBench, log: Log, work: Path) -> SpeedRun:
     )
     rig = Rig.load(rig_file, work_dir=work / "rig")
     try:
-        with session_for(rig.select(None)) as session:
-            return timed_flight(session.autopilot, bench.seconds, log)
+        board = rig.select(None)
+        with session_for(board) as session:
+            sitl = getattr(board, "sitl", None)
+            proc = getattr(sitl, "proc", None)
+            pids = {"SITL": proc.pid, "harness": os.getpid()} if proc is not None else {}
+            return timed_flight(session.autopilot, bench.seconds, log, pids=pids, cpu_ns=bench.cpu_ns)
     finally:
         rig.stop()
 
@@ -234,7 +250,8 @@ def builtin_run(bench: ArduPilotBench, speedup: float, log: Log, work: Path) -> 
         ap = MavlinkAutopilot(conn, profile="arducopter")
         ap.wait_heartbeat(30.0)
         ap.request_streams()
-        return timed_flight(ap, bench.seconds, log)
+        pids = {"SITL": sitl.proc.pid, "harness": os.getpid()} if sitl.proc is not None else {}
+        return timed_flight(ap, bench.seconds, log, pids=pids, cpu_ns=bench.cpu_ns)
     finally:
         if ap is not None:
             ap.close()

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_the_report_gives_every_speed_the_highest_speedup_that_goes_and_the_rati
 
     def json_run(b, log, work):
         assert work.is_dir()
-        return SpeedRun(20.0, 5.0, hovering=True)  # 4x
+        return SpeedRun(20.0, 5.0, hovering=True, cpu_s={"SITL": 1.5, "harness": 3.25})  # 4x
 
     def builtin(b, s, log, work):
         asked.append(s)
@@ -83,7 +84,9 @@ def test_the_report_gives_every_speed_the_highest_speedup_that_goes_and_the_rati
         bench.ARDUPILOT_RATIO,
     ]
     by_name = {f.name: f for f in figures}
-    assert by_name["ArduPilot SITL, harness as JSON physics"].runs == (4.0,)
+    json_figure = by_name["ArduPilot SITL, harness as JSON physics"]
+    assert json_figure.runs == (4.0,) and "SITL 1.50, harness 3.25" in json_figure.detail
+    assert json_figure.extra["cpu_s"] == {"SITL": 1.5, "harness": 3.25}
     assert by_name["ArduPilot SITL built-in quad, --speedup 10"].passed is True
     assert by_name["ArduPilot SITL built-in quad, --speedup 100"].passed is False
     failed = by_name["ArduPilot SITL built-in quad, --speedup 50"]
@@ -127,8 +130,9 @@ def test_the_bench_flies_both_physics_short_on_a_real_sitl():
     # other SITLs hold those ports.
     instance = int(os.environ.get("HIL_ARDUPILOT_INSTANCE", "0"))
     b = resolve(None, seconds=3.0, speedups="10,1000", instance=instance)
-    comparison = measure(b, lambda text: None)
+    comparison = measure(replace(b, cpu_ns=bench.process_cpu_ns), lambda text: None)
     assert not isinstance(comparison.json_physics, str), comparison.json_physics
     assert comparison.json_physics.vehicle_s >= 3.0
+    assert set(comparison.json_physics.cpu_s) == {"SITL", "harness"}
     assert all(not isinstance(r, str) for r in comparison.builtin.values()), comparison.builtin
     assert comparison.ratio is not None and comparison.ratio > 0
