@@ -44,7 +44,9 @@ The state line carries: timestamp (s, our simulation time), IMU gyro and specifi
 (NED from home, m and m/s), the attitude quaternion (body -> NED, w x y z) and the
 battery (voltage, current). SITL computes its own barometer and compass from that pose
 and its ``--home`` (the board launches it at `hil.geo.HOME`); GPS and RC do not go
-through this link at all but through our emulators on its serial ports.
+through this link at all but through our emulators on its serial ports. The plant's
+compass interference reaches SITL's compasses as a change of its ``SIM_MAGn_OFS``
+parameters, sent to the board while the interference lasts (``MAG_OFFSET_PARAMS``).
 """
 
 from __future__ import annotations
