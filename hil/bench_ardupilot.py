@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -305,12 +306,15 @@ def measure(
     *,
     json_run: Callable[[ArduPilotBench, Log, Path], SpeedRun] = json_physics_run,
     builtin: Callable[[ArduPilotBench, float, Log, Path], SpeedRun] = builtin_run,
+    work_dir: Path | None = None,
 ) -> Comparison:
     """The JSON physics flight, then one built-in flight per speed-up, in one run; a
-    flight that fails is a reason in its place, not the end of the bench."""
+    flight that fails is a reason in its place, not the end of the bench. The SITLs run
+    in `work_dir` (default: a new temporary directory, removed unless a flight failed)."""
     load: dict[str, tuple[float, float, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="hil-bench-ardupilot-") as tmp:
-        work = Path(tmp)
+    work = Path(tempfile.mkdtemp(prefix="hil-bench-ardupilot-", dir=work_dir))
+    failed = True
+    try:
         log(f"ArduPilot SITL with the harness as its physics (lockstep), {bench.seconds:g} vehicle s")
         try:
             json_result: SpeedRun | str = json_run(bench, log, work)
@@ -325,6 +329,12 @@ def measure(
             except HilError as exc:
                 runs[s] = str(exc)
             load[f"{s:g}"] = os.getloadavg()
+        failed = any(isinstance(r, str) for r in (json_result, *runs.values()))
+    finally:
+        if failed:  # SITL's logs (sitl.log in each run directory) say why
+            log(f"kept the ArduPilot runs' directories for their logs: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return Comparison(bench.seconds, json_result, runs, load)
 
 

@@ -58,7 +58,7 @@ def test_the_executable_comes_from_the_option_or_the_environment(exe, monkeypatc
         resolve(str(exe), seconds=None, speedups=None, instance=51)
 
 
-def test_the_report_gives_every_speed_the_highest_speedup_that_goes_and_the_ratio(exe):
+def test_the_report_gives_every_speed_the_highest_speedup_that_goes_and_the_ratio(exe, tmp_path):
     asked = []
 
     def json_run(b, log, work):
@@ -72,7 +72,7 @@ def test_the_report_gives_every_speed_the_highest_speedup_that_goes_and_the_rati
         return SpeedRun(20.0, 20.0 / min(s, 80.0), hovering=s != 1000.0, note="timed on the ground: x")
 
     b = ArduPilotBench(exe, 20.0, (1.0, 10.0, 50.0, 100.0, 1000.0), 0)
-    comparison = measure(b, lambda text: None, json_run=json_run, builtin=builtin)
+    comparison = measure(b, lambda text: None, json_run=json_run, builtin=builtin, work_dir=tmp_path)
     assert asked == [1.0, 10.0, 50.0, 100.0, 1000.0]  # one failure does not end the bench
     assert comparison.highest_that_goes == 10.0
     assert comparison.best_speedup in (100.0, 1000.0)
@@ -99,13 +99,13 @@ def test_the_report_gives_every_speed_the_highest_speedup_that_goes_and_the_rati
     assert "load average" in bench.format_table(figures)
 
 
-def test_no_json_physics_run_means_no_ratio_and_says_why(exe):
+def test_no_json_physics_run_means_no_ratio_and_says_why(exe, tmp_path):
     def json_run(b, log, work):
         raise BoardNotAnswering("no servo packet")
 
     comparison = measure(
         ArduPilotBench(exe, 1.0, (10.0,), 0), lambda text: None,
-        json_run=json_run, builtin=lambda b, s, log, work: SpeedRun(1.0, 0.1, True),
+        json_run=json_run, builtin=lambda b, s, log, work: SpeedRun(1.0, 0.1, True), work_dir=tmp_path,
     )
     figures = bench.ardupilot_figures(comparison)
     assert figures[0].runs == () and "no servo packet" in figures[0].detail
