@@ -22,7 +22,10 @@ Figures (each repeated, shown as min / median / max against its target):
 - the default scenario suite's wall time (opt-in: it takes minutes);
 - the same suite on one board and on several at once (`hil run -n`), its speed-up, and
   a model of several boards on as many hosts (opt-in, `--boards [N]`);
-- memory growth of the harness over a long real-time run (opt-in, `--soak MINUTES`).
+- memory growth of the harness over a long real-time run (opt-in, `--soak MINUTES`);
+- ArduPilot SITL with the harness as its physics (lockstep) against the same executable's
+  built-in quad model at a range of --speedup, and their ratio (opt-in, `--ardupilot
+  [PATH]`; hil.bench_ardupilot).
 """
 
 from __future__ import annotations
@@ -1337,12 +1340,24 @@ def run_all(
     realtime_where: str = "thread",
     realtime_load: bool = False,
     realtime_only: bool = False,
+    ardupilot: Any = None,
+    ardupilot_only: bool = False,
 ) -> list[Figure]:
     """Every figure; `quick` shortens each (a smoke test: wider spread).
 
     ``realtime_where``: the real-time loop in a ``thread`` of the harness, in a
     ``process`` of its own, or ``both`` in alternating runs; ``realtime_load``: a harness
-    thread holds the GIL meanwhile; ``realtime_only``: measure that and nothing else."""
+    thread holds the GIL meanwhile; ``realtime_only``: measure that and nothing else.
+    ``ardupilot`` (a `hil.bench_ardupilot.ArduPilotBench`): also ArduPilot SITL with the
+    harness as its physics against its own quad model; ``ardupilot_only``: only that."""
+    if ardupilot is not None:
+        from dataclasses import replace
+
+        ardupilot = replace(ardupilot, cpu_ns=process_cpu_ns)
+    if ardupilot_only and ardupilot is not None:
+        from hil import bench_ardupilot
+
+        return ardupilot_figures(bench_ardupilot.measure(ardupilot, log))
     seconds = realtime_seconds if realtime_seconds is not None else (2.0 if quick else 10.0)
     runs = 1 if quick and realtime_seconds is None else realtime_runs
     if realtime_only:
@@ -1383,6 +1398,19 @@ def run_all(
                 "takes minutes; `hil bench --boards [N]`",
             )
         )
+    if ardupilot is not None:
+        from hil import bench_ardupilot
+
+        figures.extend(ardupilot_figures(bench_ardupilot.measure(ardupilot, log)))
+    else:
+        figures.append(
+            _not_measured(
+                ARDUPILOT_RATIO,
+                "ratio",
+                "-",
+                "needs an arducopter SITL build; `hil bench --ardupilot [PATH]`",
+            )
+        )
     if soak_minutes:
         log(f"memory soak, {soak_minutes:g} min")
         figures.append(soak(soak_minutes, log=log))
@@ -1393,6 +1421,63 @@ def run_all(
             )
         )
     return figures
+
+
+ARDUPILOT_RATIO = "ArduPilot SITL: JSON physics / built-in best"
+
+
+def ardupilot_figures(comparison: Any) -> list[Figure]:
+    """Figures of a `hil.bench_ardupilot.Comparison`: the JSON physics speed, the built-in
+    model's at each --speedup (its target: GOES_SHARE of the speed-up), and the ratio."""
+    from hil.bench_ardupilot import GOES_SHARE, SpeedRun
+
+    def where(run: SpeedRun, load: tuple[float, float, float]) -> str:
+        how = "hovering at 10 m" if run.hovering else run.note
+        cpu = ", ".join(f"{name} {sec:.2f}" for name, sec in run.cpu_s.items())
+        return (
+            f"{run.vehicle_s:.1f} vehicle s in {run.wall_s:.2f} wall s, {how}"
+            + (f"; CPU s over it: {cpu}" if cpu else "")
+            + f"; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        )
+
+    def extra(run: SpeedRun, **more: Any) -> dict[str, Any]:
+        return {**more, "vehicle_s": run.vehicle_s, "wall_s": run.wall_s, "hovering": run.hovering,
+                "cpu_s": dict(run.cpu_s)}
+
+    unit = "x real time"
+    out = []
+    name = "ArduPilot SITL, harness as JSON physics"
+    run = comparison.json_physics
+    if isinstance(run, SpeedRun):
+        out.append(Figure(name, unit, (run.speed,), "-", None,
+                          f"lockstep; {where(run, comparison.load['json'])}", extra(run)))
+    else:
+        out.append(_not_measured(name, unit, "-", run))
+    for s, run in comparison.builtin.items():
+        name = f"ArduPilot SITL built-in quad, --speedup {s:g}"
+        target = f">= {GOES_SHARE * s:g}x"
+        if isinstance(run, SpeedRun):
+            out.append(Figure(name, unit, (run.speed,), target, run.speed >= GOES_SHARE * s,
+                              where(run, comparison.load[f"{s:g}"]), extra(run, speedup=s)))
+        else:
+            out.append(_not_measured(name, unit, target, run))
+    ratio = comparison.ratio
+    if ratio is None:
+        why = "the JSON physics run failed" if comparison.json_speed is None else "no built-in run finished"
+        out.append(_not_measured(ARDUPILOT_RATIO, "ratio", "-", why))
+        return out
+    best = comparison.best_speedup
+    highest = comparison.highest_that_goes
+    speeds = comparison.builtin_speeds
+    out.append(Figure(
+        ARDUPILOT_RATIO, "ratio", (ratio,), "-", None,
+        f"harness as physics {comparison.json_speed:.1f}x against the built-in model's best "
+        f"{speeds[best]:.1f}x (at --speedup {best:g}); the highest --speedup it still reached "
+        f"({GOES_SHARE:.0%}): " + (f"{highest:g}" if highest is not None else "none of those tried"),
+        {"json_speed": comparison.json_speed, "builtin_speeds": {f"{k:g}": v for k, v in speeds.items()},
+         "best_speedup": best, "highest_speedup_that_goes": highest, "vehicle_s": comparison.seconds},
+    ))
+    return out
 
 
 def _host() -> dict[str, Any]:

@@ -253,6 +253,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--boards {args.boards}: give at least 2 boards to compare with 1")
     if args.soak is not None and args.soak <= 0:
         raise ConfigError(f"--soak {args.soak}: give a positive number of minutes")
+    ardupilot = None
+    if args.ardupilot is not None or args.ardupilot_only:
+        from hil import bench_ardupilot
+
+        ardupilot = bench_ardupilot.resolve(
+            args.ardupilot or None,
+            seconds=args.ardupilot_seconds if args.ardupilot_seconds is not None else (5.0 if args.quick else None),
+            speedups=args.ardupilot_speedups,
+            instance=args.ardupilot_instance,
+        )
     figures = bench.run_all(
         quick=args.quick,
         realtime_seconds=args.realtime_seconds,
@@ -263,6 +273,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         realtime_where=args.realtime_loop,
         realtime_load=args.realtime_harness_load,
         realtime_only=args.realtime_only,
+        ardupilot=ardupilot,
+        ardupilot_only=args.ardupilot_only,
     )
     print(bench.to_json(figures) if args.json else bench.format_table(figures))
     return 0
@@ -380,6 +392,38 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="MINUTES",
         help="also measure memory growth over a real-time run of MINUTES",
+    )
+    bench.add_argument(
+        "--ardupilot",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="also measure ArduPilot SITL (the arducopter executable at PATH, else "
+        "HIL_ARDUPILOT_SITL): lockstep speed with the harness as its physics (JSON) against "
+        "the same executable's built-in quad model (--model quad) at each --ardupilot-speedups, "
+        "each hovering for the same vehicle time; reports every speed, the highest speed-up "
+        "the built-in model still reaches (90 %%) and the ratio",
+    )
+    bench.add_argument(
+        "--ardupilot-only", action="store_true", help="measure the ArduPilot comparison and nothing else"
+    )
+    bench.add_argument(
+        "--ardupilot-seconds",
+        type=float,
+        metavar="S",
+        help="vehicle seconds timed per ArduPilot flight (default 20; 5 with --quick)",
+    )
+    bench.add_argument(
+        "--ardupilot-speedups",
+        metavar="LIST",
+        help="the built-in model's --speedup values, comma-separated (default 1,10,50,100,1000)",
+    )
+    bench.add_argument(
+        "--ardupilot-instance",
+        type=int,
+        default=0,
+        metavar="N",
+        help="SITL instance (-I N: its ports move by 10 x N) for every ArduPilot run (default 0)",
     )
     bench.set_defaults(func=_cmd_bench)
 

@@ -175,3 +175,40 @@ def test_a_plant_without_physics_is_refused(link, sitl):
     sitl.servo(0)
     with pytest.raises(LinkError, match="needs a plant with a vehicle"):
         link.send(0, Plant.radio_only(50.0))
+
+
+def test_compass_interference_moves_sitls_compass_offsets_and_puts_them_back(link, sitl, plant):
+    """SITL's compass is its own (no magnetometer in the JSON line): the plant's airframe
+    field goes to SIM_MAGn_OFS as -1000 x gauss from the session's values, and back."""
+    from hil.sim.injections import APPLIERS
+
+    sent = []
+    # The GCS heartbeats go the same way; only the PARAM_SETs count here.
+    link.send_to_board = lambda m: sent.append(m) if m.get_type() == "PARAM_SET" else None
+    link.param_target = (1, 1)
+    sitl.servo(0)
+    link.send(0, plant)  # no interference: nothing to set
+    assert sent == []
+    APPLIERS["compass_interference"].start(type("L", (), {"plant": plant})(), {"gauss": 0.3, "direction": 90.0})
+    sitl.servo(1)
+    link.outputs(0, WAIT)
+    link.send(2500, plant)
+    assert sent == []  # the session has not told the link SITL's values yet: it waits
+    link.mag_offsets_base = {"SIM_MAG1_OFS_X": 5.0, "SIM_MAG1_OFS_Y": 0.0, "SIM_MAG2_OFS_Y": -20.0}
+    sitl.servo(2)
+    link.outputs(2500, WAIT)
+    link.send(5000, plant)
+    got = {m.param_id: m.param_value for m in sent}
+    assert got == pytest.approx({"SIM_MAG1_OFS_X": 5.0, "SIM_MAG1_OFS_Y": -300.0, "SIM_MAG2_OFS_Y": -320.0}, abs=1e-6)
+    sent.clear()
+    sitl.servo(3)
+    link.outputs(5000, WAIT)
+    link.send(7500, plant)  # unchanged: nothing sent again
+    assert sent == []
+    APPLIERS["compass_interference"].stop(type("L", (), {"plant": plant})(), {})
+    sitl.servo(4)
+    link.outputs(7500, WAIT)
+    link.send(10000, plant)
+    assert {m.param_id: m.param_value for m in sent} == pytest.approx(
+        {"SIM_MAG1_OFS_X": 5.0, "SIM_MAG1_OFS_Y": 0.0, "SIM_MAG2_OFS_Y": -20.0}
+    )

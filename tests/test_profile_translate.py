@@ -83,8 +83,9 @@ def _library():
 def test_the_library_on_px4_skips_only_what_px4_cannot_say() -> None:
     skipped = {s.name: s.lacked_by(PX4_MULTICOPTER, frozenset({"physics", "gnss", "failsafe_mode"})) for s in _library()}
     skipped = {name: why for name, why in skipped.items() if why}
-    assert set(skipped) == {"low-battery-rtl", "rc-loss-while-gps-jammed"}
+    assert set(skipped) == {"low-battery-rtl", "rc-loss-while-gps-jammed", "gcs-loss-pilot-continues"}
     assert "BATT_LOW_VOLT" in skipped["low-battery-rtl"]
+    assert "FS_OPTIONS bit 4" in skipped["gcs-loss-pilot-continues"]
     assert "FS_EKF_ACTION = 2" in skipped["rc-loss-while-gps-jammed"]
 
 
@@ -106,3 +107,23 @@ def test_a_scenario_that_sets_nothing_means_arducopters_defaults_for_what_it_exe
     assert (out["NAV_DLL_ACT"], out["COM_DL_LOSS_T"]) == (0.0, 5.0)
     assert translate_settings({}, PX4_MULTICOPTER, ["wind"]) == ({}, [])
     assert translate_settings({}, ARDUCOPTER, ["rc_loss"]) == ({}, [])
+
+
+def test_fs_options_0_is_every_firmware_acting_in_every_mode() -> None:
+    out, why = translate_settings({"FS_GCS_ENABLE": 1, "FS_OPTIONS": 0}, PX4_MULTICOPTER, ["gcs_loss"])
+    assert why == [] and "FS_OPTIONS" not in out and out["NAV_DLL_ACT"] == 2.0
+
+
+def test_arducopters_default_fs_options_is_a_reason_only_where_it_changes_a_failsafe_flown() -> None:
+    # Implied by a GCS injection with the GCS failsafe on: bit 4 has no PX4 counterpart.
+    _, why = translate_settings({"FS_GCS_ENABLE": 1}, PX4_MULTICOPTER, ["gcs_loss"])
+    assert len(why) == 1 and "FS_OPTIONS bit 4" in why[0]
+    # GCS failsafe off (ArduCopter's default), or not exercised: the bit changes nothing.
+    assert translate_settings({}, PX4_MULTICOPTER, ["gcs_loss"])[1] == []
+    assert translate_settings({"FS_OPTIONS": 16}, PX4_MULTICOPTER, ["rc_loss"])[1] == []
+    # Bit 3 (continue landing) with the radio failsafe on by default.
+    _, why = translate_settings({"FS_OPTIONS": 8}, PX4_MULTICOPTER, ["rc_loss"])
+    assert len(why) == 1 and "bit 3" in why[0]
+    _, why = translate_settings({"FS_OPTIONS": 1.5}, PX4_MULTICOPTER, ["rc_loss"])
+    assert "not a bitmask" in why[0]
+    assert translate_settings({"FS_OPTIONS": 16}, ARDUCOPTER, ["gcs_loss"]) == ({"FS_OPTIONS": 16}, [])

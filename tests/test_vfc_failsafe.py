@@ -65,13 +65,40 @@ def test_fs_thr_enable_0_means_no_radio_failsafe() -> None:
     assert s.horizontal_distance() < 2.0
 
 
-def test_radio_failsafe_does_not_switch_land_to_rtl() -> None:
+def test_radio_failsafe_in_land_returns_home_at_arducopter_default_fs_options() -> None:
+    # ArduCopter's set_mode_RTL_or_land_with_pause: an RTL failsafe leaves LAND for RTL
+    # while a position is known, unless FS_OPTIONS bit 3 (8) keeps the landing.
     s = _loiter(16)
     s.copter.set_mode(LAND)
     s.rc = None
-    s.run(1.5)
+    assert s.run(1.5, lambda s: s.copter.mode == RTL)
     assert "Radio Failsafe" in s.texts
+
+
+def test_radio_failsafe_continues_landing_with_fs_options_bit_3() -> None:
+    s = _loiter(16, FS_OPTIONS=8 | 16)
+    s.copter.set_mode(LAND)
+    s.rc = None
+    s.run(1.5)
+    assert "Radio Failsafe - Continuing Landing" in s.texts
     assert s.copter.mode == LAND
+
+
+def test_radio_failsafe_continues_guided_with_fs_options_bit_2() -> None:
+    s = _loiter(20, FS_OPTIONS=4)
+    s.copter.set_mode(GUIDED)
+    s.rc = None
+    s.run(1.5)
+    assert "Radio Failsafe - Continuing Guided Mode" in s.texts
+    assert "radio" in s.copter.failsafes
+    assert s.copter.mode == GUIDED
+
+
+def test_radio_failsafe_in_guided_returns_home_without_bit_2() -> None:
+    s = _loiter(21)
+    s.copter.set_mode(GUIDED)
+    s.rc = None
+    assert s.run(1.5, lambda s: s.copter.mode == RTL)
 
 
 def test_radio_failsafe_on_the_ground_disarms() -> None:
@@ -84,11 +111,31 @@ def test_radio_failsafe_on_the_ground_disarms() -> None:
 
 
 def test_gcs_heartbeat_loss_with_fs_gcs_enable_1_returns_home() -> None:
-    s = _loiter(18, FS_GCS_ENABLE=1)
+    s = _loiter(18, FS_GCS_ENABLE=1, FS_OPTIONS=0)
     s.gcs = False
     assert s.run(6.5, lambda s: s.copter.mode == RTL)
     assert "GCS Failsafe" in s.texts
     assert s.t >= 5.0  # not before FS_GCS_TIMEOUT
+
+
+def test_gcs_loss_in_loiter_continues_at_arducopter_default_fs_options() -> None:
+    # FS_OPTIONS 16 (ArduCopter's default): a GCS failsafe in a pilot-flown mode does
+    # nothing but say so (events.cpp failsafe_gcs_on_event).
+    s = _loiter(18, FS_GCS_ENABLE=1)
+    s.gcs = False
+    assert s.run(6.5, lambda s: "gcs" in s.copter.failsafes)
+    s.run(3.0)
+    assert "GCS Failsafe - Continuing Pilot Control" in s.texts
+    assert s.copter.mode == LOITER and s.modes == []
+
+
+def test_gcs_loss_in_guided_returns_home_at_default_fs_options() -> None:
+    # GUIDED is flown by the autopilot: bit 4 does not apply.
+    s = _loiter(22, FS_GCS_ENABLE=1)
+    s.copter.set_mode(GUIDED)
+    s.gcs = False
+    assert s.run(6.5, lambda s: s.copter.mode == RTL)
+    assert "GCS Failsafe" in s.texts
 
 
 def test_gcs_loss_ignored_when_fs_gcs_enable_0() -> None:

@@ -46,7 +46,7 @@ from hil.profiles.ardupilot import parse_param_file, rc_semantics, read_param_fi
 from hil.receivers import Receiver, virtual_receiver
 from hil.rig import Board, Rig, RigKey
 from hil.session import BoardSession
-from hil.sim.ardupilot_link import ArduPilotJsonLink
+from hil.sim.ardupilot_link import MAG_OFFSET_PARAMS, ArduPilotJsonLink
 from hil.sim.loop import ClosedLoop, SimConfig
 from hil.sim.plant import Plant
 from hil.sitl.ardupilot import ArduPilotSitl, PtyBridge, find_executable
@@ -68,7 +68,7 @@ PHYSICS_RATE_HZ = 1200.0
 SESSION_PARAMS = (
     "SCHED_LOOP_RATE", "RC_FS_TIMEOUT", "FS_THR_ENABLE", "FS_THR_VALUE", "FS_GCS_ENABLE",
     "FS_GCS_TIMEOUT", "FS_EKF_ACTION", "FS_EKF_THRESH", "BATT_LOW_VOLT", "BATT_LOW_TIMER",
-    "BATT_FS_LOW_ACT", "GPS_AUTO_CONFIG", "FS_OPTIONS",
+    "BATT_FS_LOW_ACT", "GPS_AUTO_CONFIG", "FS_OPTIONS", *MAG_OFFSET_PARAMS,
 )  # fmt: skip
 #: Wall seconds SITL may take from its start to its first servo packet and its MAVLink
 #: port (parameter defaults loaded, storage wiped; slow on a loaded host).
@@ -425,6 +425,11 @@ class ArduPilotSitlSession(BoardSession):
                 except HilError:
                     pass
             self.param_snapshot = snapshot
+        # Compass interference moves SITL's own compass offsets (hil.sim.ardupilot_link):
+        # from the values it holds now, the ones this build has.
+        snap = self.param_snapshot
+        link.param_target = (autopilot.target_system, autopilot.target_component)
+        link.mag_offsets_base = {name: float(snap[name]) for name in MAG_OFFSET_PARAMS if name in snap}
         return self
 
     def make_sim(self, config: SimConfig | None = None):
@@ -472,6 +477,7 @@ class ArduPilotSitlSession(BoardSession):
         if board.link is not None:
             board.link.send_to_board = None
             board.link.armed = None
+            board.link.mag_offsets_base = None
         return problems
 
 

@@ -58,6 +58,10 @@ PARAM_DEFS: tuple[ParamDef, ...] = (
     # GCS failsafe.
     _i("FS_GCS_ENABLE", 0, 0, 7, "GCS failsafe: 0 off, 1 RTL, 5 Land, others RTL (7 Brake/Land)."),
     _f("FS_GCS_TIMEOUT", 5.0, 2.0, 120.0, "No GCS heartbeat this long trips the GCS failsafe, s."),
+    # Failsafe options (ArduCopter Parameters.cpp; hil.vfc.failsafe.apply_fs_options).
+    _i("FS_OPTIONS", 16, 0, 63, "Failsafe options bitmask: 4 radio failsafe continues in "
+       "GUIDED, 8 any failsafe continues a landing, 16 GCS failsafe continues in pilot-flown "
+       "modes (1, 2 continue in AUTO and 32 releases the gripper: accepted, not modelled)."),
     # EKF failsafe.
     _i("FS_EKF_ACTION", 1, 0, 3, "EKF failsafe: 1 Land, 2 AltHold, 3 Land even in manual modes."),
     _f("FS_EKF_THRESH", 0.8, 0.0, 1.0, "EKF test ratio above which a variance counts as bad "

@@ -90,6 +90,20 @@ _GCS_ACTIONS = {
     7: ("BRAKE", "LAND"),
 }
 
+#: ArduCopter's failsafe options bitmask (Parameters.cpp FS_OPTIONS, default 16; the bits
+#: in Copter.h FailsafeOption, read in events.cpp): bit -> (the failsafe kinds it changes,
+#: what it does). The virtual board models bits 2, 3 and 4 (hil.vfc.failsafe).
+FS_OPTIONS = "FS_OPTIONS"
+FS_OPTIONS_DEFAULT = 16
+FS_OPTIONS_BITS: dict[int, tuple[tuple[str, ...], str]] = {
+    0: (("rc_loss",), "the radio failsafe carries on with a mission in AUTO"),
+    1: (("gcs_loss",), "the GCS failsafe carries on with a mission in AUTO"),
+    2: (("rc_loss",), "the radio failsafe carries on in GUIDED"),
+    3: (("rc_loss", "gcs_loss", "battery"), "radio, GCS and battery failsafes carry on landing"),
+    4: (("gcs_loss",), "the GCS failsafe carries on in modes the pilot flies"),
+    5: ((), "a failsafe releases the gripper"),
+}
+
 #: Parameters a snapshot leaves out and a restore never writes: calibrations the board
 #: measures itself at boot (BARO1_GND_PRESS: "Param write denied" on a write), its
 #: sensors' device ids, counters and read-only facts (AP_Baro, AP_Compass,
@@ -148,8 +162,10 @@ ARDUCOPTER = FirmwareProfile(
             "FS_GCS_ENABLE",
             _GCS_ACTIONS,
             timeout_setting="FS_GCS_TIMEOUT",
-            defaults={"FS_GCS_ENABLE": 0, "FS_GCS_TIMEOUT": 5.0},
-            note="No heartbeat from the ground station (SYSID_MYGCS) for FS_GCS_TIMEOUT seconds.",
+            defaults={"FS_GCS_ENABLE": 0, "FS_GCS_TIMEOUT": 5.0, FS_OPTIONS: FS_OPTIONS_DEFAULT},
+            note="No heartbeat from the ground station (SYSID_MYGCS) for FS_GCS_TIMEOUT seconds. "
+            "At FS_OPTIONS' default (16) it only announces itself in modes the pilot flies "
+            "(STABILIZE, ALT_HOLD, LOITER...); it acts in GUIDED, AUTO, RTL and LAND.",
         ),
         Failsafe(
             "position_loss",

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from hil.errors import ConfigError
-from hil.profiles.ardupilot import ARDUCOPTER
+from hil.profiles.ardupilot import ARDUCOPTER, FS_OPTIONS, FS_OPTIONS_BITS
 from hil.profiles.model import Failsafe, FirmwareProfile
 
 #: The firmware whose names the scenario library uses.
@@ -85,6 +85,9 @@ def translate_settings(
         if name in own:
             out[name] = float(value)
             continue
+        if name == FS_OPTIONS and name not in profile.setting_words:
+            reasons.extend(_fs_options_reasons(value, params, kinds, profile))
+            continue
         if name in profile.setting_words:
             out[profile.setting_words[name]] = float(value)
             continue
@@ -130,6 +133,37 @@ def translate_settings(
         for name, value in profile.act_at_timeout.items():
             out.setdefault(name, float(value))
     return out, reasons
+
+
+def _fs_options_reasons(value: object, params: Mapping[str, float], kinds: set[str],
+                        profile: FirmwareProfile) -> list[str]:
+    """Why ArduCopter's FS_OPTIONS cannot be said on `profile` (nothing: it writes nothing).
+
+    The other firmware's failsafes act in every mode, as with FS_OPTIONS 0; a bit matters
+    only for a failsafe the scenario exercises and turns on (its action setting not 0).
+    """
+    try:
+        bits = int(value)  # type: ignore[call-overload]
+        if bits != value or bits < 0:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        return [f"{FS_OPTIONS} = {value!r} is not a bitmask"]
+    reasons = []
+    for bit, (changes, does) in FS_OPTIONS_BITS.items():
+        if not bits & (1 << bit):
+            continue
+        acting = [
+            fs.kind for fs in SOURCE.failsafes
+            if fs.kind in changes and fs.kind in kinds and fs.action_setting
+            and params.get(fs.action_setting, fs.defaults.get(fs.action_setting, 0)) != 0
+        ]
+        if acting:
+            reasons.append(
+                f"{FS_OPTIONS} bit {bit} ({does}) has no {profile.family} counterpart: "
+                f"its {', '.join(acting)} failsafe acts in every mode (set {FS_OPTIONS} = 0 "
+                "for a scenario that means the action)"
+            )
+    return reasons
 
 
 def _choices(fs: Failsafe) -> str:

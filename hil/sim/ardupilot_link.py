@@ -44,7 +44,9 @@ The state line carries: timestamp (s, our simulation time), IMU gyro and specifi
 (NED from home, m and m/s), the attitude quaternion (body -> NED, w x y z) and the
 battery (voltage, current). SITL computes its own barometer and compass from that pose
 and its ``--home`` (the board launches it at `hil.geo.HOME`); GPS and RC do not go
-through this link at all but through our emulators on its serial ports.
+through this link at all but through our emulators on its serial ports. The plant's
+compass interference reaches SITL's compasses as a change of its ``SIM_MAGn_OFS``
+parameters, sent to the board while the interference lasts (``MAG_OFFSET_PARAMS``).
 """
 
 from __future__ import annotations
@@ -85,13 +87,25 @@ _ZERO: Motors = (0.0, 0.0, 0.0, 0.0)
 #: Chunks of ArduPilot's GPS-bound bytes read per fix at most.
 _GPS_READS = 16
 #: What SITL sees of our plant: injections that act on parts it computes itself (its
-#: compass and barometer come from our pose and its --home) cannot act through it.
+#: barometer comes from our pose and its --home) cannot act through it. Its compass does
+#: too, but compass_interference reaches it through SITL's own compass model (below).
 SUPPORTED_INJECTIONS = frozenset(
     {
         "rc_loss", "rc_jamming", "gcs_loss", "gps_loss", "gps_jamming", "gps_spoofing",
         "battery_sag", "wind", "telemetry_jamming", "imu_noise", "imu_stuck", "imu_clip",
+        "compass_interference",
     }
 )  # fmt: skip
+#: SITL's simulated compasses read the body-frame field it computes from our attitude,
+#: less SIM_MAGn_OFS (milligauss, sensor frame, which is the body frame at SITL's default
+#: orientations): ArduPilot libraries/AP_Compass/AP_Compass_SITL.cpp subtracts the
+#: offset at every sample, while the compass calibration (COMPASS_OFS*) is taken from it
+#: only at boot. So moving SIM_MAGn_OFS in flight by -B adds a body-fixed field B to what
+#: every compass reads: the plant's `Mag.interference` (gauss, FRD), an airframe's field.
+#: The JSON state line carries no magnetometer (libraries/SITL/SIM_JSON.cpp).
+MAG_OFFSET_PARAMS: tuple[str, ...] = tuple(
+    f"SIM_MAG{n}_OFS_{axis}" for n in (1, 2, 3) for axis in "XYZ"
+)
 
 
 def pwm_to_motor(pwm: int) -> float:
@@ -167,6 +181,12 @@ class ArduPilotJsonLink:
         self.gcs_heartbeat_period_us = 1_000_000
         self._next_gcs = 0
         self._was_armed: bool | None = None
+        #: SIM_MAGn_OFS_* as SITL held them when the session began (set by the board's
+        #: session; None: not known, and compass interference waits for it), and the
+        #: MAVLink system/component its PARAM_SETs go to.
+        self.mag_offsets_base: dict[str, float] | None = None
+        self.param_target: tuple[int, int] = (1, 1)
+        self._mag_applied: tuple[float, float, float] = (0.0, 0.0, 0.0)
         #: Simulation time of every frame SITL answered (in lockstep its main loop runs
         #: once per frame, at our stamp), and the host clock of each exchange.
         self.answer_log = AnswerLog()
@@ -347,6 +367,8 @@ class ArduPilotJsonLink:
                     if self.on_event is not None:
                         self.on_event("note", f"GPS receiver moved to {baud} baud")
         send = self.send_to_board
+        if send is not None:
+            self._compass(plant, send)
         telemetry = plant.telemetry_link
         if send is None or telemetry is None:
             return
@@ -367,6 +389,36 @@ class ArduPilotJsonLink:
                     send(msg)
                 except (LinkError, OSError) as exc:
                     log.debug("GCS heartbeat not sent: %s", exc)
+
+    def _compass(self, plant: Plant, send: Callable[[object], None]) -> None:
+        """The plant's compass interference as SITL's SIM_MAGn_OFS (MAG_OFFSET_PARAMS):
+        set when it changes, put back to the session's values when it ends. The messages
+        go straight to the board, not through the telemetry link: this is a field on the
+        airframe, not a ground station's command."""
+        mag = plant.mag
+        want = tuple(float(v) for v in mag.interference) if mag is not None else (0.0, 0.0, 0.0)
+        if want == self._mag_applied or self.mag_offsets_base is None:
+            return
+        from hil.mavlink.dialect import mavlink
+
+        for name, base in self.mag_offsets_base.items():
+            value = base - 1000.0 * want["XYZ".index(name[-1])]
+            msg = mavlink.MAVLink_param_set_message(
+                *self.param_target, name.encode(), value, mavlink.MAV_PARAM_TYPE_REAL32
+            )
+            try:
+                send(msg)
+            except (LinkError, OSError) as exc:
+                log.warning("compass interference: %s not sent: %s", name, exc)
+                return  # tried again on the next frame
+        self._mag_applied = want  # type: ignore[assignment]
+        if self.on_event is not None:
+            field = ", ".join(f"{v:+.3f}" for v in want)
+            self.on_event(
+                "note",
+                f"compass field on the airframe ({field}) gauss FRD: SITL's SIM_MAGn_OFS set"
+                if any(want) else "compass field on the airframe gone: SITL's SIM_MAGn_OFS put back",
+            )
 
     # -- the socket ------------------------------------------------------------------------
 
@@ -426,4 +478,4 @@ class ArduPilotJsonLink:
             raise LinkError(f"cannot send the state line to ArduPilot SITL at {peer[0]}:{peer[1]}: {exc}") from None
 
 
-__all__ = ["SUPPORTED_INJECTIONS", "ArduPilotJsonLink", "pwm_to_motor", "state_of"]
+__all__ = ["MAG_OFFSET_PARAMS", "SUPPORTED_INJECTIONS", "ArduPilotJsonLink", "pwm_to_motor", "state_of"]

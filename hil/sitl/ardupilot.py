@@ -175,8 +175,12 @@ class ArduPilotSitl:
         instance: int = 0,
         speedup: float = 100.0,
         serials: dict[int, str] | None = None,
+        model: str = "JSON:127.0.0.1",
     ) -> None:
         self.run_dir = run_dir
+        #: SITL's --model: "JSON:127.0.0.1" (the harness is its physics) or one of its
+        #: built-in ones ("quad": hil bench's comparison, hil.bench_ardupilot).
+        self.model = model
         self.executable = executable
         self.defaults = list(defaults)
         self.instance = int(instance)
@@ -209,8 +213,8 @@ class ArduPilotSitl:
         home = f"{HOME.lat_deg},{HOME.lon_deg},{HOME.alt_m},0"
         argv = [
             str(self.executable),
-            "--model", "JSON:127.0.0.1",
-            "--sim-port-out", str(self.json_port),
+            "--model", self.model,
+            *(("--sim-port-out", str(self.json_port)) if self.model.startswith("JSON") else ()),
             "-I", str(self.instance),
             "--home", home,
             "--speedup", f"{self.speedup:g}",

@@ -420,11 +420,23 @@ class Copter:
         return self.personality.failsafe_action(failsafe, self._p)
 
     def _failsafe(self, name: str, severity: int, text: str, action: str) -> None:
-        """Announce a failsafe and act: disarm on the ground, never LAND -> RTL."""
+        """Announce a failsafe and act: disarm on the ground; ArduCopter's FS_OPTIONS."""
         self.failsafes.add(name)
         pers = self.personality
         if pers is None:
-            self._text(severity, text)
+            action, why = fs.apply_fs_options(
+                name, action, int(self._p("FS_OPTIONS")),
+                disarm=self.armed and self._disarms_on_failsafe(),
+                landing=self._mode.is_landing(), guided=self.mode == GUIDED,
+                autopilot=self._mode.autopilot)
+            if why is None:
+                self._text(severity, text)
+            elif name == "battery":
+                # The battery monitor's own line, then Copter's (events.cpp).
+                self._text(severity, text)
+                self._text(severity, f"Battery Failsafe - {why}")
+            else:
+                self._text(severity, f"{text} - {why}")
         else:
             # The personality's wording; and its hold before the action (PX4's
             # COM_FAIL_ACT_T), in which the vehicle holds position.
@@ -439,16 +451,23 @@ class Copter:
                 return
         self._act(action)
 
+    def _disarms_on_failsafe(self) -> bool:
+        """ArduCopter's should_disarm_on_failsafe(): landed, or throttle down in a mode
+        whose throttle is the pilot's."""
+        return self.landed or (self._mode.manual_throttle and self._sticks[3] <= 0.02)
+
     def _act(self, action: str) -> None:
         """Carry out a failsafe action."""
         if not self.armed or action == fs.NONE:
             return
-        if action == fs.DISARM or self.landed or (
-                self._mode.manual_throttle and self._sticks[3] <= 0.02):
+        if action == fs.DISARM or self._disarms_on_failsafe():
             self._do_disarm("Disarming motors")
             return
         if action == fs.RTL:
-            if self.mode == LAND:
+            # ArduCopter leaves LAND for RTL when it can (set_mode_RTL_or_land_with_pause;
+            # FS_OPTIONS bit 3 keeps the landing, see apply_fs_options); PX4 does not go
+            # from Land back to Return.
+            if self.mode == LAND and self.personality is not None:
                 return
             if self.mode != RTL and not self._change_mode(RTL, announce_fail=False)[0]:
                 self._change_mode(LAND)

@@ -17,6 +17,54 @@ EKF_CHECKS_TO_TRIP = 10
 """EKF checks (at 10 Hz) over threshold before the EKF failsafe, ArduPilot's 1 s."""
 
 
+# FS_OPTIONS, ArduCopter's failsafe options bitmask (ArduCopter/Parameters.cpp FS_OPTIONS,
+# the bits in Copter.h FailsafeOption, read in events.cpp failsafe_radio_on_event,
+# failsafe_gcs_on_event and handle_battery_failsafe).
+OPT_RC_CONTINUE_IF_AUTO = 1 << 0
+"""Radio failsafe in AUTO: carry on with the mission. Not modelled: the board has no AUTO."""
+OPT_GCS_CONTINUE_IF_AUTO = 1 << 1
+"""GCS failsafe in AUTO: carry on with the mission. Not modelled: no AUTO."""
+OPT_RC_CONTINUE_IF_GUIDED = 1 << 2
+"""Radio failsafe in GUIDED: no action ("Radio Failsafe - Continuing Guided Mode")."""
+OPT_CONTINUE_IF_LANDING = 1 << 3
+"""Radio, GCS or battery failsafe while landing (LAND, RTL's final descent): land on
+where the vehicle is ("... Failsafe - Continuing Landing"); without it an RTL action
+leaves LAND for RTL."""
+OPT_GCS_CONTINUE_IF_PILOT_CONTROL = 1 << 4
+"""GCS failsafe in a mode the pilot flies (not GUIDED, RTL, LAND): no action
+("GCS Failsafe - Continuing Pilot Control")."""
+OPT_RELEASE_GRIPPER = 1 << 5
+"""Release the gripper on any failsafe action. Not modelled: no gripper."""
+FS_OPTIONS_DEFAULT = OPT_GCS_CONTINUE_IF_PILOT_CONTROL
+"""ArduCopter's default (16), Parameters.cpp."""
+FS_OPTIONS_MODELLED = OPT_RC_CONTINUE_IF_GUIDED | OPT_CONTINUE_IF_LANDING | OPT_GCS_CONTINUE_IF_PILOT_CONTROL
+"""The bits the virtual board acts on; the others are accepted and ignored."""
+
+
+def apply_fs_options(failsafe: str, action: str, options: int, *, disarm: bool,
+                     landing: bool, guided: bool, autopilot: bool) -> tuple[str, str | None]:
+    """ArduCopter's exceptions to a failsafe's configured action, in its order.
+
+    ``failsafe`` is "radio", "gcs" or "battery" (others pass unchanged); ``disarm``: the
+    vehicle is on the ground (or throttle-down in a manual mode) and the failsafe will
+    disarm it; ``landing``/``guided``/``autopilot`` describe the current mode. Returns
+    (the action, the words ArduCopter adds to its announcement after " - ", or None).
+    """
+    if failsafe not in ("radio", "gcs", "battery"):
+        return action, None
+    if failsafe == "battery" and action == NONE:
+        return action, None  # a warning only (BATT_FS_LOW_ACT 0): the board does not act
+    if disarm:
+        return action, "Disarming"
+    if landing and options & OPT_CONTINUE_IF_LANDING:
+        return LAND, "Continuing Landing"
+    if failsafe == "radio" and guided and options & OPT_RC_CONTINUE_IF_GUIDED:
+        return NONE, "Continuing Guided Mode"
+    if failsafe == "gcs" and not autopilot and options & OPT_GCS_CONTINUE_IF_PILOT_CONTROL:
+        return NONE, "Continuing Pilot Control"
+    return action, None
+
+
 def radio_action(fs_thr_enable: int) -> str:
     """FS_THR_ENABLE: 1 RTL, 2 (old continue-mission) RTL, 3 Land, 4 SmartRTL->RTL,
     5 SmartRTL->Land, 6 DO_LAND_START->RTL, 7 Brake->Land; 0 none."""

@@ -150,6 +150,13 @@ class Mode:
     needs_position = False
     manual_throttle = False
     armable = True
+    #: ArduCopter's Mode::is_autopilot() (mode.h): the autopilot, not the pilot, flies
+    #: (GUIDED, RTL, LAND). FS_OPTIONS bit 4 lets a GCS failsafe pass only the others.
+    autopilot = False
+
+    def is_landing(self) -> bool:
+        """ArduCopter's Mode::is_landing(): LAND, and RTL in its final descent."""
+        return False
 
     def enter(self, c: Vehicle) -> None:
         """Called on entering the mode (targets start where the vehicle is)."""
@@ -262,6 +269,7 @@ class Guided(Mode):
     number = GUIDED
     name = "GUIDED"
     needs_position = True
+    autopilot = True
 
     def __init__(self) -> None:
         self.path = PathShaper()
@@ -365,6 +373,10 @@ class Land(Mode):
     number = LAND
     name = "LAND"
     armable = False
+    autopilot = True
+
+    def is_landing(self) -> bool:
+        return True
 
     def __init__(self) -> None:
         self.path = PathShaper()
@@ -407,7 +419,11 @@ class Rtl(Mode):
     name = "RTL"
     needs_position = True
     armable = False
+    autopilot = True
     CLIMB, RETURN, LOITER, FINAL = range(4)
+
+    def is_landing(self) -> bool:
+        return self.stage == self.FINAL
 
     def __init__(self) -> None:
         self.path = PathShaper()
