@@ -39,8 +39,7 @@ def test_a_place_by_name_with_receivers_served_by_its_ports(tmp_path):
     ("body", "reason"),
     [
         ("", "needs place"),
-        ('place = "a"\ntags = { board = "x" }\n', "place or tags, not both"),
-        ('tags = { board = 3 }\n', "table of strings"),
+        ('tags = { board = 3 }\n', r"tags.board = 3: must be a string"),
         ('place = "a"\nprofile = "betaflight"\n', "not a MAVLink firmware profile"),
         ('place = "a"\n[[board.receiver]]\nrole = "gps"\nprotocol = "ubx"\ndevice = "/dev/ttyUSB0"\n', "leave device"),
         ('place = "a"\nslowdown = 0.5\n', "slowdown"),
@@ -50,6 +49,15 @@ def test_rig_mistakes_are_refused_naming_the_key(tmp_path, monkeypatch, body, re
     monkeypatch.delenv("LG_PLACE", raising=False)
     with pytest.raises(ConfigError, match=reason):
         _rig(tmp_path, body)
+
+
+def test_tags_choose_the_place_unless_a_place_is_named(tmp_path):
+    by_tags = _rig(tmp_path, 'tags = { board = "h743", site = "a" }\n').boards[0]
+    assert by_tags.agent.place is None and by_tags.agent.tags == {"board": "h743", "site": "a"}
+    assert by_tags.agent.command(5)[-4:] == ["--tag", "board=h743", "--tag", "site=a"]
+    named = _rig(tmp_path, 'place = "bench-a-fc1"\ntags = { board = "h743" }\n').boards[0]
+    assert named.agent.place == "bench-a-fc1" and named.agent.tags == {}
+    assert named.tags == {"board": "h743"}  # still chosen by --board-tag among the rig's boards
 
 
 def test_lg_place_names_the_place_when_the_rig_does_not(tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ labgrid place.
     [[board]]
     name = "fc-bench-a"
     type = "labgrid"
-    place = "bench-a-fc1"           # or: tags = { board = "matek-h743" }; else $LG_PLACE
+    place = "bench-a-fc1"           # or: tags = { board = "matek-h743" } (any free place
+                                     # carrying them); else $LG_PLACE
     coordinator = "lab.example:20408"  # else $LG_COORDINATOR, else 127.0.0.1:20408
     profile = "arducopter"           # what the firmware is (as for type mavlink)
     control = "control"              # the place's NetworkSerialPort of the MAVLink link
@@ -71,12 +72,10 @@ class LabgridBoard(Board):
                 f"profile; one of: {', '.join(profile_names('mavlink'))}"
             )
         self.profile_name = chosen
-        tags = spec.get("tags") or {}
-        if not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in tags.items()):
-            raise ConfigError(f"{where}: tags = {show_value(tags)}: must be a table of strings, e.g. {{ board = \"h743\" }}")
+        # The board's tags (checked by the rig loader, chosen by --board-tag) also choose
+        # its place when no place is named: any free place carrying them all.
+        tags = self.tags
         place = spec.get("place") or (None if tags else os.environ.get("LG_PLACE"))
-        if spec.get("place") and tags:
-            raise ConfigError(f"{where}: give place or tags, not both")
         if not place and not tags:
             raise ConfigError(f"{where}: a labgrid board needs place = \"NAME\" or tags = {{ ... }} (or $LG_PLACE)")
         uarts = spec.get("uarts") or {}
@@ -86,7 +85,7 @@ class LabgridBoard(Board):
         self.agent = PlaceAgent(
             coordinator=str(spec["coordinator"]) if spec.get("coordinator") else None,
             place=str(place) if place else None,
-            tags={str(k): str(v) for k, v in tags.items()},
+            tags={} if place else tags,
             label=f"{place or tags} (board {name})",
         )
 
