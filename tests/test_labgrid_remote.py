@@ -92,10 +92,12 @@ def _wait_for(what: str, check, within: float, log: Path | None = None):
 
 
 class Lab:
-    def __init__(self, root: Path, coordinator: str, place: str) -> None:
+    def __init__(self, root: Path, coordinator: str, place: str, host=None) -> None:
         self.root = root
         self.coordinator = coordinator
         self.place = place
+        #: The bench host (hil.labgrid.virtual_host.VirtualHost) behind the exporter.
+        self.host = host
 
     def client(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -160,6 +162,7 @@ def lab(tmp_path_factory):
         )
         host = VirtualHost(Rig.load(root / "bench.toml", work_dir=root / "bench"), Path(f"/dev/shm/hil-lgtest-{tag}"))
         host.start()
+        host.serve_power()  # each board's power switch, for labgrid's simplerest backend
         (root / "exporter.yaml").write_text(host.exporter_config())
         exporter = f"hil-test-{tag}"
         exp_log = root / "exporter.log"
@@ -167,7 +170,8 @@ def lab(tmp_path_factory):
             [str(BIN / "labgrid-exporter"), "-c", coordinator, "-n", exporter, "--hostname", "127.0.0.1", "exporter.yaml"],
             root, exp_log,
         ))
-        lab = Lab(root, coordinator, f"hil-vfc-{tag}")
+        lab = Lab(root, coordinator, f"hil-vfc-{tag}", host)
+        lab.exporter = exporter
         _wait_for(
             "the exporter's resources at the coordinator",
             lambda: exporter in lab.client("resources").stdout, 30, exp_log,
@@ -251,3 +255,58 @@ def test_a_place_the_coordinator_does_not_know_is_a_rig_mistake(lab):
 
     with pytest.raises(ConfigError, match=rf"knows no place 'no-such-place'; places: .*{lab.place}"):
         PlaceAgent(place="no-such-place", coordinator=lab.coordinator).acquire(wait=1)
+
+
+def test_power_goes_through_labgrids_power_driver_at_start_cycle_and_stop(lab):
+    """A `power = true` board: the agent switches the place's NetworkPowerPort with
+    labgrid's NetworkPowerDriver (simplerest backend, real HTTP to the bench host's power
+    service), which really stops and boots the virtual board behind the place."""
+    from hil.lifecycle import BoardState
+    from hil.rig import Rig
+
+    host = lab.host
+    link = host.links(host.boards[0])["control"]
+    resources = lab.client("-p", lab.place, "show").stdout
+    assert "NetworkPowerPort" in resources and "simplerest" in resources, resources
+    rig = Rig.load(lab.rig("powered.toml", power="true"), work_dir=lab.root / "powered")
+    board = rig.boards[0]
+    before = len(host.switched)
+    try:
+        os.environ["HIL_LOCK_DIR"] = str(lab.root / "locks")
+        board.lifecycle.reach(BoardState.APP, "the power test")
+        assert host.switched[before:] == [("vfc", "on")]
+        board.lifecycle.power_cycle()  # labgrid's cycle: off, its 2 s delay, on
+        # Each entry is a switch the bench host carried out: the board stopped, then booted.
+        assert host.switched[before:] == [("vfc", "on"), ("vfc", "off"), ("vfc", "on")]
+        assert host.boards[0].state == "running" and link.exists()
+        assert board.url().startswith("rfc2217://127.0.0.1:")
+        rig.stop()  # power off, then release
+        assert host.switched[before:] == [("vfc", "on"), ("vfc", "off"), ("vfc", "on"), ("vfc", "off")]
+        assert not link.exists() and host.boards[0].state != "running", "the board still runs after power off"
+        assert lab.holder() is None
+    finally:
+        os.environ.pop("HIL_LOCK_DIR", None)
+        rig.stop()
+        host.power("vfc", True)  # the other tests use the board unswitched
+
+
+def test_power_on_a_place_without_a_power_resource_is_one_line(lab):
+    """The same board's serial ports in a place without its power switch: switching fails
+    in one line naming what labgrid can switch, and the place stays usable and is let go."""
+    from hil.labgrid.place import PlaceError
+
+    place = f"{lab.place}-nopower"
+    exporter = lab.exporter
+    for args in (("create",), ("add-match", f"{exporter}/vfc/NetworkSerialPort/*")):
+        done = lab.client("-p", place, *args)
+        assert done.returncode == 0, done.stderr
+    agent = PlaceAgent(coordinator=lab.coordinator, place=place)
+    agent.acquire(wait=10)
+    try:
+        assert "power" not in agent.resources and "control" in agent.resources
+        with pytest.raises(PlaceError, match=rf"place {place}: power on: .*has no power resource labgrid can switch \(one of: .*NetworkPowerPort"):
+            agent.power("on")
+        assert agent.serial_url("control").startswith("rfc2217://")
+    finally:
+        agent.release()
+        lab.client("-p", place, "delete")

@@ -305,18 +305,25 @@ class Agent:
         driver = self._power_driver()
         getattr(driver, action)()
 
-    def _power_driver(self):
-        from labgrid import Target, target_factory
-        from labgrid.resource.remote import RemotePlaceManager
+    def _target(self):
+        """A labgrid Target holding the acquired place's resources (as labgrid-client
+        builds one: its RemotePlace expands into the place's network resources)."""
+        from labgrid import Target
+        from labgrid.resource.remote import RemotePlace, RemotePlaceManager
 
         if self.target is None:
             manager = RemotePlaceManager.get()
             manager.session = self.session
             manager.loop = self.loop
             target = Target(self.acquired)
-            target_factory.make_resource(target, "RemotePlace", "RemotePlace", {"name": self.acquired})
+            RemotePlace(target, name=self.acquired)
             self.target = target
-        target = self.target
+        return self.target
+
+    def _power_driver(self):
+        from labgrid import target_factory
+
+        target = self._target()
         for resource in target.resources:
             driver_name = POWER_DRIVERS.get(type(resource).__name__)
             if driver_name is None:
