@@ -10,6 +10,9 @@ labgrid place.
     profile = "arducopter"           # what the firmware is (as for type mavlink)
     control = "control"              # the place's NetworkSerialPort of the MAVLink link
     power = true                     # switch the place's power resource at start/stop
+    dfu = "rom-dfu"                  # the place's NetworkDFUDevice to flash through
+                                     # (default: its only one); dfu_alt = 0;
+                                     # dfu_wait = 15 (s for it to appear)
 
     [[board.receiver]]               # served by the place's port named after the role
     role = "gps"                     # (or by uarts = { gps = "gps-uart" })
@@ -60,6 +63,9 @@ class LabgridBoard(Board):
         "lockstep": RigKey("boolean"),
         "simulate": RigKey("boolean"),
         "receiver": RigKey("tables"),
+        "dfu": RigKey("text"),
+        "dfu_alt": RigKey("integer", 0, 255),
+        "dfu_wait": RigKey("number", 0.0, 600.0, unit="seconds"),
     }
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
@@ -211,10 +217,27 @@ class LabgridBoard(Board):
     def wiring_note(self, receiver: Receiver) -> str | None:
         return "a serial port of the labgrid place, reached once a run has acquired it"
 
+    #: Through the place's DFU device with labgrid's DFU driver (hil.labgrid.dfu).
+    flash_method = "dfu"
+
     def flasher(self, method: str, progress=None):
-        raise ConfigError(
-            f"board {self.name}: flashing through a labgrid place is not built yet; flash on the "
-            "exporter host (labgrid-client dfu / flashscript), then run here"
+        """labgrid's DFUDriver on the place's NetworkDFUDevice: dfu-util on the exporter
+        host (hil.labgrid.dfu says what it needs and does)."""
+        from hil.labgrid.dfu import PlaceDfuFlasher
+
+        if method != "dfu":
+            raise ConfigError(
+                f"board {self.name}: a board behind a labgrid place is flashed over DFU with labgrid's DFU "
+                f"driver on the exporter host: use --method dfu, not {method!r}"
+            )
+        if not self.agent.held:
+            raise PlaceError(f"board {self.name}: place {self.agent.label} is not acquired")
+        return PlaceDfuFlasher(
+            self,
+            progress=progress,
+            alt=int(self.spec.get("dfu_alt", 0)),
+            resource=str(self.spec["dfu"]) if self.spec.get("dfu") else None,
+            find_timeout=float(self.spec.get("dfu_wait", 15.0)),
         )
 
 
