@@ -154,3 +154,38 @@ def test_a_labgrid_board_is_flashed_over_dfu_only(tmp_path):
         board.flasher("serial")
     with pytest.raises(PlaceError, match="not acquired"):
         board.flasher("dfu")
+
+
+# -- a Betaflight board behind a place ---------------------------------------------------------
+def _bf(tmp_path, body: str) -> Rig:
+    path = tmp_path / "bf.toml"
+    path.write_text('[[board]]\nname = "bf1"\ntype = "betaflight"\n' + body)
+    return Rig.load(path, work_dir=tmp_path / "state")
+
+
+_BF_RC = '[[board.receiver]]\nrole = "rc"\nprotocol = "crsf"\nfc_port = "UART2"\n'
+
+
+def test_a_betaflight_board_behind_a_place_reaches_its_ports_through_it(tmp_path):
+    board = _bf(tmp_path, 'place = "bench-bf"\ncoordinator = "lab:20408"\npower = true\nuarts = { rc = "crsf" }\n' + _BF_RC).boards[0]
+    assert board.fixed_url and board.power_switch
+    assert board.rc_receiver.device == "labgrid:crsf"
+    assert board.agent.command(5)[-4:] == ["--coordinator", "lab:20408", "--place", "bench-bf"]
+    assert board.state == "not acquired"
+    with pytest.raises(PlaceError, match="not acquired"):
+        board.url(timeout=0.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ('place = "p"\nurl = "socket://x:1"\n' + _BF_RC, "leave url and stand_in out"),
+        ('url = "socket://x:1"\npower = true\n' + _BF_RC, "go with place"),
+        ('place = "p"\n[[board.receiver]]\nrole = "rc"\nprotocol = "crsf"\nfc_port = "UART2"\ndevice = "/dev/ttyUSB0"\n', "leave device"),
+        ('place = "p"\nuarts = { rc = 3 }\n' + _BF_RC, "must map roles to resource names"),
+    ],
+)
+def test_betaflight_place_mistakes_are_one_line(tmp_path, body, reason):
+    with pytest.raises(ConfigError, match=reason) as err:
+        _bf(tmp_path, body)
+    assert "\n" not in str(err.value)

@@ -84,10 +84,7 @@ class LabgridBoard(Board):
         place = spec.get("place") or (None if tags else os.environ.get("LG_PLACE"))
         if not place and not tags:
             raise ConfigError(f"{where}: a labgrid board needs place = \"NAME\" or tags = {{ ... }} (or $LG_PLACE)")
-        uarts = spec.get("uarts") or {}
-        if not all(isinstance(v, str) and v for v in uarts.values()):
-            raise ConfigError(f"{where}: uarts = {show_value(uarts)}: must map roles to resource names")
-        self._uarts = {str(k): str(v) for k, v in uarts.items()}
+        self._uarts = place_uarts(where, spec)
         self.agent = PlaceAgent(
             coordinator=str(spec["coordinator"]) if spec.get("coordinator") else None,
             place=str(place) if place else None,
@@ -189,25 +186,7 @@ class LabgridBoard(Board):
         return ports[0]
 
     def _receivers_from_spec(self) -> tuple[Receiver, ...]:
-        """Receiver tables name no device: the place's serial port named after the role
-        (or in `uarts`) is it. The wiring on the exporter's side is checked as for a
-        real board (framing, inversion)."""
-        where = f"{self.rig.path}: board {self.name!r}"
-        tables = self.spec.get("receiver")
-        if tables is None:
-            return ()
-        if not isinstance(tables, list):
-            raise ConfigError(f"{where}: receiver must be an array of tables ([[board.receiver]])")
-        placed = []
-        for index, table in enumerate(tables):
-            if isinstance(table, dict) and ("device" in table or "usb_serial" in table):
-                raise ConfigError(
-                    f"{where}: [[board.receiver]][{index}]: a labgrid board's receiver is a serial port "
-                    "of its place; leave device and usb_serial out (uarts = { ROLE = \"RESOURCE\" } names it)"
-                )
-            placed.append({**table, "device": "/labgrid"} if isinstance(table, dict) else table)
-        parsed = parse_receivers(where, placed, virtual=False)
-        return tuple(dataclasses.replace(r, device=f"labgrid:{self._uarts.get(r.role, r.role)}") for r in parsed)
+        return placed_receivers(f"{self.rig.path}: board {self.name!r}", self.spec.get("receiver"), self._uarts)
 
     def uart_paths(self) -> dict[str, str]:
         if not self.agent.held:
@@ -241,4 +220,32 @@ class LabgridBoard(Board):
         )
 
 
-__all__ = ["LabgridBoard"]
+def placed_receivers(where: str, tables: Any, uarts: Mapping[str, str]) -> tuple[Receiver, ...]:
+    """Receiver tables of a board behind a place name no device: the place's serial port
+    named after the role (or in `uarts`) is it, shown as device "labgrid:RESOURCE". The
+    wiring on the exporter's side is checked as for a real board (framing, inversion)."""
+    if tables is None:
+        return ()
+    if not isinstance(tables, list):
+        raise ConfigError(f"{where}: receiver must be an array of tables ([[board.receiver]])")
+    placed = []
+    for index, table in enumerate(tables):
+        if isinstance(table, dict) and ("device" in table or "usb_serial" in table):
+            raise ConfigError(
+                f"{where}: [[board.receiver]][{index}]: the receiver of a board behind a labgrid place is a "
+                "serial port of its place; leave device and usb_serial out (uarts = { ROLE = \"RESOURCE\" } names it)"
+            )
+        placed.append({**table, "device": "/labgrid"} if isinstance(table, dict) else table)
+    parsed = parse_receivers(where, placed, virtual=False)
+    return tuple(dataclasses.replace(r, device=f"labgrid:{uarts.get(r.role, r.role)}") for r in parsed)
+
+
+def place_uarts(where: str, spec: Mapping[str, Any]) -> dict[str, str]:
+    """The rig's `uarts = { ROLE = "RESOURCE" }`, checked."""
+    uarts = spec.get("uarts") or {}
+    if not all(isinstance(v, str) and v for v in uarts.values()):
+        raise ConfigError(f"{where}: uarts = {show_value(uarts)}: must map roles to resource names")
+    return {str(k): str(v) for k, v in uarts.items()}
+
+
+__all__ = ["LabgridBoard", "place_uarts", "placed_receivers"]
