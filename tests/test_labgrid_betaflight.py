@@ -144,3 +144,26 @@ def test_a_bench_scenario_passes_on_a_betaflight_board_reached_only_through_a_pl
     assert ran["bench-arming"]["passed"] and ran["bench-link-statistics"]["passed"], ran
     assert re.search(r"bench-arming\s+bf-placed\s+PASS", run.stdout), run.stdout[-2000:]
     assert lab.holder() is None, "the place was not released"
+
+
+@pytest.mark.slow  # shares the bench place above (the SITL's start)
+def test_flashing_a_placed_betaflight_board_needs_a_dfu_device_in_its_place(bench_place, tmp_path):
+    """The place exports the board's ports only: hil flash is refused in one line naming
+    what the place has, before anything is sent to the board."""
+    import struct
+
+    lab = bench_place
+    image = tmp_path / "fw.bin"
+    image.write_bytes(struct.pack("<II", 0x20020000, 0x08000201) + bytes(1024))
+    run = subprocess.run(
+        [sys.executable, "-m", "hil.cli", "flash", str(image), "--base-address", "0x08000000",
+         "--rig", str(_placed_rig(lab)), "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=lab.env(),
+    )
+    assert run.returncode != 0
+    assert re.search(
+        rf"place {lab.place} has no DFU device to flash through .*; it has: control \(NetworkSerialPort\), rc \(NetworkSerialPort\)",
+        run.stderr,
+    ), run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
+    assert lab.holder() is None

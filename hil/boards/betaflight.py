@@ -88,6 +88,7 @@ class BetaflightBoard(Board):
         "uarts": RigKey("table"),
         "power": RigKey("boolean"),
         "wait": RigKey("number", 0.0, 86400.0, unit="seconds"),
+        "dfu": RigKey("text"),
     }
     flash_method = "dfu"
 
@@ -111,8 +112,8 @@ class BetaflightBoard(Board):
                 place=str(spec["place"]),
                 label=f"{spec['place']} (board {name})",
             )
-        elif any(key in spec for key in ("coordinator", "control", "uarts", "power", "wait")):
-            raise ConfigError(f"{where}: coordinator, control, uarts, power and wait go with place = \"NAME\"")
+        elif any(key in spec for key in ("coordinator", "control", "uarts", "power", "wait", "dfu")):
+            raise ConfigError(f"{where}: coordinator, control, uarts, power, wait and dfu go with place = \"NAME\"")
         if not spec.get("url") and not self.usb_serial and self.agent is None:
             raise ConfigError(
                 f"{where}: give url (\"/dev/ttyACM0\", \"socket://host:port\") or usb_serial (`hil doctor` lists them)"
@@ -304,7 +305,8 @@ class BetaflightBoard(Board):
     # -- flashing ----------------------------------------------------------------------
 
     def flasher(self, method: str, progress=None):
-        """MSP into the ROM DFU bootloader, DfuSe, back to the VCP (hil.flash.msp_dfu)."""
+        """MSP into the ROM DFU bootloader, DfuSe, back to the VCP (hil.flash.msp_dfu);
+        behind a place, DfuSe through labgrid's DFU driver on the exporter host."""
         from hil.flash.msp_dfu import MspDfuFlasher
 
         if method != "dfu":
@@ -312,6 +314,8 @@ class BetaflightBoard(Board):
                 f"board {self.name} (Betaflight) is flashed through its ROM DFU bootloader, entered over "
                 f"MSP: use --method dfu, not {method!r}"
             )
+        if self.agent is not None:
+            return self._place_flasher(progress)
         if self.stand_in is not None and self.virtual_msp is None:
             raise ConfigError(
                 f"board {self.name} has a SITL stand-in, which has no bootloader to flash; flash the real "
@@ -333,6 +337,49 @@ class BetaflightBoard(Board):
             dfu_serial=self.spec.get("dfu_serial"),
             require_board_name=bool(self.spec.get("check_board_name", True)),
             memory=self.work_dir / MSP_FACTS,
+        )
+
+    def _place_flasher(self, progress=None):
+        """hil.labgrid.dfu with MSP around it: the image checked against what the board
+        says over MSP, MSP_REBOOT into the ROM bootloader through the place's control
+        port, and the version read back over MSP once it runs again."""
+        from hil.flash.msp_dfu import check_against_board, read_facts, reboot_to_rom_dfu
+        from hil.labgrid.dfu import PlaceDfuFlasher
+        from hil.labgrid.place import PlaceError
+
+        if not self.agent.held:
+            raise PlaceError(f"board {self.name}: place {self.agent.label} is not acquired")
+        where = f"board {self.name} (place {self.agent.acquired})"
+
+        def check(image) -> None:
+            from hil.firmware.betaflight_info import read_strings
+
+            url = self.url()
+            with self._open_msp(url, 5.0) as ap:
+                facts = read_facts(ap)
+            check_against_board(
+                image, read_strings(image), facts, where,
+                require_board_name=bool(self.spec.get("check_board_name", True)),
+            )
+
+        def enter() -> None:
+            url = self.url()
+            ap = self._open_msp(url, 5.0)
+            try:
+                reboot_to_rom_dfu(ap, where, url)
+            finally:
+                try:
+                    ap.close()
+                except Exception:  # noqa: BLE001 - the board went into its bootloader
+                    pass
+
+        def confirm(timeout: float) -> str | None:
+            with self._open_msp(self.url(), timeout) as ap:
+                return read_facts(ap).version
+
+        return PlaceDfuFlasher(
+            self, progress=progress, check=check, enter=enter, confirm=confirm,
+            resource=str(self.spec["dfu"]) if self.spec.get("dfu") else None,
         )
 
     def _vcp_url(self, timeout: float) -> str:

@@ -5,7 +5,9 @@ configuration names it as a `DFUDevice` (matched by udev, e.g. the ROM's serial 
 and the place shows it as a `NetworkDFUDevice` that is available only while the device is
 plugged in, i.e. while the board sits in its bootloader. The steps:
 
-1. The place must have such a resource: else one line naming what the place has.
+1. The place must have such a resource: else one line naming what the place has. Then
+   `check` (a Betaflight board: the image must name the MCU target the board reports
+   over MSP, hil.flash.msp_dfu.check_against_board) refuses a wrong image.
 2. Into the bootloader: `enter` (a Betaflight board: MSP_REBOOT into ROM DFU over its
    control port), then wait, bounded, for the coordinator to show the device available. A
    MAVLink board has no way into the ROM bootloader over its link: it must already be
@@ -66,6 +68,7 @@ class PlaceDfuFlasher(Flasher):
         board: Any,
         *,
         progress=None,
+        check: Callable[[FirmwareImage], None] | None = None,
         enter: Callable[[], None] | None = None,
         confirm: Callable[[float], str | None] | None = None,
         alt: int = 0,
@@ -76,6 +79,7 @@ class PlaceDfuFlasher(Flasher):
     ) -> None:
         super().__init__(board.name, progress=progress)
         self.board = board
+        self.check = check
         self.enter = enter
         self.confirm = confirm
         self.alt = alt
@@ -113,6 +117,8 @@ class PlaceDfuFlasher(Flasher):
     def flash(self, image: FirmwareImage, *, force: bool = False) -> FlashResult:
         preflight.check_payload(image, image.base_address, expect_header=False)
         name = self.dfu_resource()
+        if self.check is not None:
+            self.check(image)  # the firmware's own word on what the board is, before anything
         if self.enter is not None and not self._available(name, 0.0):
             self.enter()
         if not self._available(name, self.find_timeout):
