@@ -172,6 +172,7 @@ def test_a_betaflight_board_behind_a_place_reaches_its_ports_through_it(tmp_path
     assert board.rc_receiver.device == "labgrid:crsf"
     assert board.agent.command(5)[-4:] == ["--coordinator", "lab:20408", "--place", "bench-bf"]
     assert board.state == "not acquired"
+    assert "labgrid place" in board.wiring_note(board.rc_receiver)  # hil doctor does not look for it here
     with pytest.raises(PlaceError, match="not acquired"):
         board.url(timeout=0.0)
 

@@ -278,7 +278,6 @@ def test_power_goes_through_labgrids_power_driver_at_start_cycle_and_stop(lab):
     board = rig.boards[0]
     before = len(host.switched)
     try:
-        os.environ["HIL_LOCK_DIR"] = str(lab.root / "locks")
         board.lifecycle.reach(BoardState.APP, "the power test")
         assert host.switched[before:] == [("vfc", "on")]
         board.lifecycle.power_cycle()  # labgrid's cycle: off, its 2 s delay, on
@@ -291,7 +290,6 @@ def test_power_goes_through_labgrids_power_driver_at_start_cycle_and_stop(lab):
         assert not link.exists() and host.boards[0].state != "running", "the board still runs after power off"
         assert lab.holder() is None
     finally:
-        os.environ.pop("HIL_LOCK_DIR", None)
         rig.stop()
         host.power("vfc", True)  # the other tests use the board unswitched
 

@@ -271,6 +271,8 @@ class BetaflightBoard(Board):
         return find_port(self.usb_serial, None, timeout=timeout).device
 
     def wiring_note(self, receiver: Receiver) -> str | None:
+        if self.agent is not None:
+            return "a serial port of the labgrid place, reached once a run has acquired it"
         if self.stand_in is None:
             return None
         if self.virtual_msp is not None:
