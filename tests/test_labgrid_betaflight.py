@@ -99,6 +99,8 @@ def bench_place(tmp_path_factory):
         (root / "exporter.yaml").write_text(
             "bf:\n"
             + "".join(f"  {b.link.name}:\n    cls: RawSerialPort\n    port: {b.link}\n    speed: 115200\n" for b in bridges)
+            # The ROM bootloader of a board as udev would match it (never present here: no USB).
+            + f'bfdfu:\n  dfu:\n    cls: DFUDevice\n    match:\n      ID_SERIAL_SHORT: "HILBFDFU{tag}"\n'
         )
         exporter = f"hil-bf-{tag}"
         exp_log = root / "exporter.log"
@@ -111,6 +113,11 @@ def bench_place(tmp_path_factory):
         for args in (("create",), ("add-match", f"{exporter}/bf/*")):
             done = lab.client("-p", lab.place, *args)
             assert done.returncode == 0, done.stderr
+        # A second place: the same ports and the board's DFU device.
+        for args in (("create",), ("add-match", f"{exporter}/bf/*"), ("add-match", f"{exporter}/bfdfu/*")):
+            done = lab.client("-p", f"{lab.place}-dfu", *args)
+            assert done.returncode == 0, done.stderr
+        lab.host = rig.boards[0]  # the bench host's board (its stand-in SITL)
         yield lab
     finally:
         for proc in reversed(procs):
@@ -120,11 +127,11 @@ def bench_place(tmp_path_factory):
         rig.stop()
 
 
-def _placed_rig(lab: Lab) -> Path:
-    path = lab.root / "placed.toml"
+def _placed_rig(lab: Lab, place: str | None = None) -> Path:
+    path = lab.root / f"placed-{place or lab.place}.toml"
     path.write_text(
         '[rig]\nname = "placed-bench"\n[[board]]\nname = "bf-placed"\ntype = "betaflight"\n'
-        f'place = "{lab.place}"\ncoordinator = "{lab.coordinator}"\narm_aux = 1\n'
+        f'place = "{place or lab.place}"\ncoordinator = "{lab.coordinator}"\narm_aux = 1\n'
         '[[board.receiver]]\nrole = "rc"\nprotocol = "crsf"\nfc_port = "UART2"\n'
     )
     return path
@@ -166,4 +173,30 @@ def test_flashing_a_placed_betaflight_board_needs_a_dfu_device_in_its_place(benc
         run.stderr,
     ), run.stderr
     assert "Traceback" not in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
+    assert lab.holder() is None
+
+
+@pytest.mark.slow  # shares the bench place above
+def test_a_real_target_image_is_refused_over_msp_through_the_place_before_any_reboot(bench_place, tmp_path):
+    """A place with the board's DFU device: hil flash asks the board over MSP (through the
+    place's control port) what it is before anything else, and the real MATEKF405SE .hex
+    is refused for the SITL target; the board is never rebooted."""
+    from hil.errors import ConfigError
+    from hil.sitl.target_build import CompilerMissing, target_hex
+
+    try:
+        image = target_hex()
+    except (CompilerMissing, ConfigError) as exc:
+        pytest.skip(f"cannot build a Betaflight target here: {exc}")
+    lab = bench_place
+    generation = lab.host.stand_in.generation
+    run = subprocess.run(
+        [sys.executable, "-m", "hil.cli", "flash", str(image), "--rig", str(_placed_rig(lab, f"{lab.place}-dfu")),
+         "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=lab.env(),
+    )
+    assert run.returncode != 0
+    assert "which is target SITL" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
+    assert lab.host.stand_in.generation == generation and lab.host.stand_in.alive  # never rebooted
     assert lab.holder() is None
