@@ -200,3 +200,29 @@ def test_a_real_target_image_is_refused_over_msp_through_the_place_before_any_re
     assert "Traceback" not in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
     assert lab.host.stand_in.generation == generation and lab.host.stand_in.alive  # never rebooted
     assert lab.holder() is None
+
+
+@pytest.mark.slow  # shares the bench place above; the SITL reboots
+def test_into_the_rom_bootloader_over_msp_through_the_place_then_no_dfu_device_is_one_line(bench_place, tmp_path):
+    """An image naming the board's target passes the MSP check; MSP_REBOOT into the ROM
+    bootloader goes out through the place's control port and the board goes. The SITL has no
+    ROM bootloader, so no DFU device appears at the exporter: one line, nothing written."""
+    import struct
+
+    lab = bench_place
+    image = tmp_path / "sitl-named.bin"
+    # A vector table, then the strings a Betaflight image for target SITL carries.
+    image.write_bytes(struct.pack("<II", 0x20020000, 0x08000101) + bytes(248) + b"\0Betaflight\0BTFL\0SITL\0" + bytes(64))
+    rig = _placed_rig(lab, f"{lab.place}-dfu")
+    rig.write_text(rig.read_text().replace("arm_aux = 1\n", "arm_aux = 1\ncheck_board_name = false\ndfu_wait = 3\n"))
+    generation = lab.host.stand_in.generation
+    run = subprocess.run(
+        [sys.executable, "-m", "hil.cli", "flash", str(image), "--base-address", "0x08000000", "--rig", str(rig),
+         "--state-dir", str(tmp_path / "state"), "--force"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT, env=lab.env(),
+    )
+    assert run.returncode != 0
+    assert "DFU device dfu is not present" in run.stderr and "did not appear after the board was told to reboot into it" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
+    assert lab.host.stand_in.generation > generation  # it rebooted
+    assert lab.holder() is None

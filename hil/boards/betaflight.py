@@ -89,6 +89,7 @@ class BetaflightBoard(Board):
         "power": RigKey("boolean"),
         "wait": RigKey("number", 0.0, 86400.0, unit="seconds"),
         "dfu": RigKey("text"),
+        "dfu_wait": RigKey("number", 0.0, 600.0, unit="seconds"),
     }
     flash_method = "dfu"
 
@@ -112,8 +113,10 @@ class BetaflightBoard(Board):
                 place=str(spec["place"]),
                 label=f"{spec['place']} (board {name})",
             )
-        elif any(key in spec for key in ("coordinator", "control", "uarts", "power", "wait", "dfu")):
-            raise ConfigError(f"{where}: coordinator, control, uarts, power, wait and dfu go with place = \"NAME\"")
+        elif any(key in spec for key in ("coordinator", "control", "uarts", "power", "wait", "dfu", "dfu_wait")):
+            raise ConfigError(
+                f"{where}: coordinator, control, uarts, power, wait, dfu and dfu_wait go with place = \"NAME\""
+            )
         if not spec.get("url") and not self.usb_serial and self.agent is None:
             raise ConfigError(
                 f"{where}: give url (\"/dev/ttyACM0\", \"socket://host:port\") or usb_serial (`hil doctor` lists them)"
@@ -382,6 +385,7 @@ class BetaflightBoard(Board):
         return PlaceDfuFlasher(
             self, progress=progress, check=check, enter=enter, confirm=confirm,
             resource=str(self.spec["dfu"]) if self.spec.get("dfu") else None,
+            find_timeout=float(self.spec.get("dfu_wait", 15.0)),
         )
 
     def _vcp_url(self, timeout: float) -> str:
