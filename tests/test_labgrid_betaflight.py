@@ -66,7 +66,7 @@ def test_a_tcp_port_becomes_a_pty_that_follows_a_far_end_that_comes_and_goes(tmp
         finally:
             os.close(fd)
         assert bridge.connects >= 2 and bridge.to_tcp == 10 and bridge.from_tcp == 10
-    assert not link.exists()
+    assert not link.exists() and not link.parent.exists()
     server.close()
 
 

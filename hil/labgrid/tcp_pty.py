@@ -86,6 +86,10 @@ class TcpPty:
             self.link.unlink()
         except FileNotFoundError:
             pass
+        try:
+            self.link.parent.rmdir()  # once no other port's link is left in it
+        except OSError:
+            pass
 
     def __enter__(self) -> TcpPty:
         return self.start()
