@@ -50,6 +50,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pytest_args.append(f"--hil-state-dir={_state_dir(args)}")
     if args.board:
         pytest_args.append(f"--board={args.board}")
+    for tag in getattr(args, "board_tags", None) or ():
+        pytest_args.append(f"--board-tag={tag}")
     if args.keyword:
         pytest_args += ["-k", args.keyword]
     if args.seeds:
@@ -74,7 +76,9 @@ def _workers(args: argparse.Namespace, boards: int) -> int:
         raise ConfigError(f"-n {wanted}: give a number of workers of at least 1")
     usable = 1 if args.board else boards
     if wanted > usable:
-        why = f"--board {args.board} names one board" if args.board else f"the rig has {boards} board(s)"
+        tags = getattr(args, "board_tags", None)
+        carrying = f" carrying {','.join(tags)}" if tags else ""
+        why = f"--board {args.board} names one board" if args.board else f"the rig has {boards} board(s){carrying}"
         print(f"hil run: -n {wanted}: {why}, so {usable} worker(s), one per board", file=sys.stderr)
         wanted = usable
     if wanted > 1:
@@ -91,22 +95,24 @@ def _workers(args: argparse.Namespace, boards: int) -> int:
 def _check_run_inputs(args: argparse.Namespace, targets: list[str]) -> int:
     """Refuse a broken rig file, an unknown --board or a broken scenario file before
     pytest starts: one line and exit code 4, not a traceback per scenario. Returns how
-    many boards the rig has."""
+    many boards the run may use (the rig's, or those carrying --board-tag's tags)."""
     from hil.pytest_plugin.items import scenario_paths
     from hil.pytest_plugin.options import resolve_rig_path
-    from hil.rig import Rig
+    from hil.rig import Rig, parse_tag_filter
     from hil.scenario.load import load_scenario, parse_seeds
 
     if args.seeds:
         parse_seeds(args.seeds)
+    tags = parse_tag_filter(getattr(args, "board_tags", None))
     rig = Rig.load(resolve_rig_path(args.rig), work_dir=_state_dir(args))
     try:
-        rig.select(args.board)
+        rig.select(args.board, tags)
+        usable = len(rig.matching(tags))
     finally:
         rig.stop()
     for path in scenario_paths(targets):
         load_scenario(path)
-    return len(rig.boards)
+    return usable
 
 
 def _cmd_boards(args: argparse.Namespace) -> int:
@@ -296,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenarios", nargs="*", help="scenario files or directories (default: scenarios/)")
     run.add_argument("--rig", help="rig file (default: fixtures/virtual.toml)")
     run.add_argument("--board", help="board of the rig (name or USB serial)")
+    run.add_argument(
+        "--board-tag", dest="board_tags", action="append", default=[], metavar="KEY=VALUE",
+        help="only boards whose rig tags include KEY=VALUE (repeatable); with -n, free ones first",
+    )
     run.add_argument("--report", help="directory for JUnit XML and the report (default: hil-runs/<time>)")
     run.add_argument("-k", dest="keyword", help="only scenarios matching this pytest keyword expression")
     run.add_argument(

@@ -238,6 +238,17 @@ class Board(ABC):
         return str(self.spec.get("usb_serial", ""))
 
     @property
+    def tags(self) -> dict[str, str]:
+        """The board's `tags = { key = "value", ... }` from the rig (any board type), by
+        which `--board-tag key=value` chooses among the rig's boards; checked at load."""
+        return {str(k): str(v) for k, v in dict(self.spec.get("tags") or {}).items()}
+
+    def has_tags(self, wanted: Mapping[str, str]) -> bool:
+        """True when the board carries every one of `wanted`'s key = value pairs."""
+        mine = self.tags
+        return all(mine.get(k) == v for k, v in wanted.items())
+
+    @property
     def baud(self) -> int:
         """Baud rate of the control link (ignored by pty, socket and USB CDC links)."""
         return 115200
@@ -466,15 +477,33 @@ class Rig:
             raise ConfigError(f"{path}: a rig needs at least one [[board]] table")
         return cls(path, str(rig.get("name", path.stem)), boards, work_dir)
 
-    def select(self, which: str | None) -> Board:
-        """The board named `which` (name or USB serial), or the first one."""
+    def select(self, which: str | None, tags: Mapping[str, str] | None = None) -> Board:
+        """The board named `which` (name or USB serial), or the first one; with `tags`,
+        the board must carry them (the first one that does, when none is named)."""
+        candidates = self.matching(tags)
         if not which:
-            return self.boards[0]
+            return candidates[0]
         for board in self.boards:
             if which in (board.name, board.usb_serial):
+                if board not in candidates:
+                    raise ConfigError(
+                        f"{self.path}: board {board.name} does not carry the tags {show_tags(tags or {})}; "
+                        f"it has {show_tags(board.tags) or 'none'}"
+                    )
                 return board
         names = ", ".join(f"{b.name} ({b.usb_serial or 'no serial'})" for b in self.boards)
         raise ConfigError(f"{self.path}: no board {which!r} on this rig; boards: {names}")
+
+    def matching(self, tags: Mapping[str, str] | None) -> list[Board]:
+        """The rig's boards that carry every tag of `tags`, in the rig's order (all of
+        them when no tags are asked for); ConfigError naming each board's tags when none do."""
+        if not tags:
+            return list(self.boards)
+        found = [b for b in self.boards if b.has_tags(tags)]
+        if not found:
+            have = "; ".join(f"{b.name}: {show_tags(b.tags) or 'no tags'}" for b in self.boards)
+            raise ConfigError(f"{self.path}: no board carries the tags {show_tags(tags)}; boards: {have}")
+        return found
 
     def stop(self) -> None:
         errors = []
@@ -521,13 +550,14 @@ def _make_board(path: Path, index: int, spec: Any, rig: Rig) -> Board:
         raise ConfigError(f"{where}.type: {exc}") from None
     allowed = getattr(factory, "KEYS", None)
     if allowed is not None:
-        unknown = set(spec) - set(allowed)
+        unknown = set(spec) - set(allowed) - set(_COMMON_KEYS)
         if unknown:
             raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed for type {kind}: {sorted(allowed)}")
     rules = {**(allowed if isinstance(allowed, Mapping) else {}), **_COMMON_KEYS}
     for key, rule in rules.items():
         if key in spec and not rule.accepts(spec[key]):
             raise ConfigError(f"{where}.{key} = {show_value(spec[key])}: {rule.allowed()}")
+    _check_tags(where, spec.get("tags"))
     board = factory(spec.get("name", f"board{index}"), spec, rig)
     if not isinstance(board, Board):
         raise ConfigError(f"{where}.type: board type {kind!r} made a {type(board).__name__}, not a Board")
@@ -544,8 +574,65 @@ def _make_board(path: Path, index: int, spec: Any, rig: Rig) -> Board:
     return board
 
 
-#: Keys every board type shares; their values name directories and lock files.
-_COMMON_KEYS: Mapping[str, RigKey] = {"name": RigKey("name"), "usb_serial": RigKey("name")}
+#: Keys every board type shares: name and usb_serial name directories and lock files,
+#: tags choose boards (`--board-tag`).
+_COMMON_KEYS: Mapping[str, RigKey] = {
+    "name": RigKey("name"),
+    "usb_serial": RigKey("name"),
+    "tags": RigKey("table"),
+}
+
+#: A tag's key; its value is any short string without control characters or commas.
+_TAG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+_TAG_VALUE_MAX = 128
+
+
+def _tag_value_ok(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= _TAG_VALUE_MAX
+        and "," not in value
+        and not any(ord(c) < 32 or ord(c) == 127 for c in value)
+    )
+
+
+def _check_tags(where: str, tags: Any) -> None:
+    """`tags = { board = "h743", firmware = "arducopter" }`: keys are identifiers, values
+    short strings (a comma would not survive `--board-tag a=b,c=d`)."""
+    if tags is None:
+        return
+    if not isinstance(tags, dict):
+        raise ConfigError(f"{where}.tags = {show_value(tags)}: must be a table, e.g. tags = {{ board = \"h743\" }}")
+    for key, value in tags.items():
+        if not _TAG_KEY.fullmatch(key):
+            raise ConfigError(
+                f"{where}.tags: key {key!r}: must be 1 to 64 characters from A-Z a-z 0-9 _ . -, starting with a letter or _"
+            )
+        if not _tag_value_ok(value):
+            raise ConfigError(
+                f"{where}.tags.{key} = {show_value(value)}: must be a string of 1 to {_TAG_VALUE_MAX} "
+                "characters without commas or control characters (quote numbers: \"4\")"
+            )
+
+
+def parse_tag_filter(given: Any) -> dict[str, str]:
+    """`--board-tag` values (each KEY=VALUE, or several joined by commas) as one mapping;
+    ConfigError in one line for a malformed one or a key given twice with two values."""
+    out: dict[str, str] = {}
+    for item in given or ():
+        for pair in str(item).split(","):
+            key, sep, value = pair.strip().partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not _TAG_KEY.fullmatch(key) or not _tag_value_ok(value):
+                raise ConfigError(f"--board-tag {item!r}: give KEY=VALUE (e.g. --board-tag board=h743)")
+            if out.get(key, value) != value:
+                raise ConfigError(f"--board-tag: {key} given as both {out[key]!r} and {value!r}")
+            out[key] = value
+    return out
+
+
+def show_tags(tags: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
 
 
 def _check_unique(path: Path, boards: list[Board]) -> None:
@@ -585,7 +672,9 @@ __all__ = [
     "BoardStatus",
     "Rig",
     "RigKey",
+    "parse_tag_filter",
     "register_board_type",
+    "show_tags",
     "show_value",
     "state_dir",
 ]

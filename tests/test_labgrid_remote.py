@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 
 from hil import children
+from hil.errors import ConfigError
 from hil.labgrid.place import PlaceAgent
+from hil.lifecycle import BoardState
 from hil.locks import BoardBusy
+from hil.rig import Rig
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "data" / "labgrid" / "ground_rc_glitch.toml"
@@ -92,10 +95,12 @@ def _wait_for(what: str, check, within: float, log: Path | None = None):
 
 
 class Lab:
-    def __init__(self, root: Path, coordinator: str, place: str) -> None:
+    def __init__(self, root: Path, coordinator: str, place: str, host=None) -> None:
         self.root = root
         self.coordinator = coordinator
         self.place = place
+        #: The bench host (hil.labgrid.virtual_host.VirtualHost) behind the exporter.
+        self.host = host
 
     def client(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -110,10 +115,10 @@ class Lab:
         value = found.group(1) if found else "?"
         return None if value == "None" else value
 
-    def rig(self, name: str = "remote.toml", **extra: str) -> Path:
+    def rig(self, name: str = "remote.toml", place: str | None = None, **extra: str) -> Path:
         lines = [
             "[rig]", 'name = "remote"', "[[board]]", 'name = "remote1"', 'type = "labgrid"',
-            f'place = "{self.place}"', f'coordinator = "{self.coordinator}"', "lockstep = true",
+            f'place = "{place or self.place}"', f'coordinator = "{self.coordinator}"', "lockstep = true",
             *(f"{k} = {v}" for k, v in extra.items()),
             "[[board.receiver]]", 'role = "gps"', 'protocol = "ubx"',
             "[[board.receiver]]", 'role = "rc"', 'protocol = "crsf"',
@@ -160,14 +165,19 @@ def lab(tmp_path_factory):
         )
         host = VirtualHost(Rig.load(root / "bench.toml", work_dir=root / "bench"), Path(f"/dev/shm/hil-lgtest-{tag}"))
         host.start()
-        (root / "exporter.yaml").write_text(host.exporter_config())
+        host.serve_power()  # each board's power switch, for labgrid's simplerest backend
+        # The board's ROM bootloader as labgrid's exporter would find it over udev: there is
+        # no USB on this host, so the place shows it as a NetworkDFUDevice never available.
+        dfu = f'  dfu:\n    cls: DFUDevice\n    match:\n      ID_SERIAL_SHORT: "HILLGDFU{tag}"\n'
+        (root / "exporter.yaml").write_text(host.exporter_config() + dfu)
         exporter = f"hil-test-{tag}"
         exp_log = root / "exporter.log"
         procs.append(_start(
             [str(BIN / "labgrid-exporter"), "-c", coordinator, "-n", exporter, "--hostname", "127.0.0.1", "exporter.yaml"],
             root, exp_log,
         ))
-        lab = Lab(root, coordinator, f"hil-vfc-{tag}")
+        lab = Lab(root, coordinator, f"hil-vfc-{tag}", host)
+        lab.exporter = exporter
         _wait_for(
             "the exporter's resources at the coordinator",
             lambda: exporter in lab.client("resources").stdout, 30, exp_log,
@@ -251,3 +261,115 @@ def test_a_place_the_coordinator_does_not_know_is_a_rig_mistake(lab):
 
     with pytest.raises(ConfigError, match=rf"knows no place 'no-such-place'; places: .*{lab.place}"):
         PlaceAgent(place="no-such-place", coordinator=lab.coordinator).acquire(wait=1)
+
+
+def test_power_goes_through_labgrids_power_driver_at_start_cycle_and_stop(lab):
+    """A `power = true` board: the agent switches the place's NetworkPowerPort with
+    labgrid's NetworkPowerDriver (simplerest backend, real HTTP to the bench host's power
+    service), which really stops and boots the virtual board behind the place."""
+    from hil.lifecycle import BoardState
+    from hil.rig import Rig
+
+    host = lab.host
+    link = host.links(host.boards[0])["control"]
+    resources = lab.client("-p", lab.place, "show").stdout
+    assert "NetworkPowerPort" in resources and "simplerest" in resources, resources
+    rig = Rig.load(lab.rig("powered.toml", power="true"), work_dir=lab.root / "powered")
+    board = rig.boards[0]
+    before = len(host.switched)
+    try:
+        board.lifecycle.reach(BoardState.APP, "the power test")
+        assert host.switched[before:] == [("vfc", "on")]
+        board.lifecycle.power_cycle()  # labgrid's cycle: off, its 2 s delay, on
+        # Each entry is a switch the bench host carried out: the board stopped, then booted.
+        assert host.switched[before:] == [("vfc", "on"), ("vfc", "off"), ("vfc", "on")]
+        assert host.boards[0].state == "running" and link.exists()
+        assert board.url().startswith("rfc2217://127.0.0.1:")
+        rig.stop()  # power off, then release
+        assert host.switched[before:] == [("vfc", "on"), ("vfc", "off"), ("vfc", "on"), ("vfc", "off")]
+        assert not link.exists() and host.boards[0].state != "running", "the board still runs after power off"
+        assert lab.holder() is None
+    finally:
+        rig.stop()
+        host.power("vfc", True)  # the other tests use the board unswitched
+
+
+def test_power_on_a_place_without_a_power_resource_is_one_line(lab):
+    """The same board's serial ports in a place without its power switch: switching fails
+    in one line naming what labgrid can switch, and the place stays usable and is let go."""
+    from hil.labgrid.place import PlaceError
+
+    place = f"{lab.place}-nopower"
+    exporter = lab.exporter
+    for args in (("create",), ("add-match", f"{exporter}/vfc/NetworkSerialPort/*")):
+        done = lab.client("-p", place, *args)
+        assert done.returncode == 0, done.stderr
+    agent = PlaceAgent(coordinator=lab.coordinator, place=place)
+    agent.acquire(wait=10)
+    try:
+        assert "power" not in agent.resources and "control" in agent.resources
+        with pytest.raises(PlaceError, match=rf"place {place}: power on: .*has no power resource labgrid can switch \(one of: .*NetworkPowerPort"):
+            agent.power("on")
+        assert agent.serial_url("control").startswith("rfc2217://")
+    finally:
+        agent.release()
+    # Nor any DFU device: a flash through it is refused in one line naming what it has.
+    rig = Rig.load(lab.rig("nodfu.toml", place=place), work_dir=lab.root / "nodfu")
+    try:
+        rig.boards[0].lifecycle.reach(BoardState.APP, "the test")
+        with pytest.raises(ConfigError, match=rf"place {place} has no DFU device to flash through .*; it has: control \(NetworkSerialPort\)") as err:
+            rig.boards[0].flasher("dfu").flash(_vector_image(lab.root))
+        assert "\n" not in str(err.value)
+    finally:
+        rig.stop()
+        lab.client("-p", place, "delete")
+
+
+def _vector_image(where: Path):
+    import struct
+
+    from hil.firmware.image import load_image
+
+    path = where / "fw.bin"
+    path.write_bytes(struct.pack("<II", 0x20020000, 0x08000201) + bytes(4096))
+    return load_image(path, base_address=0x08000000)
+
+
+def test_dfu_through_the_place_sees_the_exported_dfu_device_and_says_the_board_is_not_in_its_bootloader(lab):
+    """hil flash on a place whose exporter exports the board's ROM DFU device (a
+    DFUDevice): the coordinator shows it as a NetworkDFUDevice, unavailable while no USB
+    device matches (none can, here), and the flash stops in one line before writing."""
+    env = lab.env()
+    rig = lab.rig("dfu.toml", dfu_wait="1")
+    image = _vector_image(lab.root)
+    run = subprocess.run(
+        [sys.executable, "-m", "hil.cli", "flash", image.path, "--base-address", "0x08000000", "--rig", str(rig)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+    )
+    assert run.returncode != 0
+    assert re.search(
+        rf"place {lab.place}'s DFU device dfu is not present \(the exporter sees no USB device matching it.*"
+        r"not in its ROM bootloader; a MAVLink board cannot be sent there over its link: hold BOOT0", run.stderr,
+    ), run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
+    assert lab.holder() is None
+
+
+def test_the_agent_hands_the_file_to_labgrids_dfu_driver_which_refuses_an_absent_device(lab, tmp_path):
+    """Past our own check, straight to labgrid's DFUDriver on the exported device: labgrid
+    refuses to activate it while the device is absent, and that comes back in one line."""
+    from hil.labgrid.dfu import dfu_file
+    from hil.labgrid.place import PlaceError
+
+    agent = PlaceAgent(coordinator=lab.coordinator, place=lab.place)
+    agent.acquire(wait=10)
+    try:
+        dfu = agent.resources["dfu"]
+        assert dfu.cls == "NetworkDFUDevice" and not dfu.avail and dfu.params.get("path") is None
+        path = dfu_file(_vector_image(tmp_path), tmp_path)
+        with pytest.raises(PlaceError, match=r"dfu download: .*(not available|NoResourceFoundError|Not all resources)") as err:
+            agent.dfu_download(0, path, timeout=60)
+        assert "\n" not in str(err.value)
+        assert agent.held  # the place is still ours
+    finally:
+        agent.release()

@@ -315,3 +315,87 @@ def test_bench_boards_is_opt_in_and_refuses_fewer_than_two():
     figures = bench.boards_wall_time(boards=1, log=lambda _: None)
     assert all(not f.runs and "at least 2" in f.detail for f in figures)
     assert main(["bench", "--boards", "1"]) == 4
+
+
+# -- boards chosen by tags ---------------------------------------------------------------------
+_TAGGED_RIG = """[rig]
+name = "tagged"
+[[board]]
+name = "copter1"
+usb_serial = "HILTAGX1"
+tags = {{ frame = "quad", site = "a" }}
+[[board]]
+name = "copter2"
+usb_serial = "HILTAGX2"
+tags = {{ frame = "hexa" }}
+[[board]]
+name = "copter3"
+usb_serial = "HILTAGX3"
+tags = {{ frame = "quad", site = "b" }}
+"""
+_GROUND = "tests/data/labgrid/ground_rc_glitch.toml"
+
+
+def _tagged_run(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
+    rig = tmp_path / "tagged.toml"
+    rig.write_text(_TAGGED_RIG.format())
+    report = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hil.cli", "run", "--rig", str(rig), "--report", str(report),
+         "--state-dir", str(tmp_path / "state"), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    return proc, report
+
+
+def _boards_flown(report: Path) -> set[str]:
+    return {s["board"] for s in _summary(report)["scenarios"]}
+
+
+@needs_xdist
+@pytest.mark.slow  # about 35 s here: three workers' sessions start, four ground runs
+def test_two_workers_fly_only_on_the_boards_carrying_the_tag(tmp_path):
+    proc, report = _tagged_run(
+        tmp_path, "-n", "3", "--board-tag", "frame=quad", "--seeds", "0-3", _GROUND,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    # Two boards carry frame=quad: -n 3 becomes two workers, one on each; copter2 never flies.
+    assert "the rig has 2 board(s) carrying frame=quad, so 2 worker(s)" in proc.stderr
+    assert _boards_flown(report) == {"copter1", "copter3"}
+
+
+def test_a_tag_picks_the_free_board_among_those_carrying_it(tmp_path):
+    from hil.locks import BoardLock
+
+    # A virtual board's lock lives in its rig's state directory (VirtualBoard.lock_dir).
+    held = BoardLock("HILTAGX1", tmp_path / "state" / "locks", wait=0.0).acquire()  # someone flies copter1
+    try:
+        proc, report = _tagged_run(tmp_path, "--board-tag", "frame=quad", _GROUND)
+    finally:
+        held.release()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert _boards_flown(report) == {"copter3"}
+
+
+def test_workers_are_counted_among_the_boards_carrying_the_tag(capsys):
+    from hil.cli import _workers
+
+    if not _have_xdist():
+        pytest.skip("pytest-xdist is not installed")
+    args = types.SimpleNamespace(workers=3, board=None, board_tags=["frame=quad"])
+    assert _workers(args, 2) == 2
+    assert "the rig has 2 board(s) carrying frame=quad, so 2 worker(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--board-tag", "frame=octo"), "no board carries the tags frame=octo; boards: copter1: frame=quad,site=a; copter2: frame=hexa"),
+        (("--board-tag", "frame"), "--board-tag 'frame': give KEY=VALUE"),
+        (("--board", "copter2", "--board-tag", "frame=quad"), "board copter2 does not carry the tags frame=quad; it has frame=hexa"),
+    ],
+)
+def test_hil_run_with_a_tag_no_board_carries_is_one_usage_error(tmp_path, extra, message):
+    proc, _ = _tagged_run(tmp_path, *extra, _GROUND)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr

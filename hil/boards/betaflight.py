@@ -22,6 +22,13 @@ it a stand-in (`hil.sitl.bench_stand`) that the board starts and stops with itse
     [board.stand_in]                # only without hardware: see hil.sitl.bench_stand
     kind = "betaflight-sitl"        # or "virtual-msp" (hil.boards.virtual_msp), to flash
 
+Behind a labgrid place on another host (docs/labs.md), the board's ports are the place's
+NetworkSerialPorts over RFC 2217: `place = "NAME"` (and `coordinator`), no url or
+stand_in, and receiver tables without a device (the place's port named after the role,
+or `uarts = { rc = "RESOURCE" }`). The place is reserved and acquired when the board
+starts and released when it stops; `power = true` switches the place's power resource;
+`control` names the MSP port's resource (default "control").
+
 On first use the harness applies its bench configuration to the board (serial RX on
 ``fc_port`` with the receiver's protocol, the arm switch, ANGLE, link statistics in the
 debug channels) and keeps the board's configuration from before (``diff all``) in the
@@ -75,13 +82,42 @@ class BetaflightBoard(Board):
         "stand_in": RigKey("table"),
         "dfu_serial": RigKey("name"),
         "check_board_name": RigKey("boolean"),
+        "place": RigKey("text"),
+        "coordinator": RigKey("text"),
+        "control": RigKey("text"),
+        "uarts": RigKey("table"),
+        "power": RigKey("boolean"),
+        "wait": RigKey("number", 0.0, 86400.0, unit="seconds"),
+        "dfu": RigKey("text"),
+        "dfu_wait": RigKey("number", 0.0, 600.0, unit="seconds"),
     }
     flash_method = "dfu"
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
         super().__init__(name, spec, rig)
         where = f"{rig.path}: board {name!r}"
-        if not spec.get("url") and not self.usb_serial:
+        self.agent = None  # the place agent (hil.labgrid.place), for a board behind a place
+        self._uarts: dict[str, str] = {}
+        if spec.get("place"):
+            from hil.labgrid.board import place_uarts
+            from hil.labgrid.place import PlaceAgent
+
+            if spec.get("url") or spec.get("stand_in") is not None:
+                raise ConfigError(
+                    f"{where}: a board behind a labgrid place is reached through the place's ports; "
+                    "leave url and stand_in out"
+                )
+            self._uarts = place_uarts(where, spec)
+            self.agent = PlaceAgent(
+                coordinator=str(spec["coordinator"]) if spec.get("coordinator") else None,
+                place=str(spec["place"]),
+                label=f"{spec['place']} (board {name})",
+            )
+        elif any(key in spec for key in ("coordinator", "control", "uarts", "power", "wait", "dfu", "dfu_wait")):
+            raise ConfigError(
+                f"{where}: coordinator, control, uarts, power, wait, dfu and dfu_wait go with place = \"NAME\""
+            )
+        if not spec.get("url") and not self.usb_serial and self.agent is None:
             raise ConfigError(
                 f"{where}: give url (\"/dev/ttyACM0\", \"socket://host:port\") or usb_serial (`hil doctor` lists them)"
             )
@@ -133,8 +169,56 @@ class BetaflightBoard(Board):
     def simulated(self) -> bool:
         return False
 
+    # -- behind a labgrid place -----------------------------------------------------------
+
+    def _receivers_from_spec(self) -> tuple[Receiver, ...]:
+        if self.agent is None:
+            return super()._receivers_from_spec()
+        from hil.labgrid.board import placed_receivers
+
+        return placed_receivers(f"{self.rig.path}: board {self.name!r}", self.spec.get("receiver"), self._uarts)
+
+    @property
+    def fixed_url(self) -> bool:
+        """Behind a place a reboot keeps the exporter's port."""
+        return self.agent is not None
+
+    @property
+    def power_switch(self) -> bool:
+        return self.agent is not None and self.spec.get("power", False) is True
+
+    def reserve(self, wait: float) -> None:
+        if self.agent is not None and not self.agent.held:
+            self.agent.acquire(wait)
+
+    def _place_url(self, resource: str) -> str:
+        from hil.labgrid.place import PlaceError
+
+        if not self.agent.held:
+            raise PlaceError(f"board {self.name}: place {self.agent.label} is not acquired")
+        return self.agent.serial_url(resource)
+
+    def uart_paths(self) -> dict[str, str]:
+        if self.agent is None:
+            return super().uart_paths()
+        return {r.role: self._place_url(self._uarts.get(r.role, r.role)) for r in self.receivers}
+
+    def _rc_device(self) -> str:
+        from hil.receivers import receiver_device
+
+        if self.agent is None:
+            return receiver_device(self.rc_receiver)
+        return self._place_url(self._uarts.get("rc", "rc"))
+
+    def runtime(self) -> dict[str, str]:
+        if self.agent is None:
+            return {}
+        return {"host": f"labgrid place {self.agent.acquired or self.agent.label}", "link": "rfc2217"}
+
     @property
     def state(self) -> str:
+        if self.agent is not None:
+            return f"acquired ({self.agent.acquired})" if self.agent.held else "not acquired"
         if self.stand_in is not None:
             return "running" if self.stand_in.alive else "off"
         try:
@@ -146,15 +230,29 @@ class BetaflightBoard(Board):
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        """A real board is the user's to power; a stand-in is started here."""
+        """A real board is the user's to power; a stand-in is started here; a place is
+        acquired (waiting up to `wait` s) and, with power = true, switched on."""
+        if self.agent is not None:
+            self.reserve(float(self.spec.get("wait", 60.0)))
+            if self.power_switch:
+                self.agent.power("on")
         if self.stand_in is not None:
             self.stand_in.start()
 
     def stop(self) -> None:
+        if self.agent is not None:
+            try:
+                if self.power_switch and self.agent.held:
+                    self.agent.power("off")
+            finally:
+                self.agent.release()
         if self.stand_in is not None:
             self.stand_in.stop()
 
     def power_cycle(self) -> None:
+        if self.power_switch:
+            self.agent.power("cycle")
+            return
         if self.stand_in is None:
             raise HilError(
                 f"board {self.name} cannot be power-cycled by the harness (no power switch in the rig); "
@@ -163,6 +261,8 @@ class BetaflightBoard(Board):
         self.stand_in.restart()
 
     def url(self, timeout: float = 10.0) -> str:
+        if self.agent is not None:
+            return self._place_url(str(self.spec.get("control", "control")))
         url = self.spec.get("url")
         if url:
             text = str(url)
@@ -174,6 +274,8 @@ class BetaflightBoard(Board):
         return find_port(self.usb_serial, None, timeout=timeout).device
 
     def wiring_note(self, receiver: Receiver) -> str | None:
+        if self.agent is not None:
+            return "a serial port of the labgrid place, reached once a run has acquired it"
         if self.stand_in is None:
             return None
         if self.virtual_msp is not None:
@@ -208,7 +310,8 @@ class BetaflightBoard(Board):
     # -- flashing ----------------------------------------------------------------------
 
     def flasher(self, method: str, progress=None):
-        """MSP into the ROM DFU bootloader, DfuSe, back to the VCP (hil.flash.msp_dfu)."""
+        """MSP into the ROM DFU bootloader, DfuSe, back to the VCP (hil.flash.msp_dfu);
+        behind a place, DfuSe through labgrid's DFU driver on the exporter host."""
         from hil.flash.msp_dfu import MspDfuFlasher
 
         if method != "dfu":
@@ -216,6 +319,8 @@ class BetaflightBoard(Board):
                 f"board {self.name} (Betaflight) is flashed through its ROM DFU bootloader, entered over "
                 f"MSP: use --method dfu, not {method!r}"
             )
+        if self.agent is not None:
+            return self._place_flasher(progress)
         if self.stand_in is not None and self.virtual_msp is None:
             raise ConfigError(
                 f"board {self.name} has a SITL stand-in, which has no bootloader to flash; flash the real "
@@ -237,6 +342,50 @@ class BetaflightBoard(Board):
             dfu_serial=self.spec.get("dfu_serial"),
             require_board_name=bool(self.spec.get("check_board_name", True)),
             memory=self.work_dir / MSP_FACTS,
+        )
+
+    def _place_flasher(self, progress=None):
+        """hil.labgrid.dfu with MSP around it: the image checked against what the board
+        says over MSP, MSP_REBOOT into the ROM bootloader through the place's control
+        port, and the version read back over MSP once it runs again."""
+        from hil.flash.msp_dfu import check_against_board, read_facts, reboot_to_rom_dfu
+        from hil.labgrid.dfu import PlaceDfuFlasher
+        from hil.labgrid.place import PlaceError
+
+        if not self.agent.held:
+            raise PlaceError(f"board {self.name}: place {self.agent.label} is not acquired")
+        where = f"board {self.name} (place {self.agent.acquired})"
+
+        def check(image) -> None:
+            from hil.firmware.betaflight_info import read_strings
+
+            url = self.url()
+            with self._open_msp(url, 5.0) as ap:
+                facts = read_facts(ap)
+            check_against_board(
+                image, read_strings(image), facts, where,
+                require_board_name=bool(self.spec.get("check_board_name", True)),
+            )
+
+        def enter() -> None:
+            url = self.url()
+            ap = self._open_msp(url, 5.0)
+            try:
+                reboot_to_rom_dfu(ap, where, url)
+            finally:
+                try:
+                    ap.close()
+                except Exception:  # noqa: BLE001 - the board went into its bootloader
+                    pass
+
+        def confirm(timeout: float) -> str | None:
+            with self._open_msp(self.url(), timeout) as ap:
+                return read_facts(ap).version
+
+        return PlaceDfuFlasher(
+            self, progress=progress, check=check, enter=enter, confirm=confirm,
+            resource=str(self.spec["dfu"]) if self.spec.get("dfu") else None,
+            find_timeout=float(self.spec.get("dfu_wait", 15.0)),
         )
 
     def _vcp_url(self, timeout: float) -> str:
@@ -308,8 +457,7 @@ class BetaflightBoard(Board):
 
     def simulator_link(self, config: Any = None):
         """The bench link: our receiver on the board's receiver UART, no physics."""
-        from hil.receivers import receiver_device
         from hil.sim.bench_link import bench_loop
 
         seed = int(getattr(config, "seed", 0) or 0)
-        return bench_loop(self.rc_receiver, receiver_device(self.rc_receiver), seed=seed)
+        return bench_loop(self.rc_receiver, self._rc_device(), seed=seed)

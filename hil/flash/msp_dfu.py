@@ -296,32 +296,7 @@ class MspDfuFlasher(Flasher):
         )
 
     def _reboot_to_dfu(self, ap: Any, url: str) -> None:
-        """The firmware profile's ways into the ROM DFU bootloader (`rom_dfu`), in order:
-        Betaflight's MSP_REBOOT 1, then its CLI `bl rom`; INAV's CLI `dfu`. A way the
-        board refuses is passed over; one it takes ends the link (the board is gone)."""
-        ways = ap.profile.rom_dfu
-        if not ways:
-            raise FlashError(
-                f"{self.where}: its firmware profile {ap.profile.name!r} names no way into DFU"
-            )
-        refused = []
-        for way in ways:
-            try:
-                if way.kind == "msp":
-                    ap.request(int(way.code), way.payload)
-                elif way.kind == "cli":
-                    # It reboots into DFU, not back onto MSP: wait for its link to drop only.
-                    ap.reboot_timeout = min(ap.reboot_timeout, 1.0)
-                    ap.cli(str(way.code), timeout=2.0, check=True)
-                else:
-                    continue
-                return
-            except CommandRefused as exc:
-                refused.append(f"{way.kind} {way.code!r}: {exc}")
-                log.info("%s refused %s %r (%s)", self.where, way.kind, way.code, exc)
-            except (HilError, OSError):
-                return  # the board went while answering: that is the reboot
-        raise FlashError(f"{self.where} on {url} refused every way into DFU: {'; '.join(refused)}")
+        reboot_to_rom_dfu(ap, self.where, url)
 
     def _confirm(
         self, image: FirmwareImage, found: FirmwareStrings, before: MspBoardFacts
@@ -355,6 +330,35 @@ class MspDfuFlasher(Flasher):
                 f"{self.where} came back on {url} reporting {', '.join(problems)}: it did not boot {image.path}"
             )
         return after
+
+
+def reboot_to_rom_dfu(ap: Any, where: str, url: str) -> None:
+    """The firmware profile's ways into the ROM DFU bootloader (`rom_dfu`), in order:
+    Betaflight's MSP_REBOOT 1, then its CLI `bl rom`; INAV's CLI `dfu`. A way the
+    board refuses is passed over; one it takes ends the link (the board is gone)."""
+    ways = ap.profile.rom_dfu
+    if not ways:
+        raise FlashError(
+            f"{where}: its firmware profile {ap.profile.name!r} names no way into DFU"
+        )
+    refused = []
+    for way in ways:
+        try:
+            if way.kind == "msp":
+                ap.request(int(way.code), way.payload)
+            elif way.kind == "cli":
+                # It reboots into DFU, not back onto MSP: wait for its link to drop only.
+                ap.reboot_timeout = min(ap.reboot_timeout, 1.0)
+                ap.cli(str(way.code), timeout=2.0, check=True)
+            else:
+                continue
+            return
+        except CommandRefused as exc:
+            refused.append(f"{way.kind} {way.code!r}: {exc}")
+            log.info("%s refused %s %r (%s)", where, way.kind, way.code, exc)
+        except (HilError, OSError):
+            return  # the board went while answering: that is the reboot
+    raise FlashError(f"{where} on {url} refused every way into DFU: {'; '.join(refused)}")
 
 
 def _open_msp(url: str, timeout: float) -> Any:

@@ -22,7 +22,12 @@ Messages out (one JSON object per line on stdout):
     {"event": "released", "place": P}
     {"event": "error", "kind": "busy"|"config"|"server", "message": "..."}  then exit
 Commands in (one per line on stdin): "resources", "power on", "power off",
-"power cycle", "release".
+"power cycle", "dfu download ALT PATH", "dfu detach ALT", "release".
+
+`dfu download` runs labgrid's DFUDriver on the place's NetworkDFUDevice: labgrid copies
+the file to the exporter host (ManagedFile, over SSH) and runs `dfu-util -p USBPATH --alt
+ALT --download FILE` there through SSH (NetworkResource.command_prefix); there is no
+shortcut for an exporter on this very host.
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ class Agent:
         self.session = None
         self.acquired: str | None = None
         self.target = None
+        self.dfu_driver = None
 
     # -- the life of the agent ---------------------------------------------------------
     def run(self) -> int:
@@ -290,6 +296,8 @@ class Agent:
             if command == ["resources"]:
                 await self.session.sync_with_coordinator()
                 emit(event="resources", resources=self._resources())
+            elif command[0] == "dfu":
+                await self._dfu_command(line)
             elif command[0] == "power" and len(command) == 2 and command[1] in ("on", "off", "cycle"):
                 try:
                     await self.loop.run_in_executor(None, self._power, command[1])
@@ -300,23 +308,63 @@ class Agent:
             else:
                 emit(event="done", ok=False, message=f"unknown command {line.strip()!r}")
 
+    async def _dfu_command(self, line: str) -> None:
+        words = line.split(maxsplit=3)
+        try:
+            if len(words) == 4 and words[1] == "download":
+                alt, path = int(words[2]), words[3].rstrip("\n")
+                await self.loop.run_in_executor(None, self._dfu, "download", alt, path)
+            elif len(words) == 3 and words[1] == "detach":
+                await self.loop.run_in_executor(None, self._dfu, "detach", int(words[2]), None)
+            else:
+                raise ValueError(f"not a dfu command: {line.strip()!r}")
+        except Exception as exc:
+            text = " ".join(f"{type(exc).__name__}: {exc}".split())  # labgrid's messages span lines
+            emit(event="done", ok=False, message=f"dfu {words[1] if len(words) > 1 else ''}: {text}")
+        else:
+            emit(event="done", ok=True, message=f"dfu {words[1]}")
+
+    def _dfu(self, action: str, alt: int, path: str | None) -> None:
+        """labgrid's DFUDriver, bound to the place's NetworkDFUDevice (labgrid activates
+        it only while the exporter sees the device: a board in its ROM bootloader)."""
+        from labgrid import target_factory
+
+        target = self._target()
+        if not any(type(r).__name__ == "NetworkDFUDevice" for r in target.resources):
+            raise RuntimeError(f"place {self.acquired} has no NetworkDFUDevice")
+        if self.dfu_driver is None:
+            self.dfu_driver = target_factory.make_driver(target, "DFUDriver", "DFUDriver", {})
+        driver = self.dfu_driver
+        target.activate(driver)
+        if action == "download":
+            driver.download(alt, path)
+        else:
+            driver.detach(alt)
+
     def _power(self, action: str) -> None:
         """Switch the place's power through labgrid's driver for its power resource."""
         driver = self._power_driver()
         getattr(driver, action)()
 
-    def _power_driver(self):
-        from labgrid import Target, target_factory
-        from labgrid.resource.remote import RemotePlaceManager
+    def _target(self):
+        """A labgrid Target holding the acquired place's resources (as labgrid-client
+        builds one: its RemotePlace expands into the place's network resources)."""
+        from labgrid import Target
+        from labgrid.resource.remote import RemotePlace, RemotePlaceManager
 
         if self.target is None:
             manager = RemotePlaceManager.get()
             manager.session = self.session
             manager.loop = self.loop
             target = Target(self.acquired)
-            target_factory.make_resource(target, "RemotePlace", "RemotePlace", {"name": self.acquired})
+            RemotePlace(target, name=self.acquired)
             self.target = target
-        target = self.target
+        return self.target
+
+    def _power_driver(self):
+        from labgrid import target_factory
+
+        target = self._target()
         for resource in target.resources:
             driver_name = POWER_DRIVERS.get(type(resource).__name__)
             if driver_name is None:

@@ -4,11 +4,15 @@ labgrid place.
     [[board]]
     name = "fc-bench-a"
     type = "labgrid"
-    place = "bench-a-fc1"           # or: tags = { board = "matek-h743" }; else $LG_PLACE
+    place = "bench-a-fc1"           # or: tags = { board = "matek-h743" } (any free place
+                                     # carrying them); else $LG_PLACE
     coordinator = "lab.example:20408"  # else $LG_COORDINATOR, else 127.0.0.1:20408
     profile = "arducopter"           # what the firmware is (as for type mavlink)
     control = "control"              # the place's NetworkSerialPort of the MAVLink link
     power = true                     # switch the place's power resource at start/stop
+    dfu = "rom-dfu"                  # the place's NetworkDFUDevice to flash through
+                                     # (default: its only one); dfu_alt = 0;
+                                     # dfu_wait = 15 (s for it to appear)
 
     [[board.receiver]]               # served by the place's port named after the role
     role = "gps"                     # (or by uarts = { gps = "gps-uart" })
@@ -59,6 +63,9 @@ class LabgridBoard(Board):
         "lockstep": RigKey("boolean"),
         "simulate": RigKey("boolean"),
         "receiver": RigKey("tables"),
+        "dfu": RigKey("text"),
+        "dfu_alt": RigKey("integer", 0, 255),
+        "dfu_wait": RigKey("number", 0.0, 600.0, unit="seconds"),
     }
 
     def __init__(self, name: str, spec: Mapping[str, Any], rig: Rig) -> None:
@@ -71,22 +78,17 @@ class LabgridBoard(Board):
                 f"profile; one of: {', '.join(profile_names('mavlink'))}"
             )
         self.profile_name = chosen
-        tags = spec.get("tags") or {}
-        if not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in tags.items()):
-            raise ConfigError(f"{where}: tags = {show_value(tags)}: must be a table of strings, e.g. {{ board = \"h743\" }}")
+        # The board's tags (checked by the rig loader, chosen by --board-tag) also choose
+        # its place when no place is named: any free place carrying them all.
+        tags = self.tags
         place = spec.get("place") or (None if tags else os.environ.get("LG_PLACE"))
-        if spec.get("place") and tags:
-            raise ConfigError(f"{where}: give place or tags, not both")
         if not place and not tags:
             raise ConfigError(f"{where}: a labgrid board needs place = \"NAME\" or tags = {{ ... }} (or $LG_PLACE)")
-        uarts = spec.get("uarts") or {}
-        if not all(isinstance(v, str) and v for v in uarts.values()):
-            raise ConfigError(f"{where}: uarts = {show_value(uarts)}: must map roles to resource names")
-        self._uarts = {str(k): str(v) for k, v in uarts.items()}
+        self._uarts = place_uarts(where, spec)
         self.agent = PlaceAgent(
             coordinator=str(spec["coordinator"]) if spec.get("coordinator") else None,
             place=str(place) if place else None,
-            tags={str(k): str(v) for k, v in tags.items()},
+            tags={} if place else tags,
             label=f"{place or tags} (board {name})",
         )
 
@@ -184,25 +186,7 @@ class LabgridBoard(Board):
         return ports[0]
 
     def _receivers_from_spec(self) -> tuple[Receiver, ...]:
-        """Receiver tables name no device: the place's serial port named after the role
-        (or in `uarts`) is it. The wiring on the exporter's side is checked as for a
-        real board (framing, inversion)."""
-        where = f"{self.rig.path}: board {self.name!r}"
-        tables = self.spec.get("receiver")
-        if tables is None:
-            return ()
-        if not isinstance(tables, list):
-            raise ConfigError(f"{where}: receiver must be an array of tables ([[board.receiver]])")
-        placed = []
-        for index, table in enumerate(tables):
-            if isinstance(table, dict) and ("device" in table or "usb_serial" in table):
-                raise ConfigError(
-                    f"{where}: [[board.receiver]][{index}]: a labgrid board's receiver is a serial port "
-                    "of its place; leave device and usb_serial out (uarts = { ROLE = \"RESOURCE\" } names it)"
-                )
-            placed.append({**table, "device": "/labgrid"} if isinstance(table, dict) else table)
-        parsed = parse_receivers(where, placed, virtual=False)
-        return tuple(dataclasses.replace(r, device=f"labgrid:{self._uarts.get(r.role, r.role)}") for r in parsed)
+        return placed_receivers(f"{self.rig.path}: board {self.name!r}", self.spec.get("receiver"), self._uarts)
 
     def uart_paths(self) -> dict[str, str]:
         if not self.agent.held:
@@ -212,11 +196,56 @@ class LabgridBoard(Board):
     def wiring_note(self, receiver: Receiver) -> str | None:
         return "a serial port of the labgrid place, reached once a run has acquired it"
 
+    #: Through the place's DFU device with labgrid's DFU driver (hil.labgrid.dfu).
+    flash_method = "dfu"
+
     def flasher(self, method: str, progress=None):
-        raise ConfigError(
-            f"board {self.name}: flashing through a labgrid place is not built yet; flash on the "
-            "exporter host (labgrid-client dfu / flashscript), then run here"
+        """labgrid's DFUDriver on the place's NetworkDFUDevice: dfu-util on the exporter
+        host (hil.labgrid.dfu says what it needs and does)."""
+        from hil.labgrid.dfu import PlaceDfuFlasher
+
+        if method != "dfu":
+            raise ConfigError(
+                f"board {self.name}: a board behind a labgrid place is flashed over DFU with labgrid's DFU "
+                f"driver on the exporter host: use --method dfu, not {method!r}"
+            )
+        if not self.agent.held:
+            raise PlaceError(f"board {self.name}: place {self.agent.label} is not acquired")
+        return PlaceDfuFlasher(
+            self,
+            progress=progress,
+            alt=int(self.spec.get("dfu_alt", 0)),
+            resource=str(self.spec["dfu"]) if self.spec.get("dfu") else None,
+            find_timeout=float(self.spec.get("dfu_wait", 15.0)),
         )
 
 
-__all__ = ["LabgridBoard"]
+def placed_receivers(where: str, tables: Any, uarts: Mapping[str, str]) -> tuple[Receiver, ...]:
+    """Receiver tables of a board behind a place name no device: the place's serial port
+    named after the role (or in `uarts`) is it, shown as device "labgrid:RESOURCE". The
+    wiring on the exporter's side is checked as for a real board (framing, inversion)."""
+    if tables is None:
+        return ()
+    if not isinstance(tables, list):
+        raise ConfigError(f"{where}: receiver must be an array of tables ([[board.receiver]])")
+    placed = []
+    for index, table in enumerate(tables):
+        if isinstance(table, dict) and ("device" in table or "usb_serial" in table):
+            raise ConfigError(
+                f"{where}: [[board.receiver]][{index}]: the receiver of a board behind a labgrid place is a "
+                "serial port of its place; leave device and usb_serial out (uarts = { ROLE = \"RESOURCE\" } names it)"
+            )
+        placed.append({**table, "device": "/labgrid"} if isinstance(table, dict) else table)
+    parsed = parse_receivers(where, placed, virtual=False)
+    return tuple(dataclasses.replace(r, device=f"labgrid:{uarts.get(r.role, r.role)}") for r in parsed)
+
+
+def place_uarts(where: str, spec: Mapping[str, Any]) -> dict[str, str]:
+    """The rig's `uarts = { ROLE = "RESOURCE" }`, checked."""
+    uarts = spec.get("uarts") or {}
+    if not all(isinstance(v, str) and v for v in uarts.values()):
+        raise ConfigError(f"{where}: uarts = {show_value(uarts)}: must map roles to resource names")
+    return {str(k): str(v) for k, v in uarts.items()}
+
+
+__all__ = ["LabgridBoard", "place_uarts", "placed_receivers"]

@@ -168,10 +168,31 @@ class PlaceAgent:
 
     def power(self, action: str, timeout: float = 30.0) -> None:
         """"on", "off" or "cycle" through labgrid's driver for the place's power resource."""
-        self._send(f"power {action}")
+        self._command(f"power {action}", f"power {action} on place {self.acquired}", timeout)
+
+    def dfu_download(self, alt: int, path: Path | str, timeout: float = 300.0) -> None:
+        """Write the file at `path` (a DfuSe .dfu: its addresses are inside) to the place's
+        DFU device with labgrid's DFUDriver: dfu-util on the exporter host, through SSH."""
+        text = str(path)
+        if "\n" in text:
+            raise ConfigError(f"a file name with a line break cannot be handed to the labgrid agent: {text!r}")
+        self._command(f"dfu download {int(alt)} {text}", f"dfu-util on place {self.acquired}'s exporter", timeout)
+
+    def dfu_detach(self, alt: int, timeout: float = 60.0) -> None:
+        """labgrid's DFUDriver.detach: `dfu-util --detach` on the exporter host."""
+        self._command(f"dfu detach {int(alt)}", f"dfu-util --detach on place {self.acquired}'s exporter", timeout)
+
+    def resources_of(self, cls: str) -> list[Resource]:
+        return [r for r in self.resources.values() if r.cls == cls]
+
+    def describe_resources(self) -> str:
+        return ", ".join(f"{r.name} ({r.cls})" for r in self.resources.values()) or "none"
+
+    def _command(self, line: str, what: str, timeout: float) -> None:
+        self._send(line)
         deadline = time.monotonic() + timeout
         while True:
-            message = self._next(deadline, f"power {action} on place {self.acquired}")
+            message = self._next(deadline, what)
             if message.get("event") == "done":
                 if not message.get("ok"):
                     raise PlaceError(f"place {self.acquired}: {message.get('message')}")

@@ -21,7 +21,7 @@ from hil.errors import (
 )
 from hil.lifecycle import BoardState
 from hil.locks import BoardBusy, BoardLock, claim_first_free
-from hil.rig import DEFAULT_RIG, Board, Rig
+from hil.rig import DEFAULT_RIG, Board, Rig, parse_tag_filter
 
 #: Where the session's HilState lives: `config.stash[STATE]`.
 STATE = pytest.StashKey["HilState"]()
@@ -35,6 +35,7 @@ class HilState:
         self.config = config
         self.rig_path = _resolve_rig(config)
         self.board_name: str | None = config.getoption("hil_board")
+        self._tag_options: list[str] = list(config.getoption("hil_board_tags") or [])
         self.firmware: str | None = config.getoption("hil_firmware")
         report = config.getoption("hil_report")
         self.report_dir = Path(report) if report else None
@@ -66,13 +67,18 @@ class HilState:
         """The board this session claimed among several of the rig (no --board), if any."""
         return self._claimed
 
+    @property
+    def board_tags(self) -> dict[str, str]:
+        """--board-tag KEY=VALUE: the tags a board must carry to be chosen."""
+        return parse_tag_filter(self._tag_options)
+
     def check(self) -> None:
         """Load the rig and find the board under test, before any test runs: a mistake
         there is one usage error for the session, not one traceback per scenario."""
         try:
             if self._rig is None:
                 self._rig = Rig.load(self.rig_path, work_dir=self.state_dir)
-            self._rig.select(self.board_name)
+            self._rig.select(self.board_name, self.board_tags)
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
 
@@ -90,19 +96,25 @@ class HilState:
         A board that cannot be reached raises BoardUnavailable, here and from then on.
         """
         rig = self.rig()
-        if not self.board_name and len(rig.boards) > 1 and self._claimed is None:
-            # No --board and several on the rig: this session (an xdist worker, or one of
-            # two runs at once) takes the first free one, never one another session holds.
+        try:
+            tags = self.board_tags
+            candidates = rig.matching(tags)
+        except ConfigError as exc:
+            pytest.exit(str(exc), returncode=EXIT_USAGE)
+        if not self.board_name and len(candidates) > 1 and self._claimed is None:
+            # No --board and several boards (of the rig, or carrying --board-tag's tags):
+            # this session (an xdist worker, or one of two runs at once) takes the first
+            # free one in the rig's order, never one another session holds.
             try:
                 index, lock = claim_first_free(
-                    [(b.usb_serial or b.name, b.lock_dir) for b in rig.boards], wait=self.lock_wait
+                    [(b.usb_serial or b.name, b.lock_dir) for b in candidates], wait=self.lock_wait
                 )
             except BoardBusy as exc:
-                raise self.lost(rig.boards[0], str(exc)) from None
-            self._claimed = rig.boards[index].name
+                raise self.lost(candidates[0], str(exc)) from None
+            self._claimed = candidates[index].name
             self._locks[self._claimed] = lock
         try:
-            board = rig.select(self._claimed or self.board_name)
+            board = rig.select(self._claimed or self.board_name, tags)
         except ConfigError as exc:
             pytest.exit(str(exc), returncode=EXIT_USAGE)
         known = self.unavailable.get(board.name)
@@ -232,6 +244,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("hil", "hardware-in-the-loop harness")
     group.addoption("--rig", dest="hil_rig", default=None, help="rig file (default: fixtures/virtual.toml)")
     group.addoption("--board", dest="hil_board", default=None, help="board of the rig to test (name or USB serial)")
+    group.addoption(
+        "--board-tag", dest="hil_board_tags", action="append", default=[], metavar="KEY=VALUE",
+        help="test only boards whose rig tags include KEY=VALUE (repeatable; a free one first)",
+    )
     group.addoption("--firmware", dest="hil_firmware", default=None, help="firmware image to flash before the tests")
     group.addoption("--hil-report", dest="hil_report", default=None, help="directory for the run's report files")
     group.addoption(

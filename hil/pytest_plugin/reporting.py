@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from hil.errors import HilError
 from hil.pytest_plugin.options import STATE
 from hil.pytest_plugin.workers import (
     OUTPUT_KEY,
@@ -83,7 +84,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash[STATE]
     state.started = time.monotonic()
-    warning = too_many_workers(session.config, state.rig_path, state.board_name)
+    try:
+        tags = state.board_tags
+    except HilError:
+        tags = {}  # the session's check says why, once
+    warning = too_many_workers(session.config, state.rig_path, state.board_name, tags)
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if warning and tr is not None:
         tr.write_line(f"hil: {warning}")

@@ -136,7 +136,9 @@ def worker_boards(config: pytest.Config) -> dict[str, str]:
     return dict(found.boards) if found is not None else {}
 
 
-def too_many_workers(config: pytest.Config, rig_path: Any, board: str | None) -> str | None:
+def too_many_workers(
+    config: pytest.Config, rig_path: Any, board: str | None, tags: dict[str, str] | None = None
+) -> str | None:
     """On the controller: a warning when there are more workers than boards they can have
     (a worker claims a board when its first test needs one, and holds it to the end; one
     that finds every board held waits --lock-wait seconds, then its board tests ERROR).
@@ -152,10 +154,17 @@ def too_many_workers(config: pytest.Config, rig_path: Any, board: str | None) ->
         found = tomllib.loads(boards.decode("utf-8")).get("board")
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
+    if isinstance(found, list) and tags:
+        found = [
+            spec for spec in found
+            if isinstance(spec, dict) and isinstance(spec.get("tags"), dict)
+            and all(spec["tags"].get(k) == v for k, v in tags.items())
+        ]
     usable = 1 if board else len(found) if isinstance(found, list) else 0
     if not usable or count <= usable:
         return None
-    which = f"--board {board}" if board else f"{usable} board(s) on rig {rig_path}"
+    carrying = f" carrying {','.join(f'{k}={v}' for k, v in sorted(tags.items()))}" if tags else ""
+    which = f"--board {board}" if board else f"{usable} board(s){carrying} on rig {rig_path}"
     return (
         f"{count} workers for {which}: a worker that needs a board when all are held waits "
         f"--lock-wait s for one and then errors; give -n {usable} to fly on every board at once"

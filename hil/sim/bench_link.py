@@ -48,9 +48,17 @@ def open_receiver_port(receiver: Receiver, device: str) -> object:
 
     parity = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}[receiver.parity]
     stopbits = serial.STOPBITS_TWO if receiver.stop_bits == 2 else serial.STOPBITS_ONE
+    write_timeout: float | None = 0.5
+    if device.startswith("rfc2217://"):
+        # A labgrid place's port (ser2net): pyserial's RFC 2217 client refuses write_timeout
+        # (its socket's 5 s timeout bounds a write), and a pty behind ser2net never answers
+        # SET_CONTROL (hil.links.serial_link does the same for the control link).
+        from hil.links.serial_link import rfc2217_url
+
+        device, write_timeout = rfc2217_url(device), None
     try:
         return serial.serial_for_url(
-            device, baudrate=receiver.baud, parity=parity, stopbits=stopbits, timeout=0, write_timeout=0.5
+            device, baudrate=receiver.baud, parity=parity, stopbits=stopbits, timeout=0, write_timeout=write_timeout
         )
     except (serial.SerialException, OSError, ValueError) as exc:
         raise LinkError(f"cannot open the {receiver.role} receiver UART {device}: {exc}") from None
