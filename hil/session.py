@@ -354,8 +354,13 @@ class MspBoardSession:
         loaded host, with or without SCHED_FIFO): the adapter restarts such a boot, so a
         hung boot costs a second or two here instead of the armable wait of `start_loop`."""
         ensure = getattr(self.autopilot, "ensure_running", None)
-        if ensure is not None:
-            ensure()
+        if ensure is None:
+            return
+        before = getattr(self.autopilot, "respawns", 0)
+        ensure()
+        hung = getattr(self.autopilot, "respawns", 0) - before
+        if hung > 0:
+            self.notes.append(f"the firmware's boot hung {hung} time(s) (cycle time 0); restarted until its scheduler ran")
 
     #: Arming flags that say "switch the arm switch off first": the switch was on while
     #: something else blocked arming, or when the receiver came back after a gap.
