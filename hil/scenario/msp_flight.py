@@ -39,6 +39,9 @@ HOVER_MODES = ("ANGLE", "ALTHOLD", "POS HOLD")
 #: Scenario words for the modes the recorder reports, first match first (the FAILSAFE
 #: box is on over whatever flight mode is also on); none on: the profile's idle mode.
 _REPORTED_WORDS = ("FAILSAFE", "RTL", "HOLD", "ALT_HOLD", "ANGLE", "HORIZON")
+#: Satellites a fix needs before the harness arms for a GPS flight: Betaflight's
+#: gps_rescue_min_sats default (pg/gps_rescue_multirotor.c), which its home point needs.
+GPS_MIN_SATS = 8
 #: The roll stick (us) that takes control back from a GPS Rescue once the radio is back.
 #: flight/failsafe.c failsafeUpdateState(): with the link up again, the failsafe leaves
 #: its GPS_RESCUE phase only when areSticksActive(failsafe_stick_threshold) (fc/core.c:
@@ -288,6 +291,8 @@ class MspFlight:
         if not scenario.setup.armed:
             return
         loop, recorder = self.loop, self.recorder
+        if "gnss" in self.board.capabilities:
+            self._wait_gps_fix(recorder)
         self.session.arm(loop, within=10.0)
         recorder.wait("the board armed by the AUX1 switch", lambda: bool(recorder.armed), within=5.0)
         target = scenario.setup.altitude
@@ -298,6 +303,33 @@ class MspFlight:
                 from hil.sim.position_pilot import fly_to
 
                 fly_to(recorder.wait, loop, scenario.setup.fly_to)
+
+    def _wait_gps_fix(self, recorder: _MspRecorder) -> None:
+        """A pilot arms for a GPS flight once the GPS has its fix; so does the harness.
+
+        Betaflight waits for one only at the first arming since boot (fc/core.c
+        updateArmingStatus, GPS Rescue configured); later armings go ahead without, and the
+        receiver of a new loop is configured afresh by the firmware (a second or three). The
+        home point is taken at arming, only with a fix and gps_rescue_min_sats satellites
+        (io/gps.c GPS_reset_home_position). Seen once in a shuffled run before this wait:
+        bf-gps-rescue-gps-lost's rescue aborted and disarmed the moment it started (1.5 s
+        after the radio went, 5 m up near home), which flight/gps_rescue_multirotor.c does
+        without a home point or below the landing altitude by its own estimate; arming
+        before the fix is the likely cause (not proven: later runs of that order had the
+        fix in time)."""
+
+        def fixed() -> bool:
+            try:
+                gps = self.ap.raw_gps()
+            except HilError:
+                return False
+            return bool(gps.fix) and gps.num_sat >= GPS_MIN_SATS
+
+        since = time.monotonic()
+        recorder.wait(f"a GPS fix with {GPS_MIN_SATS} satellites before arming", fixed, within=20.0)
+        waited = time.monotonic() - since
+        if waited > 0.5:
+            self.session.notes.append(f"waited {waited:.1f} s for a GPS fix with {GPS_MIN_SATS} satellites before arming")
 
     def note(self, t: float, kind: str, text: str) -> None:
         self.recorder.on_sim_event(t, kind, text)
