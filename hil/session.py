@@ -257,6 +257,7 @@ class MspBoardSession:
                 url = self.board.url(timeout=max(0.1, deadline.remaining))
                 self.autopilot = self.board.open_autopilot(max(1.0, deadline.remaining))
                 self.autopilot.identify()
+                self._ensure_running()
                 if "link_statistics" in self.board.capabilities:
                     self.autopilot.debug_mode()  # link_quality() needs it; the CLI is mute once armed
                 return self.autopilot
@@ -336,9 +337,30 @@ class MspBoardSession:
                     f"flying the loop, twice ({what}); see {self.board.log_path()}"
                 )
             self.notes.append(f"the firmware did not become armable ({what}); it was restarted")
-            self.board.lifecycle.power_cycle("did not become armable")
-            self.autopilot.reopen()
+            self.restart_board("did not become armable")
         raise AssertionError("unreachable")
+
+    def restart_board(self, why: str) -> None:
+        """Power-cycle the board (a SITL: restart its process) and talk to it again, its
+        scheduler running: a SITL whose boot hung is restarted again (`_ensure_running`)."""
+        self.board.lifecycle.power_cycle(why)
+        self.autopilot.reopen()
+        self._ensure_running()
+
+    def _ensure_running(self) -> None:
+        """The firmware's scheduler runs (MSP_STATUS_EX cycle time above 0). Betaflight
+        SITL sometimes boots into a state where it answers MSP but never runs its gyro and
+        PID tasks (cycle time 0, BOOTGRACE for ever; seen in 2 to 8 boots out of 10 on a
+        loaded host, with or without SCHED_FIFO): the adapter restarts such a boot, so a
+        hung boot costs a second or two here instead of the armable wait of `start_loop`."""
+        ensure = getattr(self.autopilot, "ensure_running", None)
+        if ensure is None:
+            return
+        before = getattr(self.autopilot, "respawns", 0)
+        ensure()
+        hung = getattr(self.autopilot, "respawns", 0) - before
+        if hung > 0:
+            self.notes.append(f"the firmware's boot hung {hung} time(s) (cycle time 0); restarted until its scheduler ran")
 
     #: Arming flags that say "switch the arm switch off first": the switch was on while
     #: something else blocked arming, or when the receiver came back after a gap.

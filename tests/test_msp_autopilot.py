@@ -342,6 +342,26 @@ def test_set_refuses_bad_input_before_touching_the_board():
     assert ap.get("failsafe_delay") == "20"
 
 
+def test_failsafe_phase_is_read_from_debug_only_with_debug_mode_failsafe():
+    # flight/failsafe.c puts failsafePhase_e into debug[3] with debug_mode = FAILSAFE; 6 is
+    # GPS_RESCUE, the phase a disarmed board keeps with no GPS RESCUE mode bit to show it.
+    phase = [6]
+    board = _setting_board({"debug_mode": "FAILSAFE"})
+    board.handlers[MspCommand.DEBUG] = lambda _f: struct.pack("<8h", 0, 0, 1, phase[0], 0, 0, 0, 0)
+    ap = MspAutopilot(board)
+    assert ap.failsafe_phase() is None  # debug_mode not read yet: the phase is not guessed
+    assert ap.debug_mode() == "FAILSAFE"
+    assert ap.failsafe_phase() == "GPS_RESCUE"
+    phase[0] = 0
+    assert ap.failsafe_phase() == "IDLE"
+    phase[0] = 42
+    assert ap.failsafe_phase() == "phase 42"
+    other = _setting_board({"debug_mode": "GYRO_SCALED"})
+    other.handlers[MspCommand.DEBUG] = lambda _f: struct.pack("<8h", 0, 0, 0, 6, 0, 0, 0, 0)
+    ap = MspAutopilot(other)
+    assert ap.debug_mode() == "GYRO_SCALED" and ap.failsafe_phase() is None
+
+
 def test_set_puts_the_old_value_back_when_the_echo_differs():
     board = _setting_board({"failsafe_delay": "15"}, echo_override={"30": "31"})
     ap = MspAutopilot(board)

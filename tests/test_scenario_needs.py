@@ -181,6 +181,18 @@ def test_a_firmware_whose_profile_has_no_such_arming_check_skips_with_the_reason
     assert why is not None and "no arming check of the kind 'gps_fix'" in why
 
 
+def test_ardupilot_refuses_arming_without_a_fix_in_modes_that_need_gps():
+    # ArduCopter AP_Arming_Copter::gps_checks: the common GPS checks ("GPS 1: Bad fix")
+    # run when the mode requires GPS; a board without a GPS from the GNSS model cannot
+    # show it, and the check is made at every arming (not only the first since boot).
+    check = ARDUCOPTER.arming.checks["gps_fix"]
+    assert check.flag == "Bad fix" and check.capability == "gnss" and not check.until_first_arm
+    assert "LOITER" in check.when
+    assert ARDUCOPTER.lacks_arming_check("gps_fix", frozenset({"physics", "gnss"})) is None
+    why = ARDUCOPTER.lacks_arming_check("gps_fix", frozenset({"physics"}))
+    assert why is not None and "'gnss'" in why
+
+
 def test_an_unknown_arming_check_word_is_a_scenario_error_naming_the_words():
     from hil.errors import ScenarioError
 

@@ -685,6 +685,25 @@ class MspAutopilot:
         """MSP_DEBUG (254): the firmware's debug[] values (see `debug_mode`)."""
         return msp.decode_debug(self.request(MspCommand.DEBUG))
 
+    def failsafe_phase(self) -> str | None:
+        """The failsafe's phase by the profile's name ("IDLE", "GPS_RESCUE", ...), or None
+        when it cannot be read: ``debug_mode`` is not FAILSAFE, or was not read
+        (`debug_mode()`) while the board was disarmed.
+
+        flight/failsafe.c failsafeUpdateState() puts the phase (failsafePhase_e) into
+        debug[3] with ``debug_mode = FAILSAFE`` (the bench configuration's). It tells what
+        MSP_STATUS cannot: disarmed, the GPS RESCUE mode bit is off (fc/core.c
+        processRxModes needs ARMED) even while the failsafe still sits in its GPS_RESCUE
+        phase, which the next arming turns back into a rescue."""
+        if self._debug_mode != "FAILSAFE":
+            return None
+        values = self.debug()
+        if len(values) < 4:
+            return None
+        phases = self.profile.failsafe_phases
+        phase = values[3]
+        return phases[phase] if 0 <= phase < len(phases) else f"phase {phase}"
+
     def feature_mask(self) -> int:
         """MSP_FEATURE_CONFIG: enabled features (`msp.Feature`), RX_MSP included."""
         return msp.decode_feature_config(self.request(MspCommand.FEATURE_CONFIG))

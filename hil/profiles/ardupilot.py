@@ -25,6 +25,7 @@ from hil.errors import ConfigError
 from hil.profiles.model import (
     MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN,
     Arming,
+    ArmingCheck,
     Command,
     Failsafe,
     FirmwareProfile,
@@ -209,6 +210,24 @@ ARDUCOPTER = FirmwareProfile(
         force_arm=FORCE_ARM,
         force_disarm=FORCE_DISARM,
         checks_setting="ARMING_CHECK",
+        checks={
+            # ArduCopter/AP_Arming_Copter.cpp gps_checks(): when the flight mode requires
+            # GPS (Mode::requires_GPS(): LOITER, POSHOLD, GUIDED, AUTO, RTL, ...), a circle
+            # or polygon fence is enabled, or SUPER SIMPLE is on, the common
+            # AP_Arming::gps_checks() (libraries/AP_Arming/AP_Arming.cpp) runs with
+            # ARMING_CHECK's GPS bit: below a 3D fix "GPS 1: Bad fix" (PreArm: prefixed),
+            # then copter.position_ok() ("Need Position Estimate" when the EKF has none).
+            # STABILIZE, ACRO and ALT_HOLD arm without a fix. Made at every arming.
+            "gps_fix": ArmingCheck(
+                flag="Bad fix",
+                capability="gnss",
+                when="in a flight mode that needs GPS (LOITER, POSHOLD, GUIDED, AUTO, RTL...) "
+                "or with a circle or polygon fence",
+                note="ARMING_CHECK with the GPS bit (1 = all, the default); the message is "
+                "'PreArm: GPS 1: Bad fix', then 'PreArm: Need Position Estimate' "
+                "(ArduCopter/AP_Arming_Copter.cpp gps_checks, libraries/AP_Arming/AP_Arming.cpp)",
+            ),
+        },
     ),
     reboot=Command("mavlink", MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, (1.0,)),
     bootloader=(
@@ -225,6 +244,8 @@ ARDUCOPTER = FirmwareProfile(
         "ArduPilot ArduCopter/mode.h",
         "ArduPilot libraries/GCS_MAVLink/GCS_Common.cpp",
         "ArduPilot ArduCopter/Parameters.cpp",
+        "ArduPilot ArduCopter/AP_Arming_Copter.cpp",
+        "ArduPilot libraries/AP_Arming/AP_Arming.cpp",
     ),
 )
 

@@ -15,6 +15,7 @@ loop started (the firmware follows it).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -27,6 +28,8 @@ from hil.sim.betaflight_loop import BetaflightLoopConfig
 from hil.sim.loop import ClosedLoop
 from hil.timeout import Deadline
 
+log = logging.getLogger(__name__)
+
 POLL_HZ = 25.0
 #: Rows of the firmware's task table worth a line in the report.
 _TASKS_SHOWN = {"GYRO", "FILTER", "PID", "RX", "SERIAL", "ACC", "ATTITUDE"}
@@ -36,6 +39,17 @@ HOVER_MODES = ("ANGLE", "ALTHOLD", "POS HOLD")
 #: Scenario words for the modes the recorder reports, first match first (the FAILSAFE
 #: box is on over whatever flight mode is also on); none on: the profile's idle mode.
 _REPORTED_WORDS = ("FAILSAFE", "RTL", "HOLD", "ALT_HOLD", "ANGLE", "HORIZON")
+#: Satellites a fix needs before the harness arms for a GPS flight: Betaflight's
+#: gps_rescue_min_sats default (pg/gps_rescue_multirotor.c), which its home point needs.
+GPS_MIN_SATS = 8
+#: The roll stick (us) that takes control back from a GPS Rescue once the radio is back.
+#: flight/failsafe.c failsafeUpdateState(): with the link up again, the failsafe leaves
+#: its GPS_RESCUE phase only when areSticksActive(failsafe_stick_threshold) (fc/core.c:
+#: roll, pitch or yaw deflected by that percent of full travel; default 30, at most 50
+#: by cli/settings.c). Not yaw: while GPS_RESCUE_MODE is on, fc/rc.c processRcCommand
+#: counts the roll stick as centred (the rescue flies the heading). 275 us from centre is
+#: 55 %, past any setting; the sticks are centred again as soon as the rescue is off.
+TAKEOVER_ROLL_US = 1775
 
 
 class _MspRecorder(RecorderBase):
@@ -51,6 +65,8 @@ class _MspRecorder(RecorderBase):
         )
         self.idle_mode = prof.idle_mode or "ACRO"
         self.flags: frozenset[str] = frozenset()
+        #: Every mode the last status report had on (the reported mode is one of them).
+        self.modes: frozenset[str] = frozenset()
         self.cycle_times: list[int] = []
         #: Read the firmware's view of its receiver link (RSSI, LQ) as well.
         self.link_stats = "link_statistics" in session.board.capabilities
@@ -105,6 +121,7 @@ class _MspRecorder(RecorderBase):
         flags = frozenset(status.arming_disable_names)
         self.cycle_times.append(status.cycle_time_us)
         with self._changed:
+            self.modes = frozenset(modes)
             self.track(t, mode, armed)
             for name in sorted(flags - self.flags):
                 self.events.append((t, "statustext", f"{name} set"))
@@ -201,10 +218,24 @@ class MspFlight:
         if first_arm:
             # The firmware makes these checks only until its first arming since boot, and
             # an earlier scenario may have armed it: start it afresh.
-            self.board.lifecycle.power_cycle(f"the {', '.join(first_arm)} arming check needs a firmware not armed since boot")
-            self.ap.reopen()
+            self.session.restart_board(f"the {', '.join(first_arm)} arming check needs a firmware not armed since boot")
             self.session.notes.append(f"restarted before the run: the {', '.join(first_arm)} arming check is made only until the first arming since boot")
+        self._read_debug_mode()
         loop = self.loop = self.session.start_loop(loop_config_for(scenario))
+        left = self.leftover_failsafe()
+        if left:
+            # A failsafe a flight before this one left behind: flying on top of it would
+            # judge the last scenario's failsafe, not this one's. Start the firmware afresh.
+            what = f"board {self.board.name} was found with {left} before the flight; restarted it"
+            log.warning("%s", what)
+            self.session.notes.append(what)
+            loop.close()
+            self.session.restart_board(f"found with {left}")
+            self._read_debug_mode()
+            loop = self.loop = self.session.start_loop(loop_config_for(scenario))
+            left = self.leftover_failsafe()
+            if left:
+                raise HilError(f"board {self.board.name} still shows {left} after a restart")
         recorder = self.recorder = _MspRecorder(self.session, loop)
         loop.event_hooks.append(recorder.on_sim_event)
         recorder.start()
@@ -212,11 +243,56 @@ class MspFlight:
             capture.attach(self.session)
         recorder.wait("the board's first status report", lambda: recorder.armed is not None, within=3.0)
 
+    def _read_debug_mode(self) -> None:
+        """Read the board's debug_mode while it is disarmed (the CLI answers only then), so
+        that `failsafe_phase()` knows whether MSP_DEBUG carries the failsafe's phase."""
+        read = getattr(self.ap, "debug_mode", None)
+        if read is None:
+            return
+        try:
+            read()
+        except HilError as exc:
+            self.session.notes.append(f"debug_mode not read ({exc}): the failsafe phase is not checked")
+
+    def failsafe_phase(self) -> str | None:
+        """The firmware's failsafe phase ("IDLE", "GPS_RESCUE", ...), None if unreadable."""
+        read = getattr(self.ap, "failsafe_phase", None)
+        if read is None:
+            return None
+        try:
+            return read()
+        except HilError:
+            return None
+
+    def leftover_failsafe(self) -> str:
+        """What of a failsafe the board shows with the loop running and only its arm
+        switch blocking arming ("" for nothing): armed, the FAILSAFE or GPS RESCUE mode
+        on, the FAILSAFE arming-disable flag, or a failsafe phase other than IDLE. The
+        phase matters most: a disarmed board shows no GPS RESCUE mode while its failsafe
+        still sits in the GPS_RESCUE phase (flight/failsafe.c leaves it, with the radio
+        back, only for stick movement), and arming then starts the rescue again (fc/core.c
+        processRxModes: ARMED and failsafeIsActive() turn GPS_RESCUE_MODE on)."""
+        status = self.ap.status()
+        prof = self.profile
+        found = []
+        if status.armed:
+            found.append("the board armed")
+        words = [prof.resolve(w) for w in ("FAILSAFE", "RTL") if prof.supports(w)]
+        found += [f"mode {m} on" for m in words if m in status.mode_names]
+        if "FAILSAFE" in status.arming_disable_names:
+            found.append("the FAILSAFE arming-disable flag")
+        phase = self.failsafe_phase()
+        if phase not in (None, "IDLE"):
+            found.append(f"its failsafe in phase {phase}")
+        return ", ".join(found)
+
     def setup(self, scenario: Scenario, result: ScenarioResult) -> None:
         """Arm by the switch; climb on the pilot model to the setup altitude."""
         if not scenario.setup.armed:
             return
         loop, recorder = self.loop, self.recorder
+        if "gnss" in self.board.capabilities:
+            self._wait_gps_fix(recorder)
         self.session.arm(loop, within=10.0)
         recorder.wait("the board armed by the AUX1 switch", lambda: bool(recorder.armed), within=5.0)
         target = scenario.setup.altitude
@@ -227,6 +303,33 @@ class MspFlight:
                 from hil.sim.position_pilot import fly_to
 
                 fly_to(recorder.wait, loop, scenario.setup.fly_to)
+
+    def _wait_gps_fix(self, recorder: _MspRecorder) -> None:
+        """A pilot arms for a GPS flight once the GPS has its fix; so does the harness.
+
+        Betaflight waits for one only at the first arming since boot (fc/core.c
+        updateArmingStatus, GPS Rescue configured); later armings go ahead without, and the
+        receiver of a new loop is configured afresh by the firmware (a second or three). The
+        home point is taken at arming, only with a fix and gps_rescue_min_sats satellites
+        (io/gps.c GPS_reset_home_position). Seen once in a shuffled run before this wait:
+        bf-gps-rescue-gps-lost's rescue aborted and disarmed the moment it started (1.5 s
+        after the radio went, 5 m up near home), which flight/gps_rescue_multirotor.c does
+        without a home point or below the landing altitude by its own estimate; arming
+        before the fix is the likely cause (not proven: later runs of that order had the
+        fix in time)."""
+
+        def fixed() -> bool:
+            try:
+                gps = self.ap.raw_gps()
+            except HilError:
+                return False
+            return bool(gps.fix) and gps.num_sat >= GPS_MIN_SATS
+
+        since = time.monotonic()
+        recorder.wait(f"a GPS fix with {GPS_MIN_SATS} satellites before arming", fixed, within=20.0)
+        waited = time.monotonic() - since
+        if waited > 0.5:
+            self.session.notes.append(f"waited {waited:.1f} s for a GPS fix with {GPS_MIN_SATS} satellites before arming")
 
     def note(self, t: float, kind: str, text: str) -> None:
         self.recorder.on_sim_event(t, kind, text)
@@ -259,7 +362,7 @@ class MspFlight:
         loop, recorder = self.loop, self.recorder
         if loop is None:
             return
-        _finish(loop, recorder, result)
+        self._finish(loop, recorder, result)
         recorder.stop()
         try:
             lines, measurements = loop.report(since_s=1.0)
@@ -270,6 +373,92 @@ class MspFlight:
             pass
         loop.stop()
         result.loop_speed = 1.0
+
+    def _finish(self, loop: ClosedLoop, recorder: _MspRecorder, result: ScenarioResult) -> None:
+        """Leave the board as the next flight expects it: the radio back, down, disarmed
+        by the switch, and its failsafe idle.
+
+        A GPS Rescue still running is not ended by the radio coming back: the pilot takes
+        control with the sticks (`_take_back_from_rescue`), then lands it as any flight.
+        A disarm does not end it either (flight/failsafe.c: in the GPS_RESCUE phase with
+        the link up, only stick movement leaves it; fc/core.c: the next arming turns the
+        rescue on again), so a board disarmed in that phase gets the same stick movement.
+        """
+        if loop.error is not None:
+            loop.arm_switch(False)
+            return
+        plant = loop.plant
+        if plant.rc_link.total or not plant.rc_enabled or plant.rc_link.loss:
+            plant.rc_link.configure(loss=0.0, total=False)
+            plant.rc_enabled = True
+        try:
+            if recorder.armed and self._rescue_on(recorder):
+                self._take_back_from_rescue(loop, recorder, result)
+            if recorder.armed:
+                if plant.physics:
+                    loop.hold_altitude(0.0)
+                    # The pilot model descends at up to 1.5 m/s (hil.sim.pilot); a rescue
+                    # taken back may be far up.
+                    within = max(30.0, loop.altitude / 1.5 + 15.0)
+                    recorder.wait("touchdown after the scenario", lambda: loop.altitude < 0.05, within=within)
+                loop.hold_altitude(None)
+                loop.arm_switch(False)
+                recorder.wait("disarm by the switch after the scenario", lambda: recorder.armed is False, within=5.0)
+                result.notes.append("landed and disarmed after the scenario")
+            else:
+                loop.arm_switch(False)
+            self._failsafe_to_idle(loop, recorder, result)
+        except HilError as exc:
+            loop.hold_altitude(None)
+            loop.arm_switch(False)
+            result.notes.append(f"could not leave the board landed, disarmed and out of failsafe after the scenario: {exc}")
+
+    def _rescue_on(self, recorder: _MspRecorder) -> bool:
+        prof = self.profile
+        return prof.supports("RTL") and prof.resolve("RTL") in recorder.modes
+
+    def _wait_link_up(self, recorder: _MspRecorder) -> None:
+        """The firmware takes the radio back failsafe_recovery_delay after frames return;
+        it clears RXLOSS (ARMING_DISABLED_RX_FAILSAFE) then (flight/failsafe.c
+        failsafeOnValidDataReceived), armed or not."""
+        recorder.wait("the firmware taking the radio back (RXLOSS cleared) after the scenario",
+                      lambda: "RXLOSS" not in recorder.flags, within=5.0)
+
+    def _move_sticks(self, loop: ClosedLoop, recorder: _MspRecorder, done, what: str) -> None:
+        """Roll to TAKEOVER_ROLL_US until ``done()`` (bounded), then centre the sticks."""
+        loop.set_sticks(roll=TAKEOVER_ROLL_US)
+        try:
+            recorder.wait(what, done, within=3.0)
+        finally:
+            loop.set_sticks()
+
+    def _take_back_from_rescue(self, loop: ClosedLoop, recorder: _MspRecorder, result: ScenarioResult) -> None:
+        """A GPS Rescue flying at the end: the radio is back; roll out of it, as a pilot does."""
+        self._wait_link_up(recorder)
+        if recorder.armed and self._rescue_on(recorder):
+            if loop.plant.physics:
+                loop.hold_altitude(max(0.0, loop.altitude))  # the pilot model flies the throttle after
+            self._move_sticks(loop, recorder, lambda: not (recorder.armed and self._rescue_on(recorder)),
+                              "GPS Rescue ended by the roll stick after the scenario")
+            result.notes.append("GPS Rescue still on at the end: ended by the roll stick with the radio back")
+
+    def _failsafe_to_idle(self, loop: ClosedLoop, recorder: _MspRecorder, result: ScenarioResult) -> None:
+        """Disarmed, radio back: the failsafe's phase back to IDLE, or say it cannot be read."""
+        phase = self.failsafe_phase()
+        if phase in (None, "IDLE"):
+            return
+        if phase == "GPS_RESCUE":
+            self._wait_link_up(recorder)
+            self._move_sticks(loop, recorder, lambda: self.failsafe_phase() == "IDLE",
+                              "the failsafe leaving its GPS_RESCUE phase for the roll stick (disarmed)")
+            result.notes.append("disarmed with the failsafe still in its GPS_RESCUE phase: ended by the roll stick")
+        else:
+            since = time.monotonic()
+            recorder.wait(f"the failsafe back to IDLE from {phase} with the radio back",
+                          lambda: self.failsafe_phase() in (None, "IDLE"), within=10.0)
+            result.notes.append(
+                f"disarmed with the failsafe in its {phase} phase: IDLE {time.monotonic() - since:.1f} s after the radio came back"
+            )
 
     def _firmware_figures(self, result: ScenarioResult) -> None:
         try:
@@ -323,22 +512,3 @@ def _wait_altitude(recorder: _MspRecorder, loop: ClosedLoop, target: float, with
     recorder.wait(f"altitude above {target:.1f} m for 1 s after takeoff", steady, within=within)
 
 
-def _finish(loop: ClosedLoop, recorder: _MspRecorder, result: ScenarioResult) -> None:
-    """Land a vehicle the scenario left flying and disarm it by the switch."""
-    if not recorder.armed or loop.error is not None:
-        loop.arm_switch(False)
-        return
-    try:
-        plant = loop.plant
-        if plant.rc_link.total or not plant.rc_enabled:
-            plant.rc_link.configure(loss=0.0, total=False)
-            plant.rc_enabled = True
-        loop.hold_altitude(0.0)
-        recorder.wait("touchdown after the scenario", lambda: loop.altitude < 0.05, within=30.0)
-        loop.hold_altitude(None)
-        loop.arm_switch(False)
-        recorder.wait("disarm by the switch after the scenario", lambda: recorder.armed is False, within=5.0)
-        result.notes.append("landed and disarmed after the scenario")
-    except HilError as exc:
-        loop.arm_switch(False)
-        result.notes.append(f"could not land after the scenario: {exc}")

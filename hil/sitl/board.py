@@ -255,7 +255,11 @@ class BetaflightSitlBoard(Board):
         """An MSP adapter on UART1 that restarts a hung boot and reopens after reboots."""
         from hil.autopilot.msp import MspAutopilot
 
-        return MspAutopilot(self.url(timeout=connect_timeout), sitl=self.sitl, connect_timeout=connect_timeout)
+        # A hung boot (MspAutopilot.ensure_running) came several times in a row on a loaded
+        # host: up to ten restarts before giving up.
+        return MspAutopilot(
+            self.url(timeout=connect_timeout), sitl=self.sitl, connect_timeout=connect_timeout, respawn_attempts=10
+        )
 
     def simulator_link(self, config=None):
         """The physics loop over the firmware's UDP ports, RC as MSP on UART4."""
