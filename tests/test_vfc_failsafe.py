@@ -225,7 +225,19 @@ def test_ekf_failsafe_does_not_act_in_stabilize() -> None:
 def test_ekf_failsafe_from_a_bent_compass_lands_without_position_control() -> None:
     # ArduCopter's position_ok() is false during an EKF failsafe: LAND must not steer
     # with a heading it no longer trusts, even though GPS still gives a position.
+    # A bent compass alone is one of the two variances ArduCopter's EKF check needs (its
+    # samples fail the gate and are not fused, as in EKF3); the velocity ratio is held
+    # at the threshold here to stand for the second, so the failsafe comes with GPS
+    # still giving a position.
     s = _loiter(22)
+    est = s.copter.est
+    update_status = est.update_status
+
+    def velocity_disagrees(t_s: float) -> None:
+        update_status(t_s)
+        est.vel_ratio = max(est.vel_ratio, 1.0)
+
+    est.update_status = velocity_disagrees  # type: ignore[method-assign]
     s.mag.interference = (0.0, 0.3, 0.0)
     assert s.run(40.0, lambda s: s.copter.mode == LAND), "no EKF failsafe LAND"
     s.run(0.2)

@@ -3,7 +3,14 @@
 - Attitude: a Mahony complementary filter. Gyros are integrated every loop; the accel
   (gravity direction) and the compass (heading against the declination) steer the
   estimate and learn the gyro biases. Corrections are computed at 100 Hz and applied as
-  a rate every loop.
+  a rate every loop. The compass is gated as ArduPilot's EKF3 gates it
+  (AP_NavEKF3_MagFusion.cpp): the earth field learned while the heading initialises is
+  rotated into the body and compared with each sample, per axis; a sample more than
+  3 x 0.05 gauss off on any axis (EK3_MAG_I_GATE 300, EK3_MAG_M_NSE 0.05) is not used,
+  and the heading carries on from the gyros. EKF3 learns body-field offsets (EK3_MAG_CAL
+  3 on a copter) only from samples it fuses, so a field past the gate is never learned
+  and the compass stays rejected while it lasts (ArduCopter SITL: variance 1.3-2.0 for
+  the whole window); that learning is not modelled.
 - Horizontal position and velocity: a two-state Kalman filter per axis (north, east
   share one covariance), predicted every loop from the earth-frame accelerometer and
   corrected by GPS position and velocity. The covariance is propagated in closed form
@@ -38,7 +45,11 @@ EARTH_RADIUS_M = 6378137.0
 GATE_SIGMA = 5.0
 """Innovation gate for GPS position and velocity, standard deviations."""
 MAG_GATE_RAD = 0.3
-"""Heading innovation at which the compass test ratio reaches 1 (3 x 0.1 rad)."""
+"""Heading error seen by GPS at which the compass test ratio reaches 1 (3 x 0.1 rad)."""
+MAG_NOISE_GAUSS = 0.05
+"""Compass measurement noise, gauss: ArduPilot's EK3_MAG_M_NSE default."""
+MAG_GATE_SIGMA = 3.0
+"""Compass innovation gate, standard deviations: EK3_MAG_I_GATE default 300 (3 sigma)."""
 ACCEL_NOISE = 2.0
 """Horizontal acceleration process noise, (m/s^2)^2 per Hz (attitude errors dominate)."""
 GPS_VEL_VAR = 0.3**2
@@ -110,6 +121,9 @@ class Estimator:
         self.tilt_error = 1.0
         self.yaw_error = 0.0
         self.use_mag = True
+        #: The last compass sample failed its innovation gate and was not used.
+        self.mag_rejected = False
+        self._earth_field: tuple[float, float, float] | None = None
         # Horizontal.
         self.pn = self.pe = 0.0
         self.vn = self.ve = 0.0
@@ -272,17 +286,25 @@ class Estimator:
             mx, my, mz = mag
             mn = self.r00 * mx + self.r01 * my + self.r02 * mz
             me = self.r10 * mx + self.r11 * my + self.r12 * mz
+            md = r20 * mx + r21 * my + r22 * mz
+            field_ratio = self._mag_field_ratio(init, mx, my, mz, mn, me, md)
             if mn * mn + me * me > 1e-6:
                 err = _wrap_pi(self.declination - math.atan2(me, mn))
                 self.yaw_error = err
                 # The compass is also judged against GPS's view of the heading while the
-                # vehicle manoeuvres: a compass bent by the airframe pulls the estimate
-                # along with it, so its own innovation stays small.
-                seen = abs(err)
+                # vehicle manoeuvres: a compass bent by the airframe from the start pulls
+                # the estimate along with it, so its own innovation stays small.
+                seen = field_ratio
                 if self.time_s - self._gps_yaw_t < GPS_YAW_FRESH_S:
-                    seen = max(seen, abs(self.gps_yaw_error))
-                self.mag_ratio += 0.1 * (min(seen / MAG_GATE_RAD, 5.0) - self.mag_ratio)
-                if abs(err) > 0.3 and not init:
+                    seen = max(seen, abs(self.gps_yaw_error) / MAG_GATE_RAD)
+                self.mag_ratio += 0.1 * (min(seen, 5.0) - self.mag_ratio)
+                # EKF3 fuses a compass sample only when every axis passes its gate
+                # (AP_NavEKF3_MagFusion.cpp, magHealth); a failing one steers nothing and
+                # the heading carries on from the gyros.
+                self.mag_rejected = field_ratio >= 1.0
+                if self.mag_rejected:
+                    err = 0.0
+                elif abs(err) > 0.3 and not init:
                     err = 0.3 if err > 0.0 else -0.3
                 k = _KP_MAG_INIT if init else _KP_MAG
                 # A yaw correction about earth down, in body axes: R^T (0, 0, 1).
@@ -303,6 +325,33 @@ class Estimator:
             elif b[i] < -_BIAS_MAX:
                 b[i] = -_BIAS_MAX
         self._corr = (cx, cy, cz)
+
+    def _mag_field_ratio(self, init: bool, mx: float, my: float, mz: float,
+                         mn: float, me: float, md: float) -> float:
+        """The compass's innovation test ratio, as EKF3 reports it (its square root).
+
+        While the heading initialises, the earth field is learned from the compass (its
+        horizontal strength along the declination, its down part). After that each
+        sample is compared, per body axis, with that field rotated into the body; the
+        largest error over ``MAG_GATE_SIGMA x MAG_NOISE_GAUSS`` is the ratio
+        (AP_NavEKF3_MagFusion.cpp magTestRatio, AP_NavEKF3_Outputs.cpp getVariances:
+        EKF_STATUS_REPORT's compass variance is the square root of the test ratio).
+        """
+        if init or self._earth_field is None:
+            h = math.sqrt(mn * mn + me * me)
+            target = (h * math.cos(self.declination), h * math.sin(self.declination), md)
+            if self._earth_field is None:
+                self._earth_field = target
+            else:
+                self._earth_field = tuple(  # type: ignore[assignment]
+                    e + 0.1 * (t - e) for e, t in zip(self._earth_field, target))
+            return 0.0
+        en, ee, ed = self._earth_field
+        bx = self.r00 * en + self.r10 * ee + self.r20 * ed
+        by = self.r01 * en + self.r11 * ee + self.r21 * ed
+        bz = self.r02 * en + self.r12 * ee + self.r22 * ed
+        worst = max(abs(mx - bx), abs(my - by), abs(mz - bz))
+        return worst / (MAG_GATE_SIGMA * MAG_NOISE_GAUSS)
 
     def correct_height(self, height_m: float, dt: float) -> float:
         """Blend one height measurement (m above origin, up) taken ``dt`` after the last.
