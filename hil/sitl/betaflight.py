@@ -299,7 +299,12 @@ class BetaflightSitl:
         """Start the process; a boot that never opens its MSP port is killed and retried.
 
         About one boot in fifty of this SITL hangs before it listens; a second start in
-        the same directory comes up normally.
+        the same directory comes up normally. The mechanism: the firmware's TCP thread
+        (dyad_update, lib/main/dyad/dyad.c destroyClosedStreams) frees every stream in
+        state CLOSED, and the main thread's serial_tcp.c tcpReconfigure creates each UART's
+        listener in that state before dyad_listenEx: when the TCP thread passes in between,
+        that UART's port is accepted by the kernel but never served ("connected but no MSP
+        answer"). Only UART1 is checked here.
         """
         per_try = max(3.0, timeout / attempts)
         for attempt in range(1, attempts + 1):
