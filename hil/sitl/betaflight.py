@@ -327,6 +327,7 @@ class BetaflightSitl:
         self._log.write(f"--- start {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
         # Forked from the supervisor thread on a restart: it lives exactly as long as the SITL.
         supervising = self._supervisor is not None and threading.current_thread() is self._supervisor
+        self.ready_generation = -1  # booting: no state packets until it answers MSP
         self.proc = subprocess.Popen(
             argv,
             cwd=self.work_dir,
