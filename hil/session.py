@@ -350,9 +350,11 @@ class MspBoardSession:
     def _ensure_running(self) -> None:
         """The firmware's scheduler runs (MSP_STATUS_EX cycle time above 0). Betaflight
         SITL sometimes boots into a state where it answers MSP but never runs its gyro and
-        PID tasks (cycle time 0, BOOTGRACE for ever; seen in 2 to 8 boots out of 10 on a
-        loaded host, with or without SCHED_FIFO): the adapter restarts such a boot, so a
-        hung boot costs a second or two here instead of the armable wait of `start_loop`."""
+        PID tasks (cycle time 0, BOOTGRACE for ever; 2 to 8 boots out of 10 on a loaded host
+        until the launcher gave the firmware SCHED_FIFO from exec, see
+        hil.sitl.betaflight.boot_preexec; still possible without SCHED_FIFO): the adapter
+        restarts such a boot, so a hung boot costs a second or two here instead of the
+        armable wait of `start_loop`."""
         ensure = getattr(self.autopilot, "ensure_running", None)
         if ensure is None:
             return

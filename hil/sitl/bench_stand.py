@@ -180,6 +180,12 @@ class BetaflightBenchStandIn:
                 if sitl is None:
                     return
                 now = time.monotonic()
+                if sitl.ready_generation != sitl.generation:
+                    # Booting: a state packet before init() is done crashes the firmware
+                    # (BetaflightSitl.ready_generation); none until it answers MSP.
+                    next_t = now
+                    self._stop.wait(0.01)
+                    continue
                 wall = sitl.uptime
                 stamp = (wall // STAMP_QUANTUM_S) * STAMP_QUANTUM_S
                 try:

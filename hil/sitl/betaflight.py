@@ -95,6 +95,66 @@ def find_executable(path: str | os.PathLike | None = None) -> Path:
     return Path(found[-1])
 
 
+#: prctl(2) option (linux/prctl.h): the thread's timer slack, in ns.
+_PR_SET_TIMERSLACK = 29
+
+
+def _load_prctl():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        prctl.restype = ctypes.c_int
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def boot_preexec(before=None, fifo_priority: int | None = None):
+    """A ``preexec_fn`` that gives the firmware, from its first instruction, the timing its
+    scheduler needs to start: a timer slack of 1 ns and, when ``fifo_priority`` is given
+    and permitted, SCHED_FIFO (both survive ``exec``, so they reach the SITL behind
+    ``ip netns exec`` and ``stdbuf``). SCHED_FIFO is asked with SCHED_RESET_ON_FORK: the
+    threads the firmware starts (TCP, UDP) begin as SCHED_OTHER, as before, and get
+    SCHED_FIFO with the rest once it answers MSP (`BetaflightSitl._apply_scheduler`).
+    ``before`` (another preexec, e.g. the parent-death signal) runs first.
+
+    Why: Betaflight's scheduler (src/main/scheduler/scheduler.c, ``scheduler()``) runs its
+    gyro task only when it is entered at most one gyro period (125 us in the SITL) late
+    against ``lastTargetCycles``, which ``schedulerInit()`` sets at the end of ``init()``
+    and only a gyro run advances. Entered later, it moves the target to the next period
+    boundary, leaving 1 to 125 cycles to wait, and waits only when fewer than
+    ``schedLoopStartCycles`` remain. On the SITL a cycle is a microsecond
+    (``clockMicrosToCycles``), so that window starts at SCHED_START_LOOP_MIN_US = 1 and can
+    only grow after the gyro has run: one late entry between ``schedulerInit()`` and the
+    first gyro run, and the gyro, filter and PID tasks never run (MSP_STATUS cycle time 0,
+    BOOTGRACE for ever, since the arming checks run in them). The SITL's main loop sleeps
+    50 us between passes (main.c ``run``: ``delayMicroseconds_real(50)``, a nanosleep),
+    which with the default 50 us timer slack of a SCHED_OTHER thread takes about 110 us:
+    any preemption of more than some 15 us at that moment hung the boot. Applying
+    SCHED_FIFO once MSP answered came too late: MSP is served by that scheduler, after it.
+    """
+    prctl = _prctl
+
+    def preexec() -> None:
+        if before is not None:
+            before()
+        if prctl is not None:
+            prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+        if fifo_priority is not None:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(fifo_priority))
+            except OSError:
+                pass  # not permitted: SCHED_OTHER, the scheduler check after boot guards it
+
+    return preexec
+
+
 def _set_fifo(pid: int, priority: int) -> bool:
     """Put every thread of ``pid`` under SCHED_FIFO; False when not permitted."""
     ok = True
@@ -150,6 +210,9 @@ class BetaflightSitl:
         self._lock = threading.RLock()
         self._supervisor: threading.Thread | None = None
         self._generation = 0
+        #: The generation that answered MSP: its init() is done. State packets before that
+        #: crash it (sitl.c updateState writes through virtualAccDev, still NULL early in init).
+        self.ready_generation = 0
         #: time.monotonic() when the running process was started.
         self.started_at = 0.0
         self._log = None
@@ -236,7 +299,12 @@ class BetaflightSitl:
         """Start the process; a boot that never opens its MSP port is killed and retried.
 
         About one boot in fifty of this SITL hangs before it listens; a second start in
-        the same directory comes up normally.
+        the same directory comes up normally. The mechanism: the firmware's TCP thread
+        (dyad_update, lib/main/dyad/dyad.c destroyClosedStreams) frees every stream in
+        state CLOSED, and the main thread's serial_tcp.c tcpReconfigure creates each UART's
+        listener in that state before dyad_listenEx: when the TCP thread passes in between,
+        that UART's port is accepted by the kernel but never served ("connected but no MSP
+        answer"). Only UART1 is checked here.
         """
         per_try = max(3.0, timeout / attempts)
         for attempt in range(1, attempts + 1):
@@ -259,6 +327,7 @@ class BetaflightSitl:
         self._log.write(f"--- start {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
         # Forked from the supervisor thread on a restart: it lives exactly as long as the SITL.
         supervising = self._supervisor is not None and threading.current_thread() is self._supervisor
+        self.ready_generation = -1  # booting: no state packets until it answers MSP
         self.proc = subprocess.Popen(
             argv,
             cwd=self.work_dir,
@@ -266,7 +335,10 @@ class BetaflightSitl:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=children.parent_death_preexec(signal.SIGKILL, long_lived_thread=supervising),
+            preexec_fn=boot_preexec(
+                children.parent_death_preexec(signal.SIGKILL, long_lived_thread=supervising),
+                None if self.scheduler_request == "other" else FIFO_PRIORITY,
+            ),
         )
         children.guard.watch(self.proc.pid)
         self._write_pidfile(self.proc.pid)
@@ -274,6 +346,7 @@ class BetaflightSitl:
         self.started_at = time.monotonic()
         self._wait_port(MSP_PORT, timeout)
         self._apply_scheduler()
+        self.ready_generation = self._generation
 
     @property
     def pid_path(self) -> Path:

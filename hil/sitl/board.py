@@ -255,10 +255,11 @@ class BetaflightSitlBoard(Board):
         """An MSP adapter on UART1 that restarts a hung boot and reopens after reboots."""
         from hil.autopilot.msp import MspAutopilot
 
-        # A hung boot (MspAutopilot.ensure_running) came several times in a row on a loaded
-        # host: up to ten restarts before giving up.
+        # A boot whose scheduler never runs (MspAutopilot.ensure_running) came several times
+        # in a row on a loaded host until the firmware got its timing from exec
+        # (hil.sitl.betaflight.boot_preexec); the check stays as a guard, with 3 restarts.
         return MspAutopilot(
-            self.url(timeout=connect_timeout), sitl=self.sitl, connect_timeout=connect_timeout, respawn_attempts=10
+            self.url(timeout=connect_timeout), sitl=self.sitl, connect_timeout=connect_timeout, respawn_attempts=3
         )
 
     def simulator_link(self, config=None):
