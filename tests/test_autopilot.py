@@ -139,3 +139,34 @@ def test_streams_are_requested_one_message_at_a_time(autopilot):
     assert mavlink.MAVLINK_MSG_ID_GLOBAL_POSITION_INT in asked and mavlink.MAVLINK_MSG_ID_SYSTEM_TIME in asked
     assert len(asked) == len(autopilot.profile.telemetry_streams)
     assert isinstance(problems, list)  # refusals are reported, not raised
+
+
+def _dropping_list_requests(autopilot, monkeypatch, drop: int) -> list[str]:
+    """Outgoing PARAM_REQUEST_LISTs: the first `drop` never reach the board, as when a
+    firmware still booting ignores them (ArduCopter's params_ready)."""
+    sent: list[str] = []
+    real_send = autopilot.conn.send
+
+    def send(msg):
+        kind = msg.get_type()
+        sent.append(kind)
+        if kind == "PARAM_REQUEST_LIST" and sent.count(kind) <= drop:
+            return None
+        return real_send(msg)
+
+    monkeypatch.setattr(autopilot.conn, "send", send)
+    return sent
+
+
+def test_a_parameter_list_request_lost_while_the_board_boots_is_asked_again(autopilot, monkeypatch):
+    sent = _dropping_list_requests(autopilot, monkeypatch, drop=1)
+    params = autopilot.fetch_params(timeout=15.0)
+    assert sent.count("PARAM_REQUEST_LIST") == 2
+    assert "FS_THR_ENABLE" in params and len(params) > 50
+
+
+def test_a_parameter_list_that_never_comes_is_a_bounded_wait_naming_what_came(autopilot, monkeypatch):
+    sent = _dropping_list_requests(autopilot, monkeypatch, drop=1000)
+    with pytest.raises(WaitTimeout, match="got none, asked for the list 3 time"):
+        autopilot.fetch_params(timeout=5.0)
+    assert sent.count("PARAM_REQUEST_LIST") == 3

@@ -35,6 +35,12 @@ from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, arrival_ns, stamp_vehicle
 from hil.profiles import DEFAULT_PROFILE, FirmwareProfile, ProfileLacks, profile
 
 log = logging.getLogger(__name__)
+
+#: No new parameter for this long (wall s): the list request is sent again, or the next
+#: few single reads.
+PARAM_STALL_S = 2.0
+#: Single PARAM_REQUEST_READs in flight at once (ArduPilot queues only a few).
+PARAM_READS_AT_ONCE = 10
 _ACTUATORS = HIL_ACTUATOR_CONTROLS.light  # the closed loop's answers, 400 per simulated second
 
 Hook = Callable[[object], None]
@@ -772,34 +778,57 @@ class MavlinkAutopilot:
         return held
 
     def fetch_params(self, timeout: float = 10.0) -> dict[str, float]:
-        """Every parameter (PARAM_REQUEST_LIST, then single reads of any that went missing)."""
-        since = self.mark()
+        """Every parameter: PARAM_REQUEST_LIST, asked again while nothing of the list comes
+        (a firmware still booting drops the request: ArduCopter's
+        `GCS_MAVLINK_Copter::params_ready`), then single reads of any that went missing, a
+        few at a time (ArduPilot drops PARAM_REQUEST_READs beyond its small queue,
+        `handle_param_request_read`). Waits at most ``timeout`` wall seconds in all."""
         seen: dict[int, tuple[str, float]] = {}
         total: list[int] = []
+        progress = [0.0]
 
         def collect(m) -> bool:
             if m.get_type() != "PARAM_VALUE":
                 return False
-            if m.param_index != 65535:
+            if m.param_index != 65535 and m.param_index not in seen:
                 seen[m.param_index] = (m.param_id, float(m.param_value))
-            if not total:
-                total.append(m.param_count)
-            return len(seen) >= total[0]
+                progress[0] = time.monotonic()
+            if m.param_index != 65535 or not total:
+                total[:] = [m.param_count]
+            return bool(total) and len(seen) >= total[0]
 
-        self.conn.send(mavlink.MAVLink_param_request_list_message(self.target_system, self.target_component))
-        try:
-            self.wait_for("the parameter list", collect, within=timeout, since=since, vehicle_time=False)
-        except WaitTimeout:
-            missing = sorted(set(range(total[0])) - set(seen)) if total else []
-            for index in missing:
-                self.conn.send(
-                    mavlink.MAVLink_param_request_read_message(
-                        self.target_system, self.target_component, b"", index
+        deadline = time.monotonic() + timeout
+        stall = min(PARAM_STALL_S, timeout)
+        asked_list = 0
+        while True:
+            missing = sorted(set(range(total[0])) - set(seen)) if total and seen else []
+            since = self.mark()
+            if not missing or len(missing) > PARAM_READS_AT_ONCE * 4:
+                self.conn.send(mavlink.MAVLink_param_request_list_message(self.target_system, self.target_component))
+                asked_list += 1
+                what = "the parameter list" if asked_list == 1 else f"the parameter list (asked {asked_list} times)"
+            else:
+                for index in missing[:PARAM_READS_AT_ONCE]:
+                    self.conn.send(
+                        mavlink.MAVLink_param_request_read_message(self.target_system, self.target_component, b"", index)
                     )
-                )
-            if not total or missing:
-                self.wait_for("missing parameters", collect, within=timeout, vehicle_time=False)
-        return dict(sorted(seen.values()))
+                what = f"{len(missing)} missing parameters"
+            progress[0] = time.monotonic()
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    got = f"{len(seen)} of {total[0]}" if total else "none"
+                    raise WaitTimeout(
+                        f"the parameter list did not come within {timeout:.1f} s (wall): got {got}, "
+                        f"asked for the list {asked_list} time(s)"
+                    )
+                try:
+                    self.wait_for(what, collect, within=min(remaining, stall), since=since, vehicle_time=False)
+                    return dict(sorted(seen.values()))
+                except WaitTimeout:
+                    if time.monotonic() - progress[0] >= stall:
+                        break  # nothing new for a while: ask again
+                    # Still coming: keep listening (from the same mark; collecting twice is harmless).
 
     def snapshot_params(self, names: Iterable[str] | None = None) -> dict[str, float]:
         """Every parameter's value (or those in `names`), to `restore_params` later."""
