@@ -334,6 +334,9 @@ def _altitude(msg) -> float | None:
 
 def _fly_setup(ap: MavlinkAutopilot, scenario: Scenario) -> None:
     setup = scenario.setup
+    # A board just started (ArduPilot SITL with its boot checks still failing, its EKF
+    # without a position yet) refuses GUIDED, arming or the takeoff: wait for it first.
+    ap.wait_ready(within=90.0)
     _retry(ap, "enter GUIDED", lambda: ap.set_mode("GUIDED"), within=60.0)
     _retry(ap, "arm", ap.arm, within=60.0)
     ap.takeoff(setup.altitude)
