@@ -344,7 +344,7 @@ class Estimator:
                 self._earth_field = target
             else:
                 self._earth_field = tuple(  # type: ignore[assignment]
-                    e + 0.1 * (t - e) for e, t in zip(self._earth_field, target))
+                    e + 0.1 * (t - e) for e, t in zip(self._earth_field, target, strict=True))
             return 0.0
         en, ee, ed = self._earth_field
         bx = self.r00 * en + self.r10 * ee + self.r20 * ed
