@@ -562,6 +562,9 @@ class VfcServer(TelemetryBuilders):
             eph,
             epv,
             int(msg.satellites_visible),
+            # MAVLink defines HIL_GPS.eph as HDOP x 100 (our links put the accuracy in cm
+            # there, about 1 m on a clear sky: under ArduCopter's bound of 1.40).
+            hdop=eph,
         )
 
     def _on_rc_override(self, msg: Any) -> None:
