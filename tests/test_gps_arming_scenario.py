@@ -1,5 +1,5 @@
 """The ground station's arm attempts on the virtual ArduCopter-like board: refused without
-a GPS fix in LOITER (ArduCopter's "PreArm: GPS 1: Bad fix", COMMAND_ACK FAILED), accepted
+a GPS fix in LOITER (ArduCopter's "Arm: GPS 1: Bad fix", COMMAND_ACK FAILED), accepted
 once the fix is back (scenarios/gps_arming_needs_fix.toml)."""
 
 from __future__ import annotations
@@ -22,4 +22,4 @@ def test_arming_is_refused_while_jammed_and_accepted_once_the_fix_is_back(board_
     assert first.text.startswith("arm attempt arm:") and "(FAILED)" in first.text and "GPS 1: Bad fix" in first.text
     assert notes[-1].text == "arm attempt rearm: accepted" and notes[-1].t >= 5.0 - 1e-6
     texts = [e.text for e in result.timeline.events_between(0.0, 4.0, "statustext")]
-    assert "PreArm: GPS 1: Bad fix" in texts
+    assert "Arm: GPS 1: Bad fix" in texts  # as ArduCopter SITL says it

@@ -101,9 +101,9 @@ def test_arming_refused_without_position_estimate() -> None:
     s.boot()
     assert s.copter.set_mode(GUIDED)[0]
     assert not s.copter.position_ok
-    assert s.copter.arm() == (False, "PreArm: Need Position Estimate")
+    assert s.copter.arm() == (False, "Arm: Need Position Estimate")
     assert not s.copter.armed
-    assert "PreArm: Need Position Estimate" in [t for _, t in s.copter.drain_statustexts()]
+    assert "Arm: Need Position Estimate" in [t for _, t in s.copter.drain_statustexts()]
 
 
 def test_gps_lost_refuses_arming_in_a_position_mode_with_bad_fix() -> None:
@@ -113,7 +113,7 @@ def test_gps_lost_refuses_arming_in_a_position_mode_with_bad_fix() -> None:
     s.run(0.5)
     for mode in (LOITER, GUIDED):
         assert s.copter.set_mode(mode)[0]  # ArduCopter lets a disarmed vehicle choose it
-        assert s.copter.arm() == (False, "PreArm: GPS 1: Bad fix")
+        assert s.copter.arm() == (False, "Arm: GPS 1: Bad fix")
         assert not s.copter.prearm_ok
     assert not s.copter.armed
     s.gps.available = True
@@ -139,7 +139,7 @@ def test_a_2d_fix_is_a_bad_fix() -> None:
     _gps_reports(s, fix_type=2)
     s.run(0.3)
     s.copter.set_mode(LOITER)
-    assert s.copter.arm() == (False, "PreArm: GPS 1: Bad fix")
+    assert s.copter.arm() == (False, "Arm: GPS 1: Bad fix")
 
 
 def test_a_silent_receiver_is_a_bad_fix_after_four_seconds() -> None:
@@ -148,10 +148,10 @@ def test_a_silent_receiver_is_a_bad_fix_after_four_seconds() -> None:
     s.copter.set_mode(LOITER)
     s.gps.due = lambda t: False  # type: ignore[method-assign]
     s.run(3.5)
-    assert s.copter.arm()[1] != "PreArm: GPS 1: Bad fix"
+    assert s.copter.arm()[1] != "Arm: GPS 1: Bad fix"
     s.copter.disarm()
     s.run(1.0)
-    assert s.copter.arm() == (False, "PreArm: GPS 1: Bad fix")
+    assert s.copter.arm() == (False, "Arm: GPS 1: Bad fix")
 
 
 def test_hdop_above_gps_hdop_good_refuses_after_the_position_checks() -> None:
@@ -160,7 +160,7 @@ def test_hdop_above_gps_hdop_good_refuses_after_the_position_checks() -> None:
     fields = _gps_reports(s, hdop=1.6)
     s.run(0.3)
     s.copter.set_mode(LOITER)
-    assert s.copter.arm() == (False, "PreArm: High GPS HDOP")
+    assert s.copter.arm() == (False, "Arm: High GPS HDOP")
     fields["hdop"] = 1.3
     s.run(0.3)
     assert s.copter.arm() == (True, "")
@@ -175,6 +175,7 @@ def test_px4_personality_keeps_its_own_rule_without_gps() -> None:
     assert s.copter.set_mode(LOITER)[0]
     s.gps.available = False
     assert s.run(10.0, lambda s: not s.copter.position_ok)
+    # The pre-arm wording, which the personality turns into "Preflight Fail: ...".
     assert s.copter.arm() == (False, "PreArm: Need Position Estimate")
 
 
@@ -194,7 +195,7 @@ def test_arming_refused_without_rc() -> None:
     s.rc = None
     s.boot()
     s.copter.set_mode(ALT_HOLD)
-    assert s.copter.arm() == (False, "PreArm: RC not found")
+    assert s.copter.arm() == (False, "Arm: RC not found")
     assert s.copter.arm(force=True) == (True, "")
 
 
@@ -209,7 +210,7 @@ def test_arming_without_rc_allowed_when_radio_failsafe_disabled() -> None:
 def test_arming_in_stabilize_refused_with_throttle_up() -> None:
     s = VfcSim(seed=35)
     s.boot()
-    assert s.copter.arm() == (False, "PreArm: Throttle too high")
+    assert s.copter.arm() == (False, "Arm: Throttle too high")
     s.rc = [1500, 1500, 1000, 1500]
     s.run(0.1)
     assert s.copter.arm() == (True, "")
@@ -221,7 +222,7 @@ def test_arming_refused_before_the_estimator_settles() -> None:
     s.run(0.5)
     s.copter.set_mode(ALT_HOLD)
     ok, why = s.copter.arm()
-    assert not ok and why.startswith("PreArm")
+    assert not ok and why.startswith("Arm: ")
 
 
 def test_arming_check_0_skips_prearm_checks() -> None:

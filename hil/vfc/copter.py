@@ -569,7 +569,7 @@ class Copter:
         if not force and self._p("ARMING_CHECK") != 0:
             reason = self._prearm_failure()
             if reason:
-                return self._refuse(reason)
+                return self._refuse(self._arming_text(reason))
         self.armed = True
         self._armed_at = self._t
         self.landed = True
@@ -585,6 +585,15 @@ class Copter:
         self._mode.enter(self)
         self._text(INFO, "Arming motors")
         return True, ""
+
+    def _arming_text(self, reason: str) -> str:
+        """A pre-arm failure as said when asked to arm: AP_Arming::check_failed() tags it
+        "Arm: " while arm() runs the checks (running_arming_checks), "PreArm: " only in
+        the periodic pre-arm report (libraries/AP_Arming/AP_Arming.cpp). A personality
+        may keep the pre-arm wording (PX4: `prearm_wording_at_arming`)."""
+        if getattr(self.personality, "prearm_wording_at_arming", False):
+            return reason
+        return "Arm: " + reason.removeprefix("PreArm: ")
 
     @property
     def arming_checks(self) -> bool:

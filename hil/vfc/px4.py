@@ -111,6 +111,8 @@ class Px4Personality:
     #: software's "Need Position Estimate" refusal stands for it (PX4 commander's
     #: checks not read here), not ArduCopter's "GPS 1: Bad fix".
     gps_arming_check = False
+    #: An arming refusal keeps the pre-arm wording ("PreArm: " -> "Preflight Fail: ").
+    prearm_wording_at_arming = True
     #: PX4 refuses a mode that needs a position without one, armed or not.
     mode_checks_when_disarmed = True
 

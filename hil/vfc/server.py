@@ -630,7 +630,7 @@ class VfcServer(TelemetryBuilders):
             result, reason = handler(params)
         self._ack(msg, command, result)
         if reason:
-            # ArduPilot reports arming refusals (PreArm:) as CRITICAL, others as warnings.
+            # ArduPilot reports arming refusals (Arm:/PreArm:) as CRITICAL, others as warnings.
             arming = command == M.MAV_CMD_COMPONENT_ARM_DISARM
             self._say_once(M.MAV_SEVERITY_CRITICAL if arming else M.MAV_SEVERITY_WARNING, reason)
         follow_up, self._follow_up = self._follow_up, None
