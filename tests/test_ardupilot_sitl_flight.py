@@ -56,8 +56,11 @@ def test_ekf_starts_on_our_gps_with_auto_config(board):
 
 
 # gcs_loss_rtl sets FS_OPTIONS = 0 (the RTL it means); gcs_loss_pilot_continues expects
-# ArduCopter's default 16 (a GCS failsafe in LOITER only announced).
-@pytest.mark.parametrize("name", ["hover_hold", "rc_loss_rtl", "gcs_loss_rtl", "gcs_loss_pilot_continues"])
+# ArduCopter's default 16 (a GCS failsafe in LOITER only announced); gps_arming_needs_fix
+# has the arm command refused with "Arm: GPS 1: Bad fix" while jammed on the ground.
+@pytest.mark.parametrize(
+    "name", ["hover_hold", "rc_loss_rtl", "gcs_loss_rtl", "gcs_loss_pilot_continues", "gps_arming_needs_fix"]
+)
 def test_scenario_passes(board, name):
     result = _fly(board, name)
     failed = [v for v in result.verdicts if not v.passed]

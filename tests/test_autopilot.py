@@ -43,7 +43,7 @@ def test_rejected_parameter_value_names_the_value_kept(autopilot):
 
 
 def test_arming_without_a_position_is_refused_with_the_reason(autopilot):
-    with pytest.raises(CommandRefused, match="PreArm"):
+    with pytest.raises(CommandRefused, match=r"\(FAILED\): Arm: "):
         autopilot.arm()
     assert autopilot.armed is False
 

@@ -250,7 +250,7 @@ def test_force_arm_sends_2989_and_the_virtual_board_arms_without_its_checks(auto
         return send(msg, **kw)
 
     monkeypatch.setattr(autopilot.conn, "send", recording_send)
-    with pytest.raises(CommandRefused, match="PreArm"):
+    with pytest.raises(CommandRefused, match=r"\(FAILED\): Arm: "):
         autopilot.arm()  # no position yet: the checks refuse
     autopilot.arm(force=True)
     assert autopilot.armed is True
@@ -262,7 +262,7 @@ def test_force_arm_sends_2989_and_the_virtual_board_arms_without_its_checks(auto
 def test_the_virtual_board_treats_21196_on_arming_as_an_ordinary_checked_arm(autopilot):
     # ArduPilot skips its arming checks only for 2989 (GCS_Common.cpp); PX4's 21196 is
     # just another value there.
-    with pytest.raises(CommandRefused, match="PreArm"):
+    with pytest.raises(CommandRefused, match=r"\(FAILED\): Arm: "):
         autopilot.command(mavlink.MAV_CMD_COMPONENT_ARM_DISARM, 1, 21196)
     assert autopilot.armed is False
 

@@ -231,7 +231,7 @@ MISTAKES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("injection kind", edit(base(), "injection.0.kind", "rc_lost"),
      ['[[injection]][1].kind: "rc_lost" is not one of: ', "gcs_loss, gps_jamming, gps_loss"]),
     ("injection kind missing", edit(base(), "injection.0.kind", delete=True),
-     ["[[injection]][1].kind: missing; must be one of: arm_switch, baro_drift, battery_sag"]),
+     ["[[injection]][1].kind: missing; must be one of: arm_attempt, arm_switch, baro_drift, battery_sag"]),
     ("injection start missing", edit(base(), "injection.0.start", delete=True),
      ["[[injection]][1].start: missing; must be a number >= 0 and < 60"]),
     ("injection start negative", edit(base(), "injection.0.start", -1),

@@ -177,8 +177,20 @@ def test_betaflight_makes_the_gps_arming_check_only_with_gps_rescue_configured()
 
 
 def test_a_firmware_whose_profile_has_no_such_arming_check_skips_with_the_reason():
-    why = _relies_on_the_gps_arming_check().lacked_by(INAV, GPS_RIG_BOARD)
+    why = _relies_on_the_gps_arming_check(applies_to=["mavlink"]).lacked_by(PX4_MULTICOPTER, GPS_RIG_BOARD)
     assert why is not None and "no arming check of the kind 'gps_fix'" in why
+
+
+def test_inav_refuses_arming_without_a_position_only_with_navigation_modes_configured():
+    # navigation/navigation.c navigationIsBlockingArming(): a navigation mode on a switch
+    # or an RTH failsafe, and no healthy position estimate with a GPS home: the NAV
+    # arming blocker (ARMING_DISABLED_NAVIGATION_UNSAFE), at every arming.
+    check = INAV.arming.checks["gps_fix"]
+    assert check.flag == "NAV" and check.capability == "nav_modes" and not check.until_first_arm
+    assert "RTH" in check.when and "nav_extra_arming_safety" in check.note
+    assert INAV.lacks_arming_check("gps_fix", frozenset({"physics", "gnss", "nav_modes"})) is None
+    why = _relies_on_the_gps_arming_check().lacked_by(INAV, GPS_RIG_BOARD)
+    assert why is not None and "navigation mode on a switch" in why and "'nav_modes'" in why
 
 
 def test_ardupilot_refuses_arming_without_a_fix_in_modes_that_need_gps():
@@ -210,3 +222,51 @@ def test_the_gps_bench_scenarios_apply_to_the_gps_rig_board_only():
         assert s.lacked_by(BETAFLIGHT, GPS_RIG_BOARD) is None
         assert "no physics" in (s.lacked_by(BETAFLIGHT, bench_board) or "")
     assert fix.needs().arming_checks == ("gps_fix",)
+
+
+# -- arm attempts by the ground station ------------------------------------------------------
+def _arm_attempt(setup: dict[str, Any] | None = None, **injection: Any):
+    inj = {"kind": "arm_attempt", "id": "arm", "start": 2.0, **injection}
+    return scenario(
+        scenario={"name": "arm", "duration": 10.0, "applies_to": ["mavlink"], "arming_checks": ["gps_fix"]},
+        setup=setup or {"mode": "LOITER", "armed": False},
+        injection=[{"kind": "gps_jamming", "id": "jam", "start": 0.0, "stop": 4.0, "js_db": 60.0}, inj],
+        expect=[{"kind": "statustext", "contains": "Bad fix", "after": "arm.start", "within": 0.5}],
+    )
+
+
+def test_an_arm_attempt_is_an_injection_with_an_optional_stop():
+    once = _arm_attempt().injection("arm")
+    assert (once.kind, once.start, once.stop) == ("arm_attempt", 2.0, None)
+    assert _arm_attempt(stop=8.0).injection("arm").stop == 8.0
+
+
+def test_an_arm_attempt_on_an_armed_setup_is_a_one_line_error():
+    from hil.errors import ScenarioError
+
+    with pytest.raises(ScenarioError) as err:
+        _arm_attempt(setup={"mode": "LOITER", "altitude": 10.0})
+    assert "armed = false" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_arm_attempt_is_asked_of_mavlink_boards_only():
+    s = _arm_attempt()
+    assert "arm_attempt" in s.needs().injections
+    assert s.lacked_by(ARDUCOPTER, frozenset({"physics", "gnss"})) is None
+    why = Needs((), ("arm_attempt",)).lacking(BETAFLIGHT, frozenset({"physics"}))
+    assert why and "arm over MAVLink" in why[0]
+    # On its own it acts on no plant: a board on a bench can take it.
+    bench = scenario(
+        setup={"mode": "STABILIZE", "armed": False},
+        injection=[{"kind": "arm_attempt", "id": "arm", "start": 1.0}],
+        expect=[{"kind": "armed", "after": "arm.start", "within": 1.0}],
+    )
+    assert "physics" not in bench.needs().capabilities
+
+
+def test_the_gps_arming_scenario_is_for_arducopter_with_a_gnss_sky():
+    s = load_scenario(ROOT / "scenarios" / "gps_arming_needs_fix.toml")
+    assert s.arming_checks == ("gps_fix",) and not s.setup.armed and s.setup.mode == "LOITER"
+    assert s.lacked_by(ARDUCOPTER, frozenset({"physics", "gnss"})) is None
+    assert "'gnss'" in (s.lacked_by(ARDUCOPTER, frozenset({"physics"})) or "")
+    assert "no arming check of the kind 'gps_fix'" in (s.lacked_by(PX4_MULTICOPTER, frozenset({"physics", "gnss"})) or "")

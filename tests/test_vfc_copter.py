@@ -80,24 +80,114 @@ def test_mixer_keeps_attitude_authority_by_lowering_collective() -> None:
     assert math.isclose(motors[2] - motors[0], 0.4)
 
 
+def _gps_reports(s: VfcSim, **fields: object) -> dict[str, object]:
+    """From now on the Copter's GPS reports carry `fields` (fix_type, satellites, hdop)
+    instead of what the receiver says; returned for the test to change."""
+    names = ("t_us", "fix_type", "lat_deg", "lon_deg", "alt_m", "vel_ned", "eph_m", "epv_m", "satellites")
+    real = s.copter.on_gps
+
+    def on_gps(*args: object, **kw: object) -> None:
+        values = dict(zip(names, args, strict=False)) | kw | fields
+        real(**values)  # type: ignore[arg-type]
+
+    s.copter.on_gps = on_gps  # type: ignore[method-assign]
+    return fields
+
+
 def test_arming_refused_without_position_estimate() -> None:
+    # A 3D fix with 5 satellites passes the GPS check but is not fused (6 needed).
     s = VfcSim(seed=31)
+    _gps_reports(s, satellites=5)
     s.boot()
     assert s.copter.set_mode(GUIDED)[0]
+    assert not s.copter.position_ok
+    assert s.copter.arm() == (False, "Arm: Need Position Estimate")
+    assert not s.copter.armed
+    assert "Arm: Need Position Estimate" in [t for _, t in s.copter.drain_statustexts()]
+
+
+def test_gps_lost_refuses_arming_in_a_position_mode_with_bad_fix() -> None:
+    s = VfcSim(seed=41)
+    s.boot()
+    s.gps.available = False  # the receiver reports no fix
+    s.run(0.5)
+    for mode in (LOITER, GUIDED):
+        assert s.copter.set_mode(mode)[0]  # ArduCopter lets a disarmed vehicle choose it
+        assert s.copter.arm() == (False, "Arm: GPS 1: Bad fix")
+        assert not s.copter.prearm_ok
+    assert not s.copter.armed
+    s.gps.available = True
+    assert s.run(10.0, lambda s: s.copter.arm()[0])
+
+
+def test_gps_check_is_only_made_in_modes_that_need_a_position() -> None:
+    s = VfcSim(seed=42)
+    s.gps.available = False
+    s.boot()
+    assert s.copter.set_mode(ALT_HOLD)[0]
+    assert s.copter.arm() == (True, "")
+    s.copter.disarm()
+    s.rc = [1500, 1500, 1000, 1500]
+    s.run(0.1)
+    assert s.copter.set_mode(STABILIZE)[0]
+    assert s.copter.arm() == (True, "")
+
+
+def test_a_2d_fix_is_a_bad_fix() -> None:
+    s = VfcSim(seed=43)
+    s.boot()
+    _gps_reports(s, fix_type=2)
+    s.run(0.3)
+    s.copter.set_mode(LOITER)
+    assert s.copter.arm() == (False, "Arm: GPS 1: Bad fix")
+
+
+def test_a_silent_receiver_is_a_bad_fix_after_four_seconds() -> None:
+    s = VfcSim(seed=44)
+    s.boot()
+    s.copter.set_mode(LOITER)
+    s.gps.due = lambda t: False  # type: ignore[method-assign]
+    s.run(3.5)
+    assert s.copter.arm()[1] != "Arm: GPS 1: Bad fix"
+    s.copter.disarm()
+    s.run(1.0)
+    assert s.copter.arm() == (False, "Arm: GPS 1: Bad fix")
+
+
+def test_hdop_above_gps_hdop_good_refuses_after_the_position_checks() -> None:
+    s = VfcSim(seed=45)
+    s.boot()
+    fields = _gps_reports(s, hdop=1.6)
+    s.run(0.3)
+    s.copter.set_mode(LOITER)
+    assert s.copter.arm() == (False, "Arm: High GPS HDOP")
+    fields["hdop"] = 1.3
+    s.run(0.3)
+    assert s.copter.arm() == (True, "")
+
+
+def test_px4_personality_keeps_its_own_rule_without_gps() -> None:
+    from hil.vfc.px4 import Px4Personality
+
+    s = VfcSim(seed=46)
+    s.copter.personality = Px4Personality()
+    s.boot()
+    assert s.copter.set_mode(LOITER)[0]
     s.gps.available = False
     assert s.run(10.0, lambda s: not s.copter.position_ok)
+    # The pre-arm wording, which the personality turns into "Preflight Fail: ...".
     assert s.copter.arm() == (False, "PreArm: Need Position Estimate")
-    assert not s.copter.armed
-    assert "PreArm: Need Position Estimate" in [t for _, t in s.copter.drain_statustexts()]
 
 
 def test_mode_change_needing_position_is_refused_with_a_reason() -> None:
+    # Armed only: ArduCopter's set_mode() skips its checks while disarmed.
     s = VfcSim(seed=32)
     s.gps.available = False
     s.boot()
+    s.arm_in(ALT_HOLD)
     ok, why = s.copter.set_mode(LOITER)
     assert not ok and "requires position" in why
-    assert s.copter.mode == STABILIZE
+    assert s.copter.mode == ALT_HOLD
 
 
 def test_arming_refused_without_rc() -> None:
@@ -105,7 +195,7 @@ def test_arming_refused_without_rc() -> None:
     s.rc = None
     s.boot()
     s.copter.set_mode(ALT_HOLD)
-    assert s.copter.arm() == (False, "PreArm: RC not found")
+    assert s.copter.arm() == (False, "Arm: RC not found")
     assert s.copter.arm(force=True) == (True, "")
 
 
@@ -120,7 +210,7 @@ def test_arming_without_rc_allowed_when_radio_failsafe_disabled() -> None:
 def test_arming_in_stabilize_refused_with_throttle_up() -> None:
     s = VfcSim(seed=35)
     s.boot()
-    assert s.copter.arm() == (False, "PreArm: Throttle too high")
+    assert s.copter.arm() == (False, "Arm: Throttle too high")
     s.rc = [1500, 1500, 1000, 1500]
     s.run(0.1)
     assert s.copter.arm() == (True, "")
@@ -132,7 +222,7 @@ def test_arming_refused_before_the_estimator_settles() -> None:
     s.run(0.5)
     s.copter.set_mode(ALT_HOLD)
     ok, why = s.copter.arm()
-    assert not ok and why.startswith("PreArm")
+    assert not ok and why.startswith("Arm: ")
 
 
 def test_arming_check_0_skips_prearm_checks() -> None:

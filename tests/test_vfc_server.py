@@ -192,7 +192,7 @@ def test_arming_without_sensors_is_refused_with_a_prearm_statustext(link: Link) 
         M.MAV_RESULT_DENIED,
         M.MAV_RESULT_TEMPORARILY_REJECTED,
     )
-    link.expect("STATUSTEXT", lambda m: m.text.startswith("PreArm:"))
+    link.expect("STATUSTEXT", lambda m: m.text.startswith("Arm: "))  # AP_Arming::check_failed while arming
 
 
 def test_hil_sensor_is_answered_in_lockstep_and_sets_the_board_clock(link: Link) -> None:

@@ -224,7 +224,8 @@ ARDUCOPTER = FirmwareProfile(
                 when="in a flight mode that needs GPS (LOITER, POSHOLD, GUIDED, AUTO, RTL...) "
                 "or with a circle or polygon fence",
                 note="ARMING_CHECK with the GPS bit (1 = all, the default); the message is "
-                "'PreArm: GPS 1: Bad fix', then 'PreArm: Need Position Estimate' "
+                "'Arm: GPS 1: Bad fix' when asked to arm ('PreArm:' in the periodic pre-arm "
+                "report), then 'Need Position Estimate' "
                 "(ArduCopter/AP_Arming_Copter.cpp gps_checks, libraries/AP_Arming/AP_Arming.cpp)",
             ),
         },

@@ -36,7 +36,7 @@ in fc_msp.c): what a board needs, found by running the INAV 9.1 SITL in HITL:
 
 from __future__ import annotations
 
-from hil.profiles.model import MSP_REBOOT, Arming, Command, Failsafe, FirmwareProfile
+from hil.profiles.model import MSP_REBOOT, Arming, ArmingCheck, Command, Failsafe, FirmwareProfile
 
 #: Box name -> permanent id (fc_msp_box.c).
 BOXES: dict[str, int] = {
@@ -168,6 +168,30 @@ INAV = FirmwareProfile(
             "GPS fix where one is needed",
             "the ARM switch moves from off to on",
         ),
+        checks={
+            # navigation/navigation.c navigationIsBlockingArming(): when a navigation mode
+            # has a mode range (fc/rc_modes.c isUsingNavigationModes: NAV POSHOLD, NAV RTH,
+            # NAV WP, ...) or a failsafe procedure is RTH (flight/failsafe.c
+            # failsafeMayRequireNavigationMode: failsafe_procedure or
+            # failsafe_min_distance_procedure), and the position estimate is not healthy
+            # (navigationPositionEstimateIsHealthy: position and altitude estimates usable
+            # and a home fixed from GPS, GPS_FIX_HOME), fc/fc_core.c updateArmingStatus()
+            # sets ARMING_DISABLED_NAVIGATION_UNSAFE (fc/runtime_config.h bit 11, "NAV" in
+            # armingDisableFlagNames). nav_extra_arming_safety (fc/settings.yaml) is ON or
+            # ALLOW_BYPASS (the default): the latter lets a switch arming with the yaw stick
+            # held high go through, and the bypass then holds for later armings. Checked
+            # while disarmed, at every arming.
+            "gps_fix": ArmingCheck(
+                flag="NAV",
+                capability="nav_modes",
+                when="with a navigation mode on a switch (NAV POSHOLD, NAV RTH, NAV WP...) "
+                "or failsafe_procedure = RTH",
+                note="the position estimate healthy with a home from a GPS fix; "
+                "nav_extra_arming_safety = ALLOW_BYPASS (default) lets yaw-high switch arming "
+                "through (navigation/navigation.c navigationIsBlockingArming, fc/fc_core.c "
+                "updateArmingStatus, fc/runtime_config.h ARMING_DISABLED_NAVIGATION_UNSAFE)",
+            ),
+        },
     ),
     reboot=Command("msp", MSP_REBOOT, note="refused while armed"),
     bootloader=(
@@ -186,5 +210,7 @@ INAV = FirmwareProfile(
         "INAV src/main/fc/cli.c",
         "INAV src/main/fc/runtime_config.h",
         "INAV src/main/fc/fc_core.c",
+        "INAV src/main/navigation/navigation.c",
+        "INAV src/main/flight/failsafe.c",
     ),
 )

@@ -245,6 +245,11 @@ class _Parser:
                     " of the same kind its own id",
                 )
             seen[inj.id] = f"[[injection]][{i}]"
+            if inj.kind == "arm_attempt" and setup.armed:
+                raise self.error(
+                    f"[[injection]][{i}].kind",
+                    "arm_attempt needs a vehicle on the ground: set [setup] armed = false",
+                )
 
         anchors: dict[str, float] = {"start": 0.0}
         open_ended: list[str] = []

@@ -2,7 +2,9 @@
 
 Everything is measured in vehicle time (the board's clock, which in lockstep is the
 simulation's). Setup flies as a ground station would: GUIDED, arm, take off to the
-setup altitude, fly to the start point, enter the setup mode. The board's messages are
+setup altitude, fly to the start point, enter the setup mode (a setup on the ground,
+armed = false, only enters the mode; `arm_attempt` injections ask the board to arm on
+the timeline). The board's messages are
 recorded as they arrive (`_Recorder`); a watchdog fails every wait at once when the
 board stops answering. Host-clock latencies (command -> ACK, sensor -> actuator) are
 measured beside the run.
@@ -189,6 +191,8 @@ class MavlinkFlight:
         self._heartbeat_hz: float | None = None
         self._asked_heartbeat = False
         self._hooked = False
+        #: Arm attempts still to make: [next due (vehicle s), stop (vehicle s) or None, id].
+        self._arm_attempts: list[list[Any]] = []
 
     # -- before flying -----------------------------------------------------------------
     def prepare(self, scenario: Scenario) -> Scenario:
@@ -237,6 +241,13 @@ class MavlinkFlight:
             _fly_setup(self.ap, scenario)
             self.board.lifecycle.mark(BoardState.ARMABLE, "arming accepted")
             self.board.lifecycle.mark(BoardState.FLYING, "took off to the setup altitude")
+        else:  # on the ground in the setup's mode; the scenario arms it, if at all
+            mode = scenario.setup.mode
+            _retry(self.ap, f"enter {mode}", lambda: self.ap.set_mode(mode), within=60.0)
+            self.ap.wait_mode(mode, within=5.0)
+            # As a pilot waits before arming: the checks pass and the estimator has a
+            # position, so what the timeline does is what refuses an arming.
+            self.ap.wait_ready(within=60.0)
         if self._heartbeat_hz is not None:
             refused = request_heartbeat_rate(self.ap, self._heartbeat_hz)
             self._asked_heartbeat = refused is None
@@ -247,9 +258,44 @@ class MavlinkFlight:
     def note(self, t: float, kind: str, text: str) -> None:
         self.recorder.events.append((t, kind, text))
 
+    def schedule_action(self, inj: Any, t0: float) -> None:
+        """An `arm_attempt` at scenario time ``t0 + inj.start``, made during `wait`."""
+        stop = None if inj.stop is None else t0 + inj.stop
+        self._arm_attempts.append([t0 + inj.start, stop, inj.id])
+
     def wait(self, what: str, done, within: float) -> None:
-        """Until ``done()`` holds, checked at each message (gated loop: at each step)."""
-        self.ap.wait_for(what, lambda _msg: done(), within=within)
+        """Until ``done()`` holds, checked at each message (gated loop: at each step);
+        the arm attempts fall due meanwhile and are made between two waits."""
+        t_end = self.ap.vehicle_time + within
+        while self._arm_attempts:
+            due = min(a[0] for a in self._arm_attempts)
+            left = max(t_end - self.ap.vehicle_time, 0.0)
+            self.ap.wait_for(
+                f"{what} (or the arm attempt due at {due:.1f} s)",
+                lambda _msg, due=due: done() or self.ap.vehicle_time >= due,
+                within=left,
+            )
+            if done():
+                return
+            self._arm_now(due)
+        self.ap.wait_for(what, lambda _msg: done(), within=max(t_end - self.ap.vehicle_time, 0.0))
+
+    def _arm_now(self, due: float) -> None:
+        """Make the arm attempts due by ``due``: one COMPONENT_ARM_DISARM each; an attempt
+        with a stop comes again a second later until the board arms or the stop passes."""
+        t = self.ap.vehicle_time
+        for attempt in [a for a in self._arm_attempts if a[0] <= due]:
+            ident = attempt[2]
+            try:
+                self.ap.arm()
+                self.note(t, "note", f"arm attempt {ident}: accepted")
+                accepted = True
+            except CommandRefused as exc:
+                self.note(t, "note", f"arm attempt {ident}: {exc}")
+                accepted = False
+            attempt[0] += 1.0
+            if accepted or attempt[1] is None or attempt[0] > attempt[1]:
+                self._arm_attempts.remove(attempt)
 
     def check_end(self) -> None:
         """The end came; was all of it read from the board?"""

@@ -237,6 +237,12 @@ register_injection_kind("wind", WIND_PARAMS, "wind (on top of the setup's wind)"
 register_injection_kind(
     "arm_switch", {}, "the pilot holds the arm switch on (from start to stop; off before and after)"
 )
+register_injection_kind(
+    "arm_attempt",
+    {},
+    "the ground station asks the board to arm over MAVLink (COMPONENT_ARM_DISARM) at start,"
+    " then once a second until it is armed or the stop comes (no stop: once)",
+)
 
 # Threats modelled physically (they act through the receivers' serial links when the
 # board is wired that way, or through the HIL path otherwise).
@@ -660,12 +666,21 @@ class Needs:
         if capabilities is not None:
             reasons += [CAPABILITY_REASONS[c] for c in self.capabilities if c not in capabilities]
         reasons += [r for w in self.arming_checks if (r := profile.lacks_arming_check(w, capabilities)) is not None]
+        if "arm_attempt" in self.injections and profile.protocol != "mavlink":
+            reasons.append(
+                f"the scenario asks the board to arm over MAVLink (arm_attempt), and {profile.family} is not armed that way"
+            )
         return reasons
 
 
 #: Injection kinds that act on the radio link or the pilot's hands, not on the plant: a
 #: board without physics (on a bench) can take them.
-LINK_ONLY_KINDS: frozenset[str] = frozenset({"rc_loss", "rc_jamming", "arm_switch", "gcs_loss", "telemetry_jamming"})
+LINK_ONLY_KINDS: frozenset[str] = frozenset(
+    {"rc_loss", "rc_jamming", "arm_switch", "arm_attempt", "gcs_loss", "telemetry_jamming"}
+)
+#: Injection kinds the harness's ground station acts out itself (the scenario's `Flight`,
+#: `schedule_action`), not the closed loop: a command to the board.
+GCS_ACTION_KINDS: frozenset[str] = frozenset({"arm_attempt"})
 CAPABILITY_REASONS: Mapping[str, str] = MappingProxyType(
     {
         "physics": "the scenario flies or acts on the vehicle, and this board has no physics (it sits on a bench)",

@@ -136,6 +136,10 @@ class _MspRecorder(RecorderBase):
         with self._changed:
             self.events.append((t, kind, text))
 
+    def schedule_action(self, inj: Any, t0: float) -> None:
+        """MSP boards take no ground-station actions (a scenario with one is skipped first)."""
+        raise HilError(f"injection {inj.id!r} ({inj.kind}) is a MAVLink ground station's; an MSP board cannot take it")
+
     def wait(self, what: str, predicate, within: float) -> None:
         """Wait until ``predicate()`` holds (checked at each status poll), bounded."""
         deadline = Deadline(within)

@@ -8,7 +8,9 @@ for Betaflight. The sequence is this module's:
 
 1. refuse what the board cannot do, with the reason (its profile and capabilities);
 2. bring the board up (the closed loop, the recorder), fly the setup before t = 0;
-3. schedule the injections in the closed loop at exact times from t0;
+3. schedule the injections in the closed loop at exact times from t0 (the ground
+   station's own actions, `arm_attempt`, with the flight, which acts them out while it
+   waits);
 4. wait for the scenario's end (its duration, or the vehicle down and disarmed after
    the last injection has had time to act);
 5. judge the expectations over the recorded timeline and the limits over the
@@ -24,7 +26,7 @@ from hil.errors import HilError, WaitTimeout
 from hil.scenario.expect import evaluate
 from hil.scenario.limits import judge
 from hil.scenario.mavlink_flight import sim_config_for
-from hil.scenario.model import Scenario
+from hil.scenario.model import GCS_ACTION_KINDS, Scenario
 from hil.scenario.result import ScenarioResult
 from hil.scenario.timeline import RecorderBase
 from hil.sim.loop import ClosedLoop
@@ -49,6 +51,7 @@ class Flight(Protocol):
     def loop_time(self, t: float) -> float: ...
     def note(self, t: float, kind: str, text: str) -> None: ...
     def wait(self, what: str, done: Any, within: float) -> None: ...
+    def schedule_action(self, inj: Any, t0: float) -> None: ...
     def check_end(self) -> None: ...
     def error_text(self, exc: HilError, t0: float) -> tuple[str, str | None]: ...
     def sim_seconds(self) -> float: ...
@@ -90,8 +93,13 @@ def fly(scenario: Scenario, session: Any, flight: Flight, result: ScenarioResult
         t0 = flight.now()
         flight.note(t0, "note", "timeline start")
         loop = flight.loop
+        for inj in scenario.injections:
+            if inj.kind in GCS_ACTION_KINDS:  # the ground station's, not the loop's
+                flight.schedule_action(inj, t0)
         if loop is not None:
             for inj in scenario.injections:
+                if inj.kind in GCS_ACTION_KINDS:
+                    continue
                 stop = None if inj.stop is None else flight.loop_time(t0 + inj.stop)
                 loop.schedule(inj.kind, flight.loop_time(t0 + inj.start), stop, inj.params, inj.id)
         _wait_for_the_end(flight, scenario, t0)

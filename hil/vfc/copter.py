@@ -54,6 +54,10 @@ SLOW_DIVIDER = 40
 LAND_DETECT_S = 1.0
 RC_MIN, RC_MID, RC_MAX = 1100, 1500, 1900
 RC_DZ = 20
+#: AP_GPS.cpp GPS_TIMEOUT_MS: a receiver silent this long is NO_GPS.
+GPS_TIMEOUT_S = 4.0
+#: ArduCopter/config.h GPS_HDOP_GOOD_DEFAULT (140, HDOP x 100): the arming check's bound.
+GPS_HDOP_GOOD = 1.40
 
 
 def _finite(v: object, limit: float) -> bool:
@@ -105,6 +109,9 @@ class Copter:
         self.home: tuple[float, float, float] | None = None
         self.gps: tuple | None = None
         self._last_gps_t: float | None = None
+        #: When the last GPS report came (board seconds) and its HDOP (None: not reported).
+        self._gps_seen_t: float | None = None
+        self._gps_hdop: float | None = None
         self.rc_channels: tuple[int, ...] = ()
         self._sticks = (0.0, 0.0, 0.0, 0.0)
         self._throttle_pwm = 0
@@ -490,8 +497,9 @@ class Copter:
     # ------------------------------------------------------------ inputs
     def on_gps(self, t_us: int, fix_type: int, lat_deg: float, lon_deg: float, alt_m: float,
                vel_ned: tuple[float, float, float], eph_m: float, epv_m: float,
-               satellites: int) -> None:
-        """One GPS report (HIL_GPS); good 3D fixes are fused."""
+               satellites: int, hdop: float | None = None) -> None:
+        """One GPS report (HIL_GPS); good 3D fixes are fused. `hdop`: the receiver's
+        horizontal dilution of precision (None: not reported), for the arming check."""
         try:
             vn, ve, vd = (float(v) for v in vel_ned)
             fix = int(fix_type)
@@ -504,6 +512,11 @@ class Copter:
         except (TypeError, ValueError, OverflowError):
             return
         self.gps = (t_us, fix, lat, lon, alt, (vn, ve, vd), eph, epv, sats)
+        self._gps_seen_t = self._t
+        try:
+            self._gps_hdop = float(hdop) if hdop is not None and math.isfinite(float(hdop)) else None
+        except (TypeError, ValueError, OverflowError):
+            self._gps_hdop = None
         if not (fix >= 3 and sats >= 6 and _finite(lat, 90.0) and _finite(lon, 180.0)
                 and _finite(alt, 20000.0) and 0.0 <= eph < 5.0 and _finite(vn, 100.0)
                 and _finite(ve, 100.0) and _finite(vd, 100.0)):
@@ -556,7 +569,7 @@ class Copter:
         if not force and self._p("ARMING_CHECK") != 0:
             reason = self._prearm_failure()
             if reason:
-                return self._refuse(reason)
+                return self._refuse(self._arming_text(reason))
         self.armed = True
         self._armed_at = self._t
         self.landed = True
@@ -572,6 +585,15 @@ class Copter:
         self._mode.enter(self)
         self._text(INFO, "Arming motors")
         return True, ""
+
+    def _arming_text(self, reason: str) -> str:
+        """A pre-arm failure as said when asked to arm: AP_Arming::check_failed() tags it
+        "Arm: " while arm() runs the checks (running_arming_checks), "PreArm: " only in
+        the periodic pre-arm report (libraries/AP_Arming/AP_Arming.cpp). A personality
+        may keep the pre-arm wording (PX4: `prearm_wording_at_arming`)."""
+        if getattr(self.personality, "prearm_wording_at_arming", False):
+            return reason
+        return "Arm: " + reason.removeprefix("PreArm: ")
 
     @property
     def arming_checks(self) -> bool:
@@ -591,8 +613,13 @@ class Copter:
             return "PreArm: Gyros still settling"
         if est.tilt_error > 0.1:
             return "PreArm: AHRS attitude inconsistent"
+        gps = self._gps_failure()
+        if gps:
+            return gps
         if self._mode.needs_position and not self.position_ok:
             return "PreArm: Need Position Estimate"
+        if self._gps_hdop_high():
+            return "PreArm: High GPS HDOP"
         if self._p("FS_THR_ENABLE") != 0 and not self.rc_ok:
             return "PreArm: RC not found"
         low = self._p("BATT_LOW_VOLT")
@@ -601,6 +628,33 @@ class Copter:
         if arming and self._mode.manual_throttle and self.rc_ok and self._sticks[3] > 0.02:
             return "PreArm: Throttle too high"
         return ""
+
+    def _gps_checked(self) -> bool:
+        """ArduCopter's AP_Arming_Copter::gps_checks() runs the GPS checks when the mode
+        requires a position (Mode::requires_position(); no fence or SUPER SIMPLE here)
+        and a GPS receiver has been seen (AP_GPS::num_sensors() > 0). A personality may
+        keep its own rule (PX4: `gps_arming_check` False)."""
+        return (self._mode.needs_position and self.gps is not None
+                and getattr(self.personality, "gps_arming_check", True))
+
+    def _gps_failure(self) -> str:
+        """AP_Arming::gps_checks() (libraries/AP_Arming/AP_Arming.cpp): a receiver whose
+        status is below a 3D fix fails with "GPS 1: Bad fix". A receiver silent for
+        longer than AP_GPS's GPS_TIMEOUT_MS (4 s) reports NO_GPS, below a 3D fix too.
+        There is no satellite-count threshold in these checks (the EKF's EK3_GPS_CHECK
+        wants 6, which shows as "Need Position Estimate")."""
+        if not self._gps_checked():
+            return ""
+        stale = self._gps_seen_t is None or self._t - self._gps_seen_t > GPS_TIMEOUT_S
+        if stale or int(self.gps[1]) < 3:
+            return "PreArm: GPS 1: Bad fix"
+        return ""
+
+    def _gps_hdop_high(self) -> bool:
+        """AP_Arming_Copter::gps_checks(), after the position checks: HDOP above
+        GPS_HDOP_GOOD (default 140, HDOP x 100: ArduCopter/config.h) refuses with
+        "High GPS HDOP"."""
+        return self._gps_checked() and self._gps_hdop is not None and self._gps_hdop > GPS_HDOP_GOOD
 
     def disarm(self, force: bool = False) -> tuple[bool, str]:
         """Disarm; refused in the air unless forced."""
@@ -630,7 +684,11 @@ class Copter:
         new = self.modes[int(mode)]  # type: ignore[call-overload]
         if new is self._mode:
             return True, ""
-        if new.needs_position and not self.position_ok:
+        # ArduCopter's Copter::set_mode() skips its checks while disarmed ("we rely on
+        # the arming check"): a position mode can be chosen on the ground without a fix.
+        # PX4 refuses it either way (`mode_checks_when_disarmed`).
+        checked = self.armed or getattr(self.personality, "mode_checks_when_disarmed", False)
+        if checked and new.needs_position and not self.position_ok:
             return self._refuse(f"Mode change to {new.name} failed: requires position",
                                 announce_fail)
         self._mode = new

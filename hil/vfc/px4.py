@@ -107,6 +107,14 @@ class Px4Personality:
     """What the flight software asks of its personality (see hil.vfc.copter)."""
 
     name = NAME
+    #: PX4's own arming rule for a position mode without GPS is not modelled: the flight
+    #: software's "Need Position Estimate" refusal stands for it (PX4 commander's
+    #: checks not read here), not ArduCopter's "GPS 1: Bad fix".
+    gps_arming_check = False
+    #: An arming refusal keeps the pre-arm wording ("PreArm: " -> "Preflight Fail: ").
+    prearm_wording_at_arming = True
+    #: PX4 refuses a mode that needs a position without one, armed or not.
+    mode_checks_when_disarmed = True
 
     @staticmethod
     def failsafe_action(failsafe: str, p: Callable[[str], float]) -> str:

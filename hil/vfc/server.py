@@ -562,6 +562,9 @@ class VfcServer(TelemetryBuilders):
             eph,
             epv,
             int(msg.satellites_visible),
+            # MAVLink defines HIL_GPS.eph as HDOP x 100 (our links put the accuracy in cm
+            # there, about 1 m on a clear sky: under ArduCopter's bound of 1.40).
+            hdop=eph,
         )
 
     def _on_rc_override(self, msg: Any) -> None:
@@ -627,7 +630,7 @@ class VfcServer(TelemetryBuilders):
             result, reason = handler(params)
         self._ack(msg, command, result)
         if reason:
-            # ArduPilot reports arming refusals (PreArm:) as CRITICAL, others as warnings.
+            # ArduPilot reports arming refusals (Arm:/PreArm:) as CRITICAL, others as warnings.
             arming = command == M.MAV_CMD_COMPONENT_ARM_DISARM
             self._say_once(M.MAV_SEVERITY_CRITICAL if arming else M.MAV_SEVERITY_WARNING, reason)
         follow_up, self._follow_up = self._follow_up, None

@@ -140,6 +140,7 @@ class BoardUarts:
                     copter.on_gps(
                         t_us, fix.fix_type, fix.lat_deg, fix.lon_deg, fix.alt_m,
                         tuple(fix.vel_ned), fix.eph_m, fix.epv_m, fix.satellites,
+                        hdop=fix.hdop,
                     )
                     self.last_gps = _gps_raw(fix)
                     if fix.jamming_indicator is not None:
