@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hil.errors import CommandRefused, ConfigError, HilError
+from hil.errors import ConfigError, HilError
 
 Log = Callable[[str], None]
 
@@ -139,22 +139,6 @@ def resolve(path: str | None, *, seconds: float | None, speedups: str | None, in
 # -- flying and timing --------------------------------------------------------------------
 
 
-def _retry(ap, what: str, action: Callable[[], object], within: float) -> None:
-    """`action` once per vehicle second until the board takes it (bounded in vehicle and
-    wall time)."""
-    t_end = ap.vehicle_time + within
-    wall_end = time.monotonic() + within / SLOWEST
-    while True:
-        try:
-            action()
-            return
-        except CommandRefused as exc:
-            last = str(exc)
-        if ap.vehicle_time >= t_end or time.monotonic() >= wall_end:
-            raise HilError(f"could not {what} within {within:.0f} s of vehicle time: {last}")
-        _wait_vehicle(ap, 1.0, f"1 s before trying again to {what}")
-
-
 def _wait_vehicle(ap, seconds: float, what: str) -> float:
     """Wait until the vehicle's clock has moved `seconds` (bounded at SLOWEST x real time);
     returns the wall seconds it took."""
@@ -174,8 +158,8 @@ def _wait_vehicle(ap, seconds: float, what: str) -> float:
 def _hover(ap, log: Log) -> str:
     """GUIDED, arm, take off to 10 m and settle; '' when hovering, else why not."""
     try:
-        _retry(ap, "enter GUIDED", lambda: ap.set_mode("GUIDED"), SETUP_VEHICLE_S)
-        _retry(ap, "arm", ap.arm, SETUP_VEHICLE_S)
+        ap.until_accepted("enter GUIDED", lambda: ap.set_mode("GUIDED"), within=SETUP_VEHICLE_S, wall_within=SETUP_VEHICLE_S / SLOWEST)
+        ap.until_accepted("arm", ap.arm, within=SETUP_VEHICLE_S, wall_within=SETUP_VEHICLE_S / SLOWEST)
         ap.takeoff(10.0)
         _wait_vehicle(ap, 12.0, "the climb to 10 m")
     except HilError as exc:

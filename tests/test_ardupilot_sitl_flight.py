@@ -4,23 +4,16 @@ skipped without it. Slow: each test boots SITL and flies a scenario."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from hil.rig import Rig
+from tests.ardupilot_marks import NEEDS_ARDUPILOT_SITL
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [
-    pytest.mark.ardupilot_sitl,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not os.environ.get("HIL_ARDUPILOT_SITL"),
-        reason="HIL_ARDUPILOT_SITL does not name an ArduCopter SITL build (arducopter from ./waf copter)",
-    ),
-]
+pytestmark = NEEDS_ARDUPILOT_SITL
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,14 @@ from pathlib import Path
 import pytest
 
 from hil.cli import main
+from tests.ardupilot_marks import NEEDS_ARDUPILOT_SITL
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios" / "rc_loss_rtl.toml"
 #: SITL -I for these tests (ports 5760/9002 + 10 x 41), apart from the other SITL tests'.
 INSTANCE = 41
 
-pytestmark = [
-    pytest.mark.ardupilot_sitl,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not os.environ.get("HIL_ARDUPILOT_SITL"),
-        reason="HIL_ARDUPILOT_SITL does not name an ArduCopter SITL build (arducopter from ./waf copter)",
-    ),
-]
+pytestmark = NEEDS_ARDUPILOT_SITL
 
 
 @pytest.fixture

@@ -6,15 +6,13 @@ tests in Python"); the `sim` fixture hands a MAVLink board over once it is ready
 
 from __future__ import annotations
 
-import os
 import re
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from hil.mavlink.dialect import mavlink
 from hil.rig import DEFAULT_RIG
+from tests.ardupilot_marks import needs_ardupilot_sitl
 
 ROOT = Path(__file__).resolve().parent.parent
 README_TEXT = ROOT / "README.md"
@@ -69,12 +67,7 @@ def test_the_sim_fixture_hands_over_a_vehicle_ready_to_fly(board_session):
     ap.disarm()
 
 
-@pytest.mark.ardupilot_sitl
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("HIL_ARDUPILOT_SITL"),
-    reason="HIL_ARDUPILOT_SITL does not name an ArduCopter SITL build (arducopter from ./waf copter)",
-)
+@needs_ardupilot_sitl
 def test_the_readme_sim_example_passes_on_ardupilot_sitl(pytester):
     rig = pytester.path / "ap.toml"
     rig.write_text(

@@ -402,6 +402,28 @@ class MavlinkAutopilot:
         )
         return vehicle_time(msg)
 
+    def until_accepted(
+        self, what: str, action: Callable[[], object], *, within: float, wall_within: float | None = None
+    ) -> None:
+        """Do `action` once per vehicle second until the board stops refusing it
+        (`CommandRefused`): a board just up refuses GUIDED or arming for a while. Raises
+        HilError with the last refusal after `within` s of vehicle time (or `wall_within`
+        wall s, when given)."""
+        t_end = self.vehicle_time + within
+        wall_end = None if wall_within is None else time.monotonic() + wall_within
+        while True:
+            try:
+                action()
+                return
+            except CommandRefused as exc:
+                last = str(exc)
+            if self.vehicle_time >= t_end or (wall_end is not None and time.monotonic() >= wall_end):
+                raise HilError(f"could not {what} within {within:.0f} s of vehicle time: {last}")
+            target = self.vehicle_time + 1.0
+            self.wait_for(
+                f"1 s before trying again to {what}", lambda _m, target=target: self.vehicle_time >= target, within=2.0
+            )
+
     def wait_ready(self, *, within: float = 60.0) -> float:
         """Wait until the board could enter a position mode (GUIDED, LOITER) and arm:
         the pre-arm checks pass where SYS_STATUS reports them (MAV_SYS_STATUS_PREARM_CHECK

@@ -243,7 +243,7 @@ class MavlinkFlight:
             self.board.lifecycle.mark(BoardState.FLYING, "took off to the setup altitude")
         else:  # on the ground in the setup's mode; the scenario arms it, if at all
             mode = scenario.setup.mode
-            _retry(self.ap, f"enter {mode}", lambda: self.ap.set_mode(mode), within=60.0)
+            self.ap.until_accepted(f"enter {mode}", lambda: self.ap.set_mode(mode), within=60.0)
             self.ap.wait_mode(mode, within=5.0)
             # As a pilot waits before arming: the checks pass and the estimator has a
             # position, so what the timeline does is what refuses an arming.
@@ -358,22 +358,6 @@ class MavlinkFlight:
         )
 
 
-def _retry(ap: MavlinkAutopilot, what: str, action, within: float) -> None:
-    """Repeat `action` once per vehicle second until the board accepts it."""
-    t_end = ap.vehicle_time + within
-    last = ""
-    while True:
-        try:
-            action()
-            return
-        except CommandRefused as exc:
-            last = str(exc)
-        if ap.vehicle_time >= t_end:
-            raise HilError(f"setup: could not {what} within {within:.0f} s of vehicle time: {last}")
-        target = ap.vehicle_time + 1.0
-        ap.wait_for(f"1 s before retrying to {what}", lambda m, target=target: ap.vehicle_time >= target, within=2.0)
-
-
 def _altitude(msg) -> float | None:
     return msg.relative_alt * 1e-3 if msg.get_type() == "GLOBAL_POSITION_INT" else None
 
@@ -383,8 +367,8 @@ def _fly_setup(ap: MavlinkAutopilot, scenario: Scenario) -> None:
     # A board just started (ArduPilot SITL with its boot checks still failing, its EKF
     # without a position yet) refuses GUIDED, arming or the takeoff: wait for it first.
     ap.wait_ready(within=90.0)
-    _retry(ap, "enter GUIDED", lambda: ap.set_mode("GUIDED"), within=60.0)
-    _retry(ap, "arm", ap.arm, within=60.0)
+    ap.until_accepted("enter GUIDED", lambda: ap.set_mode("GUIDED"), within=60.0)
+    ap.until_accepted("arm", ap.arm, within=60.0)
     ap.takeoff(setup.altitude)
     target = setup.altitude - 0.5
     ap.wait_and_maintain(
