@@ -83,7 +83,8 @@ def _library():
 def test_the_library_on_px4_skips_only_what_px4_cannot_say() -> None:
     skipped = {s.name: s.lacked_by(PX4_MULTICOPTER, frozenset({"physics", "gnss", "failsafe_mode"})) for s in _library()}
     skipped = {name: why for name, why in skipped.items() if why}
-    assert set(skipped) == {"low-battery-rtl", "rc-loss-while-gps-jammed", "gcs-loss-pilot-continues"}
+    assert set(skipped) == {"low-battery-rtl", "rc-loss-while-gps-jammed", "gcs-loss-pilot-continues", "gps-arming-needs-fix"}
+    assert "gps_fix" in skipped["gps-arming-needs-fix"]
     assert "BATT_LOW_VOLT" in skipped["low-battery-rtl"]
     assert "FS_OPTIONS bit 4" in skipped["gcs-loss-pilot-continues"]
     assert "FS_EKF_ACTION = 2" in skipped["rc-loss-while-gps-jammed"]
