@@ -159,9 +159,7 @@ def sim_config_for(scenario: Scenario) -> SimConfig:
     setup = scenario.setup
     config = SimConfig(seed=scenario.seed)
     if setup.wind is not None:
-        config.wind_speed = setup.wind.speed
-        config.wind_direction = setup.wind.direction
-        config.wind_gust = setup.wind.gust
+        setup.wind.apply_to(config)
     if setup.battery is not None:
         config.battery_cells = setup.battery.cells
         config.battery_capacity_mah = setup.battery.capacity_mah

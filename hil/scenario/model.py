@@ -329,6 +329,13 @@ class Wind:
     direction: float = 0.0
     gust: float = 0.0
 
+    def apply_to(self, config) -> None:
+        """Set a loop configuration's weather (``wind_speed``, ``wind_direction``,
+        ``wind_gust``: every plant configuration has them) to this wind."""
+        config.wind_speed = self.speed
+        config.wind_direction = self.direction
+        config.wind_gust = self.gust
+
 
 @dataclass(frozen=True)
 class BatteryConfig:

@@ -168,9 +168,7 @@ def loop_config_for(scenario: Scenario) -> BetaflightLoopConfig:
     setup = scenario.setup
     config = BetaflightLoopConfig(seed=scenario.seed)
     if setup.wind is not None:
-        config.wind_speed = setup.wind.speed
-        config.wind_direction = setup.wind.direction
-        config.wind_gust = setup.wind.gust
+        setup.wind.apply_to(config)
     return config
 
 

@@ -103,7 +103,6 @@ class MavlinkHilLink:
         #: (its sample times in plain lockstep, its loop clock with a loop-time model), and
         #: when its sample's bytes were written and its own bytes read (host clock).
         self.answer_log = AnswerLog()
-        self._sent_ns: dict[int, int] = {}
         self._motors: Motors = _STOPPED
 
     # -- the loop's side ---------------------------------------------------------------
@@ -133,27 +132,13 @@ class MavlinkHilLink:
             out = self._due_inputs(t_us, plant)
         else:
             out = None
-        v = plant.vehicle
-        ax, ay, az, gx, gy, gz = plant.imu.sample(v)
-        mx, my, mz = plant.mag.sample(v.quat)
-        alt_amsl = geo.HOME.alt_m - v.pos[2]
-        pressure, temperature = plant.baro.sample(alt_amsl)
-        seq = sim.seq
-        frame = HIL_SENSOR.pack(
-            seq, sim.srcSystem, sim.srcComponent,
-            t_us, ax, ay, az, gx, gy, gz, mx, my, mz,
-            pressure, 0.0, alt_amsl, temperature, _ALL_FIELDS, 0,
-        )
-        sim.seq = (seq + 1) % 256
+        frame = hil_sensor_frame(sim, t_us, plant, _ALL_FIELDS)
         if out:
             out.append(frame)
             frame = b"".join(out)
         conn.send_bytes(frame)
         if self.lockstep:
-            sent = self._sent_ns
-            if len(sent) > 8:  # samples never answered (a drain, a restart) must not pile up
-                sent.clear()
-            sent[t_us] = _monotonic_ns()
+            self.answer_log.sample_sent(t_us, _monotonic_ns())
 
     def outputs(self, t_us: int, timeout: float) -> Motors | None:
         if self.lockstep:
@@ -208,8 +193,7 @@ class MavlinkHilLink:
             backlog.extend(conn.read_messages(remaining))
 
     def _take_actuators(self, msg, sample_us: int | None = None) -> Motors:
-        sent = self._sent_ns.pop(sample_us, 0) if sample_us is not None else 0
-        self.answer_log.add(msg.time_usec, sent, (arrival_ns(msg, 0) or _monotonic_ns()) if sent else 0)
+        self.answer_log.answered(msg.time_usec, sample_us, arrival_ns(msg, 0) or _monotonic_ns())
         if msg.mode & _ARMED:
             c = msg.controls
             return (c[0], c[1], c[2], c[3])
@@ -295,6 +279,23 @@ class MavlinkHilLink:
             if chunk is None:
                 return
             gps.on_bytes(chunk.data)
+
+
+def hil_sensor_frame(codec, t_us: int, plant: Plant, fields: int) -> bytes:
+    """One HIL_SENSOR of the plant's IMU, compass and barometer at ``t_us`` (pressure in
+    hPa, field in gauss, ``fields`` the fields_updated bits), from ``codec``'s sequence."""
+    v = plant.vehicle
+    ax, ay, az, gx, gy, gz = plant.imu.sample(v)
+    mx, my, mz = plant.mag.sample(v.quat)
+    alt_amsl = geo.HOME.alt_m - v.pos[2]
+    pressure_hpa, temperature = plant.baro.sample(alt_amsl)
+    seq = codec.seq
+    codec.seq = (seq + 1) % 256
+    return HIL_SENSOR.pack(
+        seq, codec.srcSystem, codec.srcComponent,
+        t_us, ax, ay, az, gx, gy, gz, mx, my, mz,
+        pressure_hpa, 0.0, alt_amsl, temperature, fields, 0,
+    )
 
 
 def gnss_fields(obs) -> tuple[int, int, int, int, int, int, int, int, int, int]:

@@ -43,12 +43,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from hil import geo
 from hil.codecs import px4_sim
 from hil.errors import BoardNotAnswering, LinkError
 from hil.mavlink.dialect import GCS_SYSTEM_ID, SIM_COMPONENT_ID, UINT16_MAX, mavlink, new_codec
-from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, HIL_SENSOR, FrameReader, HotCodec
-from hil.sim.mavlink_hil_link import gnss_fields, period_us
+from hil.mavlink.framing import HIL_ACTUATOR_CONTROLS, FrameReader, HotCodec
+from hil.sim.mavlink_hil_link import gnss_fields, hil_sensor_frame, period_us
 from hil.sim.simlink import AnswerLog, AnswerStamps, Motors, register
 
 if TYPE_CHECKING:
@@ -239,7 +238,6 @@ class Px4TcpLink:
         #: The board's stamp of every answer, and the host clock (monotonic ns) of each
         #: answered sample's write and of its answer's read.
         self.answer_log = AnswerLog()
-        self._sent_ns: dict[int, int] = {}
         self._conn: socket.socket | None = None
         self._latest: Motors | None = None  # the newest answer taken
         #: Answers read but not yet taken (in order): (time_usec, flags, motors, read ns).
@@ -300,27 +298,11 @@ class Px4TcpLink:
         if t_us >= self._next_gps:
             self._next_gps = t_us + self._gps_period
             out.append(self._gps_frame(t_us, plant))
-        v = plant.vehicle
-        ax, ay, az, gx, gy, gz = plant.imu.sample(v)
-        mx, my, mz = plant.mag.sample(v.quat)
-        alt_amsl = geo.HOME.alt_m - v.pos[2]
-        pressure_hpa, temperature = plant.baro.sample(alt_amsl)
-        seq = codec.seq
-        out.append(
-            HIL_SENSOR.pack(
-                seq, codec.srcSystem, codec.srcComponent,
-                t_us, ax, ay, az, gx, gy, gz, mx, my, mz,
-                pressure_hpa, 0.0, alt_amsl, temperature, px4_sim.HOVER_QUAD, 0,
-            )
-        )
-        codec.seq = (seq + 1) % 256
+        out.append(hil_sensor_frame(codec, t_us, plant, px4_sim.HOVER_QUAD))
         self._write(b"".join(out))
         self.samples += 1
         if self.lockstep:
-            sent = self._sent_ns
-            if len(sent) > 8:  # samples never answered must not pile up
-                sent.clear()
-            sent[t_us] = _monotonic_ns()
+            self.answer_log.sample_sent(t_us, _monotonic_ns())
 
     def outputs(self, t_us: int, timeout: float) -> Motors | None:
         """Lockstep: the answer to the sample at `t_us` (BoardNotAnswering after `timeout`
@@ -356,8 +338,7 @@ class Px4TcpLink:
 
     def _take(self, answer: tuple[int, int, Motors, int], sample_us: int | None) -> Motors:
         stamp, _, motors, read_ns = answer
-        sent = self._sent_ns.pop(sample_us, 0) if sample_us is not None else 0
-        self.answer_log.add(stamp, sent, read_ns)
+        self.answer_log.answered(stamp, sample_us, read_ns)
         self._latest = motors
         return motors
 

@@ -70,6 +70,8 @@ class AnswerLog:
         self.board_us: list[int] = []
         self.sent_ns = array("q")
         self.read_ns = array("q")
+        #: Send times of samples not answered yet, by their time stamp (a few at most).
+        self._pending: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.board_us)
@@ -82,6 +84,20 @@ class AnswerLog:
         if sent_ns:
             self.sent_ns.append(sent_ns)
             self.read_ns.append(read_ns)
+
+    def sample_sent(self, sample_us: int, ns: int) -> None:
+        """The sample stamped ``sample_us`` went out at host ``ns``; its answer pairs with it
+        (`answered`). Samples never answered (a drain, a restart) do not pile up."""
+        pending = self._pending
+        if len(pending) > 8:
+            pending.clear()
+        pending[sample_us] = ns
+
+    def answered(self, board_us: int, sample_us: int | None, read_ns: int) -> None:
+        """An answer stamped ``board_us`` by the board, to the sample ``sample_us`` (None:
+        not known), read at host ``read_ns``."""
+        sent = self._pending.pop(sample_us, 0) if sample_us is not None else 0
+        self.add(board_us, sent, read_ns)
 
     def read_times_ns(self) -> np.ndarray:
         """When each paired answer was read (host monotonic ns), a copy."""
